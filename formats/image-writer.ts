@@ -1,0 +1,86 @@
+import { PNG } from 'pngjs';
+import { BatchRef, requireColumn } from './columns.js';
+import { SkybatchError } from './errors.js';
+import { Item } from './input-reader.js';
+import { OutputWriter } from './output-writer.js';
+import { joinPath, pad8 } from './paths.js';
+import { concatenateBatchesToOutput, deleteBatchFiles, getBatchPath, toJsonl, uploadBytesToCloud } from './utils.js';
+
+export interface ImageWriterOptions {
+  /** The result key holding the image. Default `'image'`. */
+  column?: string;
+}
+
+/** Raw RGBA pixels, 4 bytes a pixel, row by row. */
+export interface RgbaImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const UPLOAD_CONCURRENCY = 8;
+
+/**
+ * One PNG per item at `{dir}/{globalIndex:08d}.png`, plus `{dir}/manifest.jsonl` mapping
+ * each file name to its row index. A missing or invalid image fails its batch naming the
+ * item; it is never a silent gap.
+ */
+export class ImageWriter extends OutputWriter<ImageWriterOptions> {
+  get column(): string {
+    return this.options.column ?? 'image';
+  }
+
+  private get manifestPath(): string {
+    return joinPath(this.path, 'manifest.jsonl');
+  }
+
+  async uploadBatch(results: Item[], startIdx: number, endIdx: number, jobId: string): Promise<string> {
+    const at: BatchRef = { jobId, startIdx, endIdx };
+    // Encode everything first: a bad item fails the batch before any file is written.
+    const pngs = results.map((r, i) => toPng(requireColumn(r, this.column, i, at, `ImageWriter(${this.path})`), startIdx + i, at, this.column));
+    const names = pngs.map((_, i) => `${pad8(startIdx + i)}.png`);
+    let next = 0;
+    const work = async () => {
+      while (next < pngs.length) {
+        const i = next++;
+        await uploadBytesToCloud(pngs[i], joinPath(this.path, names[i]));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(UPLOAD_CONCURRENCY, pngs.length) }, work));
+    const manifest = names.map((file, i) => ({ file, index: startIdx + i }));
+    await uploadBytesToCloud(toJsonl(manifest, this.manifestPath), getBatchPath(this.manifestPath, startIdx, endIdx, jobId));
+    return this.path;
+  }
+
+  override async reduceResults(jobId: string): Promise<void> {
+    await concatenateBatchesToOutput(this.manifestPath, jobId);
+  }
+
+  override async cleanup(jobId: string): Promise<void> {
+    await deleteBatchFiles(this.manifestPath, jobId);
+  }
+}
+
+function toPng(value: unknown, index: number, at: BatchRef, column: string): Buffer {
+  const fail = (why: string) =>
+    new SkybatchError('SKYBATCH_E_BAD_IMAGE', `ImageWriter: item ${index}, column '${column}': ${why} (job ${at.jobId}, batch [${at.startIdx}, ${at.endIdx}])`, {
+      context: { jobId: at.jobId, batch: [at.startIdx, at.endIdx], field: column },
+    });
+  if (value instanceof Uint8Array) {
+    const buf = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    if (buf.length < 33 || !buf.subarray(0, 8).equals(PNG_SIGNATURE)) throw fail(`${buf.length} bytes that are not a PNG (bad signature)`);
+    return buf;
+  }
+  if (value && typeof value === 'object' && 'width' in value && 'height' in value && 'data' in value) {
+    const { width, height, data } = value as RgbaImage;
+    if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) throw fail(`width and height must be positive integers, got ${width}x${height}`);
+    if (!(data instanceof Uint8Array)) throw fail(`'data' must be a Uint8Array of RGBA pixels`);
+    if (data.length !== width * height * 4) throw fail(`'data' has ${data.length} bytes, expected ${width}x${height}x4 = ${width * height * 4}`);
+    const png = new PNG({ width, height });
+    png.data = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    return PNG.sync.write(png);
+  }
+  const got = value === null ? 'null' : value === undefined ? 'undefined' : typeof value === 'object' ? `an object without width/height/data` : typeof value;
+  throw fail(`expected PNG bytes or { width, height, data } with RGBA pixels, got ${got}`);
+}

@@ -1,0 +1,138 @@
+import { isUtf8 } from 'node:buffer';
+import { SkybatchError } from './errors.js';
+import { InputReader, Item } from './input-reader.js';
+import { storageFor } from './storage/factory.js';
+
+/** A sparse line index: the byte offset and 1-based line number of every `stride`-th row. */
+export interface JsonlIndex {
+  rows: number;
+  size: number;
+  stride: number;
+  offsets: number[];
+  lines: number[];
+}
+
+const MAX_INDEX_ENTRIES = 1 << 16;
+
+/**
+ * JSONL input, one object per line (empty lines are skipped). `length()` scans the file
+ * once per job, on the client, and builds a sparse offset index that travels to the
+ * workers; each worker then reads only the byte range of its batch.
+ */
+export class JsonReader extends InputReader<Record<string, never>> {
+  private index?: JsonlIndex;
+
+  async length(): Promise<number> {
+    this.index ??= await buildIndex(this.path);
+    return this.index.rows;
+  }
+
+  override exportJobState(): JsonlIndex | undefined {
+    return this.index;
+  }
+
+  override importJobState(state: unknown): void {
+    if (state) this.index = state as JsonlIndex;
+  }
+
+  async downloadBatch(startIdx: number, endIdx: number): Promise<Item[]> {
+    const index = (this.index ??= await buildIndex(this.path));
+    if (startIdx < 0 || endIdx >= index.rows || endIdx < startIdx) {
+      throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `${this.path}: batch [${startIdx}, ${endIdx}] is outside rows 0..${index.rows - 1}`);
+    }
+    const first = Math.floor(startIdx / index.stride);
+    const last = Math.floor(endIdx / index.stride) + 1;
+    const from = index.offsets[first];
+    const to = last < index.offsets.length ? index.offsets[last] : index.size;
+    const buf = await (await storageFor(this.path)).getRange(this.path, from, to);
+    return parseRows(buf, this.path, first * index.stride, index.lines[first], startIdx, endIdx);
+  }
+}
+
+/** Parses the rows `startIdx..endIdx` out of `buf`, which starts at row `row0` on line `line0`. */
+function parseRows(buf: Buffer, path: string, row0: number, line0: number, startIdx: number, endIdx: number): Item[] {
+  const out: Item[] = [];
+  let row = row0;
+  let line = line0;
+  let pos = 0;
+  while (pos < buf.length && row <= endIdx) {
+    let nl = buf.indexOf(0x0a, pos);
+    if (nl < 0) nl = buf.length;
+    let stop = nl;
+    if (stop > pos && buf[stop - 1] === 0x0d) stop--;
+    if (stop > pos) {
+      if (row >= startIdx) out.push(parseLine(buf.subarray(pos, stop), path, line));
+      row++;
+    }
+    pos = nl + 1;
+    line++;
+  }
+  if (out.length !== endIdx - startIdx + 1) {
+    throw new SkybatchError('SKYBATCH_E_STORAGE', `${path} changed since the job started: expected rows ${startIdx}..${endIdx}, found ${out.length}`, {
+      context: { path, batch: [startIdx, endIdx] },
+    });
+  }
+  return out;
+}
+
+function parseLine(bytes: Buffer, path: string, line: number): Item {
+  const where = { context: { path, line } };
+  if (!isUtf8(bytes)) throw new SkybatchError('SKYBATCH_E_MALFORMED_JSONL', `${path} line ${line}: not valid UTF-8`, where);
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw new SkybatchError('SKYBATCH_E_MALFORMED_JSONL', `${path} line ${line}: ${(err as Error).message}`, { ...where, cause: err });
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
+    throw new SkybatchError('SKYBATCH_E_MALFORMED_JSONL', `${path} line ${line}: expected a JSON object, got ${got}`, where);
+  }
+  return value as Item;
+}
+
+/** One streaming pass over the file: counts non-empty lines and records a bounded offset index. */
+export async function buildIndex(path: string): Promise<JsonlIndex> {
+  const storage = await storageFor(path);
+  let stride = 1;
+  let offsets: number[] = [];
+  let lines: number[] = [];
+  let rows = 0;
+  let line = 1;
+  let pos = 0; // absolute offset of the next byte
+  let lineStart = 0;
+  let lineHasBytes = false;
+  const endLine = () => {
+    if (lineHasBytes) {
+      if (rows % stride === 0) {
+        offsets.push(lineStart);
+        lines.push(line);
+        if (offsets.length >= 2 * MAX_INDEX_ENTRIES) {
+          stride *= 2;
+          offsets = offsets.filter((_, i) => i % 2 === 0);
+          lines = lines.filter((_, i) => i % 2 === 0);
+        }
+      }
+      rows++;
+    }
+    line++;
+    lineHasBytes = false;
+  };
+  for await (const chunk of await storage.readStream(path)) {
+    const buf = chunk as Buffer;
+    let i = 0;
+    while (i < buf.length) {
+      const nl = buf.indexOf(0x0a, i);
+      const stop = nl < 0 ? buf.length : nl;
+      // a line counts unless it is empty or a lone '\r'
+      if (stop > i && !(stop - i === 1 && buf[i] === 0x0d && nl >= 0 && !lineHasBytes)) lineHasBytes = true;
+      if (nl < 0) break;
+      endLine();
+      lineStart = pos + nl + 1;
+      i = nl + 1;
+    }
+    pos += buf.length;
+  }
+  endLine();
+  return { rows, size: pos, stride, offsets, lines };
+}

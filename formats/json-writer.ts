@@ -1,0 +1,65 @@
+import { BatchRef, normalizeColumns, requireColumn } from './columns.js';
+import { SkybatchError } from './errors.js';
+import { Item } from './input-reader.js';
+import { OutputWriter } from './output-writer.js';
+import { concatenateBatchesToOutput, deleteBatchFiles, deleteInputBatchFiles, getBatchPath, toJsonl, uploadBytesToCloud } from './utils.js';
+
+export interface JsonWriterOptions {
+  /** Keep only these keys of each result (like SQL SELECT). Default: every key. */
+  column?: string | string[];
+}
+
+/**
+ * JSONL output in input order. Each batch goes to a temp file under
+ * `.sky_batch_tmp/{jobId}/`; `reduceResults` streams them, in index order, into the output.
+ */
+export class JsonWriter extends OutputWriter<JsonWriterOptions> {
+  private readonly columns: string[] | undefined;
+
+  constructor(path: string, options: JsonWriterOptions = {}) {
+    super(path, options);
+    this.columns = normalizeColumns(options.column, `JsonWriter(${this.path})`);
+  }
+
+  async uploadBatch(results: Item[], startIdx: number, endIdx: number, jobId: string): Promise<string> {
+    const at: BatchRef = { jobId, startIdx, endIdx };
+    const rows = this.columns ? results.map((r, i) => this.select(r, i, at)) : results;
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i] as Item;
+      for (const key in row) {
+        if (row[key] instanceof Uint8Array) {
+          throw new SkybatchError(
+            'SKYBATCH_E_SERIALIZE',
+            `JsonWriter(${this.path}): column '${key}' of item ${startIdx + i} holds binary data, which JSON cannot hold; pick columns with { column: [...] } (job ${jobId}, batch [${startIdx}, ${endIdx}])`,
+            { context: { jobId, batch: [startIdx, endIdx], field: key } },
+          );
+        }
+      }
+    }
+    const path = getBatchPath(this.path, startIdx, endIdx, jobId);
+    let body: string;
+    try {
+      body = toJsonl(rows, `JsonWriter(${this.path})`);
+    } catch (err) {
+      const e = err as SkybatchError;
+      throw new SkybatchError(e.code, `${e.message} (job ${jobId}, batch [${startIdx}, ${endIdx}])`, { context: { jobId, batch: [startIdx, endIdx] }, cause: err });
+    }
+    await uploadBytesToCloud(body, path);
+    return path;
+  }
+
+  private select(result: Item, i: number, at: BatchRef): Item {
+    const out: Item = {};
+    for (const c of this.columns!) out[c] = requireColumn(result, c, i, at, `JsonWriter(${this.path})`);
+    return out;
+  }
+
+  override async reduceResults(jobId: string): Promise<void> {
+    await concatenateBatchesToOutput(this.path, jobId);
+  }
+
+  override async cleanup(jobId: string): Promise<void> {
+    await deleteBatchFiles(this.path, jobId);
+    await deleteInputBatchFiles(this.path, jobId);
+  }
+}

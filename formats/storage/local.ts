@@ -1,0 +1,158 @@
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as nodePath from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { randomBytes } from 'node:crypto';
+import { SkybatchError } from '../errors.js';
+import { normalizePath } from '../paths.js';
+import { Body, ObjectInfo, Storage, isStreamBody } from './storage.js';
+
+const TMP_SEGMENT = '.sky_batch_tmp';
+
+/**
+ * Local files behind the storage interface. Writes go to a sibling temp file and are
+ * renamed into place, so a reader never sees half a file and a full disk leaves the old
+ * file intact. Directories under `.sky_batch_tmp` vanish when their last file is deleted,
+ * as prefixes do in object stores; nothing outside such a tree is ever pruned.
+ */
+export class LocalStorage implements Storage {
+  async put(path: string, body: Body): Promise<void> {
+    const file = normalizePath(path);
+    await fsp.mkdir(nodePath.dirname(file), { recursive: true });
+    const tmp = `${file}.${randomBytes(4).toString('hex')}.partial`;
+    try {
+      if (isStreamBody(body)) {
+        await pipeline(body instanceof Readable ? body : Readable.from(body), fs.createWriteStream(tmp));
+      } else {
+        await fsp.writeFile(tmp, body);
+      }
+      await fsp.rename(tmp, file);
+    } catch (err) {
+      await fsp.rm(tmp, { force: true });
+      throw wrap(err, file, 'write');
+    }
+  }
+
+  async get(path: string): Promise<Buffer> {
+    const file = normalizePath(path);
+    try {
+      return await fsp.readFile(file);
+    } catch (err) {
+      throw wrap(err, file, 'read');
+    }
+  }
+
+  async getRange(path: string, start: number, end: number): Promise<Buffer> {
+    const file = normalizePath(path);
+    let fh: fsp.FileHandle | undefined;
+    try {
+      fh = await fsp.open(file, 'r');
+      const size = (await fh.stat()).size;
+      const stop = Math.min(end, size);
+      if (stop <= start) return Buffer.alloc(0);
+      const buf = Buffer.allocUnsafe(stop - start);
+      let off = 0;
+      while (off < buf.length) {
+        const { bytesRead } = await fh.read(buf, off, buf.length - off, start + off);
+        if (bytesRead === 0) break;
+        off += bytesRead;
+      }
+      return buf.subarray(0, off);
+    } catch (err) {
+      throw wrap(err, file, 'read');
+    } finally {
+      await fh?.close();
+    }
+  }
+
+  async readStream(path: string, range?: { start: number; end: number }): Promise<Readable> {
+    const file = normalizePath(path);
+    await this.size(file); // surface a missing file as a clear error before streaming
+    if (range && range.end <= range.start) return Readable.from([]);
+    return fs.createReadStream(file, range ? { start: range.start, end: range.end - 1 } : {});
+  }
+
+  async size(path: string): Promise<number> {
+    const file = normalizePath(path);
+    try {
+      const st = await fsp.stat(file);
+      if (!st.isFile()) throw new SkybatchError('SKYBATCH_E_NOT_FOUND', `${file} is a directory, not a file`, { context: { path: file } });
+      return st.size;
+    } catch (err) {
+      throw wrap(err, file, 'read');
+    }
+  }
+
+  async exists(path: string): Promise<boolean> {
+    try {
+      return (await fsp.stat(normalizePath(path))).isFile();
+    } catch {
+      return false;
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const norm = normalizePath(prefix);
+    const full = prefix.endsWith('/') && !norm.endsWith('/') ? norm + '/' : norm;
+    const root = full.endsWith('/') ? full.slice(0, -1) || '/' : nodePath.dirname(full);
+    const found: ObjectInfo[] = [];
+    await walk(root, async (file, size) => {
+      if (file.startsWith(full)) found.push({ path: file, size });
+    });
+    found.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    yield* found;
+  }
+
+  async delete(paths: string[]): Promise<void> {
+    for (const p of paths) {
+      const file = normalizePath(p);
+      try {
+        await fsp.rm(file, { force: true });
+      } catch (err) {
+        throw wrap(err, file, 'delete');
+      }
+      await pruneTmpParents(nodePath.dirname(file));
+    }
+  }
+}
+
+async function walk(dir: string, visit: (file: string, size: number) => Promise<void>): Promise<void> {
+  let entries: fs.Dirent[];
+  try {
+    entries = await fsp.readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return;
+    throw wrap(err, dir, 'list');
+  }
+  for (const e of entries) {
+    const p = nodePath.join(dir, e.name);
+    if (e.isDirectory()) await walk(p, visit);
+    else if (e.isFile() && !e.name.endsWith('.partial')) await visit(p, (await fsp.stat(p)).size);
+  }
+}
+
+async function pruneTmpParents(dir: string): Promise<void> {
+  while (dir.split(nodePath.sep).includes(TMP_SEGMENT)) {
+    try {
+      await fsp.rmdir(dir);
+    } catch {
+      return; // not empty (or already gone): stop
+    }
+    if (nodePath.basename(dir) === TMP_SEGMENT) return;
+    dir = nodePath.dirname(dir);
+  }
+}
+
+function wrap(err: unknown, path: string, op: string): Error {
+  if (err instanceof SkybatchError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new SkybatchError('SKYBATCH_E_NOT_FOUND', `${path}: no such file`, { context: { path }, cause: err });
+  if (code === 'EACCES' || code === 'EPERM') {
+    return new SkybatchError('SKYBATCH_E_ACCESS_DENIED', `${path}: permission denied (${op})`, { context: { path }, cause: err });
+  }
+  if (code === 'ENOSPC') {
+    return new SkybatchError('SKYBATCH_E_STORAGE', `${path}: disk full while trying to ${op}`, { context: { path }, cause: err, retryable: true });
+  }
+  return new SkybatchError('SKYBATCH_E_STORAGE', `${path}: ${op} failed: ${(err as Error).message}`, { context: { path }, cause: err, retryable: true });
+}

@@ -1,0 +1,63 @@
+import { pathToFileURL } from 'node:url';
+import { SkybatchError, errorMessage } from '../formats/errors.js';
+import type { InputReader } from '../formats/input-reader.js';
+import type { OutputWriter } from '../formats/output-writer.js';
+import { INPUT_READER_REGISTRY, OUTPUT_WRITER_REGISTRY } from '../formats/registries.js';
+import { becomeHost } from './mapper-api.js';
+import type { FormatSpec } from './protocol.js';
+
+export const RUNTIME_KEY = Symbol.for('skybatch.runtime');
+
+/**
+ * Imports a user's bundle in a host process (worker mapper process or reduce step).
+ * The bundle's `import 'skybatch'` reads this process's runtime from a global, so its
+ * registries and `load()`/`saveResults()` are ours. The script's top level runs up to
+ * its first `ds.map(...)`, which on a host never resolves: no job is ever resubmitted.
+ */
+export async function loadBundle(file: string): Promise<void> {
+  (globalThis as Record<symbol, unknown>)[RUNTIME_KEY] = await import('../index.js');
+  const reached = becomeHost();
+  const imported = import(pathToFileURL(file).href);
+  imported.catch(() => {}); // reported through the race below when it matters
+  try {
+    await Promise.race([reached, imported]);
+  } catch (err) {
+    throw new SkybatchError('SKYBATCH_E_SCRIPT_LOAD', `the job's script failed while loading on this host: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+export function makeReader(spec: FormatSpec & { state?: unknown }): InputReader<object> {
+  const Cls = INPUT_READER_REGISTRY.get(spec.type);
+  const reader = new Cls(spec.path, spec.options as object);
+  reader.importJobState(spec.state);
+  return reader;
+}
+
+export function makeWriters(specs: FormatSpec[]): OutputWriter<object>[] {
+  return specs.map((s) => new (OUTPUT_WRITER_REGISTRY.get(s.type))(s.path, s.options as object));
+}
+
+/** `reduceResults` then `cleanup` of every writer; the first failure names its writer. */
+export async function reduceAndCleanup(writers: OutputWriter<object>[], jobId: string, opts: { cleanup?: boolean } = {}): Promise<void> {
+  for (const w of writers) {
+    try {
+      await w.reduceResults(jobId);
+    } catch (err) {
+      throw new SkybatchError('SKYBATCH_E_REDUCE', `job ${jobId}: ${w.constructor.name}(${w.path}).reduceResults failed: ${errorMessage(err)}`, {
+        context: { jobId, path: w.path },
+        cause: err,
+      });
+    }
+  }
+  if (opts.cleanup === false) return;
+  for (const w of writers) {
+    try {
+      await w.cleanup(jobId);
+    } catch (err) {
+      throw new SkybatchError('SKYBATCH_E_REDUCE', `job ${jobId}: ${w.constructor.name}(${w.path}).cleanup failed: ${errorMessage(err)}`, {
+        context: { jobId, path: w.path },
+        cause: err,
+      });
+    }
+  }
+}

@@ -1,0 +1,104 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { SkybatchError } from '../../formats/errors.js';
+import { CoordinatorClient } from '../client/connection.js';
+import { listJobIds, readJournal, readSpec } from '../coordinator/job-store.js';
+import { runReduce } from '../coordinator/reducer.js';
+import { jobDir, readCoordinator } from '../pool-store.js';
+import type { JobEvent, JobSummary, PoolSummary } from '../protocol.js';
+
+/** A job's summary as recorded on disk (what a stopped coordinator last wrote). */
+export function jobFromDisk(jobId: string): JobSummary {
+  let spec;
+  try {
+    spec = readSpec(jobId);
+  } catch {
+    throw new SkybatchError('SKYBATCH_E_JOB_NOT_FOUND', `job ${jobId} not found`, { context: { jobId } });
+  }
+  const j = readJournal(jobId);
+  const batchesTotal = Math.ceil(spec.total / spec.batchSize);
+  return {
+    jobId,
+    pool: spec.pool,
+    status: j.status,
+    scriptPath: spec.scriptPath,
+    createdAt: spec.createdAt,
+    finishedAt: j.finishedAt,
+    batchesTotal,
+    batchesDone: j.committed.size,
+    itemsTotal: spec.total,
+    itemsDone: j.itemsDone,
+    retries: j.retries,
+    outputs: spec.writers.map((w) => w.path),
+    error: j.error,
+  };
+}
+
+/** Every job, live from running coordinators where possible, else from disk. */
+export async function listJobs(pool?: string): Promise<JobSummary[]> {
+  const jobs = new Map<string, JobSummary>();
+  for (const id of listJobIds()) {
+    const s = jobFromDisk(id);
+    if (!pool || s.pool === pool) jobs.set(id, s);
+  }
+  const pools = new Set([...jobs.values()].map((j) => j.pool));
+  for (const p of pools) {
+    if (!readCoordinator(p)) continue;
+    const client = await CoordinatorClient.forPool(p);
+    try {
+      for (const j of (await client.request<PoolSummary>({ type: 'status' })).jobs) jobs.set(j.jobId, j);
+    } finally {
+      client.close();
+    }
+  }
+  return [...jobs.values()].sort((a, b) => Number(a.jobId) - Number(b.jobId));
+}
+
+export async function cancelJob(jobId: string): Promise<JobSummary> {
+  const job = jobFromDisk(jobId);
+  if (!readCoordinator(job.pool)) {
+    throw new SkybatchError('SKYBATCH_E_POOL_NOT_FOUND', `job ${jobId}'s pool '${job.pool}' is not running, so the job is not running either (status ${job.status})`, { context: { jobId } });
+  }
+  const client = await CoordinatorClient.forPool(job.pool);
+  try {
+    return await client.request<JobSummary>({ type: 'cancel', jobId });
+  } finally {
+    client.close();
+  }
+}
+
+/** Prints a job's log; with `follow`, keeps printing its live log until the job ends. */
+export async function jobLogs(jobId: string, follow: boolean, print: (line: string) => void): Promise<void> {
+  const job = jobFromDisk(jobId);
+  const file = path.join(jobDir(jobId), 'job.log');
+  if (fs.existsSync(file)) for (const line of fs.readFileSync(file, 'utf8').trimEnd().split('\n')) print(line);
+  if (!follow || !readCoordinator(job.pool)) return;
+  const client = await CoordinatorClient.forPool(job.pool);
+  await new Promise<void>((resolve) => {
+    client.onEvent((e: JobEvent) => {
+      if (e.kind === 'log' && e.jobId === jobId) print(`[${e.worker ?? 'coordinator'}] ${e.line}`);
+      if (e.kind === 'jobFinished' && e.job.jobId === jobId) resolve();
+    });
+    client.onClose(() => resolve());
+    void client.request<JobSummary | undefined>({ type: 'subscribe', jobId }).then((s) => {
+      if (!s || ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(s.status)) resolve();
+    });
+  });
+  client.close();
+}
+
+/**
+ * `skybatch recover JOB_ID`: merges a failed or cancelled job's finished batches into its
+ * outputs (every writer's reduceResults), then removes its temp files unless `keepTemp`.
+ */
+export async function recoverJob(jobId: string, opts: { keepTemp: boolean; log: (l: string) => void }): Promise<JobSummary> {
+  const job = jobFromDisk(jobId);
+  if (job.status === 'SUCCEEDED') {
+    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} succeeded: its outputs are complete and its temp files are gone; nothing to recover`, { context: { jobId } });
+  }
+  if ((job.status === 'RUNNING' || job.status === 'PENDING') && readCoordinator(job.pool)) {
+    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} is still ${job.status}; cancel it first with \`skybatch jobs cancel ${jobId}\``, { context: { jobId } });
+  }
+  await runReduce(jobId, opts.log, { cleanup: !opts.keepTemp });
+  return job;
+}

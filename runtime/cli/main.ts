@@ -1,0 +1,152 @@
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Command } from 'commander';
+import { SkybatchError } from '../../formats/errors.js';
+import { WorkerAgent } from '../worker/agent.js';
+import { cancelJob, jobLogs, listJobs, recoverJob } from './job-commands.js';
+import { applyPool, poolDown, poolStatus } from './pool-commands.js';
+import { runScript } from './run-script.js';
+
+const say = (line: string) => process.stdout.write(line + '\n');
+const note = (line: string) => process.stderr.write(line + '\n');
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+}
+
+const program = new Command('skybatch')
+  .description('Map a function over a large dataset on a pool of reused workers.')
+  .version('0.1.0')
+  .showHelpAfterError()
+  .enablePositionalOptions();
+
+const pool = program.command('pool').description('create, inspect and tear down worker pools');
+
+pool
+  .command('apply')
+  .argument('<pool.yaml>', 'the pool file: pool.workers, resources, setup, envs')
+  .requiredOption('--pool <name>', 'pool name')
+  .option('-y, --yes', 'do not ask for confirmation', false)
+  .option('--no-wait', 'return before the workers finish setup')
+  .description('create or update a pool; its workers stay up across jobs')
+  .action(async (file: string, o: { pool: string; yes: boolean; wait: boolean }) => {
+    const s = await applyPool(file, o.pool, { yes: o.yes, wait: o.wait, log: note });
+    const ready = s.workers.filter((w) => w.state === 'idle' || w.state === 'busy').length;
+    say(`pool ${o.pool}: ${ready}/${s.workersWanted} workers ready (coordinator ${s.url}, pid ${s.pid})`);
+  });
+
+pool
+  .command('status')
+  .argument('[name]', 'one pool (default: all)')
+  .description('show pools, their workers and what each is doing')
+  .action(async (name?: string) => {
+    const pools = await poolStatus(name);
+    if (!pools.length) {
+      say('no pools');
+      return;
+    }
+    for (const p of pools) {
+      if (!p.running || !p.status) {
+        say(`${p.pool}: not running`);
+        continue;
+      }
+      const s = p.status;
+      say(`${p.pool}: running, ${s.workers.length}/${s.workersWanted} workers, coordinator ${s.url} (pid ${s.pid})`);
+      const rows = [['WORKER', 'HOST', 'STATE', 'JOB', 'BATCHES']];
+      for (const w of s.workers) rows.push([w.name, w.host, w.state, w.jobId ?? '-', w.batches.map((b) => `[${b[0]},${b[1]}]`).join(' ') || '-']);
+      say(table(rows));
+    }
+  });
+
+pool
+  .command('down')
+  .argument('<name>', 'pool name')
+  .option('-y, --yes', 'do not ask for confirmation', false)
+  .description('stop the pool and its workers (job records are kept for recovery)')
+  .action(async (name: string, o: { yes: boolean }) => {
+    if (await poolDown(name, o)) say(`pool ${name} is down`);
+  });
+
+const jobs = program.command('jobs').description('list, cancel and read the logs of jobs');
+
+jobs
+  .command('queue')
+  .option('--pool <name>', 'only this pool')
+  .description('list jobs with their status and progress')
+  .action(async (o: { pool?: string }) => {
+    const list = await listJobs(o.pool);
+    if (!list.length) {
+      say('no jobs');
+      return;
+    }
+    const rows = [['ID', 'POOL', 'STATUS', 'BATCHES', 'ITEMS', 'SUBMITTED', 'SCRIPT']];
+    for (const j of list) {
+      rows.push([j.jobId, j.pool, j.status, `${j.batchesDone}/${j.batchesTotal}`, `${j.itemsDone}/${j.itemsTotal}`, j.createdAt.replace('T', ' ').slice(0, 19), path.basename(j.scriptPath)]);
+    }
+    say(table(rows));
+  });
+
+jobs
+  .command('cancel')
+  .argument('<jobId>')
+  .description('cancel a job; the pool keeps running and finished batches are kept')
+  .action(async (jobId: string) => {
+    const j = await cancelJob(jobId);
+    say(`job ${jobId}: ${j.status} (${j.batchesDone}/${j.batchesTotal} batches done); recover them with: skybatch recover ${jobId}`);
+  });
+
+jobs
+  .command('logs')
+  .argument('<jobId>')
+  .option('-f, --follow', 'keep printing until the job ends', false)
+  .description("print a job's log: mapper output and what the coordinator did")
+  .action(async (jobId: string, o: { follow: boolean }) => jobLogs(jobId, o.follow, say));
+
+program
+  .command('recover')
+  .argument('<jobId>')
+  .option('--keep-temp', 'keep the temporary batch files (for debugging)', false)
+  .description("merge a failed or cancelled job's finished batches into its outputs, then clean up")
+  .action(async (jobId: string, o: { keepTemp: boolean }) => {
+    const j = await recoverJob(jobId, { keepTemp: o.keepTemp, log: note });
+    say(`job ${jobId}: recovered ${j.batchesDone}/${j.batchesTotal} batches (${j.itemsDone} items) into ${j.outputs.join(', ')}`);
+  });
+
+program
+  .command('run')
+  .argument('<script>', 'a .ts or .js script')
+  .argument('[args...]', "the script's own arguments")
+  .allowUnknownOption()
+  .passThroughOptions()
+  .description('run a TypeScript script with top-level await, no build step')
+  .action(async (script: string, args: string[]) => {
+    process.exitCode = await runScript(script, args);
+  });
+
+program
+  .command('worker')
+  .requiredOption('--coordinator <url>', "the coordinator's ws:// URL")
+  .option('--token <token>', 'the pool token (default: $SKYBATCH_TOKEN)')
+  .option('--name <name>', 'worker name', `${os.hostname()}-${process.pid}`)
+  .option('--workdir <dir>', 'working directory (setup runs here once)')
+  .description('start a worker by hand that joins a pool')
+  .action(async (o: { coordinator: string; token?: string; name: string; workdir?: string }) => {
+    const token = o.token ?? process.env.SKYBATCH_TOKEN;
+    if (!token) throw new SkybatchError('SKYBATCH_E_AUTH', 'a pool token is needed: --token or $SKYBATCH_TOKEN');
+    const agent = new WorkerAgent({ url: o.coordinator, token, name: o.name, workdir: path.resolve(o.workdir ?? path.join(os.homedir(), '.skybatch-worker', o.name)) });
+    process.on('SIGTERM', () => agent.shutdown(0));
+    process.on('SIGINT', () => agent.shutdown(0));
+    agent.start();
+    await agent.done;
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof SkybatchError) {
+    note(`error [${err.code}]: ${err.message}`);
+    process.exit(1);
+  }
+  throw err;
+}

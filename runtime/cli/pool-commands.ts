@@ -1,0 +1,143 @@
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createInterface } from 'node:readline/promises';
+import { fileURLToPath } from 'node:url';
+import { SkybatchError } from '../../formats/errors.js';
+import { CoordinatorClient } from '../client/connection.js';
+import { localBackendNotes, readPoolConfig } from '../pool-config.js';
+import { assertPoolName, isAlive, listPools, poolDir, readCoordinator, writePrivate } from '../pool-store.js';
+import type { JobEvent, PoolSummary } from '../protocol.js';
+
+const COORDINATOR_MAIN = fileURLToPath(new URL('../coordinator/main.js', import.meta.url));
+const START_TIMEOUT_MS = 15_000;
+
+export async function confirm(question: string, yes: boolean): Promise<boolean> {
+  if (yes || !process.stdin.isTTY) return true;
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^(y|yes|)$/i.test((await rl.question(`${question} [Y/n] `)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new SkybatchError('SKYBATCH_E_PROTOCOL', `timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function tail(file: string, lines = 20): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * `skybatch pool apply`: validates the pool file, starts the pool's coordinator (or
+ * resizes a running one) and waits until every worker has run its setup.
+ */
+export async function applyPool(file: string, pool: string, opts: { yes: boolean; wait: boolean; log: (l: string) => void }): Promise<PoolSummary> {
+  assertPoolName(pool);
+  const config = readPoolConfig(file);
+  for (const note of localBackendNotes(config, os.cpus().length)) opts.log(`note: ${note}`);
+  const running = readCoordinator(pool);
+  const verb = running ? `Update pool '${pool}' to` : `Start pool '${pool}' with`;
+  if (!(await confirm(`${verb} ${config.pool.workers} local worker(s)?`, opts.yes))) throw new SkybatchError('SKYBATCH_E_CANCELLED', 'aborted');
+  const dir = poolDir(pool);
+  writePrivate(path.join(dir, 'pool.json'), JSON.stringify(config, null, 1));
+  if (!running) {
+    const logFile = path.join(dir, 'coordinator.log');
+    const out = fs.openSync(logFile, 'a', 0o600);
+    const proc = spawn(process.execPath, ['--enable-source-maps', COORDINATOR_MAIN, '--pool', pool], { detached: true, stdio: ['ignore', out, out], env: process.env });
+    fs.closeSync(out);
+    proc.unref();
+    await waitFor(
+      `the coordinator of pool ${pool} to start (log: ${logFile})`,
+      () => {
+        if (!isAlive(proc.pid!)) throw new SkybatchError('SKYBATCH_E_PROTOCOL', `the coordinator of pool ${pool} exited at start:\n${tail(logFile)}`);
+        const c = readCoordinator(pool);
+        return c && c.pid === proc.pid ? c : undefined;
+      },
+      START_TIMEOUT_MS,
+    );
+  }
+  const client = await CoordinatorClient.forPool(pool);
+  try {
+    client.onEvent((e: JobEvent) => {
+      if (e.kind === 'log' && !e.jobId && (e.line.startsWith('setup: ') || e.stream === 'stderr')) opts.log(`(${e.worker}) ${e.line}`);
+    });
+    if (running) await client.request({ type: 'scale', workers: config.pool.workers });
+    let status = await client.request<PoolSummary>({ type: 'subscribe' });
+    if (!opts.wait) return status;
+    for (;;) {
+      const live = status.workers.filter((w) => w.state !== 'gone');
+      const failed = live.filter((w) => w.state === 'failed');
+      if (failed.length) {
+        throw new SkybatchError('SKYBATCH_E_SETUP_FAILED', `setup failed on ${failed.map((w) => w.name).join(', ')} (see the output above); the pool is up but those workers take no batches. Fix setup and apply again.`);
+      }
+      const ready = live.filter((w) => w.state === 'idle' || w.state === 'busy');
+      if (ready.length >= config.pool.workers) return status;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 250);
+        const off = client.onEvent((e) => {
+          if (e.kind === 'worker') {
+            clearTimeout(t);
+            off();
+            resolve();
+          }
+        });
+      });
+      status = await client.request<PoolSummary>({ type: 'status' });
+    }
+  } finally {
+    client.close();
+  }
+}
+
+export async function poolStatus(pool?: string): Promise<{ pool: string; running: boolean; status?: PoolSummary }[]> {
+  const names = pool ? [pool] : listPools();
+  const out: { pool: string; running: boolean; status?: PoolSummary }[] = [];
+  for (const name of names) {
+    if (!readCoordinator(name)) {
+      if (pool && !fs.existsSync(poolDir(name))) throw new SkybatchError('SKYBATCH_E_POOL_NOT_FOUND', `pool '${name}' does not exist`);
+      out.push({ pool: name, running: false });
+      continue;
+    }
+    const client = await CoordinatorClient.forPool(name);
+    try {
+      out.push({ pool: name, running: true, status: await client.request<PoolSummary>({ type: 'status' }) });
+    } finally {
+      client.close();
+    }
+  }
+  return out;
+}
+
+/** `skybatch pool down`: stops the coordinator and its workers, and removes the pool's folder. Jobs' records stay. */
+export async function poolDown(pool: string, opts: { yes: boolean }): Promise<boolean> {
+  assertPoolName(pool);
+  const c = readCoordinator(pool);
+  if (!c && !fs.existsSync(poolDir(pool))) throw new SkybatchError('SKYBATCH_E_POOL_NOT_FOUND', `pool '${pool}' does not exist`);
+  if (!(await confirm(`Tear down pool '${pool}'?`, opts.yes))) return false;
+  if (c) {
+    try {
+      const client = await CoordinatorClient.connect(c.url, c.token);
+      await client.request({ type: 'shutdown' }).catch(() => undefined);
+      client.close();
+    } catch {
+      process.kill(c.pid, 'SIGTERM');
+    }
+    await waitFor(`pool ${pool}'s coordinator to stop`, () => (isAlive(c.pid) ? undefined : true), 15_000).catch(() => process.kill(c.pid, 'SIGKILL'));
+  }
+  fs.rmSync(poolDir(pool), { recursive: true, force: true });
+  return true;
+}

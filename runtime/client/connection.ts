@@ -1,0 +1,81 @@
+import WebSocket from 'ws';
+import { SkybatchError, fromWireError } from '../../formats/errors.js';
+import { locatePool } from '../pool-store.js';
+import { ClientRequest, CoordinatorToClient, JobEvent, PROTOCOL_VERSION } from '../protocol.js';
+
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+type RequestBody = ClientRequest extends infer R ? (R extends { reqId: number } ? Omit<R, 'reqId'> : never) : never;
+
+/**
+ * A client's connection to a coordinator: typed requests with replies, and the event
+ * stream. Used by `Dataset.map`, the CLI and the VS Code extension alike.
+ */
+export class CoordinatorClient {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly listeners = new Set<(e: JobEvent) => void>();
+  private readonly closeListeners = new Set<(why: string) => void>();
+
+  private constructor(private readonly ws: WebSocket) {
+    ws.on('message', (data) => this.onMessage(JSON.parse(data.toString()) as CoordinatorToClient));
+    ws.on('close', (code, reason) => {
+      const why = `connection to the coordinator closed (${code}${reason.length ? ` ${reason}` : ''})`;
+      for (const p of this.pending.values()) p.reject(new SkybatchError('SKYBATCH_E_PROTOCOL', why));
+      this.pending.clear();
+      for (const l of this.closeListeners) l(why);
+    });
+  }
+
+  /** Connects with the pool's token; a refused token is a clear `SKYBATCH_E_AUTH` error. */
+  static async connect(url: string, token: string): Promise<CoordinatorClient> {
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } });
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('unexpected-response', (_req, res) =>
+        reject(new SkybatchError('SKYBATCH_E_AUTH', `the coordinator at ${url} refused the connection (HTTP ${res.statusCode}): wrong or missing pool token`)),
+      );
+      ws.once('error', (err) => reject(new SkybatchError('SKYBATCH_E_PROTOCOL', `cannot reach the coordinator at ${url}: ${err.message}`, { cause: err })));
+    });
+    ws.send(JSON.stringify({ type: 'hello', protocolVersion: PROTOCOL_VERSION, role: 'client' }));
+    return new CoordinatorClient(ws);
+  }
+
+  static async forPool(pool: string): Promise<CoordinatorClient> {
+    const { url, token } = locatePool(pool);
+    return CoordinatorClient.connect(url, token);
+  }
+
+  request<T = unknown>(body: RequestBody): Promise<T> {
+    const reqId = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(reqId, { resolve: resolve as (v: unknown) => void, reject });
+      this.ws.send(JSON.stringify({ ...body, reqId }));
+    });
+  }
+
+  onEvent(listener: (e: JobEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  onClose(listener: (why: string) => void): () => void {
+    this.closeListeners.add(listener);
+    return () => this.closeListeners.delete(listener);
+  }
+
+  private onMessage(msg: CoordinatorToClient): void {
+    if (msg.type === 'event') {
+      for (const l of this.listeners) l(msg.event);
+      return;
+    }
+    const p = this.pending.get(msg.reqId);
+    if (!p) return;
+    this.pending.delete(msg.reqId);
+    if (msg.ok) p.resolve(msg.result);
+    else p.reject(fromWireError(msg.error));
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}

@@ -1,0 +1,181 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { SkybatchError, WireError } from '../../formats/errors.js';
+import type { InputReader } from '../../formats/input-reader.js';
+import type { OutputWriter } from '../../formats/output-writer.js';
+import { INPUT_READER_REGISTRY, OUTPUT_WRITER_REGISTRY } from '../../formats/registries.js';
+import { isHost, mapperInfo, signalMapReached } from '../mapper-api.js';
+import type { FormatSpec, JobEvent, JobRequest, JobStatus, JobSummary } from '../protocol.js';
+import { bundleScript } from './bundle.js';
+import { CoordinatorClient } from './connection.js';
+import { ProgressView } from './progress.js';
+
+/** Options of `Dataset.map`. */
+export interface MapOptions {
+  /** The pool to run on (created with `skybatch pool apply`). */
+  poolName: string;
+  /** Items per batch. */
+  batchSize: number;
+  /** One writer or several; each selects the columns it needs from the same results. */
+  output: OutputWriter<object> | OutputWriter<object>[];
+  /** Shell commands run before each worker starts the mapper, e.g. `source .venv/bin/activate`. */
+  activateEnv?: string;
+  /** Default `true`: resolve when the job ends, showing progress. `false`: resolve once submitted. */
+  stream?: boolean;
+  /** The script to bundle for workers. Default: the script being run (`process.argv[1]`). */
+  script?: string;
+  /** Packages not to bundle; workers import them from their working directory. */
+  external?: string[];
+  /** Attempts per batch before the job fails. Default 4 (3 retries). */
+  maxAttempts?: number;
+  /** First retry delay in ms, doubling each attempt. Default 1000. */
+  retryBaseMs?: number;
+  /** Where progress goes: `true` (default) a terminal bar, `false` nothing, or your own listener. */
+  progress?: boolean | ((event: JobEvent) => void);
+}
+
+// Variables that describe the submitting machine or session, not the user's settings.
+const LOCAL_ENV = /^(PATH|HOME|USER|LOGNAME|SHELL|PWD|OLDPWD|TMPDIR|TMP|TEMP|SHLVL|_|TERM|TERM_.*|COLORTERM|DISPLAY|WAYLAND_.*|SSH_.*|XDG_.*|NODE_OPTIONS|NODE_CHANNEL_.*|NODE_UNIQUE_ID|npm_.*|INIT_CWD|SKYBATCH_.*|VSCODE_.*|ELECTRON_.*|HOSTNAME|MAIL|LS_COLORS)$/;
+
+/** A submitted job. */
+export class Job {
+  status: JobStatus;
+  summary?: JobSummary;
+
+  constructor(
+    readonly jobId: string,
+    readonly poolName: string,
+    status: JobStatus = 'PENDING',
+  ) {
+    this.status = status;
+  }
+
+  /** Cancels the job; the pool keeps running and finished batches are kept. */
+  async cancel(): Promise<void> {
+    const client = await CoordinatorClient.forPool(this.poolName);
+    try {
+      await client.request({ type: 'cancel', jobId: this.jobId });
+    } finally {
+      client.close();
+    }
+  }
+}
+
+/** The failure of a job, carrying its id, code and the command that recovers partial results. */
+export class JobFailedError extends SkybatchError {
+  constructor(
+    readonly job: Job,
+    wire: WireError,
+  ) {
+    super((wire.code as SkybatchError['code']) ?? 'SKYBATCH_E_BATCH_FAILED', wire.message, { context: { ...wire.context, jobId: job.jobId } });
+    if (wire.stack) this.stack = `${this.name} [${wire.code}]: ${wire.message}\n--- where it was thrown:\n${wire.stack}`;
+  }
+}
+
+/** A dataset: an input reader to map functions over. */
+export class Dataset {
+  constructor(readonly reader: InputReader<object>) {}
+
+  /**
+   * Runs `mapper` over every item on the pool's workers and writes the results through
+   * `output`. On a worker, where the script is loaded to find its mapper, this never
+   * resolves, so nothing after it runs there and no job is ever resubmitted.
+   */
+  async map(mapper: unknown, options: MapOptions): Promise<Job> {
+    if (isHost()) {
+      signalMapReached();
+      return new Promise<Job>(() => {});
+    }
+    const { id: mapperId, definedIn } = mapperInfo(mapper);
+    validate(options);
+    const writers = Array.isArray(options.output) ? options.output : [options.output];
+    const script = path.resolve(options.script ?? scriptOf(definedIn));
+    const [bundle, total] = await Promise.all([bundleScript(script, options.external), this.reader.length()]);
+    if (!Number.isInteger(total) || total < 0) {
+      throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `${this.reader.constructor.name}.length() returned ${total}; expected a non-negative integer`);
+    }
+    if (total === 0) {
+      throw new SkybatchError('SKYBATCH_E_EMPTY_INPUT', `the input ${this.reader.path || this.reader.constructor.name} has no items: nothing to map`, { context: { path: this.reader.path } });
+    }
+    const job: JobRequest = {
+      bundleHash: bundle.hash,
+      mapperId,
+      scriptPath: script,
+      reader: { ...spec(this.reader, INPUT_READER_REGISTRY.nameOf(this.reader)), state: this.reader.exportJobState() },
+      writers: writers.map((w) => spec(w, OUTPUT_WRITER_REGISTRY.nameOf(w))),
+      batchSize: options.batchSize,
+      total,
+      env: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined && !LOCAL_ENV.test(e[0]))),
+      argv: process.argv,
+      cwd: process.cwd(),
+      activateEnv: options.activateEnv,
+      maxAttempts: options.maxAttempts,
+      retryBaseMs: options.retryBaseMs,
+    };
+    const client = await CoordinatorClient.forPool(options.poolName);
+    try {
+      const { has } = await client.request<{ has: boolean }>({ type: 'hasBundle', hash: bundle.hash });
+      const stream = options.stream ?? true;
+      const buffered: JobEvent[] = [];
+      const off = client.onEvent((e) => buffered.push(e));
+      const { jobId } = await client.request<{ jobId: string }>({ type: 'submit', job, bundle: has ? undefined : bundle.code });
+      off();
+      const result = new Job(jobId, options.poolName);
+      if (!stream) return result;
+      const view = options.progress === false ? undefined : typeof options.progress === 'function' ? options.progress : new ProgressView(jobId);
+      await follow(client, result, buffered, view);
+      return result;
+    } finally {
+      client.close();
+    }
+  }
+}
+
+/** Waits for a job's end, feeding its events to a view; throws `JobFailedError` unless it succeeded. */
+export async function follow(client: CoordinatorClient, job: Job, early: JobEvent[], view?: ProgressView | ((e: JobEvent) => void)): Promise<void> {
+  const show = (e: JobEvent) => (typeof view === 'function' ? view(e) : view?.handle(e));
+  const finished = await new Promise<Extract<JobEvent, { kind: 'jobFinished' }>>((resolve, reject) => {
+    const onEvent = (e: JobEvent) => {
+      show(e);
+      if (e.kind === 'jobFinished' && e.job.jobId === job.jobId) resolve(e);
+    };
+    early.forEach(onEvent);
+    client.onEvent(onEvent);
+    client.onClose((why) => reject(new SkybatchError('SKYBATCH_E_PROTOCOL', `job ${job.jobId}: ${why}; the job may still be running: see \`skybatch jobs queue\``, { context: { jobId: job.jobId } })));
+  });
+  if (view instanceof ProgressView) view.stop();
+  job.status = finished.job.status;
+  job.summary = finished.job;
+  if (finished.job.status !== 'SUCCEEDED') {
+    throw new JobFailedError(job, finished.job.error ?? { code: 'SKYBATCH_E_BATCH_FAILED', message: `job ${job.jobId} ${finished.job.status}`, retryable: false });
+  }
+}
+
+function spec(f: InputReader<object> | OutputWriter<object>, type: string): FormatSpec {
+  let options: unknown;
+  try {
+    options = JSON.parse(JSON.stringify(f.options ?? {}));
+  } catch (err) {
+    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `${f.constructor.name}(${f.path}): options must be plain JSON to reach the workers: ${(err as Error).message}`);
+  }
+  return { type, path: f.path, options };
+}
+
+function scriptOf(definedIn: string | undefined): string {
+  const main = process.argv[1];
+  if (main && /\.[cm]?[jt]sx?$/.test(main) && fs.existsSync(main)) return main;
+  if (definedIn) return definedIn;
+  throw new SkybatchError('SKYBATCH_E_BAD_OPTION', 'cannot tell which script defines the mapper: pass { script: "path/to/script.ts" } to map()', { context: { field: 'script' } });
+}
+
+function validate(o: MapOptions): void {
+  const bad = (field: string, want: string, got: unknown) =>
+    new SkybatchError('SKYBATCH_E_BAD_OPTION', `map(): option '${field}' must be ${want}, got ${JSON.stringify(got)}`, { context: { field } });
+  if (!o || typeof o !== 'object') throw bad('options', 'an object', o);
+  if (typeof o.poolName !== 'string' || !o.poolName) throw bad('poolName', 'a pool name', o.poolName);
+  if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw bad('batchSize', 'a positive integer', o.batchSize);
+  const outs = Array.isArray(o.output) ? o.output : [o.output];
+  if (!outs.length || outs.some((w) => !w || typeof (w as OutputWriter<object>).uploadBatch !== 'function')) throw bad('output', 'an OutputWriter or a non-empty list of them', typeof o.output);
+  if (o.activateEnv !== undefined && typeof o.activateEnv !== 'string') throw bad('activateEnv', 'a shell command string', o.activateEnv);
+  if (o.maxAttempts !== undefined && (!Number.isInteger(o.maxAttempts) || o.maxAttempts < 1)) throw bad('maxAttempts', 'a positive integer', o.maxAttempts);
+}

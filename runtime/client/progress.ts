@@ -1,0 +1,69 @@
+import cliProgress from 'cli-progress';
+import type { JobEvent } from '../protocol.js';
+
+const PLAIN_INTERVAL_MS = 2000;
+
+function eta(itemsLeft: number, perSec: number): string {
+  if (!perSec || !Number.isFinite(perSec)) return '?';
+  const s = Math.round(itemsLeft / perSec);
+  return s >= 3600 ? `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m` : s >= 60 ? `${Math.floor(s / 60)}m${s % 60}s` : `${s}s`;
+}
+
+/**
+ * Renders a job's events in a terminal: a progress bar (batches done/total, items/s, ETA)
+ * on a TTY, a line every few seconds otherwise; worker log lines are printed above it.
+ */
+export class ProgressView {
+  private readonly multi?: cliProgress.MultiBar;
+  private bar?: cliProgress.SingleBar;
+  private lastPlain = 0;
+  private lastDone = -1;
+  private readonly tty: boolean;
+
+  constructor(
+    private readonly jobId: string,
+    private readonly out: NodeJS.WriteStream = process.stderr,
+  ) {
+    this.tty = !!out.isTTY;
+    if (this.tty) {
+      this.multi = new cliProgress.MultiBar(
+        {
+          stream: out,
+          format: `job ${jobId} |{bar}| {value}/{total} batches | {items} items | {rate} items/s | ETA {eta}{extra}`,
+          hideCursor: true,
+          clearOnComplete: false,
+          stopOnComplete: false,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+    }
+  }
+
+  handle(e: JobEvent): void {
+    if (e.kind === 'progress' && e.jobId === this.jobId) {
+      const extra = (e.retrying ? ` | ${e.retrying} retrying` : '') + (e.failed ? ` | ${e.failed} failed` : '');
+      const payload = { items: `${e.itemsDone}/${e.itemsTotal}`, rate: e.itemsPerSec.toFixed(1), eta: eta(e.itemsTotal - e.itemsDone, e.itemsPerSec), extra };
+      if (this.multi) {
+        this.bar ??= this.multi.create(e.batchesTotal, 0, payload);
+        this.bar.update(e.batchesDone, payload);
+      } else if (e.batchesDone !== this.lastDone && (Date.now() - this.lastPlain >= PLAIN_INTERVAL_MS || e.batchesDone === e.batchesTotal)) {
+        this.lastPlain = Date.now();
+        this.lastDone = e.batchesDone;
+        this.print(`job ${this.jobId}: ${e.batchesDone}/${e.batchesTotal} batches, ${payload.items} items, ${payload.rate} items/s, ETA ${payload.eta}${extra}`);
+      }
+    } else if (e.kind === 'log' && (e.jobId === this.jobId || e.jobId === undefined)) {
+      this.print(`${e.worker ? `(${e.worker}) ` : ''}${e.line}`);
+    } else if (e.kind === 'batch' && e.jobId === this.jobId && e.error && (e.state === 'retrying' || e.state === 'failed')) {
+      this.print(`batch [${e.start}, ${e.end}] attempt ${e.attempt} ${e.state === 'retrying' ? 'failed, retrying' : 'failed'}: ${e.error.message.split('\n')[0]}`);
+    }
+  }
+
+  print(line: string): void {
+    if (this.multi) this.multi.log(line + '\n');
+    else this.out.write(line + '\n');
+  }
+
+  stop(): void {
+    this.multi?.stop();
+  }
+}

@@ -1,0 +1,408 @@
+import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
+import type { PoolConfig } from '../pool-config.js';
+import {
+  CoordinatorToWorker,
+  JobEvent,
+  JobRequest,
+  JobSpec,
+  PoolSummary,
+  WORKER_CREDIT,
+  WorkerMessage,
+  WorkerState,
+  WorkerSummary,
+} from '../protocol.js';
+import { JobRun } from './job-run.js';
+import { Journal, allocateJobId, bundleFile, listJobIds, readJournal, readSpec, saveBundle, writeSpec } from './job-store.js';
+import { runReduce } from './reducer.js';
+import * as fs from 'node:fs';
+
+/** What the coordinator needs of a worker connection. */
+export interface WorkerLink {
+  send(msg: CoordinatorToWorker): void;
+  close(): void;
+}
+
+interface WorkerEntry {
+  id: string;
+  name: string;
+  host: string;
+  link: WorkerLink;
+  state: WorkerState;
+  jobId?: string;
+  leased: Set<number>;
+}
+
+export interface Subscriber {
+  jobId?: string;
+  send(event: JobEvent): void;
+}
+
+const PROGRESS_INTERVAL_MS = 100;
+
+/**
+ * The pool's brain: keeps the job queue, hands batches to workers (push, with credit for
+ * one running and one prefetched batch each), retries failures with backoff, re-dispatches
+ * the batches of workers that vanish, and runs reduce when a job's last batch commits.
+ * It is the only writer of job state.
+ */
+export class Coordinator {
+  private readonly workers = new Map<string, WorkerEntry>();
+  private readonly jobs = new Map<string, JobRun>();
+  private readonly queue: string[] = [];
+  private readonly subscribers = new Set<Subscriber>();
+  private nextWorker = 1;
+  private retryTimer?: NodeJS.Timeout;
+  private progressTimers = new Map<string, NodeJS.Timeout>();
+  private closed = false;
+
+  constructor(
+    readonly pool: string,
+    public config: PoolConfig,
+    readonly url: () => string,
+    private readonly pid = process.pid,
+  ) {
+    this.restoreJobs();
+  }
+
+  /** Picks up this pool's unfinished jobs after a restart, keeping what was committed. */
+  private restoreJobs(): void {
+    for (const id of listJobIds()) {
+      let spec: JobSpec;
+      try {
+        spec = readSpec(id);
+      } catch {
+        continue;
+      }
+      if (spec.pool !== this.pool) continue;
+      const replay = readJournal(id);
+      if (replay.status === 'SUCCEEDED' || replay.status === 'FAILED' || replay.status === 'CANCELLED') continue;
+      const run = new JobRun(spec, replay, new Journal(id));
+      run.log(`coordinator restarted: resuming with ${run.batchesDone}/${run.batches.length} batches already committed`);
+      this.jobs.set(id, run);
+      this.queue.push(id);
+      if (run.allDone) void this.finishJob(run);
+    }
+  }
+
+  // ---- workers -------------------------------------------------------------
+
+  addWorker(link: WorkerLink, hello: Extract<WorkerMessage, { type: 'hello' }>): string {
+    const id = `w${this.nextWorker++}`;
+    const w: WorkerEntry = { id, name: hello.name, host: hello.host, link, state: 'setup', leased: new Set() };
+    this.workers.set(id, w);
+    link.send({ type: 'welcome', workerId: id, setup: this.config.setup, envs: this.config.envs ?? {} });
+    this.emitWorker(w);
+    return id;
+  }
+
+  onWorkerMessage(id: string, msg: WorkerMessage): void {
+    const w = this.workers.get(id);
+    if (!w) return;
+    switch (msg.type) {
+      case 'setupLog':
+        this.emit({ kind: 'log', worker: w.name, stream: msg.stream, line: `setup: ${msg.line}` });
+        break;
+      case 'ready':
+        w.state = 'idle';
+        this.emitWorker(w);
+        this.pump();
+        break;
+      case 'setupFailed':
+        w.state = 'failed';
+        this.emitWorker(w);
+        this.emit({ kind: 'log', worker: w.name, stream: 'stderr', line: msg.error.message });
+        break;
+      case 'getBundle': {
+        const file = bundleFile(msg.hash);
+        w.link.send({ type: 'bundle', hash: msg.hash, code: fs.readFileSync(file, 'utf8') });
+        break;
+      }
+      case 'batchDone':
+        this.onBatchDone(w, msg);
+        break;
+      case 'batchFailed':
+        this.onBatchFailed(w, msg.jobId, msg.index, msg.attempt, msg.error);
+        break;
+      case 'jobFatal': {
+        const run = this.jobs.get(msg.jobId);
+        if (run && !run.isFinished) this.failJob(run, { ...msg.error, context: { ...msg.error.context, worker: w.name } });
+        break;
+      }
+      case 'log': {
+        const run = msg.jobId ? this.jobs.get(msg.jobId) : undefined;
+        run?.log(`[${w.name}] ${msg.line}`);
+        this.emit({ kind: 'log', jobId: msg.jobId, worker: w.name, stream: msg.stream, line: msg.line });
+        break;
+      }
+    }
+  }
+
+  /** A worker's connection closed or stopped answering: its batches go back to the queue. */
+  removeWorker(id: string, why: string): void {
+    const w = this.workers.get(id);
+    if (!w) return;
+    this.workers.delete(id);
+    const run = w.jobId ? this.jobs.get(w.jobId) : undefined;
+    for (const index of w.leased) {
+      const b = run?.batches[index];
+      if (!run || !b) continue;
+      const err = new SkybatchError('SKYBATCH_E_WORKER_LOST', `job ${run.spec.jobId}: worker ${w.name} was lost (${why}) while holding batch [${b.start}, ${b.end}]`, {
+        retryable: true,
+        context: { jobId: run.spec.jobId, batch: [b.start, b.end], worker: w.name, attempt: b.attempts },
+      });
+      this.applyFailure(run, index, b.attempts, toWireError(err));
+    }
+    w.state = 'gone';
+    w.leased.clear();
+    this.emitWorker(w);
+    this.pump();
+  }
+
+  private onBatchDone(w: WorkerEntry, msg: Extract<WorkerMessage, { type: 'batchDone' }>): void {
+    w.leased.delete(msg.index);
+    const run = this.jobs.get(msg.jobId);
+    if (!run || run.isFinished) return;
+    if (!run.commit(msg.index, msg.attempt, w.name, msg.items)) return;
+    const b = run.batches[msg.index];
+    this.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'done', worker: w.name, attempt: msg.attempt });
+    if (msg.sample) this.emit({ kind: 'sample', jobId: run.spec.jobId, start: b.start, results: msg.sample });
+    this.scheduleProgress(run);
+    if (run.allDone) void this.finishJob(run);
+    else this.pump();
+  }
+
+  private onBatchFailed(w: WorkerEntry, jobId: string, index: number, attempt: number, error: WireError): void {
+    w.leased.delete(index);
+    const run = this.jobs.get(jobId);
+    if (run && !run.isFinished) this.applyFailure(run, index, attempt, { ...error, context: { ...error.context, worker: w.name } });
+    this.pump();
+  }
+
+  private applyFailure(run: JobRun, index: number, attempt: number, error: WireError): void {
+    const b = run.batches[index];
+    const outcome = run.fail(index, attempt, error);
+    if (outcome === 'stale') return;
+    run.log(`batch [${b.start}, ${b.end}] attempt ${attempt} failed: ${error.message}`);
+    this.emit({ kind: 'batch', jobId: run.spec.jobId, index, start: b.start, end: b.end, state: outcome === 'retry' ? 'retrying' : 'failed', attempt, error });
+    this.scheduleProgress(run);
+    if (outcome === 'fatal') {
+      const final =
+        error.retryable && b.attempts >= run.maxAttempts
+          ? { ...error, code: 'SKYBATCH_E_BATCH_FAILED', message: `batch [${b.start}, ${b.end}] failed ${b.attempts} times; last error: ${error.message}` }
+          : error;
+      this.failJob(run, final);
+    } else {
+      this.armRetryTimer();
+    }
+  }
+
+  // ---- jobs ----------------------------------------------------------------
+
+  submit(req: JobRequest, bundle: string | undefined): JobSpec {
+    if (bundle !== undefined) saveBundle(req.bundleHash, bundle);
+    else if (!fs.existsSync(bundleFile(req.bundleHash))) {
+      throw new SkybatchError('SKYBATCH_E_PROTOCOL', `bundle ${req.bundleHash} is unknown to the coordinator; send it with the job`);
+    }
+    if (req.total <= 0) throw new SkybatchError('SKYBATCH_E_EMPTY_INPUT', `the input has no items (${req.reader.path || req.reader.type}): nothing to do`);
+    const spec: JobSpec = { ...req, jobId: allocateJobId(), pool: this.pool, createdAt: new Date().toISOString() };
+    writeSpec(spec);
+    const run = new JobRun(spec, undefined, new Journal(spec.jobId));
+    run.setStatus('PENDING');
+    run.log(`submitted from ${spec.scriptPath}: ${spec.total} items in ${run.batches.length} batches of ${spec.batchSize}`);
+    this.jobs.set(spec.jobId, run);
+    this.queue.push(spec.jobId);
+    this.emit({ kind: 'jobSubmitted', job: run.summary() });
+    this.pump();
+    return spec;
+  }
+
+  cancel(jobId: string): void {
+    const run = this.jobs.get(jobId);
+    if (!run) throw new SkybatchError('SKYBATCH_E_JOB_NOT_FOUND', `job ${jobId} is not a job of pool ${this.pool}`, { context: { jobId } });
+    if (run.isFinished) return;
+    const err = new SkybatchError('SKYBATCH_E_CANCELLED', `job ${jobId} was cancelled; finished batches are kept: recover them with \`skybatch recover ${jobId}\``, { context: { jobId } });
+    this.endJob(run, 'CANCELLED', toWireError(err));
+  }
+
+  private failJob(run: JobRun, error: WireError): void {
+    const id = run.spec.jobId;
+    const message = `job ${id} failed: ${error.message}\nFinished batches are kept (${run.batchesDone}/${run.batches.length}); recover them with: skybatch recover ${id}`;
+    this.endJob(run, 'FAILED', { ...error, message, context: { ...error.context, jobId: id } });
+  }
+
+  private endJob(run: JobRun, status: 'FAILED' | 'CANCELLED', error: WireError): void {
+    run.log(`${status}: ${error.message}`);
+    run.setStatus(status, error);
+    this.releaseWorkers(run, status === 'FAILED' ? 'failed' : 'cancelled');
+    this.emit({ kind: 'jobFinished', job: run.summary(), recoverCommand: `skybatch recover ${run.spec.jobId}` });
+    this.dequeue(run);
+  }
+
+  private async finishJob(run: JobRun): Promise<void> {
+    this.releaseWorkers(run, 'done');
+    run.log('all batches committed; reducing outputs');
+    this.emit({ kind: 'log', jobId: run.spec.jobId, stream: 'info', line: 'all batches done; merging outputs' });
+    try {
+      await runReduce(run.spec.jobId, (line) => run.log(`[reduce] ${line}`));
+    } catch (err) {
+      if (!run.isFinished) this.failJob(run, toWireError(err, { jobId: run.spec.jobId }));
+      return;
+    }
+    if (run.isFinished) return;
+    run.setStatus('SUCCEEDED');
+    this.flushProgress(run);
+    this.emit({ kind: 'jobFinished', job: run.summary() });
+    this.dequeue(run);
+  }
+
+  private releaseWorkers(run: JobRun, reason: 'done' | 'cancelled' | 'failed'): void {
+    for (const w of this.workers.values()) {
+      if (w.jobId !== run.spec.jobId) continue;
+      w.link.send({ type: 'endJob', jobId: run.spec.jobId, reason });
+      w.jobId = undefined;
+      w.leased.clear();
+      if (w.state === 'busy') w.state = 'idle';
+      this.emitWorker(w);
+    }
+  }
+
+  private dequeue(run: JobRun): void {
+    const i = this.queue.indexOf(run.spec.jobId);
+    if (i >= 0) this.queue.splice(i, 1);
+    this.flushProgress(run);
+    this.pump();
+  }
+
+  // ---- dispatch ------------------------------------------------------------
+
+  /** Hands out batches: the oldest unfinished job first, round-robin over workers with credit. */
+  pump(): void {
+    if (this.closed) return;
+    const run = this.queue.map((id) => this.jobs.get(id)!).find((r) => !r.isFinished && !r.allDone);
+    if (!run) return;
+    const ready = [...this.workers.values()].filter((w) => w.state === 'idle' || w.state === 'busy');
+    const now = Date.now();
+    let gave = true;
+    while (gave) {
+      gave = false;
+      for (const w of ready) {
+        if (w.jobId && w.jobId !== run.spec.jobId && w.leased.size > 0) continue; // still finishing another job
+        if (w.leased.size >= WORKER_CREDIT) continue;
+        const b = run.next(now);
+        if (!b) break;
+        if (w.jobId !== run.spec.jobId) {
+          w.jobId = run.spec.jobId;
+          w.link.send({ type: 'job', spec: run.spec });
+        }
+        if (run.status === 'PENDING') {
+          run.setStatus('RUNNING');
+          this.emit({ kind: 'jobSubmitted', job: run.summary() });
+        }
+        run.lease(b, w.name);
+        w.leased.add(b.index);
+        const wantSample = run.samplesWanted > 0;
+        if (wantSample) run.samplesWanted--;
+        w.link.send({ type: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, attempt: b.attempts, wantSample });
+        if (w.state !== 'busy') {
+          w.state = 'busy';
+          this.emitWorker(w);
+        }
+        this.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'running', worker: w.name, attempt: b.attempts });
+        gave = true;
+      }
+    }
+    for (const w of ready) {
+      if (w.state === 'busy' && w.leased.size === 0) {
+        w.state = 'idle';
+        this.emitWorker(w);
+      }
+    }
+    this.armRetryTimer();
+  }
+
+  private armRetryTimer(): void {
+    const due = Math.min(...[...this.jobs.values()].filter((r) => !r.isFinished).map((r) => r.nextRetryAt() ?? Infinity));
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (Number.isFinite(due)) this.retryTimer = setTimeout(() => this.pump(), Math.max(0, due - Date.now()) + 5);
+  }
+
+  // ---- events --------------------------------------------------------------
+
+  subscribe(s: Subscriber): () => void {
+    this.subscribers.add(s);
+    return () => this.subscribers.delete(s);
+  }
+
+  private emit(event: JobEvent): void {
+    const jobId = 'jobId' in event ? event.jobId : 'job' in event ? event.job.jobId : undefined;
+    for (const s of this.subscribers) {
+      if (s.jobId === undefined || jobId === undefined || s.jobId === jobId) s.send(event);
+    }
+  }
+
+  private emitWorker(w: WorkerEntry): void {
+    this.emit({ kind: 'worker', worker: this.workerSummary(w) });
+  }
+
+  private scheduleProgress(run: JobRun): void {
+    const id = run.spec.jobId;
+    if (this.progressTimers.has(id)) return;
+    this.progressTimers.set(
+      id,
+      setTimeout(() => this.flushProgress(run), PROGRESS_INTERVAL_MS),
+    );
+  }
+
+  private flushProgress(run: JobRun): void {
+    const id = run.spec.jobId;
+    clearTimeout(this.progressTimers.get(id));
+    this.progressTimers.delete(id);
+    const retrying = run.batches.filter((b) => b.state === 'retrying').length;
+    const failed = run.batches.filter((b) => b.state === 'failed').length;
+    this.emit({
+      kind: 'progress',
+      jobId: id,
+      batchesDone: run.batchesDone,
+      batchesTotal: run.batches.length,
+      itemsDone: run.itemsDone,
+      itemsTotal: run.spec.total,
+      failed,
+      retrying,
+      itemsPerSec: run.itemsPerSec(),
+    });
+  }
+
+  // ---- status --------------------------------------------------------------
+
+  private workerSummary(w: WorkerEntry): WorkerSummary {
+    const run = w.jobId ? this.jobs.get(w.jobId) : undefined;
+    const batches = [...w.leased].map((i) => run?.batches[i]).filter((b) => b !== undefined).map((b) => [b.start, b.end] as [number, number]);
+    return { workerId: w.id, name: w.name, host: w.host, state: w.state, jobId: w.jobId, batches };
+  }
+
+  status(): PoolSummary {
+    return {
+      pool: this.pool,
+      url: this.url(),
+      pid: this.pid,
+      workersWanted: this.config.pool.workers,
+      workers: [...this.workers.values()].map((w) => this.workerSummary(w)),
+      jobs: [...this.jobs.values()].map((r) => r.summary()),
+    };
+  }
+
+  jobSummary(jobId: string) {
+    return this.jobs.get(jobId)?.summary();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    for (const t of this.progressTimers.values()) clearTimeout(t);
+    for (const w of this.workers.values()) {
+      w.link.send({ type: 'shutdown' });
+      w.link.close();
+    }
+  }
+}

@@ -1,0 +1,168 @@
+import type { WireError } from '../../formats/errors.js';
+import type { BatchState, JobSpec, JobStatus, JobSummary } from '../protocol.js';
+import { Journal, JournalState } from './job-store.js';
+
+export interface BatchRecord {
+  index: number;
+  start: number;
+  end: number;
+  state: BatchState;
+  /** Attempts started so far; the current lease holds attempt number `attempts`. */
+  attempts: number;
+  worker?: string;
+  notBefore: number;
+  lastError?: WireError;
+}
+
+export const DEFAULT_MAX_ATTEMPTS = 4;
+export const DEFAULT_RETRY_BASE_MS = 1000;
+
+/**
+ * One job's batch table and its transitions. Pure bookkeeping plus the journal: the
+ * coordinator decides who gets what; this class says what may be dispatched next and
+ * accepts only the current lease holder's results (fencing).
+ */
+export class JobRun {
+  status: JobStatus;
+  error?: WireError;
+  finishedAt?: string;
+  readonly batches: BatchRecord[] = [];
+  batchesDone = 0;
+  itemsDone = 0;
+  retries = 0;
+  samplesWanted = 3;
+  private fresh = 0;
+  private retryQueue: BatchRecord[] = [];
+  private readonly journal?: Journal;
+  private rate: { t: number; items: number }[] = [];
+
+  constructor(
+    readonly spec: JobSpec,
+    replay?: JournalState,
+    journal?: Journal,
+  ) {
+    this.journal = journal;
+    this.status = replay?.status ?? 'PENDING';
+    this.error = replay?.error;
+    this.finishedAt = replay?.finishedAt;
+    this.retries = replay?.retries ?? 0;
+    for (let start = 0, i = 0; start < spec.total; start += spec.batchSize, i++) {
+      const end = Math.min(start + spec.batchSize - 1, spec.total - 1);
+      const done = replay?.committed.has(i) ?? false;
+      this.batches.push({ index: i, start, end, state: done ? 'done' : 'pending', attempts: done ? replay!.committed.get(i)! : 0, notBefore: 0 });
+      if (done) {
+        this.batchesDone++;
+        this.itemsDone += end - start + 1;
+      }
+    }
+  }
+
+  get maxAttempts(): number {
+    return this.spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  }
+
+  get isFinished(): boolean {
+    return this.status === 'SUCCEEDED' || this.status === 'FAILED' || this.status === 'CANCELLED';
+  }
+
+  get allDone(): boolean {
+    return this.batchesDone === this.batches.length;
+  }
+
+  setStatus(status: JobStatus, error?: WireError): void {
+    this.status = status;
+    this.error = error;
+    const at = new Date().toISOString();
+    if (this.isFinished) this.finishedAt = at;
+    this.journal?.append({ e: 'status', status, at, ...(error ? { error } : {}) });
+    if (this.isFinished) this.journal?.close();
+  }
+
+  log(line: string): void {
+    this.journal?.log(line);
+  }
+
+  /** The next batch to lease: retries whose backoff has passed first, then fresh ones in order. */
+  next(now: number): BatchRecord | undefined {
+    if (this.retryQueue.length && this.retryQueue[0].notBefore <= now) return this.retryQueue.shift();
+    while (this.fresh < this.batches.length) {
+      const b = this.batches[this.fresh++];
+      if (b.state === 'pending') return b;
+    }
+    return undefined;
+  }
+
+  /** When the earliest waiting retry becomes due, if any. */
+  nextRetryAt(): number | undefined {
+    return this.retryQueue[0]?.notBefore;
+  }
+
+  lease(b: BatchRecord, worker: string): void {
+    b.state = 'running';
+    b.worker = worker;
+    b.attempts++;
+  }
+
+  /** Records a result; false when it comes from a stale attempt and must be ignored. */
+  commit(index: number, attempt: number, worker: string, items: number): boolean {
+    const b = this.batches[index];
+    if (!b || b.state !== 'running' || b.attempts !== attempt || b.worker !== worker) return false;
+    this.journal?.append({ e: 'commit', i: index, a: attempt, w: worker, n: items });
+    b.state = 'done';
+    b.worker = undefined;
+    this.batchesDone++;
+    this.itemsDone += items;
+    this.rate.push({ t: Date.now(), items: this.itemsDone });
+    return true;
+  }
+
+  /**
+   * Records a failed attempt. Returns 'retry' (queued with exponential backoff), 'fatal'
+   * (the job must fail) or 'stale' (an old attempt: ignored).
+   */
+  fail(index: number, attempt: number, error: WireError): 'retry' | 'fatal' | 'stale' {
+    const b = this.batches[index];
+    if (!b || b.state !== 'running' || b.attempts !== attempt) return 'stale';
+    this.journal?.append({ e: 'fail', i: index, a: attempt, w: b.worker, code: error.code });
+    b.lastError = error;
+    b.worker = undefined;
+    if (!error.retryable || b.attempts >= this.maxAttempts) {
+      b.state = 'failed';
+      return 'fatal';
+    }
+    this.retries++;
+    b.state = 'retrying';
+    b.notBefore = Date.now() + (this.spec.retryBaseMs ?? DEFAULT_RETRY_BASE_MS) * 2 ** (b.attempts - 1);
+    this.retryQueue.push(b);
+    this.retryQueue.sort((x, y) => x.notBefore - y.notBefore);
+    return 'retry';
+  }
+
+  itemsPerSec(): number {
+    const now = Date.now();
+    while (this.rate.length > 2 && now - this.rate[0].t > 5000) this.rate.shift();
+    if (this.rate.length < 2) return 0;
+    const first = this.rate[0];
+    const last = this.rate[this.rate.length - 1];
+    const dt = (now - first.t) / 1000;
+    return dt > 0 ? (last.items - first.items) / dt : 0;
+  }
+
+  summary(): JobSummary {
+    return {
+      jobId: this.spec.jobId,
+      pool: this.spec.pool,
+      status: this.status,
+      scriptPath: this.spec.scriptPath,
+      createdAt: this.spec.createdAt,
+      finishedAt: this.finishedAt,
+      batchesTotal: this.batches.length,
+      batchesDone: this.batchesDone,
+      itemsTotal: this.spec.total,
+      itemsDone: this.itemsDone,
+      retries: this.retries,
+      outputs: this.spec.writers.map((w) => w.path),
+      error: this.error,
+    };
+  }
+}

@@ -1,0 +1,138 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { WireError } from '../../formats/errors.js';
+import { bundlesDir, jobDir, jobsDir, writePrivate } from '../pool-store.js';
+import type { JobSpec, JobStatus } from '../protocol.js';
+
+/** One line of a job's journal. Appended before the transition is acknowledged. */
+export type JournalRecord =
+  | { e: 'status'; status: JobStatus; at: string; error?: WireError }
+  | { e: 'commit'; i: number; a: number; w: string; n: number }
+  | { e: 'fail'; i: number; a: number; w?: string; code: string };
+
+export interface JournalState {
+  status: JobStatus;
+  error?: WireError;
+  finishedAt?: string;
+  /** Committed batches: index → winning attempt. */
+  committed: Map<number, number>;
+  itemsDone: number;
+  retries: number;
+}
+
+/** Reserves the next job id: the smallest integer above every existing job folder. */
+export function allocateJobId(): string {
+  fs.mkdirSync(jobsDir(), { recursive: true, mode: 0o700 });
+  for (;;) {
+    const ids = fs.readdirSync(jobsDir()).map(Number).filter(Number.isInteger);
+    const id = String((ids.length ? Math.max(...ids) : 0) + 1);
+    try {
+      fs.mkdirSync(jobDir(id), { mode: 0o700 });
+      return id;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+}
+
+export function saveBundle(hash: string, code: string): void {
+  const file = path.join(bundlesDir(), `${hash}.mjs`);
+  if (!fs.existsSync(file)) writePrivate(file, code);
+}
+
+export function bundleFile(hash: string): string {
+  return path.join(bundlesDir(), `${hash}.mjs`);
+}
+
+export function writeSpec(spec: JobSpec): void {
+  writePrivate(path.join(jobDir(spec.jobId), 'job.json'), JSON.stringify(spec, null, 1));
+}
+
+export function readSpec(jobId: string): JobSpec {
+  return JSON.parse(fs.readFileSync(path.join(jobDir(jobId), 'job.json'), 'utf8')) as JobSpec;
+}
+
+export function listJobIds(): string[] {
+  try {
+    return fs
+      .readdirSync(jobsDir())
+      .filter((d) => /^\d+$/.test(d) && fs.existsSync(path.join(jobDir(d), 'job.json')))
+      .sort((a, b) => Number(a) - Number(b));
+  } catch {
+    return [];
+  }
+}
+
+/** Replays a journal. A torn last line (a crash mid-write) is ignored. */
+export function readJournal(jobId: string): JournalState {
+  const state: JournalState = { status: 'PENDING', committed: new Map(), itemsDone: 0, retries: 0 };
+  let text = '';
+  try {
+    text = fs.readFileSync(path.join(jobDir(jobId), 'journal.jsonl'), 'utf8');
+  } catch {
+    return state;
+  }
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    let r: JournalRecord;
+    try {
+      r = JSON.parse(line) as JournalRecord;
+    } catch {
+      continue;
+    }
+    if (r.e === 'status') {
+      state.status = r.status;
+      state.error = r.error;
+      if (r.status === 'SUCCEEDED' || r.status === 'FAILED' || r.status === 'CANCELLED') state.finishedAt = r.at;
+    } else if (r.e === 'commit' && !state.committed.has(r.i)) {
+      state.committed.set(r.i, r.a);
+      state.itemsDone += r.n;
+    } else if (r.e === 'fail') {
+      state.retries++;
+    }
+  }
+  return state;
+}
+
+/**
+ * Append-only journal of one job. Lines are written synchronously (so a crash loses at
+ * most the line being written) and fsynced in groups, on a short timer and on close.
+ */
+export class Journal {
+  private fd: number;
+  private logFd: number;
+  private dirty = false;
+  private timer: NodeJS.Timeout;
+
+  constructor(jobId: string) {
+    this.fd = fs.openSync(path.join(jobDir(jobId), 'journal.jsonl'), 'a', 0o600);
+    this.logFd = fs.openSync(path.join(jobDir(jobId), 'job.log'), 'a', 0o600);
+    this.timer = setInterval(() => this.sync(), 200);
+    this.timer.unref();
+  }
+
+  append(r: JournalRecord): void {
+    fs.writeSync(this.fd, JSON.stringify(r) + '\n');
+    this.dirty = true;
+  }
+
+  /** The job's log (`skybatch jobs logs`): mapper output and coordinator notes. */
+  log(line: string): void {
+    if (this.logFd >= 0) fs.writeSync(this.logFd, `${new Date().toISOString()} ${line}\n`);
+  }
+
+  sync(): void {
+    if (!this.dirty || this.fd < 0) return;
+    this.dirty = false;
+    fs.fsyncSync(this.fd);
+  }
+
+  close(): void {
+    if (this.fd < 0) return;
+    clearInterval(this.timer);
+    this.sync();
+    fs.closeSync(this.fd);
+    fs.closeSync(this.logFd);
+    this.fd = this.logFd = -1;
+  }
+}

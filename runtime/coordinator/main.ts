@@ -1,0 +1,76 @@
+/**
+ * `node coordinator/main.js --pool NAME [--host H] [--port P]`: the long-running
+ * coordinator of one pool, started detached by `skybatch pool apply`. Reads the applied
+ * config from the pool folder, serves workers and clients, and starts local workers.
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import type { PoolConfig } from '../pool-config.js';
+import { CoordinatorInfo, poolDir, writePrivate } from '../pool-store.js';
+import { Coordinator } from './coordinator.js';
+import { LocalBackend } from './local-backend.js';
+import { CoordinatorServer } from './server.js';
+
+const { values } = parseArgs({ options: { pool: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' } } });
+const pool = values.pool!;
+const dir = poolDir(pool);
+const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
+
+const readConfig = () => JSON.parse(fs.readFileSync(path.join(dir, 'pool.json'), 'utf8')) as PoolConfig;
+const config = readConfig();
+const tokenFile = path.join(dir, 'token');
+if (!fs.existsSync(tokenFile)) writePrivate(tokenFile, randomBytes(32).toString('hex'));
+const token = fs.readFileSync(tokenFile, 'utf8').trim();
+
+// Reuse the previous port when free, so workers left running by a crashed coordinator reconnect.
+let previousPort = 0;
+try {
+  previousPort = Number(new URL((JSON.parse(fs.readFileSync(path.join(dir, 'coordinator.json'), 'utf8')) as CoordinatorInfo).url).port);
+} catch {
+  // first start
+}
+
+let server: CoordinatorServer;
+const coordinator = new Coordinator(pool, config, () => server.url());
+const backend = new LocalBackend(pool, () => server.url(), token, log);
+let stopping = false;
+
+async function shutdown(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log('shutting down');
+  coordinator.close();
+  await backend.stopAll();
+  await server.close();
+  fs.rmSync(path.join(dir, 'coordinator.json'), { force: true });
+  process.exit(0);
+}
+
+const options = {
+  host: values.host ?? '127.0.0.1',
+  token,
+  log,
+  onScale: (n: number) => {
+    // `pool apply` on a running pool wrote the new config first: setup and envs apply to workers that join from now on
+    coordinator.config = { ...readConfig(), pool: { ...readConfig().pool, workers: n } };
+    backend.scale(n);
+  },
+  onShutdown: () => void shutdown(),
+};
+server = new CoordinatorServer(coordinator, { ...options, port: Number(values.port ?? previousPort) });
+let url: string;
+try {
+  url = await server.listen();
+} catch {
+  server = new CoordinatorServer(coordinator, { ...options, port: 0 });
+  url = await server.listen();
+}
+const info: CoordinatorInfo = { pool, url, pid: process.pid, startedAt: new Date().toISOString() };
+writePrivate(path.join(dir, 'coordinator.json'), JSON.stringify(info, null, 1));
+log(`coordinator of pool ${pool} listening on ${url}`);
+backend.scale(config.pool.workers);
+
+process.on('SIGTERM', () => void shutdown());
+process.on('SIGINT', () => void shutdown());

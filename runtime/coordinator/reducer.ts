@@ -1,0 +1,38 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { SkybatchError } from '../../formats/errors.js';
+import { forEachLine } from '../lines.js';
+import { readSpec } from './job-store.js';
+
+const REDUCE_PROCESS = fileURLToPath(new URL('../reduce-process.js', import.meta.url));
+
+/**
+ * Runs every writer's `reduceResults` then `cleanup` for a job, in a process of its own:
+ * writers may be the user's classes, and user code never runs inside the coordinator.
+ * The same step serves a finished job and `skybatch recover`.
+ */
+export async function runReduce(jobId: string, onLine: (line: string) => void, opts: { cleanup?: boolean } = {}): Promise<void> {
+  const spec = readSpec(jobId);
+  const args = ['--enable-source-maps', REDUCE_PROCESS, jobId, ...(opts.cleanup === false ? ['--no-cleanup'] : [])];
+  const proc = spawn(process.execPath, args, { env: { ...process.env, ...spec.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let errorJson = '';
+  const tail: string[] = [];
+  forEachLine(proc.stdout, onLine);
+  forEachLine(proc.stderr, (line) => {
+    if (line.startsWith('SKYBATCH_ERROR ')) errorJson = line.slice('SKYBATCH_ERROR '.length);
+    else {
+      tail.push(line);
+      if (tail.length > 20) tail.shift();
+      onLine(line);
+    }
+  });
+  const code = await new Promise<number | null>((resolve) => proc.on('close', resolve));
+  if (code === 0) return;
+  if (errorJson) {
+    const w = JSON.parse(errorJson) as { code: string; message: string; stack?: string };
+    const err = new SkybatchError(w.code as never, w.message, { context: { jobId } });
+    if (w.stack) err.stack = w.stack;
+    throw err;
+  }
+  throw new SkybatchError('SKYBATCH_E_REDUCE', `job ${jobId}: the reduce step exited with code ${code}:\n${tail.join('\n')}`, { context: { jobId } });
+}

@@ -1,0 +1,112 @@
+import { fileURLToPath } from 'node:url';
+import { SkybatchError } from '../formats/errors.js';
+import type { Item } from '../formats/input-reader.js';
+
+/** A function marked with `remoteFunction`: runs on workers, once per worker per job. */
+export type MapperFn = () => unknown | Promise<unknown>;
+
+const MAPPER = Symbol.for('skybatch.mapper');
+
+export interface RemoteFunction extends MapperFn {
+  [MAPPER]: { id: string; definedIn?: string };
+}
+
+const byId = new Map<string, MapperFn>();
+const perName = new Map<string, number>();
+
+/**
+ * Marks `fn` as a mapper. Its body runs on workers: one-time setup first, then
+ * `for await (const batch of load())` with one `saveResults` per batch.
+ * Its id is its name and how many mappers of that name came before it, which is the
+ * same wherever the script runs.
+ */
+export function remoteFunction<F extends MapperFn>(fn: F): F & RemoteFunction {
+  if (typeof fn !== 'function') {
+    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `remoteFunction() needs a function, got ${typeof fn}`);
+  }
+  const name = fn.name || 'anonymous';
+  const k = perName.get(name) ?? 0;
+  perName.set(name, k + 1);
+  const id = `${name}#${k}`;
+  const rf = fn as F & RemoteFunction;
+  rf[MAPPER] = { id, definedIn: callerFile() };
+  byId.set(id, fn);
+  return rf;
+}
+
+export function mapperInfo(fn: unknown): { id: string; definedIn?: string } {
+  const info = typeof fn === 'function' ? (fn as Partial<RemoteFunction>)[MAPPER] : undefined;
+  if (!info) {
+    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `map() needs a function wrapped in sky.remoteFunction(...), got ${typeof fn === 'function' ? `plain function ${fn.name || ''}` : typeof fn}`, {
+      context: { field: 'mapperFn' },
+    });
+  }
+  return info;
+}
+
+export function mapperById(id: string): MapperFn | undefined {
+  return byId.get(id);
+}
+
+/** The first stack frame outside skybatch itself: the user's file that called us. */
+function callerFile(): string | undefined {
+  const ours = fileURLToPath(new URL('..', import.meta.url));
+  for (const line of (new Error().stack ?? '').split('\n').slice(1)) {
+    const m = /\(?((?:file:\/\/)?\/[^():]+):\d+:\d+\)?\s*$/.exec(line);
+    if (!m) continue;
+    const file = m[1].startsWith('file://') ? fileURLToPath(m[1]) : m[1];
+    if (!file.startsWith(ours) && !file.includes('/node_modules/')) return file;
+  }
+  return undefined;
+}
+
+/** What `load()` and `saveResults()` talk to inside a mapper process. */
+export interface MapperContext {
+  load(): AsyncIterable<Item[]>;
+  saveResults(results: unknown[]): Promise<void>;
+}
+
+let context: MapperContext | undefined;
+
+export function setMapperContext(ctx: MapperContext | undefined): void {
+  context = ctx;
+}
+
+function requireContext(what: string): MapperContext {
+  if (!context) {
+    throw new SkybatchError('SKYBATCH_E_SAVE_RESULTS', `sky.${what}() only works inside a mapper running on a worker (a function passed to ds.map)`);
+  }
+  return context;
+}
+
+/** Yields this worker's batches of the job, one array of items at a time. */
+export function load(): AsyncIterable<Item[]> {
+  return requireContext('load').load();
+}
+
+/** Saves one result per item of the current batch, in input order. */
+export function saveResults(results: unknown[]): Promise<void> {
+  return requireContext('saveResults').saveResults(results);
+}
+
+/**
+ * Where this process runs: 'client' (the user's script) or 'host' (a worker's mapper
+ * process, or the coordinator's reduce step), where `Dataset.map` must not submit jobs.
+ */
+let role: 'client' | 'host' = 'client';
+let mapReached: () => void = () => {};
+const mapReachedPromise = new Promise<void>((resolve) => (mapReached = resolve));
+
+export function becomeHost(): Promise<void> {
+  role = 'host';
+  return mapReachedPromise;
+}
+
+export function isHost(): boolean {
+  return role === 'host';
+}
+
+/** Called by `Dataset.map` on a host: the script's definitions up to its first map are in place. */
+export function signalMapReached(): void {
+  mapReached();
+}

@@ -1,0 +1,95 @@
+import * as fs from 'node:fs';
+import { isMap, LineCounter, parseDocument, Node as YamlNode } from 'yaml';
+import { z } from 'zod';
+import { SkybatchError } from '../formats/errors.js';
+
+const quantity = z.union([z.number().positive(), z.string().regex(/^\d+(\.\d+)?\+?$/, 'expected a number like 4 or 4+ (at least 4)')]);
+
+const schema = z
+  .object({
+    pool: z
+      .object({
+        workers: z.number().int('expected a whole number').min(1, 'expected at least 1 worker').max(1024),
+        backend: z.literal('local').optional(),
+      })
+      .strict(),
+    resources: z
+      .object({
+        cpus: quantity.optional(),
+        memory: quantity.optional(),
+        accelerators: z
+          .union([z.string().regex(/^[A-Za-z0-9_-]+(:\d+)?$/, 'expected TYPE or TYPE:COUNT, e.g. L4:1'), z.record(z.string(), z.number().int().positive())])
+          .optional(),
+        disk_size: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
+    setup: z.string().optional(),
+    envs: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.union([z.string(), z.number(), z.boolean()]).transform(String)).optional(),
+  })
+  .strict();
+
+/** A validated pool.yaml. */
+export type PoolConfig = z.infer<typeof schema>;
+
+/**
+ * Parses and validates a pool file. Every problem is reported at once, each with its line
+ * and field: `pool.yaml line 3: pool.workers: expected a whole number`.
+ */
+export function parsePoolConfig(text: string, file = 'pool.yaml'): PoolConfig {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  if (doc.errors.length) {
+    const e = doc.errors[0];
+    const line = lineCounter.linePos(e.pos[0]).line;
+    throw new SkybatchError('SKYBATCH_E_POOL_CONFIG', `${file} line ${line}: invalid YAML: ${e.message.split('\n')[0]}`, { context: { path: file, line } });
+  }
+  const result = schema.safeParse(doc.toJS() ?? {});
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const keys = issue.code === 'unrecognized_keys' ? (issue as { keys: string[] }).keys : [];
+    const fieldPath = [...issue.path.map(String), ...keys.slice(0, 1)];
+    const line = lineOf(doc.contents as YamlNode | null, fieldPath, lineCounter);
+    const field = fieldPath.join('.') || '(top level)';
+    const what = issue.code === 'unrecognized_keys' ? `unknown field${keys.length > 1 ? 's' : ''} ${keys.join(', ')}` : issue.message;
+    return { line, field, text: `${file}${line ? ` line ${line}` : ''}: ${field}: ${what}` };
+  });
+  throw new SkybatchError('SKYBATCH_E_POOL_CONFIG', problems.map((p) => p.text).join('\n'), {
+    context: { path: file, line: problems[0].line, field: problems[0].field },
+  });
+}
+
+export function readPoolConfig(file: string): PoolConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new SkybatchError('SKYBATCH_E_POOL_CONFIG', `cannot read pool file ${file}: ${(err as Error).message}`, { context: { path: file } });
+  }
+  return parsePoolConfig(text, file);
+}
+
+/** The line of the deepest node along `path` that exists (the key itself when it does). */
+function lineOf(root: YamlNode | null, path: string[], lc: LineCounter): number | undefined {
+  let node: unknown = root;
+  let line = root?.range ? lc.linePos(root.range[0]).line : undefined;
+  for (const key of path) {
+    if (!isMap(node)) break;
+    const pair = node.items.find((p) => String((p.key as { value?: unknown })?.value ?? p.key) === key);
+    if (!pair) break;
+    const k = pair.key as YamlNode;
+    if (k?.range) line = lc.linePos(k.range[0]).line;
+    node = pair.value;
+  }
+  return line;
+}
+
+/** Human notes about what the local backend can and cannot honour. */
+export function localBackendNotes(config: PoolConfig, cpus: number): string[] {
+  const notes: string[] = [];
+  const acc = config.resources?.accelerators;
+  if (acc) notes.push(`resources.accelerators ${typeof acc === 'string' ? acc : JSON.stringify(acc)} is recorded; the local backend does not place workers on GPUs`);
+  const want = Number(String(config.resources?.cpus ?? '0').replace('+', ''));
+  if (want * config.pool.workers > cpus) notes.push(`resources.cpus ${config.resources?.cpus} x ${config.pool.workers} workers is more than this machine's ${cpus} CPUs`);
+  return notes;
+}

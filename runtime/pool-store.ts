@@ -1,0 +1,106 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { SkybatchError } from '../formats/errors.js';
+
+/**
+ * Where pool and job state lives: `$SKYBATCH_HOME` (default `~/.skybatch`).
+ *   pools/<name>/coordinator.json   url + pid of the running coordinator
+ *   pools/<name>/token              the pool's secret (mode 0600)
+ *   pools/<name>/pool.json          the applied pool config
+ *   pools/<name>/coordinator.log
+ *   pools/<name>/workers/<i>/       local workers' working directories
+ *   jobs/<id>/job.json              the job's spec; journal.jsonl its batch history; job.log
+ *   bundles/<sha256>.mjs            mapper bundles by content hash
+ */
+export function skybatchHome(): string {
+  return process.env.SKYBATCH_HOME || path.join(os.homedir(), '.skybatch');
+}
+
+export const poolDir = (pool: string) => path.join(skybatchHome(), 'pools', pool);
+export const jobsDir = () => path.join(skybatchHome(), 'jobs');
+export const jobDir = (jobId: string) => path.join(jobsDir(), jobId);
+export const bundlesDir = () => path.join(skybatchHome(), 'bundles');
+
+export interface CoordinatorInfo {
+  pool: string;
+  url: string;
+  pid: number;
+  startedAt: string;
+}
+
+export function assertPoolName(pool: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(pool)) {
+    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `pool name '${pool}' is invalid: use letters, digits, '_', '-', '.' (at most 63)`, {
+      context: { field: 'poolName' },
+    });
+  }
+}
+
+/** Writes a file only the owner can read, atomically. */
+export function writePrivate(file: string, data: string): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, data, { mode: 0o600 });
+  fs.renameSync(tmp, file);
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The running coordinator of a pool, or undefined when none runs. */
+export function readCoordinator(pool: string): (CoordinatorInfo & { token: string }) | undefined {
+  try {
+    const info = JSON.parse(fs.readFileSync(path.join(poolDir(pool), 'coordinator.json'), 'utf8')) as CoordinatorInfo;
+    if (!isAlive(info.pid)) return undefined;
+    const token = fs.readFileSync(path.join(poolDir(pool), 'token'), 'utf8').trim();
+    return { ...info, token };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * How a client reaches a pool: `SKYBATCH_COORDINATOR_URL` + `SKYBATCH_TOKEN` for a
+ * remote coordinator, else the local state folder.
+ */
+export function locatePool(pool: string): { url: string; token: string } {
+  if (process.env.SKYBATCH_COORDINATOR_URL && process.env.SKYBATCH_TOKEN) {
+    return { url: process.env.SKYBATCH_COORDINATOR_URL, token: process.env.SKYBATCH_TOKEN };
+  }
+  assertPoolName(pool);
+  const c = readCoordinator(pool);
+  if (!c) {
+    throw new SkybatchError('SKYBATCH_E_POOL_NOT_FOUND', `pool '${pool}' is not running: start it with \`skybatch pool apply pool.yaml --pool ${pool} -y\``, {
+      context: { field: 'poolName' },
+    });
+  }
+  return c;
+}
+
+export function listPools(): string[] {
+  try {
+    return fs.readdirSync(path.join(skybatchHome(), 'pools')).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** Finds which pool a job belongs to by reading its spec. */
+export function readJobSpecFile(jobId: string): unknown {
+  const file = path.join(jobDir(jobId), 'job.json');
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new SkybatchError('SKYBATCH_E_JOB_NOT_FOUND', `job ${jobId} not found under ${jobsDir()}`, { context: { jobId } });
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * The one protocol between coordinator, workers, clients (CLI, Dataset.map, the VS Code
+ * extension) and webviews. Every message is JSON with a string `type`; requests carry a
+ * `reqId` and get exactly one `reply`. Both ends import this file.
+ */
+import type { WireError } from '../formats/errors.js';
+
+export const PROTOCOL_VERSION = 1;
+
+/** A reader or writer by registered type name and constructor arguments. */
+export interface FormatSpec {
+  type: string;
+  path: string;
+  options: unknown;
+}
+
+export type JobStatus = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
+export type BatchState = 'pending' | 'running' | 'retrying' | 'done' | 'failed';
+export type WorkerState = 'starting' | 'setup' | 'idle' | 'busy' | 'failed' | 'gone';
+
+/** What a client submits. The coordinator adds `jobId`, `pool` and `createdAt`. */
+export interface JobRequest {
+  bundleHash: string;
+  /** Which `remoteFunction` of the bundle is the mapper: `"<name>#<n>"`. */
+  mapperId: string;
+  /** The user's script, for messages only. */
+  scriptPath: string;
+  reader: FormatSpec & { state?: unknown };
+  writers: FormatSpec[];
+  batchSize: number;
+  /** Number of items, from `reader.length()` on the client. */
+  total: number;
+  /** The submitting process's environment and argv, so top-level settings read the same on workers. */
+  env: Record<string, string>;
+  argv: string[];
+  cwd: string;
+  activateEnv?: string;
+  /** Attempts per batch before the job fails (default 4: the first run and 3 retries). */
+  maxAttempts?: number;
+  /** First retry delay; doubles each attempt (default 1000 ms). */
+  retryBaseMs?: number;
+}
+
+export interface JobSpec extends JobRequest {
+  jobId: string;
+  pool: string;
+  createdAt: string;
+}
+
+export interface JobSummary {
+  jobId: string;
+  pool: string;
+  status: JobStatus;
+  scriptPath: string;
+  createdAt: string;
+  finishedAt?: string;
+  batchesTotal: number;
+  batchesDone: number;
+  itemsTotal: number;
+  itemsDone: number;
+  retries: number;
+  outputs: string[];
+  error?: WireError;
+}
+
+export interface WorkerSummary {
+  workerId: string;
+  name: string;
+  host: string;
+  state: WorkerState;
+  jobId?: string;
+  batches: [number, number][];
+}
+
+export interface PoolSummary {
+  pool: string;
+  url: string;
+  pid: number;
+  workersWanted: number;
+  workers: WorkerSummary[];
+  jobs: JobSummary[];
+}
+
+/** Coordinator → subscribers. The CLI progress bar and the notebook render the same events. */
+export type JobEvent =
+  | { kind: 'jobSubmitted'; job: JobSummary }
+  | {
+      kind: 'progress';
+      jobId: string;
+      batchesDone: number;
+      batchesTotal: number;
+      itemsDone: number;
+      itemsTotal: number;
+      failed: number;
+      retrying: number;
+      itemsPerSec: number;
+    }
+  | { kind: 'batch'; jobId: string; index: number; start: number; end: number; state: BatchState; worker?: string; attempt: number; error?: WireError }
+  | { kind: 'worker'; worker: WorkerSummary }
+  | { kind: 'sample'; jobId: string; start: number; results: unknown[] }
+  | { kind: 'log'; jobId?: string; worker?: string; stream: 'stdout' | 'stderr' | 'info'; line: string }
+  | { kind: 'jobFinished'; job: JobSummary; recoverCommand?: string };
+
+export type ClientRequest =
+  | { type: 'submit'; reqId: number; job: JobRequest; bundle?: string }
+  | { type: 'subscribe'; reqId: number; jobId?: string }
+  | { type: 'cancel'; reqId: number; jobId: string }
+  | { type: 'status'; reqId: number }
+  | { type: 'hasBundle'; reqId: number; hash: string }
+  | { type: 'scale'; reqId: number; workers: number }
+  | { type: 'shutdown'; reqId: number };
+
+export type ClientMessage = { type: 'hello'; protocolVersion: number; role: 'client' } | ClientRequest;
+
+export type CoordinatorToClient =
+  | { type: 'reply'; reqId: number; ok: true; result?: unknown }
+  | { type: 'reply'; reqId: number; ok: false; error: WireError }
+  | { type: 'event'; event: JobEvent };
+
+export type WorkerMessage =
+  | { type: 'hello'; protocolVersion: number; role: 'worker'; name: string; host: string; pid: number }
+  | { type: 'setupLog'; stream: 'stdout' | 'stderr'; line: string }
+  | { type: 'ready' }
+  | { type: 'setupFailed'; error: WireError }
+  | { type: 'getBundle'; hash: string }
+  | { type: 'batchDone'; jobId: string; index: number; attempt: number; items: number; sample?: unknown[] }
+  | { type: 'batchFailed'; jobId: string; index: number; attempt: number; error: WireError }
+  | { type: 'jobFatal'; jobId: string; error: WireError }
+  | { type: 'log'; jobId?: string; stream: 'stdout' | 'stderr'; line: string };
+
+export type CoordinatorToWorker =
+  | { type: 'welcome'; workerId: string; setup?: string; envs: Record<string, string> }
+  | { type: 'job'; spec: JobSpec }
+  | { type: 'bundle'; hash: string; code: string }
+  | { type: 'batch'; jobId: string; index: number; start: number; end: number; attempt: number; wantSample: boolean }
+  | { type: 'endJob'; jobId: string; reason: 'done' | 'cancelled' | 'failed' }
+  | { type: 'shutdown' };
+
+/** How many batches a worker holds at once: one running and one prefetched. */
+export const WORKER_CREDIT = 2;

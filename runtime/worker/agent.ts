@@ -1,0 +1,274 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
+import { SkybatchError, toWireError } from '../../formats/errors.js';
+import { forEachLine } from '../lines.js';
+import { CoordinatorToWorker, JobSpec, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
+import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
+
+const MAPPER_PROCESS = fileURLToPath(new URL('./mapper-process.js', import.meta.url));
+const END_GRACE_MS = 30_000;
+const KILL_GRACE_MS = 3_000;
+
+export interface AgentOptions {
+  url: string;
+  token: string;
+  name: string;
+  workdir: string;
+  /** Give up when the coordinator stays unreachable this long (default 60 s). */
+  reconnectTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+interface MapperChild {
+  proc: ChildProcess;
+  jobId: string;
+  inflight: Map<number, { attempt: number }>;
+  ending: boolean;
+  stderrTail: string[];
+}
+
+/**
+ * The agent on a worker machine. It dials the coordinator (so a worker anywhere can join
+ * with a URL and token), runs the pool's `setup` once per working directory, then stays up
+ * across jobs: for each job it starts one mapper process and forwards batches to it.
+ */
+export class WorkerAgent {
+  private ws?: WebSocket;
+  private job?: JobSpec;
+  private child?: Promise<MapperChild>;
+  private bundleWaiters = new Map<string, (code: string) => void>();
+  private setupEnv: Record<string, string> = {};
+  private closed = false;
+  private lastConnected = Date.now();
+  private readonly log: (line: string) => void;
+  private stopped!: () => void;
+  readonly done = new Promise<void>((resolve) => (this.stopped = resolve));
+
+  constructor(private readonly opts: AgentOptions) {
+    this.log = opts.log ?? ((l) => process.stdout.write(`[${opts.name}] ${l}\n`));
+    fs.mkdirSync(opts.workdir, { recursive: true });
+  }
+
+  start(): void {
+    const ws = new WebSocket(this.opts.url, { headers: { authorization: `Bearer ${this.opts.token}` } });
+    this.ws = ws;
+    ws.on('open', () => {
+      this.lastConnected = Date.now();
+      this.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, role: 'worker', name: this.opts.name, host: os.hostname(), pid: process.pid });
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      this.log(`the coordinator at ${this.opts.url} refused this worker (HTTP ${res.statusCode}): check the pool token`);
+      this.shutdown(2);
+    });
+    ws.on('message', (data) => this.onMessage(JSON.parse(data.toString()) as CoordinatorToWorker));
+    ws.on('close', () => this.onDisconnect());
+    ws.on('error', (err) => this.log(`connection error: ${err.message}`));
+  }
+
+  private onDisconnect(): void {
+    if (this.closed) return;
+    void this.killChild('coordinator connection lost');
+    this.job = undefined;
+    const limit = this.opts.reconnectTimeoutMs ?? 60_000;
+    if (Date.now() - this.lastConnected > limit) {
+      this.log(`coordinator unreachable for ${Math.round(limit / 1000)} s; exiting`);
+      this.shutdown(1);
+      return;
+    }
+    setTimeout(() => !this.closed && this.start(), 500);
+  }
+
+  private send(msg: WorkerMessage): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  private onMessage(msg: CoordinatorToWorker): void {
+    switch (msg.type) {
+      case 'welcome':
+        this.setupEnv = msg.envs;
+        void this.runSetup(msg.setup);
+        break;
+      case 'job':
+        void this.killChild('superseded by a new job');
+        this.job = msg.spec;
+        this.child = undefined;
+        break;
+      case 'bundle':
+        this.bundleWaiters.get(msg.hash)?.(msg.code);
+        break;
+      case 'batch':
+        void this.forwardBatch(msg);
+        break;
+      case 'endJob':
+        if (this.job?.jobId === msg.jobId) void this.endJob(msg.reason);
+        break;
+      case 'shutdown':
+        this.shutdown(0);
+        break;
+    }
+  }
+
+  /** Runs `setup` once per working directory; a marker file holds the hash of the script that ran. */
+  private async runSetup(setup: string | undefined): Promise<void> {
+    const marker = path.join(this.opts.workdir, '.skybatch-setup-done');
+    const hash = createHash('sha256').update(setup ?? '').digest('hex');
+    if (!setup || (fs.existsSync(marker) && fs.readFileSync(marker, 'utf8') === hash)) {
+      this.send({ type: 'ready' });
+      return;
+    }
+    this.log('running setup');
+    const proc = spawn('bash', ['-c', setup], { cwd: this.opts.workdir, env: { ...process.env, ...this.setupEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const tail: string[] = [];
+    const onLine = (stream: 'stdout' | 'stderr') => (line: string) => {
+      tail.push(line);
+      if (tail.length > 20) tail.shift();
+      this.log(`setup: ${line}`);
+      this.send({ type: 'setupLog', stream, line });
+    };
+    forEachLine(proc.stdout, onLine('stdout'));
+    forEachLine(proc.stderr, onLine('stderr'));
+    const code = await new Promise<number | null>((resolve) => proc.on('close', resolve));
+    if (code === 0) {
+      fs.writeFileSync(marker, hash);
+      this.send({ type: 'ready' });
+    } else {
+      const err = new SkybatchError('SKYBATCH_E_SETUP_FAILED', `setup on worker ${this.opts.name} exited with code ${code}:\n${tail.join('\n')}`, { context: { worker: this.opts.name } });
+      this.send({ type: 'setupFailed', error: toWireError(err) });
+    }
+  }
+
+  private async bundlePath(hash: string): Promise<string> {
+    const dir = path.join(this.opts.workdir, '.skybatch-bundles');
+    const file = path.join(dir, `${hash}.mjs`);
+    if (fs.existsSync(file)) return file;
+    const code = await new Promise<string>((resolve) => {
+      this.bundleWaiters.set(hash, resolve);
+      this.send({ type: 'getBundle', hash });
+    });
+    this.bundleWaiters.delete(hash);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(`${file}.tmp`, code);
+    fs.renameSync(`${file}.tmp`, file);
+    return file;
+  }
+
+  private async forwardBatch(msg: Extract<CoordinatorToWorker, { type: 'batch' }>): Promise<void> {
+    const spec = this.job;
+    if (!spec || spec.jobId !== msg.jobId) return;
+    this.child ??= this.startChild(spec);
+    let child = await this.child;
+    if (!child.proc.connected) {
+      // the previous mapper process just died; its batches are already reported
+      this.child = this.startChild(spec);
+      child = await this.child;
+    }
+    child.inflight.set(msg.index, { attempt: msg.attempt });
+    const fwd: AgentToMapper = { type: 'batch', index: msg.index, start: msg.start, end: msg.end, attempt: msg.attempt, wantSample: msg.wantSample };
+    child.proc.send(fwd);
+  }
+
+  private async startChild(spec: JobSpec): Promise<MapperChild> {
+    const bundlePath = await this.bundlePath(spec.bundleHash);
+    const cacheDir = path.join(this.opts.workdir, '.skybatch-cache', spec.jobId);
+    fs.mkdirSync(cacheDir, { recursive: true });
+    const env: NodeJS.ProcessEnv = { ...process.env, ...this.setupEnv, ...spec.env, SKYBATCH_JOB_ID: spec.jobId, SKYBATCH_WORKER: this.opts.name };
+    delete env.SKYBATCH_TOKEN;
+    const nodeArgs = ['--enable-source-maps', MAPPER_PROCESS];
+    const stdio: ('ignore' | 'pipe' | 'ipc')[] = ['ignore', 'pipe', 'pipe', 'ipc'];
+    const proc = spec.activateEnv
+      ? spawn('bash', ['-c', `${spec.activateEnv}\nexec "$0" "$@"`, process.execPath, ...nodeArgs], { cwd: this.opts.workdir, env, stdio })
+      : spawn(process.execPath, nodeArgs, { cwd: this.opts.workdir, env, stdio });
+    const child: MapperChild = { proc, jobId: spec.jobId, inflight: new Map(), ending: false, stderrTail: [] };
+    const relay = (stream: 'stdout' | 'stderr') => (line: string) => {
+      if (stream === 'stderr') {
+        child.stderrTail.push(line);
+        if (child.stderrTail.length > 10) child.stderrTail.shift();
+      }
+      this.send({ type: 'log', jobId: spec.jobId, stream, line });
+    };
+    forEachLine(proc.stdout, relay('stdout'));
+    forEachLine(proc.stderr, relay('stderr'));
+    proc.on('message', (m: MapperToAgent) => this.onChildMessage(child, m));
+    proc.on('exit', (code, signal) => this.onChildExit(child, code, signal));
+    proc.on('error', (err) => this.log(`mapper process error: ${err.message}`));
+    const start: AgentToMapper = { type: 'start', spec, bundlePath, cacheDir };
+    proc.send(start);
+    return child;
+  }
+
+  private onChildMessage(child: MapperChild, m: MapperToAgent): void {
+    const jobId = child.jobId;
+    if (m.type === 'fatal') {
+      this.send({ type: 'jobFatal', jobId, error: m.error });
+      return;
+    }
+    if (child.inflight.get(m.index)?.attempt !== m.attempt) return;
+    child.inflight.delete(m.index);
+    this.send(m.type === 'batchDone' ? { ...m, jobId } : { ...m, jobId });
+  }
+
+  private onChildExit(child: MapperChild, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.child && this.job?.jobId === child.jobId) this.child = undefined;
+    if (child.inflight.size === 0) return;
+    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    const tail = child.stderrTail.length ? `; last stderr:\n${child.stderrTail.join('\n')}` : '';
+    for (const [index, { attempt }] of child.inflight) {
+      const err = new SkybatchError('SKYBATCH_E_WORKER_LOST', `job ${child.jobId}: the mapper process on worker ${this.opts.name} ${how} while holding this batch${tail}`, {
+        retryable: true,
+        context: { jobId: child.jobId, worker: this.opts.name, attempt },
+      });
+      this.send({ type: 'batchFailed', jobId: child.jobId, index, attempt, error: toWireError(err) });
+    }
+    child.inflight.clear();
+  }
+
+  private async endJob(reason: 'done' | 'cancelled' | 'failed'): Promise<void> {
+    const pending = this.child;
+    this.job = undefined;
+    this.child = undefined;
+    if (!pending) return;
+    const child = await pending;
+    child.inflight.clear();
+    if (reason === 'done' && child.proc.exitCode === null) {
+      child.ending = true;
+      child.proc.send({ type: 'end' } satisfies AgentToMapper);
+      const timer = setTimeout(() => child.proc.kill('SIGKILL'), END_GRACE_MS);
+      child.proc.once('exit', () => clearTimeout(timer));
+    } else {
+      terminate(child.proc);
+    }
+  }
+
+  private async killChild(why: string): Promise<void> {
+    const pending = this.child;
+    this.child = undefined;
+    if (!pending) return;
+    const child = await pending;
+    child.inflight.clear();
+    if (child.proc.exitCode === null) {
+      this.log(`stopping mapper of job ${child.jobId}: ${why}`);
+      terminate(child.proc);
+    }
+  }
+
+  shutdown(code = 0): void {
+    if (this.closed) return;
+    this.closed = true;
+    void this.killChild('worker shutting down');
+    this.ws?.close();
+    this.stopped();
+    setTimeout(() => process.exit(code), 100).unref();
+  }
+}
+
+function terminate(proc: ChildProcess): void {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), KILL_GRACE_MS);
+  proc.once('exit', () => clearTimeout(timer));
+}

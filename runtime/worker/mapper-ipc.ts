@@ -1,0 +1,16 @@
+import type { WireError } from '../../formats/errors.js';
+import type { JobSpec } from '../protocol.js';
+
+/** Agent → mapper process (Node IPC). */
+export type AgentToMapper =
+  | { type: 'start'; spec: JobSpec; bundlePath: string; cacheDir: string }
+  | { type: 'batch'; index: number; start: number; end: number; attempt: number; wantSample: boolean }
+  /** No more batches: let `load()` finish so the mapper returns. */
+  | { type: 'end' };
+
+/** Mapper process → agent. */
+export type MapperToAgent =
+  | { type: 'batchDone'; index: number; attempt: number; items: number; sample?: unknown[] }
+  | { type: 'batchFailed'; index: number; attempt: number; error: WireError }
+  /** The job cannot run on this worker at all (script failed to load, mapper threw before its first batch). */
+  | { type: 'fatal'; error: WireError };

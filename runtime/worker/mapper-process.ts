@@ -1,0 +1,191 @@
+/**
+ * One job's mapper on one worker, in a process of its own (started by the agent, after the
+ * job's `activateEnv` when given). It loads the bundle once, calls the mapper once, feeds
+ * it batches through `load()`, and uploads each batch's results through every writer in
+ * `saveResults()`. A batch that arrives while another runs is downloaded at once, so the
+ * mapper never waits on storage between batches.
+ */
+import { SkybatchError, errorMessage, toWireError } from '../../formats/errors.js';
+import type { InputReader, Item } from '../../formats/input-reader.js';
+import type { OutputWriter } from '../../formats/output-writer.js';
+import { loadBundle, makeReader, makeWriters } from '../bundle-loader.js';
+import { mapperById, setMapperContext } from '../mapper-api.js';
+import type { JobSpec } from '../protocol.js';
+import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
+import { previewValue } from './preview.js';
+
+const SAMPLE_SIZE = 5;
+
+interface Batch {
+  index: number;
+  start: number;
+  end: number;
+  attempt: number;
+  wantSample: boolean;
+  items: Promise<Item[]>;
+  saved: boolean;
+  finished: boolean;
+}
+
+let spec: JobSpec;
+let reader: InputReader<object>;
+let writers: OutputWriter<object>[];
+let cacheDir: string;
+const queue: Batch[] = [];
+let ended = false;
+let wake: (() => void) | undefined;
+let current: Batch | undefined;
+let pendingSave: Promise<void> = Promise.resolve();
+let batchesTaken = 0;
+let formatsReady: () => void;
+const ready = new Promise<void>((resolve) => (formatsReady = resolve));
+
+function send(msg: MapperToAgent): void {
+  process.send?.(msg);
+}
+
+function ref(b: Batch): string {
+  return `job ${spec.jobId}, batch [${b.start}, ${b.end}]`;
+}
+
+function finish(b: Batch, outcome: { items: number; sample?: unknown[] } | { error: unknown }): void {
+  if (b.finished) return;
+  b.finished = true;
+  if ('error' in outcome) {
+    send({ type: 'batchFailed', index: b.index, attempt: b.attempt, error: toWireError(outcome.error, { jobId: spec.jobId, batch: [b.start, b.end], attempt: b.attempt }) });
+  } else {
+    send({ type: 'batchDone', index: b.index, attempt: b.attempt, ...outcome });
+  }
+}
+
+async function download(b: Omit<Batch, 'items'>): Promise<Item[]> {
+  await ready;
+  const items = await reader.downloadBatch(b.start, b.end, cacheDir);
+  const want = b.end - b.start + 1;
+  if (!Array.isArray(items) || items.length !== want) {
+    throw new SkybatchError('SKYBATCH_E_RESULT_COUNT', `${reader.constructor.name}.downloadBatch(${b.start}, ${b.end}) returned ${Array.isArray(items) ? items.length : typeof items} items, expected ${want}`, {
+      context: { jobId: spec.jobId, batch: [b.start, b.end] },
+    });
+  }
+  return items;
+}
+
+async function nextBatch(): Promise<Batch | undefined> {
+  for (;;) {
+    const b = queue.shift();
+    if (b) return b;
+    if (ended) return undefined;
+    await new Promise<void>((resolve) => (wake = resolve));
+  }
+}
+
+async function* load(): AsyncGenerator<Item[]> {
+  for (;;) {
+    await pendingSave;
+    if (current && !current.finished) {
+      const b = current;
+      const err = new SkybatchError('SKYBATCH_E_SAVE_RESULTS', `${ref(b)}: the mapper asked for the next batch without calling saveResults() for this one`, {
+        context: { jobId: spec.jobId, batch: [b.start, b.end] },
+      });
+      finish(b, { error: err });
+      throw err;
+    }
+    const b = await nextBatch();
+    if (!b) return;
+    let items: Item[];
+    try {
+      items = await b.items;
+    } catch (err) {
+      finish(b, { error: err }); // e.g. a malformed line: this batch fails, the mapper goes on
+      continue;
+    }
+    current = b;
+    batchesTaken++;
+    yield items;
+  }
+}
+
+async function saveResults(results: unknown[]): Promise<void> {
+  const b = current;
+  if (!b || b.finished) {
+    throw new SkybatchError('SKYBATCH_E_SAVE_RESULTS', `job ${spec.jobId}: saveResults() was called ${b ? 'twice for one batch' : 'outside a batch'}; call it once for each batch load() yields`, {
+      context: { jobId: spec.jobId },
+    });
+  }
+  const save = (async () => {
+    const want = b.end - b.start + 1;
+    if (!Array.isArray(results) || results.length !== want) {
+      throw new SkybatchError(
+        'SKYBATCH_E_RESULT_COUNT',
+        `${ref(b)}: saveResults() got ${Array.isArray(results) ? results.length : typeof results} results for ${want} input items; return one result per item, in order`,
+        { context: { jobId: spec.jobId, batch: [b.start, b.end] } },
+      );
+    }
+    b.saved = true;
+    await Promise.all(writers.map((w) => w.uploadBatch(results as Item[], b.start, b.end, spec.jobId)));
+    finish(b, { items: want, sample: b.wantSample ? results.slice(0, SAMPLE_SIZE).map((r) => previewValue(r)) : undefined });
+  })();
+  pendingSave = save.catch(() => {});
+  try {
+    await save;
+  } catch (err) {
+    finish(b, { error: err });
+    throw err;
+  }
+}
+
+async function start(msg: Extract<AgentToMapper, { type: 'start' }>): Promise<void> {
+  spec = msg.spec;
+  cacheDir = msg.cacheDir;
+  process.argv = spec.argv;
+  try {
+    await loadBundle(msg.bundlePath);
+    const fn = mapperById(spec.mapperId);
+    if (!fn) {
+      throw new SkybatchError('SKYBATCH_E_MAPPER_NOT_FOUND', `mapper ${spec.mapperId} is not defined when the script reaches its first ds.map() on the worker; define every remoteFunction before the first map call`, {
+        context: { jobId: spec.jobId },
+      });
+    }
+    reader = makeReader(spec.reader);
+    writers = makeWriters(spec.writers);
+    formatsReady();
+    setMapperContext({ load, saveResults });
+    await fn();
+  } catch (err) {
+    if (batchesTaken === 0 && !current) {
+      send({ type: 'fatal', error: toWireError(err, { jobId: spec.jobId }) });
+    } else {
+      // The mapper died mid-job: the batch it held fails (and is retried elsewhere if it may be).
+      const victim = current && !current.finished ? current : queue.shift();
+      if (victim) finish(victim, { error: err });
+    }
+    for (const b of queue) finish(b, { error: new SkybatchError('SKYBATCH_E_WORKER_LOST', `${ref(b)}: the mapper process stopped before this batch (${errorMessage(err)})`, { retryable: true }) });
+    setTimeout(() => process.exit(1), 50);
+    return;
+  }
+  const leftover = [...(current && !current.finished ? [current] : []), ...queue];
+  for (const b of leftover) {
+    finish(b, {
+      error: new SkybatchError('SKYBATCH_E_SAVE_RESULTS', `${ref(b)}: the mapper returned before load() was exhausted; loop over every batch it yields`, {
+        context: { jobId: spec.jobId, batch: [b.start, b.end] },
+      }),
+    });
+  }
+  setTimeout(() => process.exit(0), 10);
+}
+
+process.on('message', (msg: AgentToMapper) => {
+  if (msg.type === 'start') {
+    void start(msg);
+  } else if (msg.type === 'batch') {
+    const b: Batch = { ...msg, saved: false, finished: false, items: Promise.resolve([]) };
+    b.items = Promise.resolve().then(() => download(b));
+    b.items.catch(() => {});
+    queue.push(b);
+    wake?.();
+  } else if (msg.type === 'end') {
+    ended = true;
+    wake?.();
+  }
+});
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,188 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI = path.join(ROOT, 'bin', 'skybatch.js');
+
+export interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Waits for `probe` to return a value, polling; fails after `timeoutMs` naming `what`. */
+export async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * A private skybatch world for one test file: its own SKYBATCH_HOME, work folder and
+ * pools, driven through the real CLI; `cleanup()` stops every process it started.
+ */
+export class Sandbox {
+  readonly home: string;
+  readonly dir: string;
+  private readonly pools = new Set<string>();
+  private readonly procs = new Set<ChildProcess>();
+
+  constructor(name: string) {
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), `skybatch-${name}-`));
+    this.home = path.join(base, 'home');
+    this.dir = path.join(base, 'work');
+    fs.mkdirSync(this.dir, { recursive: true });
+  }
+
+  env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+    return { ...process.env, SKYBATCH_HOME: this.home, ...extra };
+  }
+
+  /** Starts the CLI; resolves when it exits. */
+  cli(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<Result> {
+    const proc = this.spawnCli(args, opts);
+    let stdout = '';
+    let stderr = '';
+    proc.stdout!.on('data', (d) => (stdout += d));
+    proc.stderr!.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => proc.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    return new Promise((resolve) =>
+      proc.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, stdout, stderr });
+      }),
+    );
+  }
+
+  spawnCli(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): ChildProcess {
+    const proc = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? this.dir, env: this.env(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+    this.procs.add(proc);
+    proc.on('exit', () => this.procs.delete(proc));
+    return proc;
+  }
+
+  file(rel: string, content: string | Buffer): string {
+    const p = path.join(this.dir, rel);
+    fs.mkdirSync(path.dirname(p), { recursive: true });
+    fs.writeFileSync(p, content);
+    return p;
+  }
+
+  read(rel: string): string {
+    return fs.readFileSync(path.join(this.dir, rel), 'utf8');
+  }
+
+  async applyPool(name: string, yaml: string): Promise<Result> {
+    const file = this.file(`${name}.pool.yaml`, yaml);
+    this.pools.add(name);
+    const r = await this.cli(['pool', 'apply', file, '--pool', name, '-y']);
+    if (r.code !== 0) throw new Error(`pool apply ${name} failed (${r.code}):\n${r.stderr}\n${r.stdout}`);
+    return r;
+  }
+
+  coordinator(pool: string): { url: string; pid: number; token: string } {
+    const dir = path.join(this.home, 'pools', pool);
+    const info = JSON.parse(fs.readFileSync(path.join(dir, 'coordinator.json'), 'utf8'));
+    return { ...info, token: fs.readFileSync(path.join(dir, 'token'), 'utf8').trim() };
+  }
+
+  /** Pids of the pool's local worker processes (children of its coordinator). */
+  workerPids(pool: string): number[] {
+    const { pid } = this.coordinator(pool);
+    const out: number[] = [];
+    for (const d of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8');
+        if (ppid === pid && cmd.includes('worker/main.js')) out.push(Number(d));
+      } catch {
+        // exited meanwhile
+      }
+    }
+    return out;
+  }
+
+  run(script: string, env: Record<string, string> = {}, args: string[] = []): Promise<Result> {
+    return this.cli(['run', script, ...args], { env });
+  }
+
+  async cleanup(): Promise<void> {
+    for (const p of this.procs) p.kill('SIGKILL');
+    for (const pool of this.pools) {
+      try {
+        const { pid } = this.coordinator(pool);
+        const workers = this.workerPids(pool);
+        process.kill(pid, 'SIGTERM');
+        await waitFor(`coordinator ${pool} to stop`, () => {
+          try {
+            process.kill(pid, 0);
+            return undefined;
+          } catch {
+            return true;
+          }
+        }, 10_000).catch(() => process.kill(pid, 'SIGKILL'));
+        for (const w of workers) {
+          try {
+            process.kill(w, 'SIGKILL');
+          } catch {
+            // gone
+          }
+        }
+      } catch {
+        // pool already down
+      }
+    }
+    fs.rmSync(path.dirname(this.home), { recursive: true, force: true });
+  }
+}
+
+/** A two-line mapper script for tests: `body` is the inside of the `for await` loop over `batch`. */
+export function mapperScript(opts: { body: string; before?: string; prelude?: string; input: string; output: string; pool: string; batchSize?: number; extra?: string }): string {
+  return `import * as sky from 'skybatch';
+${opts.prelude ?? ''}
+const mapper = sky.remoteFunction(async function mapper() {
+  ${opts.before ?? ''}
+  for await (const batch of sky.load()) {
+    ${opts.body}
+  }
+});
+const ds = new sky.Dataset(new sky.JsonReader(${JSON.stringify(opts.input)}));
+const job = await ds.map(mapper, { poolName: ${JSON.stringify(opts.pool)}, batchSize: ${opts.batchSize ?? 2}, output: new sky.JsonWriter(${JSON.stringify(opts.output)}), retryBaseMs: 50 ${opts.extra ?? ''} });
+console.log('RESULT', job.jobId, job.status);
+`;
+}
+
+export function jsonl(rows: unknown[]): string {
+  return rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+}
+
+export function readJsonl(file: string): unknown[] {
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+}
+
+/** Every file under `dir`, relative, sorted. */
+export function listFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else out.push(path.relative(dir, p));
+    }
+  };
+  if (fs.existsSync(dir)) walk(dir);
+  return out.sort();
+}
