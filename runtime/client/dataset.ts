@@ -122,7 +122,7 @@ export class Dataset {
       off();
       const result = new Job(jobId, options.poolName);
       if (!stream) return result;
-      const view = options.progress === false ? undefined : typeof options.progress === 'function' ? options.progress : new ProgressView(jobId);
+      const view = options.progress === false ? undefined : typeof options.progress === 'function' ? options.progress : defaultView(jobId);
       await follow(client, result, buffered, view);
       return result;
     } finally {
@@ -150,6 +150,17 @@ export async function follow(client: CoordinatorClient, job: Job, early: JobEven
     throw new JobFailedError(job, finished.job.error ?? { code: 'SKYBATCH_E_BATCH_FAILED', message: `job ${job.jobId} ${finished.job.status}`, retryable: false });
   }
 }
+
+/**
+ * The terminal progress bar, or, with `SKYBATCH_EVENTS=jsonl` (set by tools that drive a
+ * script, like the VS Code extension), every event as one `SKYBATCH_EVENT {json}` line on stdout.
+ */
+function defaultView(jobId: string): ProgressView | ((e: JobEvent) => void) {
+  if (process.env.SKYBATCH_EVENTS === 'jsonl') return (e) => process.stdout.write(`${EVENT_PREFIX}${JSON.stringify(e)}\n`);
+  return new ProgressView(jobId);
+}
+
+export const EVENT_PREFIX = 'SKYBATCH_EVENT ';
 
 function spec(f: InputReader<object> | OutputWriter<object>, type: string): FormatSpec {
   let options: unknown;

@@ -3,7 +3,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { SkybatchError, toWireError } from '../../formats/errors.js';
-import { ClientMessage, CoordinatorToClient, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
+import { ClientMessage, CoordinatorToClient, JobEvent, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
 import type { Coordinator } from './coordinator.js';
 import { bundleFile } from './job-store.js';
 import * as fs from 'node:fs';
@@ -125,7 +125,9 @@ export class CoordinatorServer {
       if (msg.type === 'hello') return;
       try {
         const result = this.handle(msg, (jobId) => {
-          unsubscribe.push(this.coordinator.subscribe({ jobId, send: (event) => send({ type: 'event', event }) }));
+          const push = (event: JobEvent) => send({ type: 'event', event });
+          unsubscribe.push(this.coordinator.subscribe({ jobId, send: push }));
+          return push;
         });
         send({ type: 'reply', reqId: msg.reqId, ok: true, result });
       } catch (err) {
@@ -134,12 +136,13 @@ export class CoordinatorServer {
     });
   }
 
-  private handle(msg: Exclude<ClientMessage, { type: 'hello' }>, subscribe: (jobId?: string) => void): unknown {
+  private handle(msg: Exclude<ClientMessage, { type: 'hello' }>, subscribe: (jobId?: string) => (e: JobEvent) => void): unknown {
     switch (msg.type) {
       case 'submit': {
         // Subscribing in the same tick as the submit: no event of the job can be missed.
         const { jobId } = this.coordinator.submit(msg.job, msg.bundle);
-        subscribe(jobId);
+        const job = this.coordinator.jobSummary(jobId)!;
+        subscribe(jobId)({ kind: 'jobSubmitted', job }); // clients buffer events that precede the reply
         return { jobId };
       }
       case 'subscribe':
