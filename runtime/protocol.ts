@@ -123,7 +123,11 @@ export type WorkerMessage =
   | { type: 'ready' }
   | { type: 'setupFailed'; error: WireError }
   | { type: 'getBundle'; hash: string }
+  /** The mapper took the batch from load(): a crash from now on is charged to this batch. */
+  | { type: 'batchStarted'; jobId: string; index: number; attempt: number }
   | { type: 'batchDone'; jobId: string; index: number; attempt: number; items: number; sample?: unknown[] }
+  /** Given back untouched (its mapper process stopped before reaching it): not a failure. */
+  | { type: 'batchReleased'; jobId: string; index: number; attempt: number }
   | { type: 'batchFailed'; jobId: string; index: number; attempt: number; error: WireError }
   | { type: 'jobFatal'; jobId: string; error: WireError }
   | { type: 'log'; jobId?: string; stream: 'stdout' | 'stderr'; line: string };

@@ -117,9 +117,19 @@ export class Coordinator {
         w.link.send({ type: 'bundle', hash: msg.hash, code: fs.readFileSync(file, 'utf8') });
         break;
       }
+      case 'batchStarted':
+        this.jobs.get(msg.jobId)?.markStarted(msg.index, msg.attempt);
+        break;
       case 'batchDone':
         this.onBatchDone(w, msg);
         break;
+      case 'batchReleased': {
+        w.leased.delete(msg.index);
+        const run = this.jobs.get(msg.jobId);
+        if (run && !run.isFinished) this.releaseBatch(run, msg.index, msg.attempt);
+        this.pump();
+        break;
+      }
       case 'batchFailed':
         this.onBatchFailed(w, msg.jobId, msg.index, msg.attempt, msg.error);
         break;
@@ -146,6 +156,10 @@ export class Coordinator {
     for (const index of w.leased) {
       const b = run?.batches[index];
       if (!run || !b) continue;
+      if (!b.started) {
+        this.releaseBatch(run, index, b.attempts); // only prefetched: not this batch's fault
+        continue;
+      }
       const err = new SkybatchError('SKYBATCH_E_WORKER_LOST', `job ${run.spec.jobId}: worker ${w.name} was lost (${why}) while holding batch [${b.start}, ${b.end}]`, {
         retryable: true,
         context: { jobId: run.spec.jobId, batch: [b.start, b.end], worker: w.name, attempt: b.attempts },
@@ -156,6 +170,12 @@ export class Coordinator {
     w.leased.clear();
     this.emitWorker(w);
     this.pump();
+  }
+
+  private releaseBatch(run: JobRun, index: number, attempt: number): void {
+    if (!run.release(index, attempt)) return;
+    const b = run.batches[index];
+    this.emit({ kind: 'batch', jobId: run.spec.jobId, index, start: b.start, end: b.end, state: 'pending', attempt });
   }
 
   private onBatchDone(w: WorkerEntry, msg: Extract<WorkerMessage, { type: 'batchDone' }>): void {
@@ -187,8 +207,8 @@ export class Coordinator {
     this.scheduleProgress(run);
     if (outcome === 'fatal') {
       const final =
-        error.retryable && b.attempts >= run.maxAttempts
-          ? { ...error, code: 'SKYBATCH_E_BATCH_FAILED', message: `batch [${b.start}, ${b.end}] failed ${b.attempts} times; last error: ${error.message}` }
+        error.retryable && b.failures >= run.maxAttempts
+          ? { ...error, code: 'SKYBATCH_E_BATCH_FAILED', message: `batch [${b.start}, ${b.end}] failed ${b.failures} times; last error: ${error.message}` }
           : error;
       this.failJob(run, final);
     } else {

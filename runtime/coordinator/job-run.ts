@@ -7,8 +7,12 @@ export interface BatchRecord {
   start: number;
   end: number;
   state: BatchState;
-  /** Attempts started so far; the current lease holds attempt number `attempts`. */
+  /** Leases so far; the current lease holds attempt number `attempts` (attempt ids never repeat). */
   attempts: number;
+  /** Failed attempts, counted against `maxAttempts`; a batch given back untouched is not one. */
+  failures: number;
+  /** The mapper has taken the current attempt's batch (it is no longer just prefetched). */
+  started: boolean;
   worker?: string;
   notBefore: number;
   lastError?: WireError;
@@ -49,7 +53,7 @@ export class JobRun {
     for (let start = 0, i = 0; start < spec.total; start += spec.batchSize, i++) {
       const end = Math.min(start + spec.batchSize - 1, spec.total - 1);
       const done = replay?.committed.has(i) ?? false;
-      this.batches.push({ index: i, start, end, state: done ? 'done' : 'pending', attempts: done ? replay!.committed.get(i)! : 0, notBefore: 0 });
+      this.batches.push({ index: i, start, end, state: done ? 'done' : 'pending', attempts: done ? replay!.committed.get(i)! : 0, failures: 0, started: false, notBefore: 0 });
       if (done) {
         this.batchesDone++;
         this.itemsDone += end - start + 1;
@@ -100,7 +104,24 @@ export class JobRun {
   lease(b: BatchRecord, worker: string): void {
     b.state = 'running';
     b.worker = worker;
+    b.started = false;
     b.attempts++;
+  }
+
+  markStarted(index: number, attempt: number): void {
+    const b = this.batches[index];
+    if (b?.state === 'running' && b.attempts === attempt) b.started = true;
+  }
+
+  /** Puts back a batch whose current attempt never started; it goes out again first, at once. */
+  release(index: number, attempt: number): boolean {
+    const b = this.batches[index];
+    if (!b || b.state !== 'running' || b.attempts !== attempt) return false;
+    b.state = 'retrying';
+    b.worker = undefined;
+    b.notBefore = 0;
+    this.retryQueue.unshift(b);
+    return true;
   }
 
   /** Records a result; false when it comes from a stale attempt and must be ignored. */
@@ -126,13 +147,14 @@ export class JobRun {
     this.journal?.append({ e: 'fail', i: index, a: attempt, w: b.worker, code: error.code });
     b.lastError = error;
     b.worker = undefined;
-    if (!error.retryable || b.attempts >= this.maxAttempts) {
+    b.failures++;
+    if (!error.retryable || b.failures >= this.maxAttempts) {
       b.state = 'failed';
       return 'fatal';
     }
     this.retries++;
     b.state = 'retrying';
-    b.notBefore = Date.now() + (this.spec.retryBaseMs ?? DEFAULT_RETRY_BASE_MS) * 2 ** (b.attempts - 1);
+    b.notBefore = Date.now() + (this.spec.retryBaseMs ?? DEFAULT_RETRY_BASE_MS) * 2 ** (b.failures - 1);
     this.retryQueue.push(b);
     this.retryQueue.sort((x, y) => x.notBefore - y.notBefore);
     return 'retry';

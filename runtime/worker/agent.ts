@@ -27,7 +27,7 @@ export interface AgentOptions {
 interface MapperChild {
   proc: ChildProcess;
   jobId: string;
-  inflight: Map<number, { attempt: number }>;
+  inflight: Map<number, { attempt: number; started: boolean }>;
   ending: boolean;
   stderrTail: string[];
 }
@@ -167,7 +167,7 @@ export class WorkerAgent {
       this.child = this.startChild(spec);
       child = await this.child;
     }
-    child.inflight.set(msg.index, { attempt: msg.attempt });
+    child.inflight.set(msg.index, { attempt: msg.attempt, started: false });
     const fwd: AgentToMapper = { type: 'batch', index: msg.index, start: msg.start, end: msg.end, attempt: msg.attempt, wantSample: msg.wantSample };
     child.proc.send(fwd);
   }
@@ -207,9 +207,11 @@ export class WorkerAgent {
       this.send({ type: 'jobFatal', jobId, error: m.error });
       return;
     }
-    if (child.inflight.get(m.index)?.attempt !== m.attempt) return;
-    child.inflight.delete(m.index);
-    this.send(m.type === 'batchDone' ? { ...m, jobId } : { ...m, jobId });
+    const entry = child.inflight.get(m.index);
+    if (entry?.attempt !== m.attempt) return;
+    if (m.type === 'batchStarted') entry.started = true;
+    else child.inflight.delete(m.index);
+    this.send({ ...m, jobId });
   }
 
   private onChildExit(child: MapperChild, code: number | null, signal: NodeJS.Signals | null): void {
@@ -217,7 +219,11 @@ export class WorkerAgent {
     if (child.inflight.size === 0) return;
     const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
     const tail = child.stderrTail.length ? `; last stderr:\n${child.stderrTail.join('\n')}` : '';
-    for (const [index, { attempt }] of child.inflight) {
+    for (const [index, { attempt, started }] of child.inflight) {
+      if (!started) {
+        this.send({ type: 'batchReleased', jobId: child.jobId, index, attempt });
+        continue;
+      }
       const err = new SkybatchError('SKYBATCH_E_WORKER_LOST', `job ${child.jobId}: the mapper process on worker ${this.opts.name} ${how} while holding this batch${tail}`, {
         retryable: true,
         context: { jobId: child.jobId, worker: this.opts.name, attempt },

@@ -10,7 +10,9 @@ export type AgentToMapper =
 
 /** Mapper process → agent. */
 export type MapperToAgent =
+  | { type: 'batchStarted'; index: number; attempt: number }
   | { type: 'batchDone'; index: number; attempt: number; items: number; sample?: unknown[] }
+  | { type: 'batchReleased'; index: number; attempt: number }
   | { type: 'batchFailed'; index: number; attempt: number; error: WireError }
   /** The job cannot run on this worker at all (script failed to load, mapper threw before its first batch). */
   | { type: 'fatal'; error: WireError };

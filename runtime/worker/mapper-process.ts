@@ -5,7 +5,7 @@
  * `saveResults()`. A batch that arrives while another runs is downloaded at once, so the
  * mapper never waits on storage between batches.
  */
-import { SkybatchError, errorMessage, toWireError } from '../../formats/errors.js';
+import { SkybatchError, toWireError } from '../../formats/errors.js';
 import type { InputReader, Item } from '../../formats/input-reader.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
 import { loadBundle, makeReader, makeWriters } from '../bundle-loader.js';
@@ -101,6 +101,7 @@ async function* load(): AsyncGenerator<Item[]> {
     }
     current = b;
     batchesTaken++;
+    send({ type: 'batchStarted', index: b.index, attempt: b.attempt });
     yield items;
   }
 }
@@ -159,7 +160,10 @@ async function start(msg: Extract<AgentToMapper, { type: 'start' }>): Promise<vo
       const victim = current && !current.finished ? current : queue.shift();
       if (victim) finish(victim, { error: err });
     }
-    for (const b of queue) finish(b, { error: new SkybatchError('SKYBATCH_E_WORKER_LOST', `${ref(b)}: the mapper process stopped before this batch (${errorMessage(err)})`, { retryable: true }) });
+    for (const b of queue) {
+      b.finished = true;
+      send({ type: 'batchReleased', index: b.index, attempt: b.attempt });
+    }
     setTimeout(() => process.exit(1), 50);
     return;
   }
