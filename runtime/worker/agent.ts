@@ -268,7 +268,8 @@ export class WorkerAgent {
     void this.killChild('worker shutting down');
     this.ws?.close();
     this.stopped();
-    setTimeout(() => process.exit(code), 100).unref();
+    process.exitCode = code;
+    setTimeout(() => process.exit(code), 3000).unref(); // if a child or socket lingers
   }
 }
 
