@@ -12,6 +12,8 @@ import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
 
 const MAPPER_PROCESS = fileURLToPath(new URL('./mapper-process.js', import.meta.url));
 const END_GRACE_MS = 30_000;
+/** The coordinator pings every second; this long without one means it is gone (half-open TCP). */
+const PING_TIMEOUT_MS = 5_000;
 const KILL_GRACE_MS = 3_000;
 
 export interface AgentOptions {
@@ -57,7 +59,17 @@ export class WorkerAgent {
   start(): void {
     const ws = new WebSocket(this.opts.url, { headers: { authorization: `Bearer ${this.opts.token}` } });
     this.ws = ws;
+    let lastPing = Date.now();
+    const watchdog = setInterval(() => {
+      if (Date.now() - lastPing > PING_TIMEOUT_MS) {
+        this.log('no heartbeat from the coordinator; reconnecting');
+        ws.terminate();
+      }
+    }, 1000);
+    ws.on('ping', () => (lastPing = Date.now()));
+    ws.on('close', () => clearInterval(watchdog));
     ws.on('open', () => {
+      lastPing = Date.now();
       this.lastConnected = Date.now();
       this.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, role: 'worker', name: this.opts.name, host: os.hostname(), pid: process.pid });
     });
