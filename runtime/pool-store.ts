@@ -27,6 +27,8 @@ export interface CoordinatorInfo {
   url: string;
   pid: number;
   startedAt: string;
+  /** The skybatch build the coordinator runs (see build-id.ts). */
+  build?: string;
 }
 
 export function assertPoolName(pool: string): void {

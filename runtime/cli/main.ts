@@ -2,6 +2,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { SkybatchError } from '../../formats/errors.js';
+import { PACKAGE_VERSION } from '../build-id.js';
 import { WorkerAgent } from '../worker/agent.js';
 import { cancelJob, jobLogs, listJobs, recoverJob } from './job-commands.js';
 import { applyPool, poolDown, poolStatus } from './pool-commands.js';
@@ -17,7 +18,7 @@ function table(rows: string[][]): string {
 
 const program = new Command('skybatch')
   .description('Map a function over a large dataset on a pool of reused workers.')
-  .version('0.1.0')
+  .version(PACKAGE_VERSION)
   .showHelpAfterError()
   .enablePositionalOptions();
 

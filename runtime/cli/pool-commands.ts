@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline/promises';
 import { fileURLToPath } from 'node:url';
 import { SkybatchError } from '../../formats/errors.js';
 import { CoordinatorClient } from '../client/connection.js';
+import { buildId } from '../build-id.js';
 import { localBackendNotes, readPoolConfig } from '../pool-config.js';
 import { assertPoolName, isAlive, listPools, poolDir, readCoordinator, writePrivate } from '../pool-store.js';
 import type { JobEvent, PoolSummary } from '../protocol.js';
@@ -50,6 +51,9 @@ export async function applyPool(file: string, pool: string, opts: { yes: boolean
   const config = readPoolConfig(file);
   for (const note of localBackendNotes(config, os.cpus().length)) opts.log(`note: ${note}`);
   const running = readCoordinator(pool);
+  if (running?.build && running.build !== buildId()) {
+    opts.log(`note: pool '${pool}' runs skybatch ${running.build} but this is ${buildId()}; run \`skybatch pool down ${pool} -y\` and apply again to upgrade its workers`);
+  }
   const verb = running ? `Update pool '${pool}' to` : `Start pool '${pool}' with`;
   if (!(await confirm(`${verb} ${config.pool.workers} local worker(s)?`, opts.yes))) throw new SkybatchError('SKYBATCH_E_CANCELLED', 'aborted');
   const dir = poolDir(pool);

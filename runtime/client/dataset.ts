@@ -63,11 +63,12 @@ export class Job {
 
 /** The failure of a job, carrying its id, code and the command that recovers partial results. */
 export class JobFailedError extends SkybatchError {
-  constructor(
-    readonly job: Job,
-    wire: WireError,
-  ) {
+  declare readonly job: Job;
+
+  constructor(job: Job, wire: WireError) {
     super((wire.code as SkybatchError['code']) ?? 'SKYBATCH_E_BATCH_FAILED', wire.message, { context: { ...wire.context, jobId: job.jobId } });
+    // not enumerable: an uncaught failure prints the message and stack, not the whole summary
+    Object.defineProperty(this, 'job', { value: job, enumerable: false });
     if (wire.stack) this.stack = `${this.name} [${wire.code}]: ${wire.message}\n--- where it was thrown:\n${wire.stack}`;
   }
 }

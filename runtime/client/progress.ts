@@ -29,7 +29,7 @@ export class ProgressView {
       this.multi = new cliProgress.MultiBar(
         {
           stream: out,
-          format: `job ${jobId} |{bar}| {value}/{total} batches | {items} items | {rate} items/s | ETA {eta}{extra}`,
+          format: `job ${jobId} |{bar}| {value}/{total} batches | {items} items | {rate} items/s | ETA {left}{extra}`,
           hideCursor: true,
           clearOnComplete: false,
           stopOnComplete: false,
@@ -42,14 +42,14 @@ export class ProgressView {
   handle(e: JobEvent): void {
     if (e.kind === 'progress' && e.jobId === this.jobId) {
       const extra = (e.retrying ? ` | ${e.retrying} retrying` : '') + (e.failed ? ` | ${e.failed} failed` : '');
-      const payload = { items: `${e.itemsDone}/${e.itemsTotal}`, rate: e.itemsPerSec.toFixed(1), eta: eta(e.itemsTotal - e.itemsDone, e.itemsPerSec), extra };
+      const payload = { items: `${e.itemsDone}/${e.itemsTotal}`, rate: e.itemsPerSec.toFixed(1), left: eta(e.itemsTotal - e.itemsDone, e.itemsPerSec), extra };
       if (this.multi) {
         this.bar ??= this.multi.create(e.batchesTotal, 0, payload);
         this.bar.update(e.batchesDone, payload);
       } else if (e.batchesDone !== this.lastDone && (Date.now() - this.lastPlain >= PLAIN_INTERVAL_MS || e.batchesDone === e.batchesTotal)) {
         this.lastPlain = Date.now();
         this.lastDone = e.batchesDone;
-        this.print(`job ${this.jobId}: ${e.batchesDone}/${e.batchesTotal} batches, ${payload.items} items, ${payload.rate} items/s, ETA ${payload.eta}${extra}`);
+        this.print(`job ${this.jobId}: ${e.batchesDone}/${e.batchesTotal} batches, ${payload.items} items, ${payload.rate} items/s, ETA ${payload.left}${extra}`);
       }
     } else if (e.kind === 'log' && (e.jobId === this.jobId || e.jobId === undefined)) {
       this.print(`${e.worker ? `(${e.worker}) ` : ''}${e.line}`);

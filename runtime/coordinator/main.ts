@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { buildId } from '../build-id.js';
 import type { PoolConfig } from '../pool-config.js';
 import { CoordinatorInfo, poolDir, writePrivate } from '../pool-store.js';
 import { Coordinator } from './coordinator.js';
@@ -67,7 +68,7 @@ try {
   server = new CoordinatorServer(coordinator, { ...options, port: 0 });
   url = await server.listen();
 }
-const info: CoordinatorInfo = { pool, url, pid: process.pid, startedAt: new Date().toISOString() };
+const info: CoordinatorInfo = { pool, url, pid: process.pid, startedAt: new Date().toISOString(), build: buildId() };
 writePrivate(path.join(dir, 'coordinator.json'), JSON.stringify(info, null, 1));
 log(`coordinator of pool ${pool} listening on ${url}`);
 backend.scale(config.pool.workers);

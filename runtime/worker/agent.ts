@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { SkybatchError, toWireError } from '../../formats/errors.js';
+import { buildId } from '../build-id.js';
 import { forEachLine } from '../lines.js';
 import { CoordinatorToWorker, JobSpec, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
@@ -14,6 +15,7 @@ const MAPPER_PROCESS = fileURLToPath(new URL('./mapper-process.js', import.meta.
 const END_GRACE_MS = 30_000;
 /** The coordinator pings every second; this long without one means it is gone (half-open TCP). */
 const PING_TIMEOUT_MS = 5_000;
+const BUILD = buildId();
 const KILL_GRACE_MS = 3_000;
 
 export interface AgentOptions {
@@ -188,7 +190,7 @@ export class WorkerAgent {
     const bundlePath = await this.bundlePath(spec.bundleHash);
     const cacheDir = path.join(this.opts.workdir, '.skybatch-cache', spec.jobId);
     fs.mkdirSync(cacheDir, { recursive: true });
-    const env: NodeJS.ProcessEnv = { ...process.env, ...this.setupEnv, ...spec.env, SKYBATCH_JOB_ID: spec.jobId, SKYBATCH_WORKER: this.opts.name };
+    const env: NodeJS.ProcessEnv = { ...process.env, ...this.setupEnv, ...spec.env, SKYBATCH_JOB_ID: spec.jobId, SKYBATCH_WORKER: this.opts.name, SKYBATCH_AGENT_BUILD: BUILD };
     delete env.SKYBATCH_TOKEN;
     const nodeArgs = ['--enable-source-maps', MAPPER_PROCESS];
     const stdio: ('ignore' | 'pipe' | 'ipc')[] = ['ignore', 'pipe', 'pipe', 'ipc'];

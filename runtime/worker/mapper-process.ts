@@ -8,6 +8,7 @@
 import { SkybatchError, toWireError } from '../../formats/errors.js';
 import type { InputReader, Item } from '../../formats/input-reader.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
+import { buildId } from '../build-id.js';
 import { loadBundle, makeReader, makeWriters } from '../bundle-loader.js';
 import { mapperById, setMapperContext } from '../mapper-api.js';
 import type { JobSpec } from '../protocol.js';
@@ -140,6 +141,9 @@ async function start(msg: Extract<AgentToMapper, { type: 'start' }>): Promise<vo
   cacheDir = msg.cacheDir;
   process.argv = spec.argv;
   try {
+    if (process.env.SKYBATCH_AGENT_BUILD && process.env.SKYBATCH_AGENT_BUILD !== buildId()) {
+      throw new SkybatchError('SKYBATCH_E_PROTOCOL', `skybatch on worker ${process.env.SKYBATCH_WORKER} was reinstalled or rebuilt after the worker started (${process.env.SKYBATCH_AGENT_BUILD} → ${buildId()}); restart the pool: skybatch pool down ${spec.pool} -y, then pool apply`);
+    }
     await loadBundle(msg.bundlePath);
     const fn = mapperById(spec.mapperId);
     if (!fn) {
