@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import * as path from 'node:path';
 import type { Plugin } from 'esbuild';
 import { SkybatchError } from '../../formats/errors.js';
 import { RUNTIME_KEY } from '../bundle-loader.js';
@@ -55,7 +56,9 @@ async function build(entry: string, external: string[]): Promise<Bundle> {
       format: 'esm',
       target: 'node20',
       write: false,
-      sourcemap: 'inline',
+      outfile: path.join(path.dirname(entry), '__skybatch_bundle.mjs'),
+      sourcemap: 'external',
+      sourcesContent: false,
       keepNames: true, // mapper ids include the function's name
       logLevel: 'silent',
       external,
@@ -71,6 +74,12 @@ async function build(entry: string, external: string[]): Promise<Bundle> {
       cause: err,
     });
   }
-  const code = result.outputFiles[0].text;
+  // Workers keep the bundle in their own folder: point the source map at absolute paths of
+  // the user's files, so stack traces name the files the user wrote.
+  const js = result.outputFiles.find((f) => f.path.endsWith('.mjs'))!;
+  const mapFile = result.outputFiles.find((f) => f.path.endsWith('.map'))!;
+  const map = JSON.parse(mapFile.text) as { sources: string[] };
+  map.sources = map.sources.map((s) => (s.startsWith('skybatch-runtime:') ? s : path.resolve(path.dirname(entry), s)));
+  const code = js.text.replace(/\/\/# sourceMappingURL=.*\s*$/, '') + `//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}\n`;
   return { code, hash: createHash('sha256').update(code).digest('hex') };
 }
