@@ -94,10 +94,13 @@ export class GcsStorage implements Storage {
     // Metadata first: a missing object fails here, not later on the stream, and a range
     // starting past the end needs no request at all.
     const size = await this.size(path);
-    if (range && (range.end <= range.start || range.start >= size)) return Readable.from([]);
+    if (range && (range.end <= range.start || range.start >= size)) return Readable.from([], { objectMode: false });
     const src = this.file(path).createReadStream(range ? { start: range.start, end: Math.min(range.end, size) - 1 } : {});
+    // Not `pipeline`: it would destroy `out` with the raw error before it could be mapped.
     const out = new PassThrough();
-    pipeline(src, out).catch(async (err) => out.destroy(await this.wrap(err, path, 'read')));
+    src.on('error', (err) => void this.wrap(err, path, 'read').then((e) => out.destroy(e)));
+    out.on('close', () => src.destroy());
+    src.pipe(out);
     return out;
   }
 

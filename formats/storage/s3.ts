@@ -48,7 +48,7 @@ export class S3Storage implements Storage {
     const endpoint = opts.endpoint ?? (env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined);
     this.maxAttempts = opts.maxAttempts ?? (Number(env.AWS_MAX_ATTEMPTS) || 5);
     const config: S3ClientConfig = {
-      region: opts.region ?? defaultRegion,
+      region: opts.region ?? defaultRegion(),
       forcePathStyle: opts.forcePathStyle ?? (endpoint !== undefined || env.AWS_S3_FORCE_PATH_STYLE === 'true'),
       maxAttempts: this.maxAttempts,
       retryMode: 'standard',
@@ -97,7 +97,8 @@ export class S3Storage implements Storage {
       return Readable.from([]);
     }
     const res = await this.getObject(path, range);
-    return res ? Readable.from(this.resumingBody(path, res, range?.start ?? 0, range?.end)) : Readable.from([]);
+    // byte mode, as the SDK's own body stream is (Readable.from defaults to object mode)
+    return Readable.from(res ? this.resumingBody(path, res, range?.start ?? 0, range?.end) : [], { objectMode: false });
   }
 
   async size(path: string): Promise<number> {
@@ -248,16 +249,21 @@ export class S3Storage implements Storage {
   }
 }
 
-async function defaultRegion(): Promise<string> {
-  // Ask the SDK's own region chain (env, shared config); a client with no region throws.
-  const probe = new S3Client({});
-  try {
-    return (await probe.config.region()) || 'us-east-1';
-  } catch {
-    return 'us-east-1';
-  } finally {
-    probe.destroy();
-  }
+/** The SDK asks for the region on every request, so the answer is memoized (per client). */
+function defaultRegion(): () => Promise<string> {
+  let region: Promise<string> | undefined;
+  return () =>
+    (region ??= (async () => {
+      // Ask the SDK's own region chain (env, shared config); a client with no region throws.
+      const probe = new S3Client({});
+      try {
+        return (await probe.config.region()) || 'us-east-1';
+      } catch {
+        return 'us-east-1';
+      } finally {
+        probe.destroy();
+      }
+    })());
 }
 
 function split(path: string): { bucket: string; key: string } {
