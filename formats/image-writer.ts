@@ -1,10 +1,20 @@
 import { PNG } from 'pngjs';
 import { BatchRef, requireColumn } from './columns.js';
+import { eachLimit } from './concurrency.js';
 import { SkybatchError } from './errors.js';
 import { Item } from './input-reader.js';
 import { OutputWriter } from './output-writer.js';
-import { joinPath, pad8 } from './paths.js';
-import { concatenateBatchesToOutput, deleteBatchFiles, getBatchPath, toJsonl, uploadBytesToCloud } from './utils.js';
+import { assertSafeKey, joinPath, pad8 } from './paths.js';
+import {
+  concatenateBatchesToOutput,
+  deleteBatchFiles,
+  downloadBytesFromCloud,
+  getBatchPath,
+  listBatchFiles,
+  loadJsonlFromCloud,
+  toJsonl,
+  uploadBytesToCloud,
+} from './utils.js';
 
 export interface ImageWriterOptions {
   /** The result key holding the image. Default `'image'`. */
@@ -24,7 +34,8 @@ const UPLOAD_CONCURRENCY = 8;
 /**
  * One PNG per item at `{dir}/{globalIndex:08d}.png`, plus `{dir}/manifest.jsonl` mapping
  * each file name to its row index. A missing or invalid image fails its batch naming the
- * item; it is never a silent gap.
+ * item; it is never a silent gap. Images appear in `{dir}` when the job's outputs are
+ * reduced (or recovered), never from an attempt that lost.
  */
 export class ImageWriter extends OutputWriter<ImageWriterOptions> {
   get column(): string {
@@ -40,20 +51,24 @@ export class ImageWriter extends OutputWriter<ImageWriterOptions> {
     // Encode everything first: a bad item fails the batch before any file is written.
     const pngs = results.map((r, i) => toPng(requireColumn(r, this.column, i, at, `ImageWriter(${this.path})`), startIdx + i, at, this.column));
     const names = pngs.map((_, i) => `${pad8(startIdx + i)}.png`);
-    let next = 0;
-    const work = async () => {
-      while (next < pngs.length) {
-        const i = next++;
-        await uploadBytesToCloud(pngs[i], joinPath(this.path, names[i]));
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(UPLOAD_CONCURRENCY, pngs.length) }, work));
+    // Images are staged beside this attempt's manifest and published by reduceResults, so
+    // only the winning attempt of each batch ever reaches {dir}.
+    const manifestBatch = getBatchPath(this.manifestPath, startIdx, endIdx, jobId);
+    await eachLimit(names, UPLOAD_CONCURRENCY, (name, i) => uploadBytesToCloud(pngs[i], joinPath(stagingDir(manifestBatch), name)));
     const manifest = names.map((file, i) => ({ file, index: startIdx + i }));
-    await uploadBytesToCloud(toJsonl(manifest, this.manifestPath), getBatchPath(this.manifestPath, startIdx, endIdx, jobId));
+    await uploadBytesToCloud(toJsonl(manifest, this.manifestPath), manifestBatch);
     return this.path;
   }
 
+  /** Publishes the winning attempts' images to `{dir}`, then merges the manifest. */
   override async reduceResults(jobId: string): Promise<void> {
+    for (const batchFile of await listBatchFiles(this.manifestPath, jobId)) {
+      const entries = (await loadJsonlFromCloud(batchFile)) as { file: string }[];
+      await eachLimit(entries, UPLOAD_CONCURRENCY, async ({ file }) => {
+        assertSafeKey(file, 'image file name');
+        await uploadBytesToCloud(await downloadBytesFromCloud(joinPath(stagingDir(batchFile), file)), joinPath(this.path, file));
+      });
+    }
     await concatenateBatchesToOutput(this.manifestPath, jobId);
   }
 
@@ -61,6 +76,11 @@ export class ImageWriter extends OutputWriter<ImageWriterOptions> {
     await deleteBatchFiles(this.manifestPath, jobId);
   }
 }
+
+function stagingDir(manifestBatchPath: string): string {
+  return manifestBatchPath.replace(/\.jsonl$/, '.files');
+}
+
 
 function toPng(value: unknown, index: number, at: BatchRef, column: string): Buffer {
   const fail = (why: string) =>

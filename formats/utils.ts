@@ -1,5 +1,6 @@
 import { SkybatchError } from './errors.js';
 import { Item } from './input-reader.js';
+import { currentAttempt, currentWinners, rangeKey } from './attempts.js';
 import { baseName, joinPath, parentPath } from './paths.js';
 import { storageFor } from './storage/factory.js';
 
@@ -63,12 +64,16 @@ export function jobTmpDir(outputPath: string, jobId: string): string {
   return joinPath(parentPath(outputPath), '.sky_batch_tmp', jobId, baseName(outputPath));
 }
 
-const BATCH_RE = /\/batch_(\d+)_(\d+)\.jsonl$/;
+const BATCH_RE = /\/batch_(\d+)_(\d+)(?:\.a(\d+))?\.jsonl$/;
 
-/** The temp file for one batch's results: sortable, unique per batch range and job. */
+/**
+ * The temp file for one batch's results: sortable, unique per batch range, job and, on a
+ * worker, attempt (so a late duplicate attempt never overwrites the one that won).
+ */
 export function getBatchPath(outputPath: string, startIdx: number, endIdx: number, jobId: string): string {
   const pad = (n: number) => String(n).padStart(12, '0');
-  return joinPath(jobTmpDir(outputPath, jobId), `batch_${pad(startIdx)}_${pad(endIdx)}.jsonl`);
+  const attempt = currentAttempt(jobId);
+  return joinPath(jobTmpDir(outputPath, jobId), `batch_${pad(startIdx)}_${pad(endIdx)}${attempt === undefined ? '' : `.a${attempt}`}.jsonl`);
 }
 
 /** The batch range a batch file holds, or undefined when `path` is not a batch file. */
@@ -77,15 +82,29 @@ export function parseBatchPath(path: string): [number, number] | undefined {
   return m ? [Number(m[1]), Number(m[2])] : undefined;
 }
 
-/** All batch files of a job, sorted by start index. */
+/**
+ * A job's batch files, sorted by start index, one per range: the attempt the job's journal
+ * names as the winner (in the coordinator's reduce step and `skybatch recover`), else, when
+ * called by hand, the highest attempt found.
+ */
 export async function listBatchFiles(outputPath: string, jobId: string): Promise<string[]> {
   const dir = jobTmpDir(outputPath, jobId) + '/';
-  const found: { path: string; start: number }[] = [];
+  const winners = currentWinners(jobId);
+  const best = new Map<string, { path: string; start: number; attempt: number }>();
   for await (const o of (await storageFor(dir)).list(dir + 'batch_')) {
-    const range = parseBatchPath(o.path);
-    if (range) found.push({ path: o.path, start: range[0] });
+    const m = BATCH_RE.exec(o.path);
+    if (!m) continue;
+    const start = Number(m[1]);
+    const key = rangeKey(start, Number(m[2]));
+    const attempt = m[3] === undefined ? -1 : Number(m[3]);
+    if (winners) {
+      const won = winners.get(key);
+      if (won === undefined || (attempt !== -1 && attempt !== won)) continue; // unfinished range, or a losing attempt
+    }
+    const prev = best.get(key);
+    if (!prev || attempt > prev.attempt) best.set(key, { path: o.path, start, attempt });
   }
-  return found.sort((a, b) => a.start - b.start).map((f) => f.path);
+  return [...best.values()].sort((a, b) => a.start - b.start).map((f) => f.path);
 }
 
 /**

@@ -47,12 +47,18 @@ export function writePrivate(file: string, data: string): void {
   fs.renameSync(tmp, file);
 }
 
+/** Whether a process runs. A zombie (killed, not yet reaped by its parent) does not. */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return true; // no procfs: trust the signal check
   }
 }
 

@@ -103,6 +103,8 @@ export type JobEvent =
 
 export type ClientRequest =
   | { type: 'submit'; reqId: number; job: JobRequest; bundle?: string }
+  /** Runs a failed or cancelled job's unfinished batches; with `job`, with new code (`resumeFrom`). */
+  | { type: 'resume'; reqId: number; jobId: string; job?: JobRequest; bundle?: string }
   | { type: 'subscribe'; reqId: number; jobId?: string }
   | { type: 'cancel'; reqId: number; jobId: string }
   | { type: 'status'; reqId: number }

@@ -5,7 +5,8 @@
  */
 import { toWireError } from '../formats/errors.js';
 import { loadBundle, makeWriters, reduceAndCleanup } from './bundle-loader.js';
-import { bundleFile, readSpec } from './coordinator/job-store.js';
+import { bundleFile, readJournal, readSpec } from './coordinator/job-store.js';
+import { withWinners } from '../formats/attempts.js';
 
 const [jobId, flag] = process.argv.slice(2);
 try {
@@ -19,7 +20,8 @@ try {
   }
   process.argv = spec.argv;
   await loadBundle(bundleFile(spec.bundleHash));
-  await reduceAndCleanup(makeWriters(spec.writers), jobId, { cleanup: flag !== '--no-cleanup' });
+  const { winners } = readJournal(jobId);
+  await withWinners({ jobId, winners }, () => reduceAndCleanup(makeWriters(spec.writers), jobId, { cleanup: flag !== '--no-cleanup' }));
   for (const w of spec.writers) console.log(`wrote ${w.path}`);
   process.exit(0);
 } catch (err) {

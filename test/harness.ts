@@ -93,17 +93,16 @@ export class Sandbox {
     return { ...info, token: fs.readFileSync(path.join(dir, 'token'), 'utf8').trim() };
   }
 
-  /** Pids of the pool's local worker processes (children of its coordinator). */
+  /** Pids of the pool's local worker processes (found by their working directory, adopted ones too). */
   workerPids(pool: string): number[] {
-    const { pid } = this.coordinator(pool);
+    const marker = path.join(this.home, 'pools', pool, 'workers') + '/';
     const out: number[] = [];
     for (const d of fs.readdirSync('/proc')) {
       if (!/^\d+$/.test(d)) continue;
       try {
-        const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
         const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8');
-        if (ppid === pid && cmd.includes('worker/main.js')) out.push(Number(d));
+        const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+        if (cmd.includes('worker/main.js') && cmd.includes(marker) && stat[stat.lastIndexOf(')') + 2] !== 'Z') out.push(Number(d));
       } catch {
         // exited meanwhile
       }

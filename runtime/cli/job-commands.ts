@@ -2,6 +2,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SkybatchError } from '../../formats/errors.js';
 import { CoordinatorClient } from '../client/connection.js';
+import { Job, follow } from '../client/dataset.js';
+import { ProgressView } from '../client/progress.js';
 import { listJobIds, readJournal, readSpec } from '../coordinator/job-store.js';
 import { runReduce } from '../coordinator/reducer.js';
 import { jobDir, readCoordinator } from '../pool-store.js';
@@ -62,6 +64,22 @@ export async function cancelJob(jobId: string): Promise<JobSummary> {
   const client = await CoordinatorClient.forPool(job.pool);
   try {
     return await client.request<JobSummary>({ type: 'cancel', jobId });
+  } finally {
+    client.close();
+  }
+}
+
+/** `skybatch jobs resume`: runs a failed or cancelled job's unfinished batches, following its progress. */
+export async function resumeJob(jobId: string, opts: { wait: boolean }): Promise<Job> {
+  const job = jobFromDisk(jobId);
+  const client = await CoordinatorClient.forPool(job.pool);
+  try {
+    const early: JobEvent[] = [];
+    client.onEvent((e) => early.push(e));
+    await client.request({ type: 'resume', jobId });
+    const handle = new Job(jobId, job.pool, 'PENDING');
+    if (opts.wait) await follow(client, handle, early, new ProgressView(jobId));
+    return handle;
   } finally {
     client.close();
   }

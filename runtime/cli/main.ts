@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { SkybatchError } from '../../formats/errors.js';
 import { PACKAGE_VERSION } from '../build-id.js';
 import { WorkerAgent } from '../worker/agent.js';
-import { cancelJob, jobLogs, listJobs, recoverJob } from './job-commands.js';
+import { cancelJob, jobLogs, listJobs, recoverJob, resumeJob } from './job-commands.js';
 import { applyPool, poolDown, poolStatus } from './pool-commands.js';
 import { runScript } from './run-script.js';
 
@@ -95,6 +95,16 @@ jobs
   .action(async (jobId: string) => {
     const j = await cancelJob(jobId);
     say(`job ${jobId}: ${j.status} (${j.batchesDone}/${j.batchesTotal} batches done); recover them with: skybatch recover ${jobId}`);
+  });
+
+jobs
+  .command('resume')
+  .argument('<jobId>')
+  .option('--no-wait', 'return once the job is queued')
+  .description('run the batches of a failed or cancelled job that did not finish')
+  .action(async (jobId: string, o: { wait: boolean }) => {
+    const j = await resumeJob(jobId, o);
+    say(`job ${jobId} ${o.wait ? j.status : 'resumed'}`);
   });
 
 jobs

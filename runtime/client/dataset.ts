@@ -30,6 +30,11 @@ export interface MapOptions {
   maxAttempts?: number;
   /** First retry delay in ms, doubling each attempt. Default 1000. */
   retryBaseMs?: number;
+  /**
+   * Continue this failed or cancelled job instead of starting a new one: only the batches
+   * that did not finish run, with this call's mapper. Input, batch size and outputs must match.
+   */
+  resumeFrom?: string;
   /** Where progress goes: `true` (default) a terminal bar, `false` nothing, or your own listener. */
   progress?: boolean | ((event: JobEvent) => void);
 }
@@ -119,7 +124,10 @@ export class Dataset {
       const stream = options.stream ?? true;
       const buffered: JobEvent[] = [];
       const off = client.onEvent((e) => buffered.push(e));
-      const { jobId } = await client.request<{ jobId: string }>({ type: 'submit', job, bundle: has ? undefined : bundle.code });
+      const code = has ? undefined : bundle.code;
+      const { jobId } = await client.request<{ jobId: string }>(
+        options.resumeFrom ? { type: 'resume', jobId: String(options.resumeFrom), job, bundle: code } : { type: 'submit', job, bundle: code },
+      );
       off();
       const result = new Job(jobId, options.poolName);
       if (!stream) return result;

@@ -5,6 +5,7 @@ import {
   JobEvent,
   JobRequest,
   JobSpec,
+  JobSummary,
   PoolSummary,
   WORKER_CREDIT,
   WorkerMessage,
@@ -234,6 +235,47 @@ export class Coordinator {
     this.emit({ kind: 'jobSubmitted', job: run.summary() });
     this.pump();
     return spec;
+  }
+
+  /**
+   * Continues a failed or cancelled job: committed batches stay, the rest run again. With
+   * `req` (a client's `resumeFrom`), the job runs the new script and mapper; its input,
+   * batch size and outputs must be the same, or the batches would not line up.
+   */
+  resume(jobId: string, req?: JobRequest, bundle?: string): JobSummary {
+    const live = this.jobs.get(jobId);
+    if (live && !live.isFinished) throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} is still ${live.status}; nothing to resume`, { context: { jobId } });
+    let spec: JobSpec;
+    try {
+      spec = readSpec(jobId);
+    } catch {
+      throw new SkybatchError('SKYBATCH_E_JOB_NOT_FOUND', `job ${jobId} not found`, { context: { jobId } });
+    }
+    if (spec.pool !== this.pool) {
+      throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} ran on pool '${spec.pool}', not '${this.pool}'`, { context: { jobId, field: 'poolName' } });
+    }
+    const replay = readJournal(jobId);
+    if (replay.status === 'SUCCEEDED') throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} already succeeded; nothing to resume`, { context: { jobId } });
+    if (req) {
+      const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+      const mismatch =
+        req.total !== spec.total ? `the input has ${req.total} items, the job had ${spec.total}`
+        : req.batchSize !== spec.batchSize ? `batchSize is ${req.batchSize}, the job had ${spec.batchSize}`
+        : !same(req.writers.map((w) => [w.type, w.path]), spec.writers.map((w) => [w.type, w.path])) ? 'the outputs differ from the job\'s'
+        : undefined;
+      if (mismatch) throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `cannot resume job ${jobId}: ${mismatch}`, { context: { jobId, field: 'resumeFrom' } });
+      if (bundle !== undefined) saveBundle(req.bundleHash, bundle);
+      spec = { ...spec, ...req, reader: spec.reader, writers: req.writers, jobId, pool: spec.pool, createdAt: spec.createdAt };
+      writeSpec(spec);
+    }
+    const run = new JobRun(spec, replay, new Journal(jobId));
+    run.setStatus('PENDING');
+    run.log(`resumed: ${run.batchesDone}/${run.batches.length} batches already committed`);
+    this.jobs.set(jobId, run);
+    this.queue.push(jobId);
+    if (run.allDone) void this.finishJob(run);
+    else this.pump();
+    return run.summary();
   }
 
   cancel(jobId: string): void {

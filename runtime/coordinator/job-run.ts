@@ -128,7 +128,7 @@ export class JobRun {
   commit(index: number, attempt: number, worker: string, items: number): boolean {
     const b = this.batches[index];
     if (!b || b.state !== 'running' || b.attempts !== attempt || b.worker !== worker) return false;
-    this.journal?.append({ e: 'commit', i: index, a: attempt, w: worker, n: items });
+    this.journal?.append({ e: 'commit', i: index, s: b.start, x: b.end, a: attempt, w: worker, n: items });
     b.state = 'done';
     b.worker = undefined;
     this.batchesDone++;

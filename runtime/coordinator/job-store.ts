@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { rangeKey } from '../../formats/attempts.js';
 import type { WireError } from '../../formats/errors.js';
 import { bundlesDir, jobDir, jobsDir, writePrivate } from '../pool-store.js';
 import type { JobSpec, JobStatus } from '../protocol.js';
@@ -7,7 +8,7 @@ import type { JobSpec, JobStatus } from '../protocol.js';
 /** One line of a job's journal. Appended before the transition is acknowledged. */
 export type JournalRecord =
   | { e: 'status'; status: JobStatus; at: string; error?: WireError }
-  | { e: 'commit'; i: number; a: number; w: string; n: number }
+  | { e: 'commit'; i: number; s: number; x: number; a: number; w: string; n: number }
   | { e: 'fail'; i: number; a: number; w?: string; code: string };
 
 export interface JournalState {
@@ -16,6 +17,8 @@ export interface JournalState {
   finishedAt?: string;
   /** Committed batches: index → winning attempt. */
   committed: Map<number, number>;
+  /** The same by range, `"start_end"` → winning attempt: what reduce publishes. */
+  winners: Map<string, number>;
   itemsDone: number;
   retries: number;
 }
@@ -65,7 +68,7 @@ export function listJobIds(): string[] {
 
 /** Replays a journal. A torn last line (a crash mid-write) is ignored. */
 export function readJournal(jobId: string): JournalState {
-  const state: JournalState = { status: 'PENDING', committed: new Map(), itemsDone: 0, retries: 0 };
+  const state: JournalState = { status: 'PENDING', committed: new Map(), winners: new Map(), itemsDone: 0, retries: 0 };
   let text = '';
   try {
     text = fs.readFileSync(path.join(jobDir(jobId), 'journal.jsonl'), 'utf8');
@@ -86,6 +89,7 @@ export function readJournal(jobId: string): JournalState {
       if (r.status === 'SUCCEEDED' || r.status === 'FAILED' || r.status === 'CANCELLED') state.finishedAt = r.at;
     } else if (r.e === 'commit' && !state.committed.has(r.i)) {
       state.committed.set(r.i, r.a);
+      state.winners.set(rangeKey(r.s, r.x), r.a);
       state.itemsDone += r.n;
     } else if (r.e === 'fail') {
       state.retries++;

@@ -1,25 +1,32 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { poolDir } from '../pool-store.js';
+import { isAlive, poolDir } from '../pool-store.js';
 
 const WORKER_MAIN = fileURLToPath(new URL('../worker/main.js', import.meta.url));
 const EXIT_AUTH_REFUSED = 2;
+const ADOPTED_POLL_MS = 500;
+/** A worker that ran this long before dying is restarted at once, not after a backoff. */
+const HEALTHY_RUN_MS = 10_000;
 
 interface Slot {
   index: number;
-  proc?: ChildProcess;
+  pid?: number;
+  startedAt: number;
   restarts: number;
   stopping: boolean;
   timer?: NodeJS.Timeout;
+  exited?: Promise<void>;
 }
 
 /**
  * The embedded default backend: `pool.workers` worker processes on this machine, each in
  * its own working directory under the pool folder. They join through the same URL and
  * token a remote worker would use. A worker that dies is started again (its setup marker
- * keeps setup from running twice); one refused for its token is not.
+ * keeps setup from running twice); one refused for its token is not. Workers left running
+ * by a coordinator that crashed are adopted by the next one (their pid files say who they
+ * are), so a restart neither loses nor doubles the pool.
  */
 export class LocalBackend {
   private readonly slots = new Map<number, Slot>();
@@ -36,7 +43,14 @@ export class LocalBackend {
   }
 
   scale(workers: number): void {
-    for (let i = 0; i < workers; i++) if (!this.slots.has(i)) this.startSlot({ index: i, restarts: 0, stopping: false });
+    for (let i = 0; i < workers; i++) {
+      if (this.slots.has(i)) continue;
+      const slot: Slot = { index: i, restarts: 0, stopping: false, startedAt: Date.now() };
+      this.slots.set(i, slot);
+      const orphan = this.orphanPid(i);
+      if (orphan) this.adopt(slot, orphan);
+      else this.start(slot);
+    }
     for (const [i, slot] of this.slots) {
       if (i >= workers) {
         this.slots.delete(i);
@@ -45,8 +59,18 @@ export class LocalBackend {
     }
   }
 
-  private startSlot(slot: Slot): void {
-    this.slots.set(slot.index, slot);
+  /** The pid of a live worker of this slot left by an earlier coordinator, if any. */
+  private orphanPid(index: number): number | undefined {
+    try {
+      const pid = Number(fs.readFileSync(path.join(this.workerDir(index), 'worker.pid'), 'utf8'));
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      return isAlive(pid) && cmd.includes(WORKER_MAIN) ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private start(slot: Slot): void {
     const dir = this.workerDir(slot.index);
     fs.mkdirSync(dir, { recursive: true });
     const out = fs.openSync(path.join(dir, 'worker.log'), 'a');
@@ -55,44 +79,54 @@ export class LocalBackend {
       stdio: ['ignore', out, out],
     });
     fs.closeSync(out);
-    slot.proc = proc;
-    proc.on('exit', (code, signal) => {
-      slot.proc = undefined;
-      if (slot.stopping || this.slots.get(slot.index) !== slot) return;
-      this.log(`local worker ${slot.index} exited (${signal ?? `code ${code}`})`);
-      if (code === EXIT_AUTH_REFUSED) return;
-      const delay = Math.min(30_000, 500 * 2 ** Math.min(slot.restarts++, 6));
-      slot.timer = setTimeout(() => this.startSlot(slot), delay);
+    slot.pid = proc.pid;
+    slot.startedAt = Date.now();
+    fs.writeFileSync(path.join(dir, 'worker.pid'), String(proc.pid));
+    slot.exited = new Promise((resolve) => proc.on('exit', (code, signal) => (this.onExit(slot, signal ?? `code ${code}`, code), resolve())));
+  }
+
+  private adopt(slot: Slot, pid: number): void {
+    this.log(`adopting local worker ${slot.index} (pid ${pid}) left by the previous coordinator`);
+    slot.pid = pid;
+    slot.exited = new Promise((resolve) => {
+      const t = setInterval(() => {
+        if (isAlive(pid)) return;
+        clearInterval(t);
+        this.onExit(slot, 'exited', null);
+        resolve();
+      }, ADOPTED_POLL_MS);
     });
+  }
+
+  private onExit(slot: Slot, how: string, code: number | null): void {
+    slot.pid = undefined;
+    if (slot.stopping || this.slots.get(slot.index) !== slot) return;
+    this.log(`local worker ${slot.index} exited (${how})`);
+    if (code === EXIT_AUTH_REFUSED) return;
+    if (Date.now() - slot.startedAt > HEALTHY_RUN_MS) slot.restarts = 0;
+    const delay = Math.min(30_000, 250 * 2 ** Math.min(slot.restarts++, 7));
+    slot.timer = setTimeout(() => this.start(slot), delay);
   }
 
   private stopSlot(slot: Slot): void {
     slot.stopping = true;
     if (slot.timer) clearTimeout(slot.timer);
-    slot.proc?.kill('SIGTERM');
-  }
-
-  pids(): number[] {
-    return [...this.slots.values()].map((s) => s.proc?.pid).filter((p): p is number => p !== undefined);
+    if (slot.pid && isAlive(slot.pid)) process.kill(slot.pid, 'SIGTERM');
   }
 
   /** Stops every worker: SIGTERM, then SIGKILL for any still alive after `graceMs`. */
   async stopAll(graceMs = 3000): Promise<void> {
-    const procs = [...this.slots.values()].map((s) => s.proc).filter((p): p is ChildProcess => !!p && p.exitCode === null);
-    for (const s of this.slots.values()) this.stopSlot(s);
+    const slots = [...this.slots.values()];
     this.slots.clear();
     await Promise.all(
-      procs.map(
-        (p) =>
-          new Promise<void>((resolve) => {
-            if (p.exitCode !== null || p.signalCode !== null) return resolve();
-            const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
-            p.once('exit', () => {
-              clearTimeout(t);
-              resolve();
-            });
-          }),
-      ),
+      slots.map(async (s) => {
+        const pid = s.pid;
+        this.stopSlot(s);
+        if (!pid) return;
+        const t = setTimeout(() => isAlive(pid) && process.kill(pid, 'SIGKILL'), graceMs);
+        await s.exited;
+        clearTimeout(t);
+      }),
     );
   }
 }

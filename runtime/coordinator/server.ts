@@ -145,6 +145,11 @@ export class CoordinatorServer {
         subscribe(jobId)({ kind: 'jobSubmitted', job }); // clients buffer events that precede the reply
         return { jobId };
       }
+      case 'resume': {
+        const job = this.coordinator.resume(msg.jobId, msg.job, msg.bundle);
+        subscribe(msg.jobId)({ kind: 'jobSubmitted', job });
+        return { jobId: msg.jobId };
+      }
       case 'subscribe':
         subscribe(msg.jobId);
         return msg.jobId ? this.coordinator.jobSummary(msg.jobId) : this.coordinator.status();

@@ -5,6 +5,7 @@
  * `saveResults()`. A batch that arrives while another runs is downloaded at once, so the
  * mapper never waits on storage between batches.
  */
+import { withAttempt } from '../../formats/attempts.js';
 import { SkybatchError, toWireError } from '../../formats/errors.js';
 import type { InputReader, Item } from '../../formats/input-reader.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
@@ -124,7 +125,7 @@ async function saveResults(results: unknown[]): Promise<void> {
       );
     }
     b.saved = true;
-    await Promise.all(writers.map((w) => w.uploadBatch(results as Item[], b.start, b.end, spec.jobId)));
+    await withAttempt({ jobId: spec.jobId, attempt: b.attempt }, () => Promise.all(writers.map((w) => w.uploadBatch(results as Item[], b.start, b.end, spec.jobId))));
     finish(b, { items: want, sample: b.wantSample ? results.slice(0, SAMPLE_SIZE).map((r) => previewValue(r)) : undefined });
   })();
   pendingSave = save.catch(() => {});

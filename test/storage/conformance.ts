@@ -4,6 +4,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ErrorCode, SkybatchError } from '../../formats/errors.js';
 import { Storage } from '../../formats/storage/storage.js';
+import { eachLimit } from '../../formats/concurrency.js';
+
+export { eachLimit };
 
 /** One backend under test. */
 export interface BackendFactory {
@@ -52,14 +55,6 @@ export async function listAll(storage: Storage, prefix: string): Promise<{ path:
 }
 
 /** Runs `work` over `items` with at most `limit` in flight. */
-export async function eachLimit<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) await work(items[next++]);
-    }),
-  );
-}
 
 export async function assertRejectsWith(p: Promise<unknown>, code: ErrorCode, pathInMessage: string): Promise<SkybatchError> {
   const err = await p.then(
