@@ -88,9 +88,13 @@ export function parseBatchPath(path: string): [number, number] | undefined {
  * called by hand, the highest attempt found.
  */
 export async function listBatchFiles(outputPath: string, jobId: string): Promise<string[]> {
+  return (await listBatchObjects(outputPath, jobId)).map((o) => o.path);
+}
+
+async function listBatchObjects(outputPath: string, jobId: string): Promise<{ path: string; size: number }[]> {
   const dir = jobTmpDir(outputPath, jobId) + '/';
   const winners = currentWinners(jobId);
-  const best = new Map<string, { path: string; start: number; attempt: number }>();
+  const best = new Map<string, { path: string; size: number; start: number; attempt: number }>();
   for await (const o of (await storageFor(dir)).list(dir + 'batch_')) {
     const m = BATCH_RE.exec(o.path);
     if (!m) continue;
@@ -102,9 +106,9 @@ export async function listBatchFiles(outputPath: string, jobId: string): Promise
       if (won === undefined || (attempt !== -1 && attempt !== won)) continue; // unfinished range, or a losing attempt
     }
     const prev = best.get(key);
-    if (!prev || attempt > prev.attempt) best.set(key, { path: o.path, start, attempt });
+    if (!prev || attempt > prev.attempt) best.set(key, { path: o.path, size: o.size, start, attempt });
   }
-  return [...best.values()].sort((a, b) => a.start - b.start).map((f) => f.path);
+  return [...best.values()].sort((a, b) => a.start - b.start);
 }
 
 /**
@@ -112,12 +116,15 @@ export async function listBatchFiles(outputPath: string, jobId: string): Promise
  * whatever the output's size. The output appears whole or not at all.
  */
 export async function concatenateBatchesToOutput(outputPath: string, jobId: string): Promise<void> {
-  const files = await listBatchFiles(outputPath, jobId);
+  const files = await listBatchObjects(outputPath, jobId);
   const storage = await storageFor(outputPath);
+  const source = await storageFor(jobTmpDir(outputPath, jobId));
   async function* chunks(): AsyncIterable<Uint8Array> {
     for (const f of files) {
       let last = 0x0a;
-      for await (const c of await (await storageFor(f)).readStream(f)) {
+      // one request for a small batch file; a stream for a big one, so memory stays flat
+      const parts: Iterable<Uint8Array> | AsyncIterable<Uint8Array> = f.size <= 8 * 1024 * 1024 ? [await source.get(f.path)] : await source.readStream(f.path);
+      for await (const c of parts) {
         const buf = c as Buffer;
         if (buf.length) last = buf[buf.length - 1];
         yield buf;

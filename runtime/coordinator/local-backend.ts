@@ -82,7 +82,7 @@ export class LocalBackend {
     slot.pid = proc.pid;
     slot.startedAt = Date.now();
     fs.writeFileSync(path.join(dir, 'worker.pid'), String(proc.pid));
-    slot.exited = new Promise((resolve) => proc.on('exit', (code, signal) => (this.onExit(slot, signal ?? `code ${code}`, code), resolve())));
+    slot.exited = new Promise((resolve) => proc.on('exit', (code, signal) => (this.onExit(slot, signal ?? `code ${code}`, code, signal), resolve())));
   }
 
   private adopt(slot: Slot, pid: number): void {
@@ -92,18 +92,20 @@ export class LocalBackend {
       const t = setInterval(() => {
         if (isAlive(pid)) return;
         clearInterval(t);
-        this.onExit(slot, 'exited', null);
+        this.onExit(slot, 'exited', null, null);
         resolve();
       }, ADOPTED_POLL_MS);
     });
   }
 
-  private onExit(slot: Slot, how: string, code: number | null): void {
+  private onExit(slot: Slot, how: string, code: number | null, signal: NodeJS.Signals | null): void {
     slot.pid = undefined;
     if (slot.stopping || this.slots.get(slot.index) !== slot) return;
     this.log(`local worker ${slot.index} exited (${how})`);
     if (code === EXIT_AUTH_REFUSED) return;
-    if (Date.now() - slot.startedAt > HEALTHY_RUN_MS) slot.restarts = 0;
+    // Backoff is for a worker that keeps failing at start; one killed from outside
+    // (a preemption, the OOM killer, a test) comes back at once.
+    if (signal || Date.now() - slot.startedAt > HEALTHY_RUN_MS) slot.restarts = 0;
     const delay = Math.min(30_000, 250 * 2 ** Math.min(slot.restarts++, 7));
     slot.timer = setTimeout(() => this.start(slot), delay);
   }
