@@ -15,8 +15,8 @@ export class Registry<T> {
 
   /** Registers `cls` under `name`. Registering the same name again replaces the class. */
   register<C extends Constructor<T>>(name: string, cls: C): C {
-    if (typeof name !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(name)) {
-      throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `${this.kind} name ${JSON.stringify(name)} is invalid: use letters, digits, '_', '-', '.'`);
+    if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name)) {
+      throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `${this.kind} name ${JSON.stringify(name)} is invalid: start with a letter or digit, then letters, digits, '_', '-', '.'`);
     }
     if (typeof cls !== 'function') {
       throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `${this.kind} '${name}': register() needs a class, got ${typeof cls}`);

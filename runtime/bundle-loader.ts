@@ -3,6 +3,8 @@ import { SkybatchError, errorMessage } from '../formats/errors.js';
 import type { InputReader } from '../formats/input-reader.js';
 import type { OutputWriter } from '../formats/output-writer.js';
 import { INPUT_READER_REGISTRY, OUTPUT_WRITER_REGISTRY } from '../formats/registries.js';
+import { jobTmpDir } from '../formats/utils.js';
+import { withWriteScope } from '../formats/write-scope.js';
 import { becomeHost } from './mapper-api.js';
 import type { FormatSpec } from './protocol.js';
 
@@ -37,11 +39,21 @@ export function makeWriters(specs: FormatSpec[]): OutputWriter<object>[] {
   return specs.map((s) => new (OUTPUT_WRITER_REGISTRY.get(s.type))(s.path, s.options as object));
 }
 
+/** Where a writer may write during a job: its output and its temp folder. */
+export function writableBy(w: OutputWriter<object>, jobId: string): string[] {
+  return [w.path, jobTmpDir(w.path, jobId) + '/'];
+}
+
+/** Runs `fn` as writer `w`: every write it makes must stay inside `writableBy(w)`. */
+export function asWriter<T>(w: OutputWriter<object>, jobId: string, fn: () => T): T {
+  return withWriteScope(`${w.constructor.name}(${w.path})`, writableBy(w, jobId), fn);
+}
+
 /** `reduceResults` then `cleanup` of every writer; the first failure names its writer. */
 export async function reduceAndCleanup(writers: OutputWriter<object>[], jobId: string, opts: { cleanup?: boolean } = {}): Promise<void> {
   for (const w of writers) {
     try {
-      await w.reduceResults(jobId);
+      await asWriter(w, jobId, () => w.reduceResults(jobId));
     } catch (err) {
       throw new SkybatchError('SKYBATCH_E_REDUCE', `job ${jobId}: ${w.constructor.name}(${w.path}).reduceResults failed: ${errorMessage(err)}`, {
         context: { jobId, path: w.path },
@@ -52,7 +64,7 @@ export async function reduceAndCleanup(writers: OutputWriter<object>[], jobId: s
   if (opts.cleanup === false) return;
   for (const w of writers) {
     try {
-      await w.cleanup(jobId);
+      await asWriter(w, jobId, () => w.cleanup(jobId));
     } catch (err) {
       throw new SkybatchError('SKYBATCH_E_REDUCE', `job ${jobId}: ${w.constructor.name}(${w.path}).cleanup failed: ${errorMessage(err)}`, {
         context: { jobId, path: w.path },

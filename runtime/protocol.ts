@@ -39,6 +39,8 @@ export interface JobRequest {
   maxAttempts?: number;
   /** First retry delay; doubles each attempt (default 1000 ms). */
   retryBaseMs?: number;
+  /** A batch running longer than this on a worker is taken away and retried (default 30 min). */
+  batchTimeoutMs?: number;
 }
 
 export interface JobSpec extends JobRequest {
@@ -140,6 +142,8 @@ export type CoordinatorToWorker =
   | { type: 'bundle'; hash: string; code: string }
   | { type: 'batch'; jobId: string; index: number; start: number; end: number; attempt: number; wantSample: boolean }
   | { type: 'endJob'; jobId: string; reason: 'done' | 'cancelled' | 'failed' }
+  /** The batch timed out: stop the (hung) mapper process holding it. */
+  | { type: 'abortBatch'; jobId: string; index: number; attempt: number }
   | { type: 'shutdown' };
 
 /** How many batches a worker holds at once: one running and one prefetched. */

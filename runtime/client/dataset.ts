@@ -30,6 +30,8 @@ export interface MapOptions {
   maxAttempts?: number;
   /** First retry delay in ms, doubling each attempt. Default 1000. */
   retryBaseMs?: number;
+  /** A batch running longer than this (ms) is taken from its worker and retried. Default 30 min. */
+  batchTimeoutMs?: number;
   /**
    * Continue this failed or cancelled job instead of starting a new one: only the batches
    * that did not finish run, with this call's mapper. Input, batch size and outputs must match.
@@ -117,6 +119,7 @@ export class Dataset {
       activateEnv: options.activateEnv,
       maxAttempts: options.maxAttempts,
       retryBaseMs: options.retryBaseMs,
+      batchTimeoutMs: options.batchTimeoutMs,
     };
     const client = await CoordinatorClient.forPool(options.poolName);
     try {
@@ -198,4 +201,8 @@ function validate(o: MapOptions): void {
   if (!outs.length || outs.some((w) => !w || typeof (w as OutputWriter<object>).uploadBatch !== 'function')) throw bad('output', 'an OutputWriter or a non-empty list of them', typeof o.output);
   if (o.activateEnv !== undefined && typeof o.activateEnv !== 'string') throw bad('activateEnv', 'a shell command string', o.activateEnv);
   if (o.maxAttempts !== undefined && (!Number.isInteger(o.maxAttempts) || o.maxAttempts < 1)) throw bad('maxAttempts', 'a positive integer', o.maxAttempts);
+  for (const field of ['retryBaseMs', 'batchTimeoutMs'] as const) {
+    const v = o[field];
+    if (v !== undefined && (typeof v !== 'number' || !(v >= 0))) throw bad(field, 'a number of milliseconds', v);
+  }
 }

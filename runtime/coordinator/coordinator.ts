@@ -12,7 +12,7 @@ import {
   WorkerState,
   WorkerSummary,
 } from '../protocol.js';
-import { JobRun } from './job-run.js';
+import { DEFAULT_BATCH_TIMEOUT_MS, JobRun } from './job-run.js';
 import { Journal, allocateJobId, bundleFile, listJobIds, readJournal, readSpec, saveBundle, writeSpec } from './job-store.js';
 import { runReduce } from './reducer.js';
 import * as fs from 'node:fs';
@@ -55,6 +55,7 @@ export class Coordinator {
   private retryTimer?: NodeJS.Timeout;
   private progressTimers = new Map<string, NodeJS.Timeout>();
   private closed = false;
+  private readonly sweeper = setInterval(() => this.sweepOverdue(), 1000);
 
   constructor(
     readonly pool: string,
@@ -382,6 +383,29 @@ export class Coordinator {
     this.armRetryTimer();
   }
 
+  /** Takes batches that ran past their timeout away from their (probably hung) mapper. */
+  private sweepOverdue(): void {
+    const now = Date.now();
+    for (const run of this.jobs.values()) {
+      if (run.isFinished) continue;
+      for (const b of run.overdue(now)) {
+        const w = [...this.workers.values()].find((x) => x.name === b.worker);
+        const attempt = b.attempts;
+        const limit = run.spec.batchTimeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS;
+        const err = new SkybatchError('SKYBATCH_E_BATCH_TIMEOUT', `job ${run.spec.jobId}: batch [${b.start}, ${b.end}] ran longer than ${limit} ms on worker ${b.worker} (attempt ${attempt})`, {
+          retryable: true,
+          context: { jobId: run.spec.jobId, batch: [b.start, b.end], worker: b.worker, attempt },
+        });
+        if (w) {
+          w.leased.delete(b.index);
+          w.link.send({ type: 'abortBatch', jobId: run.spec.jobId, index: b.index, attempt });
+        }
+        this.applyFailure(run, b.index, attempt, toWireError(err));
+      }
+    }
+    this.pump();
+  }
+
   private armRetryTimer(): void {
     const due = Math.min(...[...this.jobs.values()].filter((r) => !r.isFinished).map((r) => r.nextRetryAt() ?? Infinity));
     if (this.retryTimer) clearTimeout(this.retryTimer);
@@ -460,6 +484,7 @@ export class Coordinator {
 
   close(): void {
     this.closed = true;
+    clearInterval(this.sweeper);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     for (const t of this.progressTimers.values()) clearTimeout(t);
     for (const w of this.workers.values()) {

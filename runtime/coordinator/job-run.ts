@@ -13,6 +13,7 @@ export interface BatchRecord {
   failures: number;
   /** The mapper has taken the current attempt's batch (it is no longer just prefetched). */
   started: boolean;
+  startedAt?: number;
   worker?: string;
   notBefore: number;
   lastError?: WireError;
@@ -20,6 +21,7 @@ export interface BatchRecord {
 
 export const DEFAULT_MAX_ATTEMPTS = 4;
 export const DEFAULT_RETRY_BASE_MS = 1000;
+export const DEFAULT_BATCH_TIMEOUT_MS = 30 * 60 * 1000;
 
 /**
  * One job's batch table and its transitions. Pure bookkeeping plus the journal: the
@@ -110,7 +112,16 @@ export class JobRun {
 
   markStarted(index: number, attempt: number): void {
     const b = this.batches[index];
-    if (b?.state === 'running' && b.attempts === attempt) b.started = true;
+    if (b?.state === 'running' && b.attempts === attempt) {
+      b.started = true;
+      b.startedAt = Date.now();
+    }
+  }
+
+  /** Started batches running past the job's batch timeout. */
+  overdue(now: number): BatchRecord[] {
+    const limit = this.spec.batchTimeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS;
+    return this.batches.filter((b) => b.state === 'running' && b.started && now - b.startedAt! > limit);
   }
 
   /** Puts back a batch whose current attempt never started; it goes out again first, at once. */

@@ -121,6 +121,9 @@ export class WorkerAgent {
       case 'endJob':
         if (this.job?.jobId === msg.jobId) void this.endJob(msg.reason);
         break;
+      case 'abortBatch':
+        if (this.job?.jobId === msg.jobId) void this.abortBatch(msg.index, msg.attempt);
+        break;
       case 'shutdown':
         this.shutdown(0);
         break;
@@ -245,6 +248,16 @@ export class WorkerAgent {
       this.send({ type: 'batchFailed', jobId: child.jobId, index, attempt, error: toWireError(err) });
     }
     child.inflight.clear();
+  }
+
+  /** A timed-out batch: its mapper process is stuck, so it goes; its other batches are given back. */
+  private async abortBatch(index: number, attempt: number): Promise<void> {
+    const child = await this.child;
+    if (!child || child.inflight.get(index)?.attempt !== attempt) return;
+    child.inflight.delete(index); // the coordinator already counted this attempt as failed
+    this.log(`batch ${index} of job ${child.jobId} timed out; stopping its mapper process`);
+    this.child = undefined;
+    child.proc.kill('SIGKILL');
   }
 
   private async endJob(reason: 'done' | 'cancelled' | 'failed'): Promise<void> {

@@ -10,7 +10,7 @@ import { SkybatchError, toWireError } from '../../formats/errors.js';
 import type { InputReader, Item } from '../../formats/input-reader.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
 import { buildId } from '../build-id.js';
-import { loadBundle, makeReader, makeWriters } from '../bundle-loader.js';
+import { asWriter, loadBundle, makeReader, makeWriters } from '../bundle-loader.js';
 import { mapperById, setMapperContext } from '../mapper-api.js';
 import type { JobSpec } from '../protocol.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
@@ -125,7 +125,9 @@ async function saveResults(results: unknown[]): Promise<void> {
       );
     }
     b.saved = true;
-    await withAttempt({ jobId: spec.jobId, attempt: b.attempt }, () => Promise.all(writers.map((w) => w.uploadBatch(results as Item[], b.start, b.end, spec.jobId))));
+    await withAttempt({ jobId: spec.jobId, attempt: b.attempt }, () =>
+      Promise.all(writers.map((w) => asWriter(w, spec.jobId, () => w.uploadBatch(results as Item[], b.start, b.end, spec.jobId)))),
+    );
     finish(b, { items: want, sample: b.wantSample ? results.slice(0, SAMPLE_SIZE).map((r) => previewValue(r)) : undefined });
   })();
   pendingSave = save.catch(() => {});

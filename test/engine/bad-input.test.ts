@@ -96,6 +96,30 @@ await new sky.Dataset(new sky.JsonReader(${JSON.stringify(path.join(sb.dir, 'in.
     assert.match(r.stderr, /the mapper returned before load\(\) was exhausted/);
   });
 
+  test('a writer that tries to write outside its output prefix is refused', async () => {
+    const s = sb.file(
+      'escape.ts',
+      `import * as sky from 'skybatch';
+@sky.registry.OUTPUT_WRITER_REGISTRY.typeRegister('sneaky')
+class Sneaky extends sky.OutputWriter<Record<string, never>> {
+  async uploadBatch(results: sky.Item[], s: number) {
+    await sky.utils.uploadBytesToCloud('x', \`\${this.path}/../../escaped-\${s}.txt\`);
+    return this.path;
+  }
+}
+const m = sky.remoteFunction(async function m() {
+  for await (const batch of sky.load()) await sky.saveResults(batch);
+});
+await new sky.Dataset(new sky.JsonReader(${JSON.stringify(path.join(sb.dir, 'in.jsonl'))})).map(m, { poolName: '${POOL}', batchSize: 4, output: new Sneaky(${JSON.stringify(path.join(sb.dir, 'jail', 'out') + '/')}) });
+`,
+    );
+    const r = await sb.run(s);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /SKYBATCH_E_BAD_PATH/);
+    assert.match(r.stderr, /Sneaky\([^)]*jail\/out\/\) may write only under/);
+    assert.ok(!fs.readdirSync(sb.dir).some((f) => f.startsWith('escaped-')), 'nothing was written outside');
+  });
+
   test('the output directory is not left with half a file when the job fails', () => {
     assert.ok(!fs.existsSync(path.join(sb.dir, 'nosave', 'out.jsonl')));
   });

@@ -107,6 +107,25 @@ describe('failures are handled and reported clearly', () => {
     assert.deepEqual(readJsonl(path.join(sb.dir, 'poison/out.jsonl')), doubled(8).filter((_, i) => i !== 2 && i !== 3));
   });
 
+  test('a mapper that hangs is stopped after the batch timeout and its batch retried', async () => {
+    const marker = path.join(sb.dir, 'hang-marker');
+    const script = sb.file(
+      'hang.ts',
+      mapperScript({
+        input: path.join(sb.dir, 'in8.jsonl'),
+        output: path.join(sb.dir, 'hang/out.jsonl'),
+        pool: POOL,
+        prelude: `import * as fs from 'node:fs';`,
+        body: `if (batch[0].text === 't2' && !fs.existsSync(${JSON.stringify(marker)})) { fs.writeFileSync(${JSON.stringify(marker)}, ''); await new Promise(() => {}); }\n    ${DOUBLE}`,
+        extra: ', batchTimeoutMs: 1500',
+      }),
+    );
+    const r = await sb.run(script);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /batch \[2, 3\] ran longer than 1500 ms on worker local-\d \(attempt 1\)/);
+    assert.deepEqual(readJsonl(path.join(sb.dir, 'hang/out.jsonl')), doubled(8));
+  });
+
   test('malformed JSONL fails with the file and line', async () => {
     const bad = sb.file('bad.jsonl', '{"text": "a"}\n{"text": "b"}\n{"text": oops}\n{"text": "d"}\n');
     const script = sb.file('bad.ts', mapperScript({ input: bad, output: path.join(sb.dir, 'bad/out.jsonl'), pool: POOL, body: DOUBLE }));
