@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { isMap, LineCounter, parseDocument, Node as YamlNode } from 'yaml';
 import { z } from 'zod';
 import { SkybatchError } from '../formats/errors.js';
@@ -25,6 +26,15 @@ const schema = z
       .strict()
       .optional(),
     setup: z.string().optional(),
+    coordinator: z
+      .object({
+        /** Interface to listen on; default 127.0.0.1. Anything else should use tls. */
+        host: z.string().min(1).optional(),
+        port: z.number().int().min(0).max(65535).optional(),
+        tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
+      })
+      .strict()
+      .optional(),
     envs: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.union([z.string(), z.number(), z.boolean()]).transform(String)).optional(),
   })
   .strict();
@@ -59,6 +69,7 @@ export function parsePoolConfig(text: string, file = 'pool.yaml'): PoolConfig {
   });
 }
 
+/** Reads a pool file; relative TLS paths are taken from the file's own folder. */
 export function readPoolConfig(file: string): PoolConfig {
   let text: string;
   try {
@@ -66,7 +77,15 @@ export function readPoolConfig(file: string): PoolConfig {
   } catch (err) {
     throw new SkybatchError('SKYBATCH_E_POOL_CONFIG', `cannot read pool file ${file}: ${(err as Error).message}`, { context: { path: file } });
   }
-  return parsePoolConfig(text, file);
+  const config = parsePoolConfig(text, file);
+  const tls = config.coordinator?.tls;
+  if (tls) {
+    for (const k of ['cert', 'key'] as const) {
+      tls[k] = path.resolve(path.dirname(file), tls[k]);
+      if (!fs.existsSync(tls[k])) throw new SkybatchError('SKYBATCH_E_POOL_CONFIG', `${file}: coordinator.tls.${k}: ${tls[k]} does not exist`, { context: { path: file, field: `coordinator.tls.${k}` } });
+    }
+  }
+  return config;
 }
 
 /** The line of the deepest node along `path` that exists (the key itself when it does). */

@@ -29,6 +29,8 @@ export interface CoordinatorInfo {
   startedAt: string;
   /** The skybatch build the coordinator runs (see build-id.ts). */
   build?: string;
+  /** For wss://: the certificate file clients and workers on this machine trust. */
+  ca?: string;
 }
 
 export function assertPoolName(pool: string): void {
@@ -75,12 +77,13 @@ export function readCoordinator(pool: string): (CoordinatorInfo & { token: strin
 }
 
 /**
- * How a client reaches a pool: `SKYBATCH_COORDINATOR_URL` + `SKYBATCH_TOKEN` for a
- * remote coordinator, else the local state folder.
+ * How a client reaches a pool: `SKYBATCH_COORDINATOR_URL` + `SKYBATCH_TOKEN` (and
+ * `SKYBATCH_CA`, a PEM file, for a wss:// coordinator with a private CA) for a remote
+ * coordinator, else the local state folder.
  */
-export function locatePool(pool: string): { url: string; token: string } {
+export function locatePool(pool: string): { url: string; token: string; ca?: string } {
   if (process.env.SKYBATCH_COORDINATOR_URL && process.env.SKYBATCH_TOKEN) {
-    return { url: process.env.SKYBATCH_COORDINATOR_URL, token: process.env.SKYBATCH_TOKEN };
+    return { url: process.env.SKYBATCH_COORDINATOR_URL, token: process.env.SKYBATCH_TOKEN, ca: process.env.SKYBATCH_CA };
   }
   assertPoolName(pool);
   const c = readCoordinator(pool);

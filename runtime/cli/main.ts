@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command } from 'commander';
@@ -141,11 +142,19 @@ program
   .option('--token <token>', 'the pool token (default: $SKYBATCH_TOKEN)')
   .option('--name <name>', 'worker name', `${os.hostname()}-${process.pid}`)
   .option('--workdir <dir>', 'working directory (setup runs here once)')
+  .option('--ca <file>', 'PEM certificate to trust for a wss:// coordinator (default: $SKYBATCH_CA)')
   .description('start a worker by hand that joins a pool')
-  .action(async (o: { coordinator: string; token?: string; name: string; workdir?: string }) => {
+  .action(async (o: { coordinator: string; token?: string; name: string; workdir?: string; ca?: string }) => {
     const token = o.token ?? process.env.SKYBATCH_TOKEN;
     if (!token) throw new SkybatchError('SKYBATCH_E_AUTH', 'a pool token is needed: --token or $SKYBATCH_TOKEN');
-    const agent = new WorkerAgent({ url: o.coordinator, token, name: o.name, workdir: path.resolve(o.workdir ?? path.join(os.homedir(), '.skybatch-worker', o.name)) });
+    const caFile = o.ca ?? process.env.SKYBATCH_CA;
+    const agent = new WorkerAgent({
+      url: o.coordinator,
+      token,
+      name: o.name,
+      workdir: path.resolve(o.workdir ?? path.join(os.homedir(), '.skybatch-worker', o.name)),
+      ca: caFile ? fs.readFileSync(caFile) : undefined,
+    });
     process.on('SIGTERM', () => agent.shutdown(0));
     process.on('SIGINT', () => agent.shutdown(0));
     agent.start();

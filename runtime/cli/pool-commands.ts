@@ -134,7 +134,7 @@ export async function poolDown(pool: string, opts: { yes: boolean }): Promise<bo
   if (!(await confirm(`Tear down pool '${pool}'?`, opts.yes))) return false;
   if (c) {
     try {
-      const client = await CoordinatorClient.connect(c.url, c.token);
+      const client = await CoordinatorClient.connect(c.url, c.token, c.ca);
       await client.request({ type: 'shutdown' }).catch(() => undefined);
       client.close();
     } catch {

@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import WebSocket from 'ws';
 import { SkybatchError, fromWireError } from '../../formats/errors.js';
 import { locatePool } from '../pool-store.js';
@@ -27,8 +28,8 @@ export class CoordinatorClient {
   }
 
   /** Connects with the pool's token; a refused token is a clear `SKYBATCH_E_AUTH` error. */
-  static async connect(url: string, token: string): Promise<CoordinatorClient> {
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } });
+  static async connect(url: string, token: string, caFile?: string): Promise<CoordinatorClient> {
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, ...(caFile ? { ca: fs.readFileSync(caFile) } : {}) });
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('unexpected-response', (_req, res) =>
@@ -41,8 +42,8 @@ export class CoordinatorClient {
   }
 
   static async forPool(pool: string): Promise<CoordinatorClient> {
-    const { url, token } = locatePool(pool);
-    return CoordinatorClient.connect(url, token);
+    const { url, token, ca } = locatePool(pool);
+    return CoordinatorClient.connect(url, token, ca);
   }
 
   request<T = unknown>(body: RequestBody): Promise<T> {

@@ -36,6 +36,7 @@ export class LocalBackend {
     private readonly url: () => string,
     private readonly token: string,
     private readonly log: (line: string) => void,
+    private readonly caFile?: string,
   ) {}
 
   workerDir(index: number): string {
@@ -75,7 +76,7 @@ export class LocalBackend {
     fs.mkdirSync(dir, { recursive: true });
     const out = fs.openSync(path.join(dir, 'worker.log'), 'a');
     const proc = spawn(process.execPath, ['--enable-source-maps', WORKER_MAIN, '--coordinator', this.url(), '--name', `local-${slot.index}`, '--workdir', dir], {
-      env: { ...process.env, SKYBATCH_TOKEN: this.token },
+      env: { ...process.env, SKYBATCH_TOKEN: this.token, ...(this.caFile ? { SKYBATCH_CA: this.caFile } : {}) },
       stdio: ['ignore', out, out],
     });
     fs.closeSync(out);

@@ -35,7 +35,7 @@ try {
 
 let server: CoordinatorServer;
 const coordinator = new Coordinator(pool, config, () => server.url());
-const backend = new LocalBackend(pool, () => server.url(), token, log);
+const backend = new LocalBackend(pool, () => server.url(), token, log, config.coordinator?.tls?.cert);
 let stopping = false;
 
 async function shutdown(): Promise<void> {
@@ -49,8 +49,10 @@ async function shutdown(): Promise<void> {
   process.exit(0);
 }
 
+const tlsFiles = config.coordinator?.tls;
 const options = {
-  host: values.host ?? '127.0.0.1',
+  host: values.host ?? config.coordinator?.host ?? '127.0.0.1',
+  tls: tlsFiles ? { cert: fs.readFileSync(tlsFiles.cert), key: fs.readFileSync(tlsFiles.key) } : undefined,
   token,
   log,
   onScale: (n: number) => {
@@ -60,7 +62,7 @@ const options = {
   },
   onShutdown: () => void shutdown(),
 };
-server = new CoordinatorServer(coordinator, { ...options, port: Number(values.port ?? previousPort) });
+server = new CoordinatorServer(coordinator, { ...options, port: Number(values.port ?? config.coordinator?.port ?? previousPort) });
 let url: string;
 try {
   url = await server.listen();
@@ -68,7 +70,7 @@ try {
   server = new CoordinatorServer(coordinator, { ...options, port: 0 });
   url = await server.listen();
 }
-const info: CoordinatorInfo = { pool, url, pid: process.pid, startedAt: new Date().toISOString(), build: buildId() };
+const info: CoordinatorInfo = { pool, url, pid: process.pid, startedAt: new Date().toISOString(), build: buildId(), ca: tlsFiles?.cert };
 writePrivate(path.join(dir, 'coordinator.json'), JSON.stringify(info, null, 1));
 log(`coordinator of pool ${pool} listening on ${url}`);
 backend.scale(config.pool.workers);

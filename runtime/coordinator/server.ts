@@ -1,5 +1,6 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { SkybatchError, toWireError } from '../../formats/errors.js';
@@ -16,6 +17,8 @@ export interface ServerOptions {
   port: number;
   token: string;
   log: (line: string) => void;
+  /** Serve wss:// with this certificate and key (PEM). */
+  tls?: { cert: Buffer; key: Buffer };
   /** Asked by a client's `scale` request; the local backend resizes. */
   onScale?: (workers: number) => void;
   onShutdown?: () => void;
@@ -36,10 +39,7 @@ export function tokenMatches(given: string | undefined, expected: string): boole
  * dropped after three missed pongs.
  */
 export class CoordinatorServer {
-  private readonly http = http.createServer((_req, res) => {
-    res.writeHead(426, { 'content-type': 'text/plain' });
-    res.end('skybatch coordinator: connect with a WebSocket\n');
-  });
+  private readonly http: http.Server;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 512 * 1024 * 1024 });
   private heartbeat?: NodeJS.Timeout;
 
@@ -47,6 +47,11 @@ export class CoordinatorServer {
     private readonly coordinator: Coordinator,
     private readonly opts: ServerOptions,
   ) {
+    const answer = (_req: http.IncomingMessage, res: http.ServerResponse) => {
+      res.writeHead(426, { 'content-type': 'text/plain' });
+      res.end('skybatch coordinator: connect with a WebSocket\n');
+    };
+    this.http = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, answer) : http.createServer(answer);
     this.http.on('upgrade', (req, socket, head) => {
       const auth = req.headers.authorization;
       const token = auth?.startsWith('Bearer ') ? auth.slice(7) : undefined;
@@ -83,7 +88,7 @@ export class CoordinatorServer {
   url(): string {
     const addr = this.http.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    return `ws://${host}:${addr.port}`;
+    return `${this.opts.tls ? 'wss' : 'ws'}://${host}:${addr.port}`;
   }
 
   private onConnection(ws: WebSocket): void {

@@ -23,6 +23,8 @@ export interface AgentOptions {
   token: string;
   name: string;
   workdir: string;
+  /** PEM of the CA (or self-signed certificate) a wss:// coordinator presents. */
+  ca?: Buffer;
   /** Give up when the coordinator stays unreachable this long (default 60 s). */
   reconnectTimeoutMs?: number;
   log?: (line: string) => void;
@@ -59,7 +61,7 @@ export class WorkerAgent {
   }
 
   start(): void {
-    const ws = new WebSocket(this.opts.url, { headers: { authorization: `Bearer ${this.opts.token}` } });
+    const ws = new WebSocket(this.opts.url, { headers: { authorization: `Bearer ${this.opts.token}` }, ...(this.opts.ca ? { ca: this.opts.ca } : {}) });
     this.ws = ws;
     let lastPing = Date.now();
     const watchdog = setInterval(() => {

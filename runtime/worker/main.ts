@@ -2,6 +2,7 @@
  * `node worker/main.js --coordinator URL --name NAME --workdir DIR` with the pool token
  * in `SKYBATCH_TOKEN` (or `--token`): one worker agent. `skybatch worker` runs the same.
  */
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -16,7 +17,14 @@ if (!values.coordinator || !token) {
   process.exit(64);
 }
 const name = values.name ?? `${os.hostname()}-${process.pid}`;
-const agent = new WorkerAgent({ url: values.coordinator, token, name, workdir: path.resolve(values.workdir ?? path.join(os.homedir(), '.skybatch-worker', name)) });
+const caFile = process.env.SKYBATCH_CA;
+const agent = new WorkerAgent({
+  url: values.coordinator,
+  token,
+  name,
+  workdir: path.resolve(values.workdir ?? path.join(os.homedir(), '.skybatch-worker', name)),
+  ca: caFile ? fs.readFileSync(caFile) : undefined,
+});
 process.on('SIGTERM', () => agent.shutdown(0));
 process.on('SIGINT', () => agent.shutdown(0));
 agent.start();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { CoordinatorClient } from '../../runtime/client/connection.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -81,6 +82,22 @@ describe('pools', () => {
     } finally {
       manual.kill('SIGTERM');
     }
+  });
+
+  test('a coordinator with a TLS certificate serves wss:// to its workers and clients', async () => {
+    fs.mkdirSync(path.join(sb.dir, 'tls'));
+    const cert = ['-keyout', path.join(sb.dir, 'tls', 'key.pem'), '-out', path.join(sb.dir, 'tls', 'cert.pem')];
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', ...cert], { stdio: 'ignore' });
+    await sb.applyPool('tls', 'pool:\n  workers: 1\ncoordinator:\n  tls:\n    cert: tls/cert.pem\n    key: tls/key.pem\n');
+    const { url, token } = sb.coordinator('tls');
+    assert.match(url, /^wss:\/\/127\.0\.0\.1:\d+$/);
+    sb.file('tls-in.jsonl', jsonl([{ text: 'secure' }]));
+    const script = sb.file('tls.ts', mapperScript({ input: path.join(sb.dir, 'tls-in.jsonl'), output: path.join(sb.dir, 'tls-out.jsonl'), pool: 'tls', body: `await sky.saveResults(batch.map((x) => ({ out: x.text })));` }));
+    const r = await sb.run(script);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readJsonl(path.join(sb.dir, 'tls-out.jsonl')), [{ out: 'secure' }]);
+    // a client that does not trust the certificate cannot connect, even with the token
+    await assert.rejects(CoordinatorClient.connect(url, token), /cannot reach the coordinator.*(self.signed|certificate)/i);
   });
 
   test('pool status, and pool down stops the coordinator and its workers', async () => {
