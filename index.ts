@@ -33,7 +33,7 @@ export {
   INPUT_READER_REGISTRY,
   OUTPUT_WRITER_REGISTRY,
 } from './formats/index.js';
-export { remoteFunction, load, saveResults, type RemoteFunction } from './runtime/mapper-api.js';
+export { remoteFunction, load, saveResults, failItem, type RemoteFunction, type FailedItem } from './runtime/mapper-api.js';
 export { Dataset, Job, JobFailedError, type MapOptions } from './runtime/client/dataset.js';
 export { CoordinatorClient } from './runtime/client/connection.js';
 export type { JobEvent, JobStatus, JobSummary, PoolSummary, WorkerSummary } from './runtime/protocol.js';

@@ -12,10 +12,17 @@ export interface AttemptScope {
   attempt: number;
 }
 
-/** The winning attempt of each committed range: `"start_end"` → attempt. */
+/** A committed batch: its range and the attempt that won it. */
+export interface Winner {
+  start: number;
+  end: number;
+  attempt: number;
+}
+
+/** The committed batches of a job, sorted by start. */
 export interface WinnerScope {
   jobId: string;
-  winners: Map<string, number>;
+  winners: Winner[];
 }
 
 const attemptStore = new AsyncLocalStorage<AttemptScope>();
@@ -35,9 +42,25 @@ export function currentAttempt(jobId: string): number | undefined {
   return s && s.jobId === jobId ? s.attempt : undefined;
 }
 
-export function currentWinners(jobId: string): Map<string, number> | undefined {
+export function currentWinners(jobId: string): Winner[] | undefined {
   const s = winnerStore.getStore();
   return s && s.jobId === jobId ? s.winners : undefined;
 }
 
-export const rangeKey = (start: number, end: number) => `${start}_${end}`;
+/**
+ * Whether a temp file of range `[start, end]` written by `attempt` (-1: unknown) is part of
+ * the output: it lies inside a committed batch and comes from that batch's winning attempt.
+ * (A batch that skipped failed items writes one file per run of good items, so a file's
+ * range may be a part of its batch's range.)
+ */
+export function isWinningFile(winners: Winner[], start: number, end: number, attempt: number): boolean {
+  let lo = 0;
+  let hi = winners.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (winners[mid].start <= start) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  const w = winners[hi];
+  return !!w && start >= w.start && end <= w.end && (attempt === -1 || attempt === w.attempt);
+}

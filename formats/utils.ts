@@ -1,6 +1,6 @@
 import { SkybatchError } from './errors.js';
 import { Item } from './input-reader.js';
-import { currentAttempt, currentWinners, rangeKey } from './attempts.js';
+import { currentAttempt, currentWinners, isWinningFile } from './attempts.js';
 import { baseName, joinPath, parentPath } from './paths.js';
 import { storageFor } from './storage/factory.js';
 
@@ -59,6 +59,11 @@ export async function loadJsonlFromCloud(path: string): Promise<Item[]> {
   return out;
 }
 
+/** Where a job's skipped items go (`onItemError: 'skip'`): `errors.jsonl` next to its first output. */
+export function errorsPath(outputPath: string): string {
+  return joinPath(parentPath(outputPath), 'errors.jsonl');
+}
+
 /** `.sky_batch_tmp/{jobId}/{output name}` next to the output: this writer's temp folder for a job. */
 export function jobTmpDir(outputPath: string, jobId: string): string {
   return joinPath(parentPath(outputPath), '.sky_batch_tmp', jobId, baseName(outputPath));
@@ -99,12 +104,10 @@ async function listBatchObjects(outputPath: string, jobId: string): Promise<{ pa
     const m = BATCH_RE.exec(o.path);
     if (!m) continue;
     const start = Number(m[1]);
-    const key = rangeKey(start, Number(m[2]));
+    const end = Number(m[2]);
+    const key = `${start}_${end}`;
     const attempt = m[3] === undefined ? -1 : Number(m[3]);
-    if (winners) {
-      const won = winners.get(key);
-      if (won === undefined || (attempt !== -1 && attempt !== won)) continue; // unfinished range, or a losing attempt
-    }
+    if (winners && !isWinningFile(winners, start, end, attempt)) continue; // unfinished range, or a losing attempt
     const prev = best.get(key);
     if (!prev || attempt > prev.attempt) best.set(key, { path: o.path, size: o.size, start, attempt });
   }

@@ -60,6 +60,28 @@ function callerFile(): string | undefined {
   return undefined;
 }
 
+const FAILED_ITEM = Symbol.for('skybatch.failedItem');
+
+/** A result standing for an item the mapper could not process. */
+export interface FailedItem {
+  [FAILED_ITEM]: true;
+  error: Error;
+}
+
+/**
+ * Marks one item as failed, in place of its result: `saveResults(batch.map((x) => { try {
+ * return f(x) } catch (e) { return sky.failItem(e) } }))`. With `onItemError: 'skip'` the
+ * item goes to errors.jsonl and the rest of the batch is written; with 'fail' (default)
+ * the batch fails with this error.
+ */
+export function failItem(error: unknown): FailedItem {
+  return { [FAILED_ITEM]: true, error: error instanceof Error ? error : new Error(String(error)) };
+}
+
+export function isFailedItem(v: unknown): v is FailedItem {
+  return typeof v === 'object' && v !== null && (v as Partial<FailedItem>)[FAILED_ITEM] === true;
+}
+
 /** What `load()` and `saveResults()` talk to inside a mapper process. */
 export interface MapperContext {
   load(): AsyncIterable<Item[]>;

@@ -15,7 +15,17 @@ export interface FormatSpec {
 }
 
 export type JobStatus = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
-export type BatchState = 'pending' | 'running' | 'retrying' | 'done' | 'failed';
+/** `split`: kept failing with `onItemError: 'skip'`, so it runs again item by item; `skipped`: its one item went to errors.jsonl. */
+export type BatchState = 'pending' | 'running' | 'retrying' | 'done' | 'failed' | 'split' | 'skipped';
+
+/** An item that failed and was skipped (`onItemError: 'skip'`): one row of errors.jsonl. */
+export interface DeadLetter {
+  index: number;
+  input: unknown;
+  error: string;
+  code: string;
+  stack?: string;
+}
 export type WorkerState = 'starting' | 'setup' | 'idle' | 'busy' | 'failed' | 'gone';
 
 /** What a client submits. The coordinator adds `jobId`, `pool` and `createdAt`. */
@@ -41,6 +51,8 @@ export interface JobRequest {
   retryBaseMs?: number;
   /** A batch running longer than this on a worker is taken away and retried (default 30 min). */
   batchTimeoutMs?: number;
+  /** 'fail' (default): a failed item fails its batch. 'skip': it goes to errors.jsonl and the job goes on. */
+  onItemError?: 'fail' | 'skip';
 }
 
 export interface JobSpec extends JobRequest {
@@ -60,6 +72,8 @@ export interface JobSummary {
   batchesDone: number;
   itemsTotal: number;
   itemsDone: number;
+  /** Items skipped into errors.jsonl (`onItemError: 'skip'`). */
+  itemsFailed?: number;
   retries: number;
   outputs: string[];
   error?: WireError;
@@ -129,10 +143,11 @@ export type WorkerMessage =
   | { type: 'getBundle'; hash: string }
   /** The mapper took the batch from load(): a crash from now on is charged to this batch. */
   | { type: 'batchStarted'; jobId: string; index: number; attempt: number }
-  | { type: 'batchDone'; jobId: string; index: number; attempt: number; items: number; sample?: unknown[] }
+  | { type: 'batchDone'; jobId: string; index: number; attempt: number; items: number; sample?: unknown[]; deadLetters?: DeadLetter[] }
   /** Given back untouched (its mapper process stopped before reaching it): not a failure. */
   | { type: 'batchReleased'; jobId: string; index: number; attempt: number }
-  | { type: 'batchFailed'; jobId: string; index: number; attempt: number; error: WireError }
+  /** `input`: the batch's items when it has just one, for errors.jsonl. */
+  | { type: 'batchFailed'; jobId: string; index: number; attempt: number; error: WireError; input?: unknown[] }
   | { type: 'jobFatal'; jobId: string; error: WireError }
   | { type: 'log'; jobId?: string; stream: 'stdout' | 'stderr'; line: string };
 

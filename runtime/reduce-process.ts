@@ -7,6 +7,7 @@ import { toWireError } from '../formats/errors.js';
 import { loadBundle, makeWriters, reduceAndCleanup } from './bundle-loader.js';
 import { bundleFile, readJournal, readSpec } from './coordinator/job-store.js';
 import { withWinners } from '../formats/attempts.js';
+import { errorsPath, saveJsonlToCloud } from '../formats/utils.js';
 
 const [jobId, flag] = process.argv.slice(2);
 try {
@@ -20,9 +21,14 @@ try {
   }
   process.argv = spec.argv;
   await loadBundle(bundleFile(spec.bundleHash));
-  const { winners } = readJournal(jobId);
+  const { winners, deadLetters } = readJournal(jobId);
   await withWinners({ jobId, winners }, () => reduceAndCleanup(makeWriters(spec.writers), jobId, { cleanup: flag !== '--no-cleanup' }));
   for (const w of spec.writers) console.log(`wrote ${w.path}`);
+  if (deadLetters.length) {
+    const file = errorsPath(spec.writers[0].path);
+    await saveJsonlToCloud(deadLetters, file);
+    console.log(`wrote ${file}: ${deadLetters.length} skipped item(s)`);
+  }
   process.exit(0);
 } catch (err) {
   process.stderr.write(`SKYBATCH_ERROR ${JSON.stringify(toWireError(err, { jobId }))}\n`);

@@ -4,6 +4,7 @@ import { SkybatchError } from '../../formats/errors.js';
 import { CoordinatorClient } from '../client/connection.js';
 import { Job, follow } from '../client/dataset.js';
 import { ProgressView } from '../client/progress.js';
+import { JobRun } from '../coordinator/job-run.js';
 import { listJobIds, readJournal, readSpec } from '../coordinator/job-store.js';
 import { runReduce } from '../coordinator/reducer.js';
 import { jobDir, readCoordinator } from '../pool-store.js';
@@ -17,23 +18,7 @@ export function jobFromDisk(jobId: string): JobSummary {
   } catch {
     throw new SkybatchError('SKYBATCH_E_JOB_NOT_FOUND', `job ${jobId} not found`, { context: { jobId } });
   }
-  const j = readJournal(jobId);
-  const batchesTotal = Math.ceil(spec.total / spec.batchSize);
-  return {
-    jobId,
-    pool: spec.pool,
-    status: j.status,
-    scriptPath: spec.scriptPath,
-    createdAt: spec.createdAt,
-    finishedAt: j.finishedAt,
-    batchesTotal,
-    batchesDone: j.committed.size,
-    itemsTotal: spec.total,
-    itemsDone: j.itemsDone,
-    retries: j.retries,
-    outputs: spec.writers.map((w) => w.path),
-    error: j.error,
-  };
+  return new JobRun(spec, readJournal(jobId)).summary();
 }
 
 /** Every job, live from running coordinators where possible, else from disk. */

@@ -33,6 +33,13 @@ export interface MapOptions {
   /** A batch running longer than this (ms) is taken from its worker and retried. Default 30 min. */
   batchTimeoutMs?: number;
   /**
+   * 'fail' (default): an item that fails (an error, or `sky.failItem()` in its place) fails
+   * the job once its batch's retries are spent. 'skip': such items go to `errors.jsonl`
+   * next to the output (index, input, error, stack) and the job goes on; a batch that keeps
+   * failing is retried item by item, so one poison row costs one row.
+   */
+  onItemError?: 'fail' | 'skip';
+  /**
    * Continue this failed or cancelled job instead of starting a new one: only the batches
    * that did not finish run, with this call's mapper. Input, batch size and outputs must match.
    */
@@ -120,6 +127,7 @@ export class Dataset {
       maxAttempts: options.maxAttempts,
       retryBaseMs: options.retryBaseMs,
       batchTimeoutMs: options.batchTimeoutMs,
+      onItemError: options.onItemError,
     };
     const client = await CoordinatorClient.forPool(options.poolName);
     try {
@@ -201,6 +209,7 @@ function validate(o: MapOptions): void {
   if (!outs.length || outs.some((w) => !w || typeof (w as OutputWriter<object>).uploadBatch !== 'function')) throw bad('output', 'an OutputWriter or a non-empty list of them', typeof o.output);
   if (o.activateEnv !== undefined && typeof o.activateEnv !== 'string') throw bad('activateEnv', 'a shell command string', o.activateEnv);
   if (o.maxAttempts !== undefined && (!Number.isInteger(o.maxAttempts) || o.maxAttempts < 1)) throw bad('maxAttempts', 'a positive integer', o.maxAttempts);
+  if (o.onItemError !== undefined && o.onItemError !== 'fail' && o.onItemError !== 'skip') throw bad('onItemError', "'fail' or 'skip'", o.onItemError);
   for (const field of ['retryBaseMs', 'batchTimeoutMs'] as const) {
     const v = o[field];
     if (v !== undefined && (typeof v !== 'number' || !(v >= 0))) throw bad(field, 'a number of milliseconds', v);

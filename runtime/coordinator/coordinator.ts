@@ -133,7 +133,7 @@ export class Coordinator {
         break;
       }
       case 'batchFailed':
-        this.onBatchFailed(w, msg.jobId, msg.index, msg.attempt, msg.error);
+        this.onBatchFailed(w, msg);
         break;
       case 'jobFatal': {
         const run = this.jobs.get(msg.jobId);
@@ -185,6 +185,10 @@ export class Coordinator {
     const run = this.jobs.get(msg.jobId);
     if (!run || run.isFinished) return;
     if (!run.commit(msg.index, msg.attempt, w.name, msg.items)) return;
+    if (msg.deadLetters?.length) {
+      run.addDeadLetters(msg.deadLetters);
+      run.log(`${msg.deadLetters.length} item(s) skipped into errors.jsonl: ${msg.deadLetters.map((d) => `item ${d.index}: ${d.error}`).join('; ')}`);
+    }
     const b = run.batches[msg.index];
     this.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'done', worker: w.name, attempt: msg.attempt });
     if (msg.sample) this.emit({ kind: 'sample', jobId: run.spec.jobId, start: b.start, results: msg.sample });
@@ -193,21 +197,30 @@ export class Coordinator {
     else this.pump();
   }
 
-  private onBatchFailed(w: WorkerEntry, jobId: string, index: number, attempt: number, error: WireError): void {
-    w.leased.delete(index);
-    const run = this.jobs.get(jobId);
-    if (run && !run.isFinished) this.applyFailure(run, index, attempt, { ...error, context: { ...error.context, worker: w.name } });
+  private onBatchFailed(w: WorkerEntry, msg: Extract<WorkerMessage, { type: 'batchFailed' }>): void {
+    w.leased.delete(msg.index);
+    const run = this.jobs.get(msg.jobId);
+    if (run && !run.isFinished) this.applyFailure(run, msg.index, msg.attempt, { ...msg.error, context: { ...msg.error.context, worker: w.name } }, msg.input);
     this.pump();
   }
 
-  private applyFailure(run: JobRun, index: number, attempt: number, error: WireError): void {
+  private applyFailure(run: JobRun, index: number, attempt: number, error: WireError, input?: unknown[]): void {
     const b = run.batches[index];
     const outcome = run.fail(index, attempt, error);
     if (outcome === 'stale') return;
     run.log(`batch [${b.start}, ${b.end}] attempt ${attempt} failed: ${error.message}`);
-    this.emit({ kind: 'batch', jobId: run.spec.jobId, index, start: b.start, end: b.end, state: outcome === 'retry' ? 'retrying' : 'failed', attempt, error });
+    const state = outcome === 'retry' ? 'retrying' : outcome === 'split' ? 'split' : outcome === 'skip' ? 'skipped' : 'failed';
+    this.emit({ kind: 'batch', jobId: run.spec.jobId, index, start: b.start, end: b.end, state, attempt, error });
     this.scheduleProgress(run);
-    if (outcome === 'fatal') {
+    if (outcome === 'split') {
+      const singles = run.split(index);
+      run.log(`batch [${b.start}, ${b.end}] split into ${singles.length} single-item batches (onItemError: skip)`);
+      for (const s of singles) this.emit({ kind: 'batch', jobId: run.spec.jobId, index: s.index, start: s.start, end: s.end, state: 'pending', attempt: 0 });
+    } else if (outcome === 'skip') {
+      run.skip(index, { index: b.start, input: input?.[0] ?? null, error: error.message, code: error.code, stack: error.stack });
+      run.log(`item ${b.start} skipped into errors.jsonl: ${error.message}`);
+      if (run.allDone) void this.finishJob(run);
+    } else if (outcome === 'fatal') {
       const final =
         error.retryable && b.failures >= run.maxAttempts
           ? { ...error, code: 'SKYBATCH_E_BATCH_FAILED', message: `batch [${b.start}, ${b.end}] failed ${b.failures} times; last error: ${error.message}` }

@@ -1,5 +1,5 @@
 import type { WireError } from '../../formats/errors.js';
-import type { BatchState, JobSpec, JobStatus, JobSummary } from '../protocol.js';
+import type { BatchState, DeadLetter, JobSpec, JobStatus, JobSummary } from '../protocol.js';
 import { Journal, JournalState } from './job-store.js';
 
 export interface BatchRecord {
@@ -35,6 +35,7 @@ export class JobRun {
   readonly batches: BatchRecord[] = [];
   batchesDone = 0;
   itemsDone = 0;
+  itemsFailed = 0;
   retries = 0;
   samplesWanted = 3;
   private fresh = 0;
@@ -54,13 +55,26 @@ export class JobRun {
     this.retries = replay?.retries ?? 0;
     for (let start = 0, i = 0; start < spec.total; start += spec.batchSize, i++) {
       const end = Math.min(start + spec.batchSize - 1, spec.total - 1);
-      const done = replay?.committed.has(i) ?? false;
-      this.batches.push({ index: i, start, end, state: done ? 'done' : 'pending', attempts: done ? replay!.committed.get(i)! : 0, failures: 0, started: false, notBefore: 0 });
-      if (done) {
+      this.batches.push({ index: i, start, end, state: 'pending', attempts: 0, failures: 0, started: false, notBefore: 0 });
+    }
+    // Replay in journal order: splits first recreate the single-item batches they made.
+    for (const s of replay?.splits ?? []) this.split(s.i, false);
+    for (const b of this.batches) {
+      if (replay?.committed.has(b.index)) {
+        b.state = 'done';
+        b.attempts = replay.committed.get(b.index)!;
         this.batchesDone++;
-        this.itemsDone += end - start + 1;
+      } else if (replay?.skipped.has(b.index)) {
+        b.state = 'skipped';
+        this.batchesDone++;
       }
     }
+    this.itemsDone = replay?.itemsDone ?? 0;
+    this.itemsFailed = replay?.deadLetters.length ?? 0;
+  }
+
+  get skipsItems(): boolean {
+    return this.spec.onItemError === 'skip';
   }
 
   get maxAttempts(): number {
@@ -71,8 +85,45 @@ export class JobRun {
     return this.status === 'SUCCEEDED' || this.status === 'FAILED' || this.status === 'CANCELLED';
   }
 
+  /** Every batch is done, skipped, or split into batches that are. */
   get allDone(): boolean {
     return this.batchesDone === this.batches.length;
+  }
+
+  /**
+   * Replaces a batch that kept failing by one batch per item, appended to the table, so one
+   * poison item costs one item (`onItemError: 'skip'`).
+   */
+  split(index: number, journal = true): BatchRecord[] {
+    const b = this.batches[index];
+    const base = this.batches.length;
+    b.state = 'split';
+    b.worker = undefined;
+    this.batchesDone++;
+    const singles: BatchRecord[] = [];
+    for (let i = b.start; i <= b.end; i++) {
+      const single: BatchRecord = { index: this.batches.length, start: i, end: i, state: 'pending', attempts: 0, failures: 0, started: false, notBefore: 0 };
+      this.batches.push(single);
+      singles.push(single);
+    }
+    if (journal) this.journal?.append({ e: 'split', i: index, base });
+    this.retryQueue.unshift(...singles);
+    return singles;
+  }
+
+  /** A single-item batch that kept failing: its item goes to errors.jsonl, the job goes on. */
+  skip(index: number, dead: DeadLetter): void {
+    const b = this.batches[index];
+    b.state = 'skipped';
+    b.worker = undefined;
+    this.batchesDone++;
+    this.addDeadLetters([dead], index);
+  }
+
+  addDeadLetters(d: DeadLetter[], batch?: number): void {
+    if (!d.length) return;
+    this.journal?.append({ e: 'dead', d, ...(batch === undefined ? {} : { b: batch }) });
+    this.itemsFailed += d.length;
   }
 
   setStatus(status: JobStatus, error?: WireError): void {
@@ -90,6 +141,7 @@ export class JobRun {
 
   /** The next batch to lease: retries whose backoff has passed first, then fresh ones in order. */
   next(now: number): BatchRecord | undefined {
+    while (this.retryQueue.length && !['pending', 'retrying'].includes(this.retryQueue[0].state)) this.retryQueue.shift();
     if (this.retryQueue.length && this.retryQueue[0].notBefore <= now) return this.retryQueue.shift();
     while (this.fresh < this.batches.length) {
       const b = this.batches[this.fresh++];
@@ -152,7 +204,7 @@ export class JobRun {
    * Records a failed attempt. Returns 'retry' (queued with exponential backoff), 'fatal'
    * (the job must fail) or 'stale' (an old attempt: ignored).
    */
-  fail(index: number, attempt: number, error: WireError): 'retry' | 'fatal' | 'stale' {
+  fail(index: number, attempt: number, error: WireError): 'retry' | 'fatal' | 'split' | 'skip' | 'stale' {
     const b = this.batches[index];
     if (!b || b.state !== 'running' || b.attempts !== attempt) return 'stale';
     this.journal?.append({ e: 'fail', i: index, a: attempt, w: b.worker, code: error.code });
@@ -160,6 +212,8 @@ export class JobRun {
     b.worker = undefined;
     b.failures++;
     if (!error.retryable || b.failures >= this.maxAttempts) {
+      if (this.skipsItems && b.end > b.start) return 'split';
+      if (this.skipsItems) return 'skip';
       b.state = 'failed';
       return 'fatal';
     }
@@ -193,6 +247,7 @@ export class JobRun {
       batchesDone: this.batchesDone,
       itemsTotal: this.spec.total,
       itemsDone: this.itemsDone,
+      itemsFailed: this.itemsFailed,
       retries: this.retries,
       outputs: this.spec.writers.map((w) => w.path),
       error: this.error,

@@ -1,15 +1,19 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { rangeKey } from '../../formats/attempts.js';
+import type { Winner } from '../../formats/attempts.js';
 import type { WireError } from '../../formats/errors.js';
 import { bundlesDir, jobDir, jobsDir, writePrivate } from '../pool-store.js';
-import type { JobSpec, JobStatus } from '../protocol.js';
+import type { DeadLetter, JobSpec, JobStatus } from '../protocol.js';
 
 /** One line of a job's journal. Appended before the transition is acknowledged. */
 export type JournalRecord =
   | { e: 'status'; status: JobStatus; at: string; error?: WireError }
   | { e: 'commit'; i: number; s: number; x: number; a: number; w: string; n: number }
-  | { e: 'fail'; i: number; a: number; w?: string; code: string };
+  | { e: 'fail'; i: number; a: number; w?: string; code: string }
+  /** Batch `i` kept failing under `onItemError: 'skip'`: its items became batches `base…`, one each. */
+  | { e: 'split'; i: number; base: number }
+  /** Skipped items; `b` when they are a whole (single-item) batch that kept failing. */
+  | { e: 'dead'; d: DeadLetter[]; b?: number };
 
 export interface JournalState {
   status: JobStatus;
@@ -17,8 +21,12 @@ export interface JournalState {
   finishedAt?: string;
   /** Committed batches: index → winning attempt. */
   committed: Map<number, number>;
-  /** The same by range, `"start_end"` → winning attempt: what reduce publishes. */
-  winners: Map<string, number>;
+  /** The same as ranges with their winning attempts, sorted by start: what reduce publishes. */
+  winners: Winner[];
+  splits: { i: number; base: number }[];
+  deadLetters: DeadLetter[];
+  /** Batches whose only item was skipped. */
+  skipped: Set<number>;
   itemsDone: number;
   retries: number;
 }
@@ -68,7 +76,7 @@ export function listJobIds(): string[] {
 
 /** Replays a journal. A torn last line (a crash mid-write) is ignored. */
 export function readJournal(jobId: string): JournalState {
-  const state: JournalState = { status: 'PENDING', committed: new Map(), winners: new Map(), itemsDone: 0, retries: 0 };
+  const state: JournalState = { status: 'PENDING', committed: new Map(), winners: [], splits: [], deadLetters: [], skipped: new Set(), itemsDone: 0, retries: 0 };
   let text = '';
   try {
     text = fs.readFileSync(path.join(jobDir(jobId), 'journal.jsonl'), 'utf8');
@@ -89,12 +97,19 @@ export function readJournal(jobId: string): JournalState {
       if (r.status === 'SUCCEEDED' || r.status === 'FAILED' || r.status === 'CANCELLED') state.finishedAt = r.at;
     } else if (r.e === 'commit' && !state.committed.has(r.i)) {
       state.committed.set(r.i, r.a);
-      state.winners.set(rangeKey(r.s, r.x), r.a);
+      state.winners.push({ start: r.s, end: r.x, attempt: r.a });
       state.itemsDone += r.n;
     } else if (r.e === 'fail') {
       state.retries++;
+    } else if (r.e === 'split') {
+      state.splits.push({ i: r.i, base: r.base });
+    } else if (r.e === 'dead') {
+      state.deadLetters.push(...r.d);
+      if (r.b !== undefined) state.skipped.add(r.b);
     }
   }
+  state.winners.sort((a, b) => a.start - b.start);
+  state.deadLetters.sort((a, b) => a.index - b.index);
   return state;
 }
 

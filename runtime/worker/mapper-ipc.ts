@@ -1,5 +1,5 @@
 import type { WireError } from '../../formats/errors.js';
-import type { JobSpec } from '../protocol.js';
+import type { DeadLetter, JobSpec } from '../protocol.js';
 
 /** Agent → mapper process (Node IPC). */
 export type AgentToMapper =
@@ -11,8 +11,8 @@ export type AgentToMapper =
 /** Mapper process → agent. */
 export type MapperToAgent =
   | { type: 'batchStarted'; index: number; attempt: number }
-  | { type: 'batchDone'; index: number; attempt: number; items: number; sample?: unknown[] }
+  | { type: 'batchDone'; index: number; attempt: number; items: number; sample?: unknown[]; deadLetters?: DeadLetter[] }
   | { type: 'batchReleased'; index: number; attempt: number }
-  | { type: 'batchFailed'; index: number; attempt: number; error: WireError }
+  | { type: 'batchFailed'; index: number; attempt: number; error: WireError; input?: unknown[] }
   /** The job cannot run on this worker at all (script failed to load, mapper threw before its first batch). */
   | { type: 'fatal'; error: WireError };

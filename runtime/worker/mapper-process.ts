@@ -11,8 +11,8 @@ import type { InputReader, Item } from '../../formats/input-reader.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
 import { buildId } from '../build-id.js';
 import { asWriter, loadBundle, makeReader, makeWriters } from '../bundle-loader.js';
-import { mapperById, setMapperContext } from '../mapper-api.js';
-import type { JobSpec } from '../protocol.js';
+import { FailedItem, isFailedItem, mapperById, setMapperContext } from '../mapper-api.js';
+import type { DeadLetter, JobSpec } from '../protocol.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
 import { previewValue } from './preview.js';
 
@@ -50,11 +50,28 @@ function ref(b: Batch): string {
   return `job ${spec.jobId}, batch [${b.start}, ${b.end}]`;
 }
 
-function finish(b: Batch, outcome: { items: number; sample?: unknown[] } | { error: unknown }): void {
+/** Splits results into runs of consecutive good items, with their global ranges. */
+function goodRuns(results: unknown[], start: number): { start: number; end: number; results: unknown[] }[] {
+  const runs: { start: number; end: number; results: unknown[] }[] = [];
+  results.forEach((r, i) => {
+    if (isFailedItem(r)) return;
+    const last = runs[runs.length - 1];
+    if (last && last.end === start + i - 1) {
+      last.end++;
+      last.results.push(r);
+    } else runs.push({ start: start + i, end: start + i, results: [r] });
+  });
+  return runs;
+}
+
+async function finish(b: Batch, outcome: { items: number; sample?: unknown[]; deadLetters?: DeadLetter[] } | { error: unknown }): Promise<void> {
   if (b.finished) return;
   b.finished = true;
   if ('error' in outcome) {
-    send({ type: 'batchFailed', index: b.index, attempt: b.attempt, error: toWireError(outcome.error, { jobId: spec.jobId, batch: [b.start, b.end], attempt: b.attempt }) });
+    const error = toWireError(outcome.error, { jobId: spec.jobId, batch: [b.start, b.end], attempt: b.attempt });
+    // A single item's input travels with its failure: it may end in errors.jsonl.
+    const input = b.start === b.end && spec.onItemError === 'skip' ? await b.items.catch(() => undefined) : undefined;
+    send({ type: 'batchFailed', index: b.index, attempt: b.attempt, error, ...(input ? { input } : {}) });
   } else {
     send({ type: 'batchDone', index: b.index, attempt: b.attempt, ...outcome });
   }
@@ -125,10 +142,26 @@ async function saveResults(results: unknown[]): Promise<void> {
       );
     }
     b.saved = true;
+    const failed = results.flatMap((r, i) => (isFailedItem(r) ? [i] : []));
+    if (failed.length && spec.onItemError !== 'skip') {
+      const { error } = results[failed[0]] as FailedItem;
+      throw new SkybatchError('SKYBATCH_E_ITEM_FAILED', `${ref(b)}: item ${b.start + failed[0]} failed: ${error.message} (pass onItemError: 'skip' to skip failed items)`, {
+        context: { jobId: spec.jobId, batch: [b.start, b.end] },
+        cause: error,
+      });
+    }
+    // With 'skip', each run of good items is written as its own range; failed items go to errors.jsonl.
+    const items = await b.items;
+    const runs = goodRuns(results, b.start);
     await withAttempt({ jobId: spec.jobId, attempt: b.attempt }, () =>
-      Promise.all(writers.map((w) => asWriter(w, spec.jobId, () => w.uploadBatch(results as Item[], b.start, b.end, spec.jobId)))),
+      Promise.all(runs.flatMap((run) => writers.map((w) => asWriter(w, spec.jobId, () => w.uploadBatch(run.results as Item[], run.start, run.end, spec.jobId))))),
     );
-    finish(b, { items: want, sample: b.wantSample ? results.slice(0, SAMPLE_SIZE).map((r) => previewValue(r)) : undefined });
+    const deadLetters: DeadLetter[] = failed.map((i) => {
+      const { error } = results[i] as FailedItem;
+      return { index: b.start + i, input: items[i], error: error.message, code: 'SKYBATCH_E_ITEM_FAILED', stack: error.stack };
+    });
+    const sample = b.wantSample ? results.filter((r) => !isFailedItem(r)).slice(0, SAMPLE_SIZE).map((r) => previewValue(r)) : undefined;
+    finish(b, { items: want - failed.length, sample, ...(deadLetters.length ? { deadLetters } : {}) });
   })();
   pendingSave = save.catch(() => {});
   try {
