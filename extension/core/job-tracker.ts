@@ -1,0 +1,136 @@
+import type { JobEvent, JobStatus, JobSummary } from '../../runtime/protocol.js';
+
+export interface SampleRow {
+  index: number;
+  value: unknown;
+}
+
+export interface ThroughputPoint {
+  t: number;
+  itemsDone: number;
+  itemsPerSec: number;
+}
+
+/** What a cell output shows of one job; plain JSON so it can be stored and restored. */
+export interface JobViewState {
+  jobId?: string;
+  pool: string;
+  status: JobStatus | 'STARTING';
+  batchesDone: number;
+  batchesTotal: number;
+  itemsDone: number;
+  itemsTotal: number;
+  itemsPerSec: number;
+  retrying: number;
+  failed: number;
+  retries: number;
+  samples: SampleRow[];
+  logs: string[];
+  outputs: string[];
+  error?: { code: string; message: string };
+  recoverCommand?: string;
+  startedAt: number;
+  finishedAt?: number;
+}
+
+export const MAX_SAMPLES = 12;
+const MAX_LOGS = 40;
+
+/** Folds a job's events into what its cell output shows. */
+export class JobTracker {
+  readonly state: JobViewState;
+
+  constructor(pool: string, now = Date.now()) {
+    this.state = { pool, status: 'STARTING', batchesDone: 0, batchesTotal: 0, itemsDone: 0, itemsTotal: 0, itemsPerSec: 0, retrying: 0, failed: 0, retries: 0, samples: [], logs: [], outputs: [], startedAt: now };
+  }
+
+  static restore(state: JobViewState): JobTracker {
+    const t = new JobTracker(state.pool);
+    Object.assign(t.state, structuredClone(state));
+    return t;
+  }
+
+  get finished(): boolean {
+    return ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(this.state.status);
+  }
+
+  /** Applies an event; returns whether it concerned this job. */
+  handle(e: JobEvent, now = Date.now()): boolean {
+    const s = this.state;
+    const id = 'jobId' in e ? e.jobId : 'job' in e ? e.job.jobId : undefined;
+    if (e.kind === 'jobSubmitted' && !s.jobId) s.jobId = e.job.jobId;
+    if (id !== undefined && s.jobId !== undefined && id !== s.jobId) return false;
+    switch (e.kind) {
+      case 'jobSubmitted':
+        this.summary(e.job);
+        return true;
+      case 'progress':
+        Object.assign(s, { batchesDone: e.batchesDone, batchesTotal: e.batchesTotal, itemsDone: e.itemsDone, itemsTotal: e.itemsTotal, itemsPerSec: e.itemsPerSec, retrying: e.retrying, failed: e.failed });
+        if (s.status === 'PENDING') s.status = 'RUNNING';
+        return true;
+      case 'batch':
+        if (e.state === 'retrying') s.retries++;
+        if (e.error && (e.state === 'retrying' || e.state === 'failed')) this.log(`batch [${e.start}, ${e.end}] attempt ${e.attempt} ${e.state === 'retrying' ? 'failed, retrying' : 'failed'}: ${e.error.message.split('\n')[0]}`);
+        if (s.status === 'PENDING') s.status = 'RUNNING';
+        return true;
+      case 'sample':
+        e.results.forEach((value, k) => {
+          if (s.samples.length < MAX_SAMPLES && !s.samples.some((r) => r.index === e.start + k)) s.samples.push({ index: e.start + k, value });
+        });
+        s.samples.sort((a, b) => a.index - b.index);
+        return true;
+      case 'log':
+        if (e.jobId === undefined) return false;
+        this.log(`${e.worker ? `(${e.worker}) ` : ''}${e.line}`);
+        return true;
+      case 'jobFinished':
+        this.summary(e.job);
+        s.finishedAt = now;
+        s.recoverCommand = e.recoverCommand;
+        return true;
+      case 'worker':
+        return false;
+    }
+  }
+
+  /** Takes the numbers of a summary (a reattach, or the job's last word). */
+  summary(j: JobSummary): void {
+    const s = this.state;
+    s.jobId = j.jobId;
+    s.pool = j.pool;
+    s.status = j.status;
+    s.batchesDone = j.batchesDone;
+    s.batchesTotal = j.batchesTotal;
+    s.itemsDone = j.itemsDone;
+    s.itemsTotal = j.itemsTotal;
+    s.retries = Math.max(s.retries, j.retries);
+    s.outputs = j.outputs;
+    if (j.error) s.error = { code: j.error.code, message: j.error.message };
+    if (['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(j.status)) {
+      s.retrying = 0;
+      if (j.status === 'SUCCEEDED') s.failed = 0;
+    }
+  }
+
+  log(line: string): void {
+    this.state.logs.push(line);
+    if (this.state.logs.length > MAX_LOGS) this.state.logs.splice(0, this.state.logs.length - MAX_LOGS);
+  }
+
+  /** A failure before the job existed (bundling, pool not found, reader errors). */
+  fail(code: string, message: string, now = Date.now()): void {
+    this.state.status = 'FAILED';
+    this.state.error = { code, message };
+    this.state.finishedAt = now;
+  }
+}
+
+/** Seconds left at the current rate, as `1m05s`; `?` while the rate is unknown. */
+export function formatEta(itemsLeft: number, perSec: number): string {
+  if (itemsLeft <= 0) return '0s';
+  if (!perSec || !Number.isFinite(perSec)) return '?';
+  const sec = Math.round(itemsLeft / perSec);
+  if (sec >= 3600) return `${Math.floor(sec / 3600)}h${String(Math.floor((sec % 3600) / 60)).padStart(2, '0')}m`;
+  if (sec >= 60) return `${Math.floor(sec / 60)}m${String(sec % 60).padStart(2, '0')}s`;
+  return `${sec}s`;
+}

@@ -1,0 +1,102 @@
+import { formatEta, type JobViewState, type SampleRow } from './job-tracker.js';
+
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+const PNG_URL = /^data:image\/png;base64,[A-Za-z0-9+/=]+$/;
+
+function imageOf(v: unknown): string | undefined {
+  const url = v && typeof v === 'object' ? (v as { $image?: unknown }).$image : undefined;
+  return typeof url === 'string' && PNG_URL.test(url) ? url : undefined;
+}
+
+function percent(s: JobViewState): number {
+  if (s.status === 'SUCCEEDED') return 100;
+  return s.batchesTotal ? Math.floor((100 * s.batchesDone) / s.batchesTotal) : 0;
+}
+
+function statusLine(s: JobViewState): string {
+  const parts = [`${s.batchesDone}/${s.batchesTotal || '?'} batches`, `${s.itemsDone}/${s.itemsTotal || '?'} items`, `${s.itemsPerSec.toFixed(1)} items/s`];
+  if (s.status === 'RUNNING' || s.status === 'PENDING') parts.push(`ETA ${formatEta(s.itemsTotal - s.itemsDone, s.itemsPerSec)}`);
+  parts.push(`${s.retries} retries`, `${s.failed} failed`);
+  return parts.join(' · ');
+}
+
+function headline(s: JobViewState): string {
+  const who = s.jobId ? `Job ${s.jobId}` : 'Job';
+  const took = s.finishedAt ? ` in ${((s.finishedAt - s.startedAt) / 1000).toFixed(1)} s` : '';
+  return `${who} on pool ${s.pool}: ${s.status}${took}`;
+}
+
+function cellText(v: unknown): string {
+  if (v && typeof v === 'object' && '$binary' in v) return `<${(v as { $binary: number }).$binary} bytes>`;
+  const t = typeof v === 'string' ? v : JSON.stringify(v);
+  return t === undefined ? '' : t.length > 120 ? t.slice(0, 120) + '…' : t;
+}
+
+function columnsOf(rows: SampleRow[]): string[] {
+  const cols: string[] = [];
+  for (const r of rows) {
+    const keys = r.value && typeof r.value === 'object' && !Array.isArray(r.value) ? Object.keys(r.value) : ['value'];
+    for (const k of keys) if (!cols.includes(k)) cols.push(k);
+  }
+  return cols.slice(0, 8);
+}
+
+function field(r: SampleRow, col: string): unknown {
+  return r.value && typeof r.value === 'object' && !Array.isArray(r.value) ? (r.value as Record<string, unknown>)[col] : col === 'value' ? r.value : undefined;
+}
+
+/** The job's cell output as plain text: what tests read and what screen readers get. */
+export function renderText(s: JobViewState): string {
+  const out = [headline(s), `progress ${percent(s)}% · ${statusLine(s)}`];
+  if (s.error) out.push(`error [${s.error.code}]: ${s.error.message}`);
+  if (s.recoverCommand && s.status !== 'SUCCEEDED') out.push(`recover finished batches: ${s.recoverCommand} (or "Sky Batch: Recover Partial Results")`);
+  if (s.samples.length) {
+    const cols = columnsOf(s.samples);
+    out.push(`sample outputs (${s.samples.length}):`, ['#', ...cols].join('\t'));
+    for (const r of s.samples) out.push([String(r.index), ...cols.map((c) => (imageOf(field(r, c)) ? '[image]' : cellText(field(r, c))))].join('\t'));
+  }
+  if (s.status === 'SUCCEEDED' && s.outputs.length) out.push(`outputs: ${s.outputs.join(', ')}`);
+  return out.join('\n');
+}
+
+/** The job's cell output as HTML for the notebook's built-in renderer: no scripts, images as data URLs. */
+export function renderHtml(s: JobViewState): string {
+  const pct = percent(s);
+  const color = s.status === 'FAILED' ? '#f14c4c' : s.status === 'CANCELLED' ? '#cca700' : s.status === 'SUCCEEDED' ? '#89d185' : '#3794ff';
+  const h: string[] = [];
+  h.push(`<div class="skybatch-job" data-job="${esc(s.jobId ?? '')}" data-status="${esc(s.status)}" style="font-family: var(--vscode-font-family, sans-serif); font-size: 13px; line-height: 1.5">`);
+  h.push(`<div style="font-weight: 600">${esc(headline(s))}</div>`);
+  h.push(
+    `<div style="display: flex; align-items: center; gap: 8px; margin: 4px 0">` +
+      `<div role="progressbar" aria-valuenow="${pct}" aria-valuemin="0" aria-valuemax="100" style="flex: 0 0 320px; height: 10px; border-radius: 5px; background: rgba(128,128,128,.25); overflow: hidden">` +
+      `<div style="width: ${pct}%; height: 100%; background: ${color}"></div></div>` +
+      `<span class="skybatch-percent">${pct}%</span></div>`,
+  );
+  h.push(`<div class="skybatch-stats">${esc(statusLine(s))}</div>`);
+  if (s.error) h.push(`<pre style="white-space: pre-wrap; color: #f14c4c; margin: 6px 0">${esc(`[${s.error.code}] ${s.error.message}`)}</pre>`);
+  if (s.recoverCommand && s.status !== 'SUCCEEDED') h.push(`<div>Recover the finished batches with <code>${esc(s.recoverCommand)}</code> or <b>Sky Batch: Recover Partial Results</b>.</div>`);
+  const images = s.samples.flatMap((r) => columnsOf([r]).map((c) => ({ index: r.index, url: imageOf(field(r, c)) })).filter((x) => x.url));
+  if (images.length) {
+    h.push(`<div style="margin-top: 8px; font-weight: 600">Image previews</div><div class="skybatch-gallery" style="display: flex; flex-wrap: wrap; gap: 6px">`);
+    for (const im of images) h.push(`<figure style="margin: 0; text-align: center"><img class="skybatch-image" src="${im.url}" alt="item ${im.index}" width="96" height="96" style="image-rendering: pixelated; border-radius: 3px"><figcaption style="font-size: 11px; opacity: .7">#${im.index}</figcaption></figure>`);
+    h.push(`</div>`);
+  }
+  if (s.samples.length) {
+    const cols = columnsOf(s.samples);
+    h.push(`<div style="margin-top: 8px; font-weight: 600">Sample outputs</div><table class="skybatch-samples" style="border-collapse: collapse; font-size: 12px">`);
+    h.push(`<tr>${['#', ...cols].map((c) => `<th style="text-align: left; padding: 2px 8px; border-bottom: 1px solid rgba(128,128,128,.4)">${esc(c)}</th>`).join('')}</tr>`);
+    for (const r of s.samples) {
+      const tds = cols.map((c) => {
+        const v = field(r, c);
+        const url = imageOf(v);
+        return `<td style="padding: 2px 8px; vertical-align: top">${url ? `<img src="${url}" alt="item ${r.index} ${esc(c)}" width="32" height="32">` : esc(cellText(v))}</td>`;
+      });
+      h.push(`<tr><td style="padding: 2px 8px; opacity: .7">${r.index}</td>${tds.join('')}</tr>`);
+    }
+    h.push(`</table>`);
+  }
+  if (s.status === 'SUCCEEDED' && s.outputs.length) h.push(`<div style="margin-top: 6px">Outputs: ${s.outputs.map((o) => `<code>${esc(o)}</code>`).join(', ')}</div>`);
+  if (s.logs.length) h.push(`<details style="margin-top: 6px"><summary>Log (${s.logs.length} lines)</summary><pre style="white-space: pre-wrap; font-size: 12px">${esc(s.logs.join('\n'))}</pre></details>`);
+  h.push(`</div>`);
+  return h.join('\n');
+}

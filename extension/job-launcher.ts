@@ -1,0 +1,93 @@
+import type { ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { JobEvent } from '../runtime/protocol.js';
+import { cliError, runCli } from './cli-process.js';
+import type { JobScript } from './core/job-script.js';
+
+const EVENT_PREFIX = 'SKYBATCH_EVENT ';
+
+export interface LaunchOptions {
+  cli: string;
+  notebookPath: string;
+  script: JobScript;
+  env?: Record<string, string>;
+  onEvent: (e: JobEvent) => void;
+  onOutput: (line: string, stream: 'stdout' | 'stderr') => void;
+}
+
+export interface LaunchResult {
+  code: number;
+  /** The script's failure as the CLI or Node printed it, when it exited non-zero. */
+  error?: { code: string; message: string; scriptLine?: number };
+}
+
+/** The generated script's path: hidden, next to the notebook, so relative imports and paths mean what they mean in the notebook. */
+export function scriptPathFor(notebookPath: string): string {
+  return path.join(path.dirname(notebookPath), `.${path.basename(notebookPath)}.ts`);
+}
+
+/**
+ * Runs a notebook's generated script as `skybatch run` with `SKYBATCH_EVENTS=jsonl`, so
+ * the engine's own `Dataset.map` bundles it, submits it and reports every job event as a
+ * `SKYBATCH_EVENT {json}` line. The script is removed when the run ends.
+ */
+export class JobLauncher {
+  private proc?: ChildProcess;
+  private killed = false;
+  readonly scriptPath: string;
+
+  constructor(private readonly opts: LaunchOptions) {
+    this.scriptPath = scriptPathFor(opts.notebookPath);
+  }
+
+  async run(): Promise<LaunchResult> {
+    fs.writeFileSync(this.scriptPath, this.opts.script.code);
+    try {
+      const r = await runCli(this.opts.cli, ['run', this.scriptPath], {
+        cwd: path.dirname(this.opts.notebookPath),
+        env: { SKYBATCH_EVENTS: 'jsonl', ...this.opts.env },
+        onSpawn: (p) => {
+          this.proc = p;
+          if (this.killed) p.kill('SIGTERM');
+        },
+        onStdoutLine: (line) => {
+          if (line.startsWith(EVENT_PREFIX)) {
+            let e: JobEvent | undefined;
+            try {
+              e = JSON.parse(line.slice(EVENT_PREFIX.length)) as JobEvent;
+            } catch {
+              this.opts.onOutput(line, 'stdout');
+            }
+            if (e) this.opts.onEvent(e);
+          } else {
+            this.opts.onOutput(line, 'stdout');
+          }
+        },
+        onStderrLine: (line) => this.opts.onOutput(line, 'stderr'),
+      });
+      if (r.code === 0) return { code: 0 };
+      return { code: r.code, error: this.scriptError(r.stderr) ?? cliError(r) };
+    } finally {
+      fs.rmSync(this.scriptPath, { force: true });
+    }
+  }
+
+  /** Stops the script before it submitted anything (bundling, reading the input length). */
+  kill(): void {
+    this.killed = true;
+    this.proc?.kill('SIGTERM');
+  }
+
+  /** An uncaught error of the script: `Name [CODE]: message` (skybatch errors) or Node's `file:line` header. */
+  private scriptError(stderr: string): LaunchResult['error'] | undefined {
+    const base = path.basename(this.scriptPath).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const at = new RegExp(`${base}:(\\d+)`).exec(stderr);
+    const scriptLine = at ? Number(at[1]) - 1 : undefined;
+    const sky = /^\w*Error \[([A-Z_]+)\]: ([\s\S]*?)(?:\n\s+at |\n--- where|$)/m.exec(stderr);
+    if (sky) return { code: sky[1], message: sky[2].trim(), scriptLine };
+    const plain = /^(\w*Error): (.*)$/m.exec(stderr);
+    if (plain) return { code: 'SKYBATCH_E_SCRIPT', message: `${plain[1]}: ${plain[2]}`, scriptLine };
+    return undefined;
+  }
+}

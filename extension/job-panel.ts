@@ -1,0 +1,156 @@
+import { randomBytes } from 'node:crypto';
+import * as vscode from 'vscode';
+import type { BatchState } from '../runtime/protocol.js';
+import type { FromPanel, PanelSnapshot, PanelState, ToPanel } from '../webview/messages.js';
+import type { Engine } from './engine.js';
+import type { JobRecords } from './job-records.js';
+import { watchPool } from './job-watch.js';
+
+export const PANEL_TYPE = 'skybatch.jobPanel';
+
+/** The panel's page: strict CSP, a nonce on each script, every resource from the extension's out/webview. */
+export function panelHtml(webview: vscode.Webview, media: vscode.Uri, nonce: string): string {
+  const src = (f: string) => webview.asWebviewUri(vscode.Uri.joinPath(media, f)).toString();
+  const csp = [
+    "default-src 'none'",
+    `img-src ${webview.cspSource} data:`,
+    `style-src ${webview.cspSource}`,
+    `font-src ${webview.cspSource}`,
+    `script-src 'nonce-${nonce}'`,
+  ].join('; ');
+  return `<!DOCTYPE html>
+<html lang="en"><head>
+<meta charset="UTF-8">
+<meta http-equiv="Content-Security-Policy" content="${csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link rel="stylesheet" href="${src('job-panel.css')}">
+<script type="module" nonce="${nonce}" src="${src('toolkit.min.js')}"></script>
+<title>Sky Batch job</title>
+</head><body>
+<header>
+  <h1 id="title">Job</h1>
+  <vscode-badge id="status" class="status">…</vscode-badge>
+  <vscode-progress-ring id="ring" hidden></vscode-progress-ring>
+  <span class="spacer"></span>
+  <vscode-button id="cancel" appearance="secondary" hidden>Cancel Job</vscode-button>
+  <vscode-button id="recover" hidden>Recover Partial Results</vscode-button>
+</header>
+<div class="progress"><div id="bar"></div></div>
+<div id="numbers" class="muted"></div>
+<pre id="error"></pre>
+<div id="note" class="muted"></div>
+<vscode-divider></vscode-divider>
+<section><h2>Batches</h2><div id="grid" class="grid"></div><div id="grid-legend" class="muted"></div>
+<div class="legend"><span class="batch pending"></span>pending <span class="batch running"></span>running <span class="batch retrying"></span>retrying <span class="batch done"></span>done <span class="batch failed"></span>failed</div></section>
+<section class="two">
+  <div><h2>Workers</h2><vscode-data-grid id="workers" aria-label="Workers" grid-template-columns="1fr 1fr 0.7fr 2fr"></vscode-data-grid></div>
+  <div><h2>Throughput</h2><svg id="chart" viewBox="0 0 480 120" preserveAspectRatio="none"><path d="M0,0"></path></svg><div id="chart-label" class="muted"></div></div>
+</section>
+<section id="gallery-section" hidden><h2>Images</h2><div id="gallery" class="gallery"></div></section>
+<section><h2>Sample outputs</h2><table id="samples"></table></section>
+<script nonce="${nonce}" src="${src('job-panel.js')}"></script>
+</body></html>`;
+}
+
+/** The job as the panel first shows it: numbers from the coordinator or disk, batch states from the journal and workers. */
+async function snapshotOf(engine: Engine, state: PanelState, records: JobRecords, onLive: (close: () => void) => void, post: (m: ToPanel) => void): Promise<PanelSnapshot> {
+  const spec = engine.journal.readSpec(state.jobId);
+  const journal = engine.journal.readJournal(state.jobId);
+  let job = engine.jobs.jobFromDisk(state.jobId);
+  const batches: BatchState[] = Array.from({ length: job.batchesTotal }, (_, i) => (journal.committed.has(i) ? 'done' : 'pending'));
+  let workers: PanelSnapshot['workers'] = [];
+  let live = false;
+  if (engine.poolStore.readCoordinator(state.pool)) {
+    try {
+      const w = await watchPool(engine, state.pool, (event) => post({ type: 'event', event }), () => post({ type: 'disconnected', reason: `the connection to pool '${state.pool}' closed` }));
+      onLive(w.close);
+      job = w.status.jobs.find((j) => j.jobId === state.jobId) ?? job;
+      workers = w.status.workers;
+      live = true;
+      for (const wk of workers) {
+        if (wk.jobId !== state.jobId) continue;
+        for (const [start] of wk.batches) if (batches[Math.floor(start / spec.batchSize)] === 'pending') batches[Math.floor(start / spec.batchSize)] = 'running';
+      }
+    } catch {
+      // not reachable: show what the disk says
+    }
+  }
+  const samples = records.byJob(state.jobId)?.state.samples ?? [];
+  return { job, batchSize: spec.batchSize, batches, workers, samples, live };
+}
+
+/** Job panels: one per job, restored by VS Code after a reload (their state names the job). */
+export class JobPanels implements vscode.Disposable {
+  private readonly open = new Map<string, vscode.WebviewPanel>();
+
+  constructor(
+    private readonly media: vscode.Uri,
+    private readonly engine: () => Promise<Engine>,
+    private readonly records: JobRecords,
+  ) {}
+
+  show(state: PanelState): vscode.WebviewPanel {
+    const existing = this.open.get(state.jobId);
+    if (existing) {
+      existing.reveal();
+      return existing;
+    }
+    const panel = vscode.window.createWebviewPanel(PANEL_TYPE, `Job ${state.jobId}`, vscode.ViewColumn.Beside, this.options());
+    this.attach(panel, state);
+    return panel;
+  }
+
+  options(): vscode.WebviewOptions & vscode.WebviewPanelOptions {
+    return { enableScripts: true, localResourceRoots: [this.media], retainContextWhenHidden: true };
+  }
+
+  attach(panel: vscode.WebviewPanel, state: PanelState): void {
+    this.open.set(state.jobId, panel);
+    panel.title = `Job ${state.jobId} · ${state.pool}`;
+    panel.iconPath = vscode.Uri.joinPath(this.media, 'icon.svg');
+    panel.webview.options = this.options();
+    const nonce = randomBytes(16).toString('base64');
+    panel.webview.html = panelHtml(panel.webview, this.media, nonce);
+    const closers: (() => void)[] = [];
+    const post = (m: ToPanel) => void panel.webview.postMessage(m);
+    const subs = [
+      panel.webview.onDidReceiveMessage(async (msg: FromPanel) => {
+        if (msg.type === 'ready') {
+          closers.splice(0).forEach((c) => c());
+          try {
+            post({ type: 'snapshot', snapshot: await snapshotOf(await this.engine(), state, this.records, (c) => closers.push(c), post) });
+          } catch (err) {
+            post({ type: 'disconnected', reason: (err as Error).message });
+          }
+        } else if (msg.type === 'cancel') {
+          await vscode.commands.executeCommand('skybatch.cancelJob', msg.jobId);
+        } else if (msg.type === 'recover') {
+          await vscode.commands.executeCommand('skybatch.recoverPartialResults', msg.jobId);
+          post({ type: 'snapshot', snapshot: await snapshotOf(await this.engine(), state, this.records, (c) => closers.push(c), post) });
+        }
+      }),
+      panel.onDidDispose(() => {
+        this.open.delete(state.jobId);
+        closers.forEach((c) => c());
+        subs.forEach((s) => s.dispose());
+      }),
+    ];
+  }
+
+  panelFor(jobId: string): vscode.WebviewPanel | undefined {
+    return this.open.get(jobId);
+  }
+
+  dispose(): void {
+    for (const p of this.open.values()) p.dispose();
+  }
+}
+
+export function registerJobPanels(panels: JobPanels): vscode.Disposable {
+  return vscode.window.registerWebviewPanelSerializer(PANEL_TYPE, {
+    async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: PanelState | undefined) {
+      if (state?.jobId && state.pool) panels.attach(panel, state);
+      else panel.dispose();
+    },
+  });
+}

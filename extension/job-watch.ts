@@ -1,0 +1,36 @@
+import type { JobEvent, JobSummary } from '../runtime/protocol.js';
+import type { Engine } from './engine.js';
+
+export interface JobWatch {
+  /** The job's summary when the watch started; undefined when the coordinator does not know it. */
+  summary?: JobSummary;
+  /** Resolves when the job finishes or the connection to the coordinator is lost. */
+  ended: Promise<'finished' | 'disconnected'>;
+  close(): void;
+}
+
+const FINISHED = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
+
+/** Follows one job on its pool's coordinator (reattach, the job panel). */
+export async function watchJob(engine: Engine, pool: string, jobId: string, onEvent: (e: JobEvent) => void): Promise<JobWatch> {
+  const client = await engine.connection.CoordinatorClient.forPool(pool);
+  let finish!: (how: 'finished' | 'disconnected') => void;
+  const ended = new Promise<'finished' | 'disconnected'>((r) => (finish = r));
+  client.onEvent((e) => {
+    onEvent(e);
+    if (e.kind === 'jobFinished' && e.job.jobId === jobId) finish('finished');
+  });
+  client.onClose(() => finish('disconnected'));
+  const summary = await client.request<JobSummary | undefined>({ type: 'subscribe', jobId });
+  if (summary && FINISHED.has(summary.status)) finish('finished');
+  return { summary, ended, close: () => client.close() };
+}
+
+/** Every event of a pool (workers, all jobs): the pools view and the job panel's worker list. */
+export async function watchPool(engine: Engine, pool: string, onEvent: (e: JobEvent) => void, onClose: () => void) {
+  const client = await engine.connection.CoordinatorClient.forPool(pool);
+  client.onEvent(onEvent);
+  client.onClose(onClose);
+  const status = await client.request<import('../runtime/protocol.js').PoolSummary>({ type: 'subscribe' });
+  return { status, close: () => client.close() };
+}

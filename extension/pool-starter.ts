@@ -1,0 +1,37 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { cliError, runCli } from './cli-process.js';
+import type { RunSettings } from './core/run-settings.js';
+import type { Engine } from './engine.js';
+
+/** Applies a pool file through the CLI (the coordinator it starts must outlive the extension host). */
+export async function applyPoolFile(engine: Engine, file: string, pool: string, log: (line: string) => void): Promise<void> {
+  const r = await runCli(engine.cli, ['pool', 'apply', file, '--pool', pool, '-y'], { cwd: path.dirname(file), onStderrLine: log, onStdoutLine: log });
+  if (r.code !== 0) {
+    const e = cliError(r);
+    throw new Error(`[${e.code}] ${e.message}`);
+  }
+}
+
+/**
+ * Makes sure the settings' pool runs: when it does not, offers to start it on this
+ * machine from the notebook's pool file (`poolFile`, default pool.yaml next to it).
+ * Resolves false when the user declines or no pool file exists.
+ */
+export async function ensurePool(engine: Engine, settings: RunSettings, dir: string, log: (line: string) => void): Promise<boolean> {
+  if (process.env.SKYBATCH_COORDINATOR_URL || engine.poolStore.readCoordinator(settings.pool)) return true;
+  const file = path.resolve(dir, settings.poolFile ?? 'pool.yaml');
+  if (!fs.existsSync(file)) {
+    void vscode.window.showErrorMessage(`Pool '${settings.pool}' is not running and ${file} does not exist: add 'poolFile:' to the run cell or run "Sky Batch: Apply Pool".`);
+    return false;
+  }
+  const auto = vscode.workspace.getConfiguration('skybatch').get<boolean>('applyPoolWithoutAsking', false);
+  log(`pool '${settings.pool}' is not running`);
+  const choice = auto ? 'Apply Pool' : await vscode.window.showInformationMessage(`Pool '${settings.pool}' is not running. Start it on this machine from ${path.basename(file)}?`, 'Apply Pool', 'Cancel');
+  if (choice !== 'Apply Pool') return false;
+  log(`starting pool '${settings.pool}' from ${file}`);
+  await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Starting pool '${settings.pool}'` }, () => applyPoolFile(engine, file, settings.pool, log));
+  log(`pool '${settings.pool}' is up`);
+  return true;
+}

@@ -1,0 +1,177 @@
+import * as vscode from 'vscode';
+import type { JobSummary, PoolSummary, WorkerSummary } from '../runtime/protocol.js';
+import type { Engine } from './engine.js';
+
+export type PoolsNode =
+  | { type: 'pool'; pool: string; running: boolean; status?: PoolSummary }
+  | { type: 'group'; pool: string; group: 'workers' | 'jobs'; count: number }
+  | { type: 'worker'; pool: string; worker: WorkerSummary }
+  | { type: 'job'; pool: string; job: JobSummary }
+  | { type: 'message'; text: string };
+
+interface Snapshot {
+  pools: { pool: string; running: boolean; status?: PoolSummary }[];
+  jobs: JobSummary[];
+  error?: string;
+}
+
+const POLL_MS = 1500;
+const WORKER_ICON: Record<string, string> = { busy: 'sync~spin', idle: 'circle-large-outline', setup: 'loading~spin', starting: 'loading~spin', failed: 'error', gone: 'circle-slash' };
+const JOB_ICON: Record<string, string> = { RUNNING: 'sync~spin', PENDING: 'clock', SUCCEEDED: 'pass', FAILED: 'error', CANCELLED: 'circle-slash' };
+
+export function jobDescription(j: JobSummary): string {
+  const pct = j.batchesTotal ? Math.floor((100 * j.batchesDone) / j.batchesTotal) : 0;
+  return `${j.status} · ${j.batchesDone}/${j.batchesTotal} batches · ${pct}%`;
+}
+
+export function workerDescription(w: WorkerSummary): string {
+  const what = w.batches.length ? ` · job ${w.jobId} batch ${w.batches.map((b) => `[${b[0]}, ${b[1]}]`).join(' ')}` : w.jobId ? ` · job ${w.jobId}` : '';
+  return `${w.state}${what}`;
+}
+
+/** The "Pools" view: pools → workers (state, current batch) and jobs (status, progress). */
+export class PoolsTree implements vscode.TreeDataProvider<PoolsNode>, vscode.Disposable {
+  private readonly changed = new vscode.EventEmitter<void>();
+  readonly onDidChangeTreeData = this.changed.event;
+  private snapshot: Snapshot = { pools: [], jobs: [] };
+  private timer?: NodeJS.Timeout;
+  private loading?: Promise<Snapshot>;
+
+  constructor(private readonly engine: () => Promise<Engine>) {}
+
+  /** Polls while the view is visible; the pools' state lives in other processes. */
+  attach(view: vscode.TreeView<PoolsNode>): vscode.Disposable {
+    const tick = () => {
+      if (view.visible) void this.refresh();
+    };
+    this.timer = setInterval(tick, POLL_MS);
+    const sub = view.onDidChangeVisibility(tick);
+    tick();
+    return new vscode.Disposable(() => {
+      clearInterval(this.timer);
+      sub.dispose();
+    });
+  }
+
+  /** Reads every pool and job again; resolves with what the view now shows. */
+  refresh(): Promise<Snapshot> {
+    this.loading ??= this.load().then(
+      (s) => {
+        this.loading = undefined;
+        this.snapshot = s;
+        this.changed.fire();
+        return s;
+      },
+      (err) => {
+        this.loading = undefined;
+        this.snapshot = { pools: [], jobs: [], error: (err as Error).message };
+        this.changed.fire();
+        return this.snapshot;
+      },
+    );
+    return this.loading;
+  }
+
+  private async load(): Promise<Snapshot> {
+    const e = await this.engine();
+    const pools = [];
+    for (const name of e.poolStore.listPools()) {
+      try {
+        pools.push(...(await e.pools.poolStatus(name)));
+      } catch {
+        pools.push({ pool: name, running: false });
+      }
+    }
+    const jobs = await e.jobs.listJobs().catch(() => [] as JobSummary[]);
+    return { pools, jobs };
+  }
+
+  current(): Snapshot {
+    return this.snapshot;
+  }
+
+  getChildren(node?: PoolsNode): PoolsNode[] {
+    const s = this.snapshot;
+    if (!node) {
+      if (s.error) return [{ type: 'message', text: `cannot read pools: ${s.error}` }];
+      const names = new Set([...s.pools.map((p) => p.pool), ...s.jobs.map((j) => j.pool)]);
+      return [...names].sort().map((pool) => ({ type: 'pool', pool, running: false, ...s.pools.find((p) => p.pool === pool) }));
+    }
+    if (node.type === 'pool') {
+      const workers = node.status?.workers.filter((w) => w.state !== 'gone') ?? [];
+      const jobs = this.jobsOf(node.pool);
+      return [
+        { type: 'group', pool: node.pool, group: 'workers', count: workers.length },
+        { type: 'group', pool: node.pool, group: 'jobs', count: jobs.length },
+      ];
+    }
+    if (node.type === 'group' && node.group === 'workers') {
+      const p = s.pools.find((x) => x.pool === node.pool);
+      return (p?.status?.workers ?? []).filter((w) => w.state !== 'gone').map((worker) => ({ type: 'worker', pool: node.pool, worker }));
+    }
+    if (node.type === 'group') return this.jobsOf(node.pool).map((job) => ({ type: 'job', pool: node.pool, job }));
+    return [];
+  }
+
+  private jobsOf(pool: string): JobSummary[] {
+    const live = this.snapshot.pools.find((p) => p.pool === pool)?.status?.jobs ?? [];
+    const byId = new Map(this.snapshot.jobs.filter((j) => j.pool === pool).map((j) => [j.jobId, j]));
+    for (const j of live) byId.set(j.jobId, j);
+    return [...byId.values()].sort((a, b) => Number(b.jobId) - Number(a.jobId));
+  }
+
+  getTreeItem(node: PoolsNode): vscode.TreeItem {
+    const C = vscode.TreeItemCollapsibleState;
+    switch (node.type) {
+      case 'message':
+        return new vscode.TreeItem(node.text, C.None);
+      case 'pool': {
+        const item = new vscode.TreeItem(node.pool, C.Expanded);
+        const live = node.status?.workers.filter((w) => w.state !== 'gone').length ?? 0;
+        item.description = node.running ? `running · ${live}/${node.status?.workersWanted ?? '?'} workers` : 'not running';
+        item.iconPath = new vscode.ThemeIcon(node.running ? 'server-environment' : 'debug-disconnect');
+        item.contextValue = node.running ? 'pool-running' : 'pool-stopped';
+        item.tooltip = node.status ? `coordinator ${node.status.url} (pid ${node.status.pid})` : undefined;
+        item.id = `pool:${node.pool}`;
+        return item;
+      }
+      case 'group': {
+        const item = new vscode.TreeItem(node.group === 'workers' ? 'Workers' : 'Jobs', node.count ? C.Expanded : C.None);
+        item.description = String(node.count);
+        item.iconPath = new vscode.ThemeIcon(node.group === 'workers' ? 'vm' : 'list-unordered');
+        item.id = `group:${node.pool}:${node.group}`;
+        return item;
+      }
+      case 'worker': {
+        const item = new vscode.TreeItem(node.worker.name, C.None);
+        item.description = workerDescription(node.worker);
+        item.iconPath = new vscode.ThemeIcon(WORKER_ICON[node.worker.state] ?? 'circle-outline');
+        item.contextValue = 'worker';
+        item.tooltip = `${node.worker.name} on ${node.worker.host}: ${workerDescription(node.worker)}`;
+        item.id = `worker:${node.pool}:${node.worker.workerId}`;
+        return item;
+      }
+      case 'job': {
+        const j = node.job;
+        const item = new vscode.TreeItem(`job ${j.jobId}`, C.None);
+        item.description = jobDescription(j);
+        item.iconPath = new vscode.ThemeIcon(JOB_ICON[j.status] ?? 'circle-outline');
+        item.contextValue = `job-${j.status}`;
+        item.tooltip = new vscode.MarkdownString(`**job ${j.jobId}** ${j.status}\n\n${j.itemsDone}/${j.itemsTotal} items, ${j.retries} retries\n\nscript: \`${j.scriptPath}\`\n\noutputs: ${j.outputs.map((o) => `\`${o}\``).join(', ')}${j.error ? `\n\n${j.error.message}` : ''}`);
+        item.command = { command: 'skybatch.showJobPanel', title: 'Show Job Panel', arguments: [node] };
+        item.id = `job:${j.jobId}`;
+        return item;
+      }
+    }
+  }
+
+  dispose(): void {
+    clearInterval(this.timer);
+    this.changed.dispose();
+  }
+}
+
+export function registerPoolsTree(tree: PoolsTree): vscode.Disposable {
+  const view = vscode.window.createTreeView('skybatch.pools', { treeDataProvider: tree, showCollapseAll: true });
+  return vscode.Disposable.from(view, tree.attach(view), tree);
+}

@@ -1,0 +1,150 @@
+// Runs the VS Code tests in a real VS Code (code-server 1.100 in Debian's Chromium):
+// the extension core's node tests, the mocha suites inside the extension host, and the UI
+// steps with one screenshot each under test-results/vscode/. Prints `N passed, M failed`.
+// Every run has its own temp dir and SKYBATCH_HOME and stops every pool it started.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { killPools, startCodeServer, type Server } from './code-server.mjs';
+import { runHostTests, type TestResult } from './host-run.mjs';
+import { runUiSteps, uiSteps } from './ui-steps.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const only = process.argv.slice(2);
+const want = (what: string) => only.length === 0 || only.includes(what);
+const log = (l: string) => console.log(l);
+
+const FAILING_NOTEBOOK = `# A job that fails on purpose
+
+Item 7 throws, with one attempt per batch: the job fails and its finished batches wait for "Sky Batch: Recover Partial Results".
+
+\`\`\`ts reader
+new sky.JsonReader('data.jsonl')
+\`\`\`
+
+\`\`\`ts mapper
+for await (const batch of sky.load()) {
+  if (batch.some((item) => item.n === 7)) throw new Error('deliberate failure on item 7');
+  await sky.saveResults(batch.map((item) => ({ n: item.n, square: (item.n as number) ** 2 })));
+}
+\`\`\`
+
+\`\`\`ts writers
+new sky.JsonWriter('output/output.jsonl')
+\`\`\`
+
+\`\`\`yaml run
+pool: image-pool
+batchSize: 2
+maxAttempts: 1
+poolFile: ../images/pool.yaml
+\`\`\`
+`;
+
+function prepareWorkspaces(run: string): { hostWs: string; uiWs: string } {
+  const hostWs = path.join(run, 'host-ws');
+  const uiWs = path.join(run, 'ui-ws');
+  fs.mkdirSync(path.join(run, 'ws'), { recursive: true });
+  for (const s of ['quickstart', 'custom-formats', 'images']) {
+    for (const ws of [hostWs, uiWs]) {
+      const dir = path.join(ws, 'samples', s);
+      fs.mkdirSync(dir, { recursive: true });
+      for (const f of fs.readdirSync(path.join(ROOT, 'samples', s))) {
+        if (/\.(skybatch|jsonl|yaml)$/.test(f)) fs.copyFileSync(path.join(ROOT, 'samples', s, f), path.join(dir, f));
+      }
+    }
+  }
+  const failing = path.join(uiWs, 'samples', 'failing');
+  fs.mkdirSync(failing, { recursive: true });
+  fs.writeFileSync(path.join(failing, 'failing.skybatch'), FAILING_NOTEBOOK);
+  fs.writeFileSync(path.join(failing, 'data.jsonl'), Array.from({ length: 12 }, (_, n) => JSON.stringify({ n })).join('\n') + '\n');
+  return { hostWs, uiWs };
+}
+
+/**
+ * A private copy of the built extension (what the .vsix ships, plus the test bundle), so a
+ * rebuild of the working tree during the run (the engine is developed alongside) cannot
+ * change the code under test halfway; node_modules is linked, not copied.
+ */
+function stageExtension(run: string): string {
+  const dir = path.join(run, 'extension');
+  for (const p of ['package.json', 'bin', 'out/index.js', 'out/formats', 'out/runtime', 'out/extension', 'out/webview', 'out/vscode-tests/index.cjs', 'webview/icon.png', 'webview/icon.svg']) {
+    fs.cpSync(path.join(ROOT, p), path.join(dir, p), { recursive: true });
+  }
+  fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+  return dir;
+}
+
+function nodeTests(): TestResult[] {
+  const r = spawnSync(process.execPath, ['--test', '--test-reporter=tap', path.join(ROOT, 'out/test/extension/')], { encoding: 'utf8', cwd: ROOT });
+  const results: TestResult[] = [];
+  // Leaf tests are the indented `ok`/`not ok` lines; top-level ones are suites or single tests.
+  const lines = r.stdout.split('\n');
+  lines.forEach((line, i) => {
+    const m = /^ *(ok|not ok) \d+ - (.*)$/.exec(line);
+    if (!m) return;
+    const end = lines.findIndex((l, j) => j > i && /^ *\.\.\.$/.test(l));
+    if (lines.slice(i + 1, end).some((l) => /type: 'suite'/.test(l))) return;
+    results.push({ state: m[1] === 'ok' ? 'passed' : 'failed', title: `node: ${m[2]}`, error: m[1] === 'ok' ? undefined : lines.slice(i + 1, end).join('\n') });
+    log(`  ${m[1] === 'ok' ? 'ok  ' : 'FAIL'} node: ${m[2]}`);
+  });
+  if (r.status !== 0 && !results.some((x) => x.state === 'failed')) results.push({ state: 'failed', title: 'node tests', error: r.stdout + r.stderr });
+  return results;
+}
+
+async function main(): Promise<number> {
+  const t0 = Date.now();
+  const run = fs.mkdtempSync(path.join(os.tmpdir(), 'skybatch-vscode-'));
+  const home = path.join(run, 'skybatch-home');
+  const shots = path.join(ROOT, 'test-results', 'vscode');
+  if (want('ui')) fs.rmSync(shots, { recursive: true, force: true });
+  fs.mkdirSync(shots, { recursive: true });
+  const { hostWs, uiWs } = prepareWorkspaces(run);
+  const resultsFile = path.join(run, 'host-results.jsonl');
+  const results: TestResult[] = [];
+  let server: Server | undefined;
+  let browser;
+  try {
+    if (want('node')) results.push(...nodeTests());
+    const extDir = stageExtension(run);
+    // SKYBATCH_VSIX=path/to.vsix: the UI steps run against the installed package instead of the built tree.
+    const vsix = process.env.SKYBATCH_VSIX ? path.resolve(process.env.SKYBATCH_VSIX) : undefined;
+    server = await startCodeServer(ROOT, run, { SKYBATCH_HOME: home, SKYBATCH_TEST_WS: hostWs, SKYBATCH_TEST_RESULTS: resultsFile, ...(vsix ? { SKYBATCH_VSIX: vsix } : {}) });
+    browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+    });
+    if (want('host') && !vsix) {
+      log(`extension-host tests (code-server ${server.url})`);
+      results.push(...(await runHostTests(browser, server, { folder: hostWs, extDir, testsPath: path.join(extDir, 'out/vscode-tests/index.cjs'), resultsFile, timeoutMs: 150_000, log })));
+    }
+    if (want('ui')) {
+      log('UI tests');
+      const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+      const { workbenchUrl } = await import('./code-server.mjs');
+      await page.goto(workbenchUrl(server, uiWs, vsix ? undefined : extDir));
+      results.push(...(await runUiSteps({ page, shots, log }, uiSteps({ pool: 'image-pool' }))));
+      await page.close();
+    }
+  } catch (err) {
+    results.push({ state: 'failed', title: 'test driver', error: String((err as Error).stack ?? err) });
+  } finally {
+    await browser?.close().catch(() => undefined);
+    await server?.stop();
+    killPools(home);
+    if (server) fs.copyFileSync(server.log, path.join(shots, 'code-server.log'));
+  }
+  const failed = results.filter((r) => r.state === 'failed');
+  for (const f of failed) log(`\nFAILED ${f.title}\n${(f.error ?? '').split('\n').slice(0, 25).join('\n')}`);
+  if (!failed.length) fs.rmSync(run, { recursive: true, force: true });
+  else log(`(kept ${run} for inspection)`);
+  log(`\nvscode tests took ${((Date.now() - t0) / 1000).toFixed(1)} s; screenshots in ${path.relative(ROOT, shots)}/`);
+  log(`${results.length - failed.length} passed, ${failed.length} failed`);
+  return failed.length ? 1 : 0;
+}
+
+process.exitCode = await main();

@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import * as vscode from 'vscode';
+import { api, defineSuite, POOL } from './helpers.mjs';
+
+export const treeSuite = defineSuite('pools view', (t) => {
+  t.test('lists pools, their workers with state and their jobs with status and progress', async () => {
+    const { tree } = await api();
+    await tree.refresh();
+    const pools = tree.getChildren();
+    const pool = pools.find((n) => n.type === 'pool' && n.pool === POOL);
+    assert.ok(pool, `pool ${POOL} listed: ${JSON.stringify(pools.map((p) => p.type === 'pool' && p.pool))}`);
+    const item = tree.getTreeItem(pool);
+    assert.equal(item.contextValue, 'pool-running');
+    assert.match(String(item.description), /running · 2\/2 workers/);
+    const [workers, jobs] = tree.getChildren(pool);
+    const ws = tree.getChildren(workers).map((n) => tree.getTreeItem(n));
+    assert.equal(ws.length, 2);
+    for (const w of ws) assert.match(String(w.description), /^(idle|busy)/);
+    const js = tree.getChildren(jobs).map((n) => tree.getTreeItem(n));
+    const states = js.map((j) => j.contextValue);
+    assert.ok(states.includes('job-SUCCEEDED') && states.includes('job-CANCELLED') && states.includes('job-FAILED'), String(states));
+    const ok = js.find((j) => j.contextValue === 'job-SUCCEEDED')!;
+    assert.match(String(ok.description), /SUCCEEDED · (\d+)\/\1 batches · 100%/);
+    assert.equal(ok.command?.command, 'skybatch.showJobPanel');
+  });
+
+  t.test('Show Job Panel opens a webview for a job', async () => {
+    const { tree, panels } = await api();
+    const pool = tree.getChildren().find((n) => n.type === 'pool' && n.pool === POOL)!;
+    const job = tree.getChildren(tree.getChildren(pool)[1])[0];
+    assert.equal(job.type, 'job');
+    const id = await vscode.commands.executeCommand<string>('skybatch.showJobPanel', job);
+    assert.ok(id && panels.panelFor(id), 'the panel is open');
+    assert.match(panels.panelFor(id)!.webview.html, /Content-Security-Policy" content="default-src 'none'; .*script-src 'nonce-/);
+  });
+
+  t.after(async () => {
+    await vscode.commands.executeCommand('skybatch.tearDownPool', POOL, { confirm: false });
+  });
+});

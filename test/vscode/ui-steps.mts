@@ -1,0 +1,194 @@
+import * as path from 'node:path';
+import type { Frame, FrameLocator, Page } from 'playwright-core';
+import type { TestResult } from './host-run.mjs';
+
+export interface UiContext {
+  page: Page;
+  shots: string;
+  log: (l: string) => void;
+}
+
+const T = 60_000;
+
+/** The notebook's output webview (two frames down). */
+function outputs(page: Page): FrameLocator {
+  return page.frameLocator('.notebook-editor iframe.webview.ready').frameLocator('#active-frame');
+}
+
+async function palette(page: Page, title: string): Promise<void> {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill(`>${title}`);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor({ timeout: 10_000 });
+  await page.keyboard.press('Enter');
+}
+
+async function openFile(page: Page, name: string): Promise<void> {
+  await page.keyboard.press('Control+P');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill(name);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ timeout: 10_000 });
+  await page.keyboard.press('Enter');
+}
+
+/** Scrolls the notebook to its end, where the run cell shows the job (outputs render only when in view). */
+async function toBottom(page: Page): Promise<void> {
+  const box = await page.locator('.notebook-editor.notebookOverlay').first().boundingBox();
+  if (!box) return;
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.wheel(0, 20_000);
+}
+
+/** Waits for `sel` in the notebook's outputs, scrolling to the end meanwhile. */
+async function waitOutput(page: Page, sel: string, timeout: number): Promise<void> {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    await toBottom(page);
+    if (await outputs(page).locator(sel).first().isVisible().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`the notebook output did not show ${sel} within ${timeout / 1000} s`);
+    await page.waitForTimeout(500);
+  }
+}
+
+/** Runs all cells; picks the Sky Batch kernel if VS Code asks which one. */
+async function runAll(page: Page): Promise<void> {
+  await page.locator('.notebook-toolbar-container a[aria-label="Run All"]').first().click();
+  const kernel = page.locator('.quick-input-list .monaco-list-row', { hasText: 'Sky Batch' });
+  if (await kernel.first().isVisible({ timeout: 1500 }).catch(() => false)) await kernel.first().click();
+}
+
+/** The frame of the job panel's page (a webview panel: an iframe holding #active-frame). */
+async function panelFrame(page: Page): Promise<Frame> {
+  const deadline = Date.now() + T;
+  for (;;) {
+    for (const f of page.frames()) if (await f.locator('#grid').count().catch(() => 0)) return f;
+    if (Date.now() > deadline) throw new Error('the job panel did not appear');
+    await page.waitForTimeout(200);
+  }
+}
+
+export function uiSteps(opts: { pool: string }) {
+  const steps: [string, (c: UiContext) => Promise<void>][] = [
+    [
+      'the workbench shows the Sky Batch activity bar entry',
+      async ({ page }) => {
+        await page.locator('.monaco-workbench').waitFor({ timeout: T });
+        await page.locator('.activitybar .action-item a[aria-label="Sky Batch"]').waitFor({ timeout: T });
+      },
+    ],
+    [
+      'the image sample opens as a Batch Job notebook with its cell roles',
+      async ({ page }) => {
+        await openFile(page, 'images.skybatch');
+        await page.locator('.notebook-editor.notebookOverlay .code-cell-row').first().waitFor({ timeout: T });
+        await page.locator('.cell-statusbar-container', { hasText: 'mapper' }).first().waitFor({ timeout: T });
+      },
+    ],
+    [
+      'Run All offers to start the pool that is not running',
+      async ({ page }) => {
+        await runAll(page);
+        const toast = page.locator('.notifications-toasts .notification-toast', { hasText: `Pool '${opts.pool}' is not running` });
+        await toast.waitFor({ timeout: T });
+      },
+    ],
+    [
+      'after Apply Pool the job runs and its progress reaches 100%',
+      async ({ page }) => {
+        await page.locator('.notifications-toasts .notification-toast a.monaco-button', { hasText: 'Apply Pool' }).click();
+        const out = outputs(page);
+        await waitOutput(page, '.skybatch-job[data-status="SUCCEEDED"]', 120_000);
+        const pct = await out.locator('.skybatch-percent').innerText();
+        if (pct.trim() !== '100%') throw new Error(`progress shows ${pct}`);
+        await out.locator('.skybatch-job').scrollIntoViewIfNeeded();
+      },
+    ],
+    [
+      'the output shows generated images as inline previews and a sample table',
+      async ({ page }) => {
+        const out = outputs(page);
+        const img = out.locator('img.skybatch-image').first();
+        await img.waitFor({ timeout: T });
+        const w = await img.evaluate((e) => (e as HTMLImageElement).naturalWidth);
+        if (!(w > 0)) throw new Error('the preview image did not load');
+        await out.locator('table.skybatch-samples').waitFor({ timeout: T });
+        await img.scrollIntoViewIfNeeded();
+      },
+    ],
+    [
+      'the job panel shows the batch grid, workers, throughput and the image gallery',
+      async ({ page }) => {
+        await palette(page, 'Sky Batch: Show Job Panel');
+        const f = await panelFrame(page);
+        await f.locator('#grid .batch.done').first().waitFor({ timeout: T });
+        if (await f.locator('#grid .batch:not(.done)').count()) throw new Error('not every batch is done in the grid');
+        await f.locator('#gallery img').first().waitFor({ timeout: T });
+        await f.locator('vscode-data-grid#workers vscode-data-grid-row').nth(1).waitFor({ timeout: T });
+      },
+    ],
+    [
+      'the Pools explorer lists the pool, its workers and its jobs',
+      async ({ page }) => {
+        await page.locator('.activitybar .action-item a[aria-label="Sky Batch"]').click();
+        const rows = page.locator('.pane-body .monaco-list-row');
+        await rows.filter({ hasText: opts.pool }).first().waitFor({ timeout: T });
+        await rows.filter({ hasText: /job \d+\s*SUCCEEDED/ }).first().waitFor({ timeout: T });
+        await rows.filter({ hasText: /local-\d+\s*idle/ }).first().waitFor({ timeout: T });
+      },
+    ],
+    [
+      'a deliberately failing job ends FAILED with its recovery hint',
+      async ({ page }) => {
+        await palette(page, 'View: Close All Editors');
+        await page.locator('.notebook-editor').first().waitFor({ state: 'detached', timeout: T });
+        await openFile(page, 'failing.skybatch');
+        await page.locator('.notebook-editor.notebookOverlay .code-cell-row').first().waitFor({ timeout: T });
+        await runAll(page);
+        const out = outputs(page);
+        await waitOutput(page, '.skybatch-job[data-status="FAILED"]', 90_000);
+        await out.getByText('Recover Partial Results').first().waitFor({ timeout: T });
+      },
+    ],
+    [
+      'Recover Partial Results merges the failed job and opens its output',
+      async ({ page }) => {
+        await palette(page, 'Sky Batch: Recover Partial Results');
+        const row = page.locator('.quick-input-list .monaco-list-row', { hasText: 'FAILED' }).first();
+        await row.waitFor({ timeout: T });
+        await row.click();
+        await page.locator('.notifications-toasts .notification-toast', { hasText: /Recovered job \d+/ }).waitFor({ timeout: T });
+        await page.locator('.tabs-container .tab', { hasText: 'output.jsonl' }).waitFor({ timeout: T });
+      },
+    ],
+  ];
+  return steps;
+}
+
+/** Runs the steps in order, one screenshot each; after a failure the rest are reported failed without running. */
+export async function runUiSteps(ctx: UiContext, steps: ReturnType<typeof uiSteps>): Promise<TestResult[]> {
+  const results: TestResult[] = [];
+  let broken: string | undefined;
+  for (const [i, [title, fn]] of steps.entries()) {
+    const shot = path.join(ctx.shots, `${String(i + 1).padStart(2, '0')}-${title.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase().slice(0, 60)}.png`);
+    if (broken) {
+      results.push({ state: 'failed', title: `ui: ${title}`, error: `skipped: an earlier step failed (${broken})` });
+      continue;
+    }
+    const t0 = Date.now();
+    try {
+      await fn(ctx);
+      await ctx.page.waitForTimeout(300);
+      await ctx.page.screenshot({ path: shot });
+      results.push({ state: 'passed', title: `ui: ${title}`, ms: Date.now() - t0 });
+      ctx.log(`  ok   ui: ${title} (${Date.now() - t0} ms) → ${path.basename(shot)}`);
+    } catch (err) {
+      await ctx.page.screenshot({ path: shot.replace(/\.png$/, '-FAILED.png') }).catch(() => undefined);
+      results.push({ state: 'failed', title: `ui: ${title}`, error: String((err as Error).stack ?? err) });
+      ctx.log(`  FAIL ui: ${title}: ${(err as Error).message.split('\n')[0]}`);
+      broken = title;
+    }
+  }
+  return results;
+}

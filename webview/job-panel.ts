@@ -1,0 +1,177 @@
+import type { BatchState, JobEvent, JobSummary, WorkerSummary } from '../runtime/protocol.js';
+import type { FromPanel, PanelSnapshot, PanelState, ToPanel } from './messages.js';
+
+declare function acquireVsCodeApi(): { postMessage(m: FromPanel): void; setState(s: PanelState): void; getState(): PanelState | undefined };
+
+const vscode = acquireVsCodeApi();
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const MAX_POINTS = 120;
+const MAX_IMAGES = 48;
+
+interface Model {
+  job?: JobSummary;
+  batchSize: number;
+  batches: BatchState[];
+  workers: Map<string, WorkerSummary>;
+  samples: { index: number; value: unknown }[];
+  points: { t: number; rate: number }[];
+  live: boolean;
+}
+
+const m: Model = { batchSize: 1, batches: [], workers: new Map(), samples: [], points: [], live: false };
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<HTMLElementTagNameMap[K]> = {}, ...kids: (Node | string)[]): HTMLElementTagNameMap[K] {
+  const e = Object.assign(document.createElement(tag), props);
+  e.append(...kids);
+  return e;
+}
+
+function isImage(v: unknown): v is { $image: string } {
+  return !!v && typeof v === 'object' && typeof (v as { $image?: unknown }).$image === 'string' && /^data:image\/png;base64,/.test((v as { $image: string }).$image);
+}
+
+function renderHeader(): void {
+  const j = m.job;
+  if (!j) return;
+  $('title').textContent = `Job ${j.jobId} · pool ${j.pool}`;
+  const badge = $('status');
+  badge.textContent = j.status;
+  badge.className = `status ${j.status}`;
+  const pct = j.batchesTotal ? Math.floor((100 * j.batchesDone) / j.batchesTotal) : 0;
+  $('bar').style.width = `${j.status === 'SUCCEEDED' ? 100 : pct}%`;
+  $('numbers').textContent = `${j.batchesDone}/${j.batchesTotal} batches · ${j.itemsDone}/${j.itemsTotal} items · ${j.retries} retries · ${m.batches.filter((b) => b === 'failed').length} failed`;
+  $('ring').hidden = !(m.live && (j.status === 'RUNNING' || j.status === 'PENDING'));
+  $('cancel').hidden = !(j.status === 'RUNNING' || j.status === 'PENDING');
+  $('recover').hidden = !(j.status === 'FAILED' || j.status === 'CANCELLED');
+  $('error').textContent = j.error ? `[${j.error.code}] ${j.error.message}` : '';
+}
+
+function renderGrid(): void {
+  const grid = $('grid');
+  while (grid.children.length < m.batches.length) grid.append(el('div', { className: 'batch pending' }));
+  m.batches.forEach((s, i) => {
+    const c = grid.children[i] as HTMLElement;
+    c.className = `batch ${s}`;
+    const start = i * m.batchSize;
+    c.title = `batch ${i}: items [${start}, ${Math.min(start + m.batchSize, m.job?.itemsTotal ?? start + m.batchSize) - 1}] · ${s}`;
+  });
+  const counts = ['pending', 'running', 'retrying', 'done', 'failed'].map((s) => `${m.batches.filter((b) => b === s).length} ${s}`);
+  $('grid-legend').textContent = counts.join(' · ');
+}
+
+function renderWorkers(): void {
+  const grid = $('workers') as HTMLElement & { rowsData: unknown[] };
+  grid.rowsData = [...m.workers.values()]
+    .filter((w) => w.state !== 'gone')
+    .map((w) => ({ Worker: w.name, Host: w.host, State: w.state, Doing: w.batches.length ? `job ${w.jobId}: ${w.batches.map((b) => `[${b[0]}, ${b[1]}]`).join(' ')}` : w.jobId ? `job ${w.jobId}` : '—' }));
+}
+
+function renderChart(): void {
+  const svg = $('chart') as unknown as SVGSVGElement;
+  const W = 480;
+  const H = 120;
+  const pts = m.points;
+  const max = Math.max(1, ...pts.map((p) => p.rate));
+  const t0 = pts[0]?.t ?? 0;
+  const span = Math.max(1, (pts[pts.length - 1]?.t ?? 1) - t0);
+  const d = pts.map((p, i) => `${i ? 'L' : 'M'}${((p.t - t0) / span) * (W - 10) + 5},${H - 5 - (p.rate / max) * (H - 20)}`).join(' ');
+  (svg.querySelector('path') as SVGPathElement).setAttribute('d', d || 'M0,0');
+  const j = m.job;
+  const took = j?.finishedAt ? (Date.parse(j.finishedAt) - Date.parse(j.createdAt)) / 1000 : 0;
+  $('chart-label').textContent = pts.length
+    ? `${pts[pts.length - 1].rate.toFixed(1)} items/s now · peak ${max.toFixed(1)} items/s`
+    : j && took > 0
+      ? `finished before this panel opened: ${j.itemsDone} items in ${took.toFixed(1)} s (${(j.itemsDone / took).toFixed(1)} items/s on average)`
+      : 'no throughput yet';
+}
+
+function renderSamples(): void {
+  const table = $('samples');
+  table.replaceChildren();
+  const cols: string[] = [];
+  for (const s of m.samples) for (const k of s.value && typeof s.value === 'object' ? Object.keys(s.value) : ['value']) if (!cols.includes(k)) cols.push(k);
+  if (!m.samples.length) {
+    table.append(el('tr', {}, el('td', { textContent: 'No sample outputs yet.' })));
+  } else {
+    table.append(el('tr', {}, ...['#', ...cols].map((c) => el('th', { textContent: c }))));
+    for (const s of m.samples) {
+      const row = el('tr', {}, el('td', { textContent: String(s.index) }));
+      for (const c of cols) {
+        const v = s.value && typeof s.value === 'object' ? (s.value as Record<string, unknown>)[c] : s.value;
+        row.append(el('td', {}, isImage(v) ? el('img', { src: v.$image, width: 32, height: 32, alt: `item ${s.index}` }) : typeof v === 'string' ? v : JSON.stringify(v) ?? ''));
+      }
+      table.append(row);
+    }
+  }
+  const gallery = $('gallery');
+  gallery.replaceChildren();
+  const images = m.samples.flatMap((s) => (s.value && typeof s.value === 'object' ? Object.values(s.value).filter(isImage).map((v) => ({ index: s.index, url: v.$image })) : []));
+  for (const im of images.slice(0, MAX_IMAGES)) gallery.append(el('figure', {}, el('img', { src: im.url, alt: `item ${im.index}` }), el('figcaption', { textContent: `#${im.index}` })));
+  $('gallery-section').hidden = images.length === 0;
+}
+
+function apply(e: JobEvent): void {
+  const id = m.job?.jobId;
+  switch (e.kind) {
+    case 'jobSubmitted':
+    case 'jobFinished':
+      if (e.job.jobId === id) m.job = e.job;
+      break;
+    case 'progress':
+      if (e.jobId !== id || !m.job) return;
+      Object.assign(m.job, { batchesDone: e.batchesDone, batchesTotal: e.batchesTotal, itemsDone: e.itemsDone, itemsTotal: e.itemsTotal });
+      if (m.job.status === 'PENDING') m.job.status = 'RUNNING';
+      m.points.push({ t: Date.now(), rate: e.itemsPerSec });
+      if (m.points.length > MAX_POINTS) m.points.shift();
+      renderChart();
+      break;
+    case 'batch':
+      if (e.jobId !== id) return;
+      m.batches[e.index] = e.state;
+      if (e.state === 'retrying' && m.job) m.job.retries++;
+      renderGrid();
+      break;
+    case 'worker':
+      m.workers.set(e.worker.workerId, e.worker);
+      renderWorkers();
+      break;
+    case 'sample':
+      if (e.jobId !== id) return;
+      e.results.forEach((value, k) => m.samples.some((s) => s.index === e.start + k) || m.samples.push({ index: e.start + k, value }));
+      m.samples.sort((a, b) => a.index - b.index);
+      renderSamples();
+      break;
+    default:
+      return;
+  }
+  renderHeader();
+}
+
+function load(s: PanelSnapshot): void {
+  m.job = s.job;
+  m.batchSize = s.batchSize;
+  m.batches = s.batches;
+  m.workers = new Map(s.workers.map((w) => [w.workerId, w]));
+  m.samples = s.samples;
+  m.live = s.live;
+  vscode.setState({ pool: s.job.pool, jobId: s.job.jobId });
+  renderHeader();
+  renderGrid();
+  renderWorkers();
+  renderChart();
+  renderSamples();
+}
+
+window.addEventListener('message', (ev: MessageEvent<ToPanel>) => {
+  const msg = ev.data;
+  if (msg.type === 'snapshot') load(msg.snapshot);
+  else if (msg.type === 'event') apply(msg.event);
+  else if (msg.type === 'disconnected') {
+    m.live = false;
+    $('note').textContent = msg.reason;
+    renderHeader();
+  }
+});
+$('cancel').addEventListener('click', () => m.job && vscode.postMessage({ type: 'cancel', jobId: m.job.jobId }));
+$('recover').addEventListener('click', () => m.job && vscode.postMessage({ type: 'recover', jobId: m.job.jobId }));
+vscode.postMessage({ type: 'ready' });

@@ -1,0 +1,23 @@
+import type { BatchState, JobEvent, JobSummary, WorkerSummary } from '../runtime/protocol.js';
+
+/** What the job panel is first told: the job as known now, then live events follow. */
+export interface PanelSnapshot {
+  job: JobSummary;
+  batchSize: number;
+  /** State of every batch by index. */
+  batches: BatchState[];
+  workers: WorkerSummary[];
+  samples: { index: number; value: unknown }[];
+  /** Whether events will follow (the pool runs). */
+  live: boolean;
+}
+
+export type ToPanel = { type: 'snapshot'; snapshot: PanelSnapshot } | { type: 'event'; event: JobEvent } | { type: 'disconnected'; reason: string };
+
+export type FromPanel = { type: 'ready' } | { type: 'cancel'; jobId: string } | { type: 'recover'; jobId: string };
+
+/** What the panel keeps in `vscode.setState`, so VS Code can restore it after a reload. */
+export interface PanelState {
+  pool: string;
+  jobId: string;
+}
