@@ -51,25 +51,17 @@ export function asWriter<T>(w: OutputWriter<object>, jobId: string, fn: () => T)
 
 /** `reduceResults` then `cleanup` of every writer; the first failure names its writer. */
 export async function reduceAndCleanup(writers: OutputWriter<object>[], jobId: string, opts: { cleanup?: boolean } = {}): Promise<void> {
-  for (const w of writers) {
-    try {
-      await asWriter(w, jobId, () => w.reduceResults(jobId));
-    } catch (err) {
-      throw new SkybatchError('SKYBATCH_E_REDUCE', `job ${jobId}: ${w.constructor.name}(${w.path}).reduceResults failed: ${errorMessage(err)}`, {
-        context: { jobId, path: w.path },
-        cause: err,
-      });
-    }
-  }
-  if (opts.cleanup === false) return;
-  for (const w of writers) {
-    try {
-      await asWriter(w, jobId, () => w.cleanup(jobId));
-    } catch (err) {
-      throw new SkybatchError('SKYBATCH_E_REDUCE', `job ${jobId}: ${w.constructor.name}(${w.path}).cleanup failed: ${errorMessage(err)}`, {
-        context: { jobId, path: w.path },
-        cause: err,
-      });
+  const steps = opts.cleanup === false ? (['reduceResults'] as const) : (['reduceResults', 'cleanup'] as const);
+  for (const step of steps) {
+    for (const w of writers) {
+      try {
+        await asWriter(w, jobId, () => w[step](jobId));
+      } catch (err) {
+        throw new SkybatchError('SKYBATCH_E_REDUCE', `job ${jobId}: ${w.constructor.name}(${w.path}).${step} failed: ${errorMessage(err)}`, {
+          context: { jobId, path: w.path },
+          cause: err,
+        });
+      }
     }
   }
 }

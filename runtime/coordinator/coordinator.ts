@@ -12,7 +12,7 @@ import {
   WorkerState,
   WorkerSummary,
 } from '../protocol.js';
-import { DEFAULT_BATCH_TIMEOUT_MS, JobRun } from './job-run.js';
+import { BatchRecord, DEFAULT_BATCH_TIMEOUT_MS, JobRun } from './job-run.js';
 import { Journal, allocateJobId, bundleFile, listJobIds, readJournal, readSpec, saveBundle, writeSpec } from './job-store.js';
 import { runReduce } from './reducer.js';
 import * as fs from 'node:fs';
@@ -79,6 +79,7 @@ export class Coordinator {
       const replay = readJournal(id);
       if (replay.status === 'SUCCEEDED' || replay.status === 'FAILED' || replay.status === 'CANCELLED') continue;
       const run = new JobRun(spec, replay, new Journal(id));
+      run.setStatus(run.status); // a new load: later attempt numbers stay above this one's
       run.log(`coordinator restarted: resuming with ${run.batchesDone}/${run.batches.length} batches already committed`);
       this.jobs.set(id, run);
       this.queue.push(id);
@@ -157,16 +158,18 @@ export class Coordinator {
     const run = w.jobId ? this.jobs.get(w.jobId) : undefined;
     for (const index of w.leased) {
       const b = run?.batches[index];
-      if (!run || !b) continue;
-      if (!b.started) {
-        this.releaseBatch(run, index, b.attempts); // only prefetched: not this batch's fault
+      if (!run || !b || b.state !== 'running') continue;
+      const mine = b.backup?.worker === w.name ? b.backup : b.worker === w.name ? { attempt: b.current, started: b.started } : undefined;
+      if (!mine) continue;
+      if (!mine.started) {
+        this.releaseBatch(run, index, mine.attempt); // only prefetched: not this batch's fault
         continue;
       }
       const err = new SkybatchError('SKYBATCH_E_WORKER_LOST', `job ${run.spec.jobId}: worker ${w.name} was lost (${why}) while holding batch [${b.start}, ${b.end}]`, {
         retryable: true,
-        context: { jobId: run.spec.jobId, batch: [b.start, b.end], worker: w.name, attempt: b.attempts },
+        context: { jobId: run.spec.jobId, batch: [b.start, b.end], worker: w.name, attempt: mine.attempt },
       });
-      this.applyFailure(run, index, b.attempts, toWireError(err));
+      this.applyFailure(run, index, mine.attempt, toWireError(err));
     }
     w.state = 'gone';
     w.leased.clear();
@@ -184,7 +187,10 @@ export class Coordinator {
     w.leased.delete(msg.index);
     const run = this.jobs.get(msg.jobId);
     if (!run || run.isFinished) return;
-    if (!run.commit(msg.index, msg.attempt, w.name, msg.items)) return;
+    const won = run.commit(msg.index, msg.attempt, w.name, msg.items);
+    if (!won) return;
+    // The losing copy of a straggler runs on; its result will be ignored, its credit is free.
+    if (won.loser) [...this.workers.values()].find((x) => x.name === won.loser)?.leased.delete(msg.index);
     if (msg.deadLetters?.length) {
       run.addDeadLetters(msg.deadLetters);
       run.log(`${msg.deadLetters.length} item(s) skipped into errors.jsonl: ${msg.deadLetters.map((d) => `item ${d.index}: ${d.error}`).join('; ')}`);
@@ -366,26 +372,18 @@ export class Coordinator {
         if (w.leased.size >= WORKER_CREDIT) continue;
         const b = run.next(now);
         if (!b) break;
-        if (w.jobId !== run.spec.jobId) {
-          w.jobId = run.spec.jobId;
-          w.link.send({ type: 'job', spec: run.spec });
-        }
-        if (run.status === 'PENDING') {
-          run.setStatus('RUNNING');
-          this.emit({ kind: 'jobSubmitted', job: run.summary() });
-        }
         run.lease(b, w.name);
-        w.leased.add(b.index);
-        const wantSample = run.samplesWanted > 0;
-        if (wantSample) run.samplesWanted--;
-        w.link.send({ type: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, attempt: b.attempts, wantSample });
-        if (w.state !== 'busy') {
-          w.state = 'busy';
-          this.emitWorker(w);
-        }
-        this.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'running', worker: w.name, attempt: b.attempts });
+        this.assign(run, w, b, b.current);
         gave = true;
       }
+    }
+    // Nothing left to hand out: an idle worker runs a copy of the longest straggler.
+    for (const w of ready) {
+      if (w.leased.size > 0 || (w.jobId && w.jobId !== run.spec.jobId)) continue;
+      const b = run.straggler(now, w.name);
+      if (!b) break;
+      run.log(`batch [${b.start}, ${b.end}] is straggling on ${b.worker}; running a copy on ${w.name}, first to finish wins`);
+      this.assign(run, w, b, run.leaseBackup(b, w.name));
     }
     for (const w of ready) {
       if (w.state === 'busy' && w.leased.size === 0) {
@@ -396,6 +394,26 @@ export class Coordinator {
     this.armRetryTimer();
   }
 
+  private assign(run: JobRun, w: WorkerEntry, b: BatchRecord, attempt: number): void {
+    if (w.jobId !== run.spec.jobId) {
+      w.jobId = run.spec.jobId;
+      w.link.send({ type: 'job', spec: run.spec });
+    }
+    if (run.status === 'PENDING') {
+      run.setStatus('RUNNING');
+      this.emit({ kind: 'jobSubmitted', job: run.summary() });
+    }
+    w.leased.add(b.index);
+    const wantSample = run.samplesWanted > 0;
+    if (wantSample) run.samplesWanted--;
+    w.link.send({ type: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, attempt, wantSample });
+    if (w.state !== 'busy') {
+      w.state = 'busy';
+      this.emitWorker(w);
+    }
+    this.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'running', worker: w.name, attempt });
+  }
+
   /** Takes batches that ran past their timeout away from their (probably hung) mapper. */
   private sweepOverdue(): void {
     const now = Date.now();
@@ -403,7 +421,7 @@ export class Coordinator {
       if (run.isFinished) continue;
       for (const b of run.overdue(now)) {
         const w = [...this.workers.values()].find((x) => x.name === b.worker);
-        const attempt = b.attempts;
+        const attempt = b.current;
         const limit = run.spec.batchTimeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS;
         const err = new SkybatchError('SKYBATCH_E_BATCH_TIMEOUT', `job ${run.spec.jobId}: batch [${b.start}, ${b.end}] ran longer than ${limit} ms on worker ${b.worker} (attempt ${attempt})`, {
           retryable: true,

@@ -7,8 +7,12 @@ export interface BatchRecord {
   start: number;
   end: number;
   state: BatchState;
-  /** Leases so far; the current lease holds attempt number `attempts` (attempt ids never repeat). */
+  /** The last attempt number handed out (they never repeat, across restarts too). */
   attempts: number;
+  /** The attempt of the current lease (its holder is `worker`). */
+  current: number;
+  /** A second attempt of a straggling batch on another worker; the first to finish wins. */
+  backup?: { attempt: number; worker: string; started: boolean };
   /** Failed attempts, counted against `maxAttempts`; a batch given back untouched is not one. */
   failures: number;
   /** The mapper has taken the current attempt's batch (it is no longer just prefetched). */
@@ -22,6 +26,11 @@ export interface BatchRecord {
 export const DEFAULT_MAX_ATTEMPTS = 4;
 export const DEFAULT_RETRY_BASE_MS = 1000;
 export const DEFAULT_BATCH_TIMEOUT_MS = 30 * 60 * 1000;
+/** A batch is a straggler once it has run this many times the median batch (and 2 s). */
+const STRAGGLER_FACTOR = 3;
+const STRAGGLER_MIN_MS = 2000;
+/** Attempt numbers of a job loaded again (restart, resume) start above all earlier ones. */
+const ATTEMPTS_PER_LOAD = 1000;
 
 /**
  * One job's batch table and its transitions. Pure bookkeeping plus the journal: the
@@ -42,6 +51,8 @@ export class JobRun {
   private retryQueue: BatchRecord[] = [];
   private readonly journal?: Journal;
   private rate: { t: number; items: number }[] = [];
+  private durations: number[] = [];
+  private readonly attemptBase: number;
 
   constructor(
     readonly spec: JobSpec,
@@ -53,16 +64,17 @@ export class JobRun {
     this.error = replay?.error;
     this.finishedAt = replay?.finishedAt;
     this.retries = replay?.retries ?? 0;
+    this.attemptBase = (replay?.loads ?? 0) * ATTEMPTS_PER_LOAD;
     for (let start = 0, i = 0; start < spec.total; start += spec.batchSize, i++) {
       const end = Math.min(start + spec.batchSize - 1, spec.total - 1);
-      this.batches.push({ index: i, start, end, state: 'pending', attempts: 0, failures: 0, started: false, notBefore: 0 });
+      this.batches.push(this.record(i, start, end));
     }
     // Replay in journal order: splits first recreate the single-item batches they made.
     for (const s of replay?.splits ?? []) this.split(s.i, false);
     for (const b of this.batches) {
       if (replay?.committed.has(b.index)) {
         b.state = 'done';
-        b.attempts = replay.committed.get(b.index)!;
+        b.current = replay.committed.get(b.index)!;
         this.batchesDone++;
       } else if (replay?.skipped.has(b.index)) {
         b.state = 'skipped';
@@ -71,6 +83,10 @@ export class JobRun {
     }
     this.itemsDone = replay?.itemsDone ?? 0;
     this.itemsFailed = replay?.deadLetters.length ?? 0;
+  }
+
+  private record(index: number, start: number, end: number): BatchRecord {
+    return { index, start, end, state: 'pending', attempts: this.attemptBase, current: 0, failures: 0, started: false, notBefore: 0 };
   }
 
   get skipsItems(): boolean {
@@ -102,7 +118,7 @@ export class JobRun {
     this.batchesDone++;
     const singles: BatchRecord[] = [];
     for (let i = b.start; i <= b.end; i++) {
-      const single: BatchRecord = { index: this.batches.length, start: i, end: i, state: 'pending', attempts: 0, failures: 0, started: false, notBefore: 0 };
+      const single = this.record(this.batches.length, i, i);
       this.batches.push(single);
       singles.push(single);
     }
@@ -159,15 +175,58 @@ export class JobRun {
     b.state = 'running';
     b.worker = worker;
     b.started = false;
-    b.attempts++;
+    b.current = ++b.attempts;
   }
 
   markStarted(index: number, attempt: number): void {
     const b = this.batches[index];
-    if (b?.state === 'running' && b.attempts === attempt) {
+    if (b?.state !== 'running') return;
+    if (b.current === attempt) {
       b.started = true;
       b.startedAt = Date.now();
+    } else if (b.backup?.attempt === attempt) b.backup.started = true;
+  }
+
+  /**
+   * Near the end of a job (nothing left to hand out), the batch that has run longest past
+   * `STRAGGLER_FACTOR` times the median batch, if it has no backup yet and is not `worker`'s.
+   */
+  straggler(now: number, worker: string): BatchRecord | undefined {
+    if (this.fresh < this.batches.length || this.retryQueue.some((b) => b.state === 'pending' || b.state === 'retrying')) return undefined;
+    const sorted = [...this.durations].sort((a, b) => a - b);
+    const median = sorted.length ? sorted[sorted.length >> 1] : 0;
+    const limit = Math.max(STRAGGLER_MIN_MS, STRAGGLER_FACTOR * median);
+    let pick: BatchRecord | undefined;
+    for (const b of this.batches) {
+      if (b.state !== 'running' || !b.started || b.backup || b.worker === worker || now - b.startedAt! <= limit) continue;
+      if (!pick || b.startedAt! < pick.startedAt!) pick = b;
     }
+    return pick;
+  }
+
+  leaseBackup(b: BatchRecord, worker: string): number {
+    b.backup = { attempt: ++b.attempts, worker, started: false };
+    return b.attempts;
+  }
+
+  /**
+   * An attempt went away without a result (its worker was lost, it was given back, it
+   * failed) while another attempt of the batch runs: drop it, and when it was the current
+   * one, the backup takes over. Returns whether such a pair was found.
+   */
+  private dropCovered(b: BatchRecord, attempt: number): boolean {
+    if (!b.backup) return false;
+    if (b.backup.attempt === attempt) {
+      b.backup = undefined;
+      return true;
+    }
+    if (b.current !== attempt) return false;
+    b.current = b.backup.attempt;
+    b.worker = b.backup.worker;
+    b.started = b.backup.started;
+    b.startedAt = Date.now();
+    b.backup = undefined;
+    return true;
   }
 
   /** Started batches running past the job's batch timeout. */
@@ -179,7 +238,9 @@ export class JobRun {
   /** Puts back a batch whose current attempt never started; it goes out again first, at once. */
   release(index: number, attempt: number): boolean {
     const b = this.batches[index];
-    if (!b || b.state !== 'running' || b.attempts !== attempt) return false;
+    if (!b || b.state !== 'running') return false;
+    if (this.dropCovered(b, attempt)) return false;
+    if (b.current !== attempt) return false;
     b.state = 'retrying';
     b.worker = undefined;
     b.notBefore = 0;
@@ -187,17 +248,29 @@ export class JobRun {
     return true;
   }
 
-  /** Records a result; false when it comes from a stale attempt and must be ignored. */
-  commit(index: number, attempt: number, worker: string, items: number): boolean {
+  /**
+   * Records a result: from the current attempt, or from the backup of a straggler (first
+   * finisher wins). Returns false for a stale attempt, whose result must be ignored; else
+   * the worker still running the losing attempt, if any.
+   */
+  commit(index: number, attempt: number, worker: string, items: number): false | { loser?: string } {
     const b = this.batches[index];
-    if (!b || b.state !== 'running' || b.attempts !== attempt || b.worker !== worker) return false;
+    if (!b || b.state !== 'running') return false;
+    const isCurrent = b.current === attempt && b.worker === worker;
+    const isBackup = b.backup?.attempt === attempt && b.backup.worker === worker;
+    if (!isCurrent && !isBackup) return false;
+    const loser = isCurrent ? b.backup?.worker : b.worker;
     this.journal?.append({ e: 'commit', i: index, s: b.start, x: b.end, a: attempt, w: worker, n: items });
+    if (b.startedAt) this.durations.push(Date.now() - b.startedAt);
+    if (this.durations.length > 200) this.durations.shift();
     b.state = 'done';
+    b.current = attempt;
+    b.backup = undefined;
     b.worker = undefined;
     this.batchesDone++;
     this.itemsDone += items;
     this.rate.push({ t: Date.now(), items: this.itemsDone });
-    return true;
+    return { loser };
   }
 
   /**
@@ -206,7 +279,9 @@ export class JobRun {
    */
   fail(index: number, attempt: number, error: WireError): 'retry' | 'fatal' | 'split' | 'skip' | 'stale' {
     const b = this.batches[index];
-    if (!b || b.state !== 'running' || b.attempts !== attempt) return 'stale';
+    if (!b || b.state !== 'running') return 'stale';
+    if (this.dropCovered(b, attempt)) return 'stale'; // the other attempt carries on
+    if (b.current !== attempt) return 'stale';
     this.journal?.append({ e: 'fail', i: index, a: attempt, w: b.worker, code: error.code });
     b.lastError = error;
     b.worker = undefined;

@@ -29,6 +29,8 @@ export interface JournalState {
   skipped: Set<number>;
   itemsDone: number;
   retries: number;
+  /** How many times the job was started or loaded again (status records). */
+  loads: number;
 }
 
 /** Reserves the next job id: the smallest integer above every existing job folder. */
@@ -76,7 +78,7 @@ export function listJobIds(): string[] {
 
 /** Replays a journal. A torn last line (a crash mid-write) is ignored. */
 export function readJournal(jobId: string): JournalState {
-  const state: JournalState = { status: 'PENDING', committed: new Map(), winners: [], splits: [], deadLetters: [], skipped: new Set(), itemsDone: 0, retries: 0 };
+  const state: JournalState = { status: 'PENDING', committed: new Map(), winners: [], splits: [], deadLetters: [], skipped: new Set(), itemsDone: 0, retries: 0, loads: 0 };
   let text = '';
   try {
     text = fs.readFileSync(path.join(jobDir(jobId), 'journal.jsonl'), 'utf8');
@@ -92,6 +94,7 @@ export function readJournal(jobId: string): JournalState {
       continue;
     }
     if (r.e === 'status') {
+      state.loads++;
       state.status = r.status;
       state.error = r.error;
       if (r.status === 'SUCCEEDED' || r.status === 'FAILED' || r.status === 'CANCELLED') state.finishedAt = r.at;

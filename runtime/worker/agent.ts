@@ -268,8 +268,13 @@ export class WorkerAgent {
     this.child = undefined;
     if (!pending) return;
     const child = await pending;
+    // A job that is done has every batch committed: a batch still in flight here is the
+    // losing copy of a straggler, and must not write into a job that is being reduced.
+    const zombie = child.inflight.size > 0;
     child.inflight.clear();
-    if (reason === 'done' && child.proc.exitCode === null) {
+    if (zombie) {
+      child.proc.kill('SIGKILL');
+    } else if (reason === 'done' && child.proc.exitCode === null) {
       child.ending = true;
       child.proc.send({ type: 'end' } satisfies AgentToMapper);
       const timer = setTimeout(() => child.proc.kill('SIGKILL'), END_GRACE_MS);

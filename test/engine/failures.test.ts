@@ -126,6 +126,30 @@ describe('failures are handled and reported clearly', () => {
     assert.deepEqual(readJsonl(path.join(sb.dir, 'hang/out.jsonl')), doubled(8));
   });
 
+  test('near the end of a job a straggling batch is copied to an idle worker; the first to finish wins', async () => {
+    const marker = path.join(sb.dir, 'straggle-marker');
+    sb.file('in10.jsonl', jsonl(rows(10)));
+    const script = sb.file(
+      'straggle.ts',
+      mapperScript({
+        input: path.join(sb.dir, 'in10.jsonl'),
+        output: path.join(sb.dir, 'straggle/out.jsonl'),
+        pool: POOL,
+        batchSize: 1,
+        prelude: `import * as fs from 'node:fs';`,
+        body: `if (batch[0].text === 't9' && !fs.existsSync(${JSON.stringify(marker)})) { fs.writeFileSync(${JSON.stringify(marker)}, ''); await new Promise((r) => setTimeout(r, 20_000)); }\n    ${DOUBLE}`,
+      }),
+    );
+    const r = await sb.run(script);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readJsonl(path.join(sb.dir, 'straggle/out.jsonl')), doubled(10));
+    const jobId = jobLine(r.stdout).jobId;
+    const log = (await sb.cli(['jobs', 'logs', jobId])).stdout;
+    assert.match(log, /batch \[9, 9\] is straggling on local-\d; running a copy on local-\d, first to finish wins/);
+    assert.doesNotMatch(log, /attempt \d+ failed/, 'the slow copy was not counted as a failure');
+    assert.deepEqual(listFiles(path.join(sb.dir, 'straggle')), ['out.jsonl'], 'the losing copy left nothing behind');
+  });
+
   test('malformed JSONL fails with the file and line', async () => {
     const bad = sb.file('bad.jsonl', '{"text": "a"}\n{"text": "b"}\n{"text": oops}\n{"text": "d"}\n');
     const script = sb.file('bad.ts', mapperScript({ input: bad, output: path.join(sb.dir, 'bad/out.jsonl'), pool: POOL, body: DOUBLE }));
