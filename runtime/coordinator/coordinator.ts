@@ -13,7 +13,8 @@ import {
   WorkerSummary,
 } from '../protocol.js';
 import { BatchRecord, DEFAULT_BATCH_TIMEOUT_MS, JobRun } from './job-run.js';
-import { Journal, allocateJobId, bundleFile, listJobIds, readJournal, readSpec, saveBundle, writeSpec } from './job-store.js';
+import { Journal, allocateJobId, bundleFile, listJobIds, readJournal, readSpec, resumedSpec, saveBundle, writeSpec } from './job-store.js';
+import { EventHub, Subscriber } from './event-hub.js';
 import { runReduce } from './reducer.js';
 import * as fs from 'node:fs';
 
@@ -33,13 +34,6 @@ interface WorkerEntry {
   leased: Set<number>;
 }
 
-export interface Subscriber {
-  jobId?: string;
-  send(event: JobEvent): void;
-}
-
-const PROGRESS_INTERVAL_MS = 100;
-
 /**
  * The pool's brain: keeps the job queue, hands batches to workers (push, with credit for
  * one running and one prefetched batch each), retries failures with backoff, re-dispatches
@@ -50,10 +44,9 @@ export class Coordinator {
   private readonly workers = new Map<string, WorkerEntry>();
   private readonly jobs = new Map<string, JobRun>();
   private readonly queue: string[] = [];
-  private readonly subscribers = new Set<Subscriber>();
+  private readonly events = new EventHub();
   private nextWorker = 1;
   private retryTimer?: NodeJS.Timeout;
-  private progressTimers = new Map<string, NodeJS.Timeout>();
   private closed = false;
   private readonly sweeper = setInterval(() => this.sweepOverdue(), 1000);
 
@@ -198,7 +191,7 @@ export class Coordinator {
     const b = run.batches[msg.index];
     this.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'done', worker: w.name, attempt: msg.attempt });
     if (msg.sample) this.emit({ kind: 'sample', jobId: run.spec.jobId, start: b.start, results: msg.sample });
-    this.scheduleProgress(run);
+    this.events.scheduleProgress(run);
     if (run.allDone) void this.finishJob(run);
     else this.pump();
   }
@@ -217,7 +210,7 @@ export class Coordinator {
     run.log(`batch [${b.start}, ${b.end}] attempt ${attempt} failed: ${error.message}`);
     const state = outcome === 'retry' ? 'retrying' : outcome === 'split' ? 'split' : outcome === 'skip' ? 'skipped' : 'failed';
     this.emit({ kind: 'batch', jobId: run.spec.jobId, index, start: b.start, end: b.end, state, attempt, error });
-    this.scheduleProgress(run);
+    this.events.scheduleProgress(run);
     if (outcome === 'split') {
       const singles = run.split(index);
       run.log(`batch [${b.start}, ${b.end}] split into ${singles.length} single-item batches (onItemError: skip)`);
@@ -277,15 +270,8 @@ export class Coordinator {
     const replay = readJournal(jobId);
     if (replay.status === 'SUCCEEDED') throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} already succeeded; nothing to resume`, { context: { jobId } });
     if (req) {
-      const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-      const mismatch =
-        req.total !== spec.total ? `the input has ${req.total} items, the job had ${spec.total}`
-        : req.batchSize !== spec.batchSize ? `batchSize is ${req.batchSize}, the job had ${spec.batchSize}`
-        : !same(req.writers.map((w) => [w.type, w.path]), spec.writers.map((w) => [w.type, w.path])) ? 'the outputs differ from the job\'s'
-        : undefined;
-      if (mismatch) throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `cannot resume job ${jobId}: ${mismatch}`, { context: { jobId, field: 'resumeFrom' } });
       if (bundle !== undefined) saveBundle(req.bundleHash, bundle);
-      spec = { ...spec, ...req, reader: spec.reader, writers: req.writers, jobId, pool: spec.pool, createdAt: spec.createdAt };
+      spec = resumedSpec(spec, req);
       writeSpec(spec);
     }
     const run = new JobRun(spec, replay, new Journal(jobId));
@@ -332,7 +318,7 @@ export class Coordinator {
     }
     if (run.isFinished) return;
     run.setStatus('SUCCEEDED');
-    this.flushProgress(run);
+    this.events.flushProgress(run);
     this.emit({ kind: 'jobFinished', job: run.summary() });
     this.dequeue(run);
   }
@@ -351,7 +337,7 @@ export class Coordinator {
   private dequeue(run: JobRun): void {
     const i = this.queue.indexOf(run.spec.jobId);
     if (i >= 0) this.queue.splice(i, 1);
-    this.flushProgress(run);
+    this.events.flushProgress(run);
     this.pump();
   }
 
@@ -447,47 +433,15 @@ export class Coordinator {
   // ---- events --------------------------------------------------------------
 
   subscribe(s: Subscriber): () => void {
-    this.subscribers.add(s);
-    return () => this.subscribers.delete(s);
+    return this.events.subscribe(s);
   }
 
   private emit(event: JobEvent): void {
-    const jobId = 'jobId' in event ? event.jobId : 'job' in event ? event.job.jobId : undefined;
-    for (const s of this.subscribers) {
-      if (s.jobId === undefined || jobId === undefined || s.jobId === jobId) s.send(event);
-    }
+    this.events.emit(event);
   }
 
   private emitWorker(w: WorkerEntry): void {
     this.emit({ kind: 'worker', worker: this.workerSummary(w) });
-  }
-
-  private scheduleProgress(run: JobRun): void {
-    const id = run.spec.jobId;
-    if (this.progressTimers.has(id)) return;
-    this.progressTimers.set(
-      id,
-      setTimeout(() => this.flushProgress(run), PROGRESS_INTERVAL_MS),
-    );
-  }
-
-  private flushProgress(run: JobRun): void {
-    const id = run.spec.jobId;
-    clearTimeout(this.progressTimers.get(id));
-    this.progressTimers.delete(id);
-    const retrying = run.batches.filter((b) => b.state === 'retrying').length;
-    const failed = run.batches.filter((b) => b.state === 'failed').length;
-    this.emit({
-      kind: 'progress',
-      jobId: id,
-      batchesDone: run.batchesDone,
-      batchesTotal: run.batches.length,
-      itemsDone: run.itemsDone,
-      itemsTotal: run.spec.total,
-      failed,
-      retrying,
-      itemsPerSec: run.itemsPerSec(),
-    });
   }
 
   // ---- status --------------------------------------------------------------
@@ -517,7 +471,7 @@ export class Coordinator {
     this.closed = true;
     clearInterval(this.sweeper);
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    for (const t of this.progressTimers.values()) clearTimeout(t);
+    this.events.close();
     for (const w of this.workers.values()) {
       w.link.send({ type: 'shutdown' });
       w.link.close();

@@ -3,7 +3,8 @@ import * as path from 'node:path';
 import type { Winner } from '../../formats/attempts.js';
 import type { WireError } from '../../formats/errors.js';
 import { bundlesDir, jobDir, jobsDir, writePrivate } from '../pool-store.js';
-import type { DeadLetter, JobSpec, JobStatus } from '../protocol.js';
+import { SkybatchError } from '../../formats/errors.js';
+import type { DeadLetter, JobRequest, JobSpec, JobStatus } from '../protocol.js';
 
 /** One line of a job's journal. Appended before the transition is acknowledged. */
 export type JournalRecord =
@@ -59,6 +60,21 @@ export function bundleFile(hash: string): string {
 
 export function writeSpec(spec: JobSpec): void {
   writePrivate(path.join(jobDir(spec.jobId), 'job.json'), JSON.stringify(spec, null, 1));
+}
+
+/**
+ * A job's spec for `resumeFrom`: the new script, mapper and options, on the job's input and
+ * outputs. The batches must line up, so input size, batch size and outputs must not change.
+ */
+export function resumedSpec(spec: JobSpec, req: JobRequest): JobSpec {
+  const outputs = (s: { writers: JobRequest['writers'] }) => JSON.stringify(s.writers.map((w) => [w.type, w.path]));
+  const mismatch =
+    req.total !== spec.total ? `the input has ${req.total} items, the job had ${spec.total}`
+    : req.batchSize !== spec.batchSize ? `batchSize is ${req.batchSize}, the job had ${spec.batchSize}`
+    : outputs(req) !== outputs(spec) ? "the outputs differ from the job's"
+    : undefined;
+  if (mismatch) throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `cannot resume job ${spec.jobId}: ${mismatch}`, { context: { jobId: spec.jobId, field: 'resumeFrom' } });
+  return { ...spec, ...req, reader: spec.reader, jobId: spec.jobId, pool: spec.pool, createdAt: spec.createdAt };
 }
 
 export function readSpec(jobId: string): JobSpec {

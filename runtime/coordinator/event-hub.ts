@@ -1,0 +1,63 @@
+import type { JobEvent } from '../protocol.js';
+import type { JobRun } from './job-run.js';
+
+export interface Subscriber {
+  /** Only this job's events (and pool-wide ones); all when undefined. */
+  jobId?: string;
+  send(event: JobEvent): void;
+}
+
+const PROGRESS_INTERVAL_MS = 100;
+
+/**
+ * The coordinator's event stream: fans events out to subscribers (CLI progress bars,
+ * `Dataset.map`, the VS Code extension), and throttles each job's progress to 10 a second.
+ */
+export class EventHub {
+  private readonly subscribers = new Set<Subscriber>();
+  private readonly progressTimers = new Map<string, NodeJS.Timeout>();
+
+  subscribe(s: Subscriber): () => void {
+    this.subscribers.add(s);
+    return () => this.subscribers.delete(s);
+  }
+
+  emit(event: JobEvent): void {
+    const jobId = 'jobId' in event ? event.jobId : 'job' in event ? event.job.jobId : undefined;
+    for (const s of this.subscribers) {
+      if (s.jobId === undefined || jobId === undefined || s.jobId === jobId) s.send(event);
+    }
+  }
+
+  /** A progress event for `run` soon, coalescing everything that changes meanwhile. */
+  scheduleProgress(run: JobRun): void {
+    const id = run.spec.jobId;
+    if (this.progressTimers.has(id)) return;
+    this.progressTimers.set(
+      id,
+      setTimeout(() => this.flushProgress(run), PROGRESS_INTERVAL_MS),
+    );
+  }
+
+  flushProgress(run: JobRun): void {
+    const id = run.spec.jobId;
+    clearTimeout(this.progressTimers.get(id));
+    this.progressTimers.delete(id);
+    this.emit({
+      kind: 'progress',
+      jobId: id,
+      batchesDone: run.batchesDone,
+      batchesTotal: run.batches.length,
+      itemsDone: run.itemsDone,
+      itemsTotal: run.spec.total,
+      failed: run.batches.filter((b) => b.state === 'failed').length,
+      retrying: run.batches.filter((b) => b.state === 'retrying').length,
+      itemsPerSec: run.itemsPerSec(),
+    });
+  }
+
+  close(): void {
+    for (const t of this.progressTimers.values()) clearTimeout(t);
+    this.progressTimers.clear();
+  }
+}
