@@ -147,4 +147,5 @@ async function main(): Promise<number> {
   return failed.length ? 1 : 0;
 }
 
-process.exitCode = await main();
+// exit now: a lingering browser or socket handle must not hold up CI for minutes
+process.exit(await main());
