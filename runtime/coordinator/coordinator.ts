@@ -1,38 +1,12 @@
+import * as fs from 'node:fs';
 import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
 import type { PoolConfig } from '../pool-config.js';
-import {
-  CoordinatorToWorker,
-  JobEvent,
-  JobRequest,
-  JobSpec,
-  JobSummary,
-  PoolSummary,
-  WORKER_CREDIT,
-  WorkerMessage,
-  WorkerState,
-  WorkerSummary,
-} from '../protocol.js';
+import { JobEvent, JobRequest, JobSpec, JobSummary, PoolSummary, WORKER_CREDIT, WorkerMessage, WorkerSummary } from '../protocol.js';
 import { BatchRecord, DEFAULT_BATCH_TIMEOUT_MS, JobRun } from './job-run.js';
 import { Journal, allocateJobId, bundleFile, listJobIds, readJournal, readSpec, resumedSpec, saveBundle, writeSpec } from './job-store.js';
 import { EventHub, Subscriber } from './event-hub.js';
 import { runReduce } from './reducer.js';
-import * as fs from 'node:fs';
-
-/** What the coordinator needs of a worker connection. */
-export interface WorkerLink {
-  send(msg: CoordinatorToWorker): void;
-  close(): void;
-}
-
-interface WorkerEntry {
-  id: string;
-  name: string;
-  host: string;
-  link: WorkerLink;
-  state: WorkerState;
-  jobId?: string;
-  leased: Set<number>;
-}
+import { WorkerEntry, WorkerLink, WorkerTable } from './worker-table.js';
 
 /**
  * The pool's brain: keeps the job queue, hands batches to workers (push, with credit for
@@ -41,11 +15,10 @@ interface WorkerEntry {
  * It is the only writer of job state.
  */
 export class Coordinator {
-  private readonly workers = new Map<string, WorkerEntry>();
+  private readonly workers = new WorkerTable();
   private readonly jobs = new Map<string, JobRun>();
   private readonly queue: string[] = [];
   private readonly events = new EventHub();
-  private nextWorker = 1;
   private retryTimer?: NodeJS.Timeout;
   private closed = false;
   private readonly sweeper = setInterval(() => this.sweepOverdue(), 1000);
@@ -83,12 +56,10 @@ export class Coordinator {
   // ---- workers -------------------------------------------------------------
 
   addWorker(link: WorkerLink, hello: Extract<WorkerMessage, { type: 'hello' }>): string {
-    const id = `w${this.nextWorker++}`;
-    const w: WorkerEntry = { id, name: hello.name, host: hello.host, link, state: 'setup', leased: new Set() };
-    this.workers.set(id, w);
-    link.send({ type: 'welcome', workerId: id, setup: this.config.setup, envs: this.config.envs ?? {} });
+    const w = this.workers.add(link, hello);
+    link.send({ type: 'welcome', workerId: w.id, setup: this.config.setup, envs: this.config.envs ?? {} });
     this.emitWorker(w);
-    return id;
+    return w.id;
   }
 
   onWorkerMessage(id: string, msg: WorkerMessage): void {
@@ -145,9 +116,8 @@ export class Coordinator {
 
   /** A worker's connection closed or stopped answering: its batches go back to the queue. */
   removeWorker(id: string, why: string): void {
-    const w = this.workers.get(id);
+    const w = this.workers.remove(id);
     if (!w) return;
-    this.workers.delete(id);
     const run = w.jobId ? this.jobs.get(w.jobId) : undefined;
     for (const index of w.leased) {
       const b = run?.batches[index];
@@ -183,7 +153,7 @@ export class Coordinator {
     const won = run.commit(msg.index, msg.attempt, w.name, msg.items);
     if (!won) return;
     // The losing copy of a straggler runs on; its result will be ignored, its credit is free.
-    if (won.loser) [...this.workers.values()].find((x) => x.name === won.loser)?.leased.delete(msg.index);
+    if (won.loser) this.workers.byName(won.loser)?.leased.delete(msg.index);
     if (msg.deadLetters?.length) {
       run.addDeadLetters(msg.deadLetters);
       run.log(`${msg.deadLetters.length} item(s) skipped into errors.jsonl: ${msg.deadLetters.map((d) => `item ${d.index}: ${d.error}`).join('; ')}`);
@@ -324,7 +294,7 @@ export class Coordinator {
   }
 
   private releaseWorkers(run: JobRun, reason: 'done' | 'cancelled' | 'failed'): void {
-    for (const w of this.workers.values()) {
+    for (const w of this.workers.all()) {
       if (w.jobId !== run.spec.jobId) continue;
       w.link.send({ type: 'endJob', jobId: run.spec.jobId, reason });
       w.jobId = undefined;
@@ -348,7 +318,7 @@ export class Coordinator {
     if (this.closed) return;
     const run = this.queue.map((id) => this.jobs.get(id)!).find((r) => !r.isFinished && !r.allDone);
     if (!run) return;
-    const ready = [...this.workers.values()].filter((w) => w.state === 'idle' || w.state === 'busy');
+    const ready = this.workers.ready();
     const now = Date.now();
     let gave = true;
     while (gave) {
@@ -406,7 +376,7 @@ export class Coordinator {
     for (const run of this.jobs.values()) {
       if (run.isFinished) continue;
       for (const b of run.overdue(now)) {
-        const w = [...this.workers.values()].find((x) => x.name === b.worker);
+        const w = this.workers.byName(b.worker);
         const attempt = b.current;
         const limit = run.spec.batchTimeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS;
         const err = new SkybatchError('SKYBATCH_E_BATCH_TIMEOUT', `job ${run.spec.jobId}: batch [${b.start}, ${b.end}] ran longer than ${limit} ms on worker ${b.worker} (attempt ${attempt})`, {
@@ -447,9 +417,7 @@ export class Coordinator {
   // ---- status --------------------------------------------------------------
 
   private workerSummary(w: WorkerEntry): WorkerSummary {
-    const run = w.jobId ? this.jobs.get(w.jobId) : undefined;
-    const batches = [...w.leased].map((i) => run?.batches[i]).filter((b) => b !== undefined).map((b) => [b.start, b.end] as [number, number]);
-    return { workerId: w.id, name: w.name, host: w.host, state: w.state, jobId: w.jobId, batches };
+    return this.workers.summary(w, w.jobId ? this.jobs.get(w.jobId) : undefined);
   }
 
   status(): PoolSummary {
@@ -458,7 +426,7 @@ export class Coordinator {
       url: this.url(),
       pid: this.pid,
       workersWanted: this.config.pool.workers,
-      workers: [...this.workers.values()].map((w) => this.workerSummary(w)),
+      workers: this.workers.all().map((w) => this.workerSummary(w)),
       jobs: [...this.jobs.values()].map((r) => r.summary()),
     };
   }
@@ -472,7 +440,7 @@ export class Coordinator {
     clearInterval(this.sweeper);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.events.close();
-    for (const w of this.workers.values()) {
+    for (const w of this.workers.all()) {
       w.link.send({ type: 'shutdown' });
       w.link.close();
     }

@@ -1,0 +1,59 @@
+import type { CoordinatorToWorker, WorkerMessage, WorkerState, WorkerSummary } from '../protocol.js';
+import type { JobRun } from './job-run.js';
+
+/** What the coordinator needs of a worker connection. */
+export interface WorkerLink {
+  send(msg: CoordinatorToWorker): void;
+  close(): void;
+}
+
+export interface WorkerEntry {
+  id: string;
+  name: string;
+  host: string;
+  link: WorkerLink;
+  state: WorkerState;
+  jobId?: string;
+  /** Batch indices of `jobId` this worker holds (running or prefetched). */
+  leased: Set<number>;
+}
+
+/** The workers connected to a coordinator, by connection id and by name. */
+export class WorkerTable {
+  private readonly byId = new Map<string, WorkerEntry>();
+  private next = 1;
+
+  add(link: WorkerLink, hello: Extract<WorkerMessage, { type: 'hello' }>): WorkerEntry {
+    const w: WorkerEntry = { id: `w${this.next++}`, name: hello.name, host: hello.host, link, state: 'setup', leased: new Set() };
+    this.byId.set(w.id, w);
+    return w;
+  }
+
+  get(id: string): WorkerEntry | undefined {
+    return this.byId.get(id);
+  }
+
+  remove(id: string): WorkerEntry | undefined {
+    const w = this.byId.get(id);
+    this.byId.delete(id);
+    return w;
+  }
+
+  byName(name: string | undefined): WorkerEntry | undefined {
+    return [...this.byId.values()].find((w) => w.name === name);
+  }
+
+  all(): WorkerEntry[] {
+    return [...this.byId.values()];
+  }
+
+  /** Workers that finished setup and take batches. */
+  ready(): WorkerEntry[] {
+    return this.all().filter((w) => w.state === 'idle' || w.state === 'busy');
+  }
+
+  summary(w: WorkerEntry, run: JobRun | undefined): WorkerSummary {
+    const batches = [...w.leased].map((i) => run?.batches[i]).filter((b) => b !== undefined).map((b) => [b.start, b.end] as [number, number]);
+    return { workerId: w.id, name: w.name, host: w.host, state: w.state, jobId: w.jobId, batches };
+  }
+}
