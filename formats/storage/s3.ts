@@ -30,6 +30,11 @@ export interface S3StorageOptions {
   forcePathStyle?: boolean;
   /** Attempts per request, including the first (SDK standard retry mode). Default: `AWS_MAX_ATTEMPTS`, else 5. */
   maxAttempts?: number;
+  /**
+   * A request whose connection stays silent this long is abandoned and retried, so a stalled
+   * server costs a retry, not a hung batch. Default: `SKYBATCH_STORAGE_TIMEOUT_MS`, else 60 s.
+   */
+  requestTimeoutMs?: number;
 }
 
 /**
@@ -52,6 +57,7 @@ export class S3Storage implements Storage {
       forcePathStyle: opts.forcePathStyle ?? (endpoint !== undefined || env.AWS_S3_FORCE_PATH_STYLE === 'true'),
       maxAttempts: this.maxAttempts,
       retryMode: 'standard',
+      requestHandler: { requestTimeout: opts.requestTimeoutMs ?? (Number(env.SKYBATCH_STORAGE_TIMEOUT_MS) || 60_000), connectionTimeout: 10_000, throwOnRequestTimeout: true },
     };
     if (endpoint) config.endpoint = endpoint;
     if (opts.credentials) config.credentials = opts.credentials;

@@ -138,10 +138,11 @@ describe('jobs behind a faulty S3 network', () => {
     return { proxy, env: { ...clouds[0].env(), AWS_ENDPOINT_URL_S3: proxy.url } };
   }
 
-  test('injected 503s and dropped connections still end in a correct output', async (t) => {
+  test('injected 503s, dropped connections and stalls still end in a correct output', async (t) => {
     const rows = Array.from({ length: 60 }, (_, i) => ({ text: `t${i}` }));
     await clouds[0].storage().put(`s3://${bucket}/flaky/in.jsonl`, jsonl(rows));
-    const { proxy, env } = await envThrough({ faultRate: 0.15, faults: ['503', 'reset'], seed: 7 });
+    const { proxy, env: proxied } = await envThrough({ faultRate: 0.3, faults: ['503', 'reset', 'stall'], seed: 7 });
+    const env = { ...proxied, SKYBATCH_STORAGE_TIMEOUT_MS: '1500' };
     const script = sb.file(
       'flaky.ts',
       mapperScript({ input: `s3://${bucket}/flaky/in.jsonl`, output: `s3://${bucket}/flaky/out.jsonl`, pool, batchSize: 5, body: `await sky.saveResults(batch.map((x) => ({ out: x.text })));` }),
@@ -149,7 +150,7 @@ describe('jobs behind a faulty S3 network', () => {
     const r = await sb.run(script, env);
     t.diagnostic(`${proxy.requests} requests, faults injected: ${JSON.stringify(proxy.injected)}`);
     assert.equal(r.code, 0, r.stderr);
-    assert.ok(proxy.injected['503'] + proxy.injected.reset > 0, 'faults were injected');
+    for (const kind of ['503', 'reset', 'stall'] as const) assert.ok(proxy.injected[kind] > 0, `no ${kind} was injected`);
     const out = (await clouds[0].storage().get(`s3://${bucket}/flaky/out.jsonl`)).toString();
     assert.equal(out, rows.map((x) => JSON.stringify({ out: x.text }) + '\n').join(''));
   });

@@ -8,7 +8,9 @@ export type Fault =
   /** drops the client's connection before forwarding */
   | 'reset'
   /** forwards a GET, then drops the connection halfway through the response body */
-  | 'truncate';
+  | 'truncate'
+  /** holds the request and never answers (the client must time out) */
+  | 'stall';
 
 export interface FaultProxyOptions {
   /** Upstream base URL, e.g. `http://127.0.0.1:8000`. */
@@ -34,7 +36,7 @@ export class FaultProxy {
   /** Requests received, faulted or not. */
   requests = 0;
   /** Faults injected, by kind. */
-  readonly injected: Record<Fault, number> = { '503': 0, reset: 0, truncate: 0 };
+  readonly injected: Record<Fault, number> = { '503': 0, reset: 0, truncate: 0, stall: 0 };
   private readonly server: http.Server;
   private readonly agent = new http.Agent({ keepAlive: true });
   private readonly target: URL;
@@ -80,6 +82,10 @@ export class FaultProxy {
     if (fault) this.injected[fault]++;
     if (fault === 'reset') {
       req.socket.destroy();
+      return;
+    }
+    if (fault === 'stall') {
+      req.resume(); // read the request, answer nothing; the socket dies with the client's timeout
       return;
     }
     if (fault === '503') {
