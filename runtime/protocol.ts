@@ -79,6 +79,15 @@ export interface JobSummary {
   error?: WireError;
 }
 
+export interface BatchInfo {
+  index: number;
+  start: number;
+  end: number;
+  state: BatchState;
+  attempt: number;
+  worker?: string;
+}
+
 export interface WorkerSummary {
   workerId: string;
   name: string;
@@ -124,6 +133,8 @@ export type ClientRequest =
   | { type: 'subscribe'; reqId: number; jobId?: string }
   | { type: 'cancel'; reqId: number; jobId: string }
   | { type: 'status'; reqId: number }
+  /** Every batch of a job with its state, for views that attach mid-job: replies `BatchInfo[]`. */
+  | { type: 'batches'; reqId: number; jobId: string }
   | { type: 'hasBundle'; reqId: number; hash: string }
   | { type: 'scale'; reqId: number; workers: number }
   | { type: 'shutdown'; reqId: number };

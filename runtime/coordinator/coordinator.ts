@@ -53,8 +53,6 @@ export class Coordinator {
     }
   }
 
-  // ---- workers -------------------------------------------------------------
-
   addWorker(link: WorkerLink, hello: Extract<WorkerMessage, { type: 'hello' }>): string {
     const w = this.workers.add(link, hello);
     link.send({ type: 'welcome', workerId: w.id, setup: this.config.setup, envs: this.config.envs ?? {} });
@@ -200,8 +198,6 @@ export class Coordinator {
     }
   }
 
-  // ---- jobs ----------------------------------------------------------------
-
   submit(req: JobRequest, bundle: string | undefined): JobSpec {
     if (bundle !== undefined) saveBundle(req.bundleHash, bundle);
     else if (!fs.existsSync(bundleFile(req.bundleHash))) {
@@ -311,8 +307,6 @@ export class Coordinator {
     this.pump();
   }
 
-  // ---- dispatch ------------------------------------------------------------
-
   /** Hands out batches: the oldest unfinished job first, round-robin over workers with credit. */
   pump(): void {
     if (this.closed) return;
@@ -400,8 +394,6 @@ export class Coordinator {
     if (Number.isFinite(due)) this.retryTimer = setTimeout(() => this.pump(), Math.max(0, due - Date.now()) + 5);
   }
 
-  // ---- events --------------------------------------------------------------
-
   subscribe(s: Subscriber): () => void {
     return this.events.subscribe(s);
   }
@@ -413,8 +405,6 @@ export class Coordinator {
   private emitWorker(w: WorkerEntry): void {
     this.emit({ kind: 'worker', worker: this.workerSummary(w) });
   }
-
-  // ---- status --------------------------------------------------------------
 
   private workerSummary(w: WorkerEntry): WorkerSummary {
     return this.workers.summary(w, w.jobId ? this.jobs.get(w.jobId) : undefined);
@@ -429,6 +419,12 @@ export class Coordinator {
       workers: this.workers.all().map((w) => this.workerSummary(w)),
       jobs: [...this.jobs.values()].map((r) => r.summary()),
     };
+  }
+
+  batchInfo(jobId: string) {
+    const run = this.jobs.get(jobId);
+    if (!run) throw new SkybatchError('SKYBATCH_E_JOB_NOT_FOUND', `job ${jobId} is not a job of pool ${this.pool}`, { context: { jobId } });
+    return run.batchInfo();
   }
 
   jobSummary(jobId: string) {

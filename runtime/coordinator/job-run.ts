@@ -1,5 +1,5 @@
 import type { WireError } from '../../formats/errors.js';
-import type { BatchState, DeadLetter, JobSpec, JobStatus, JobSummary } from '../protocol.js';
+import type { BatchInfo, BatchState, DeadLetter, JobSpec, JobStatus, JobSummary } from '../protocol.js';
 import { Journal, JournalState } from './job-store.js';
 
 export interface BatchRecord {
@@ -308,6 +308,10 @@ export class JobRun {
     const last = this.rate[this.rate.length - 1];
     const dt = (now - first.t) / 1000;
     return dt > 0 ? (last.items - first.items) / dt : 0;
+  }
+
+  batchInfo(): BatchInfo[] {
+    return this.batches.map((b) => ({ index: b.index, start: b.start, end: b.end, state: b.state, attempt: b.current, ...(b.worker ? { worker: b.worker } : {}) }));
   }
 
   summary(): JobSummary {

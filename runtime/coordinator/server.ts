@@ -163,6 +163,8 @@ export class CoordinatorServer {
         return this.coordinator.jobSummary(msg.jobId);
       case 'status':
         return this.coordinator.status();
+      case 'batches':
+        return this.coordinator.batchInfo(msg.jobId);
       case 'hasBundle':
         return { has: fs.existsSync(bundleFile(msg.hash)) };
       case 'scale':

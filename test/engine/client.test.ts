@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { CoordinatorClient } from '../../runtime/client/connection.js';
+import type { BatchInfo } from '../../runtime/protocol.js';
 import { Sandbox, jsonl, mapperScript, readJsonl, waitFor } from '../harness.js';
 
 const POOL = 'client';
@@ -35,6 +37,20 @@ describe('the client API', () => {
     assert.equal(q.stdout.trim().split('\n').length, 2, 'exactly one job was submitted');
     const { jobId } = { jobId: /RESULT (\d+)/.exec(r.stdout)![1] };
     assert.match((await sb.cli(['jobs', 'logs', jobId])).stdout, /top level ran on local-\d/, "the workers' copy of the top level ran, and its output is in the job log");
+  });
+
+  test("a job's batches and their states can be read back from the coordinator", async () => {
+    const q = await sb.cli(['jobs', 'queue', '--pool', POOL]);
+    const jobId = /^(\d+)\s+client\s+SUCCEEDED/m.exec(q.stdout)![1];
+    const { url, token } = sb.coordinator(POOL);
+    const client = await CoordinatorClient.connect(url, token);
+    try {
+      const batches = await client.request<BatchInfo[]>({ type: 'batches', jobId });
+      assert.deepEqual(batches.map((b) => [b.start, b.end, b.state]), [[0, 1, 'done'], [2, 3, 'done'], [4, 5, 'done']]);
+      await assert.rejects(client.request({ type: 'batches', jobId: '999' }), /SKYBATCH_E_JOB_NOT_FOUND|job 999 is not a job of pool/);
+    } finally {
+      client.close();
+    }
   });
 
   test('activateEnv runs before the mapper starts', async () => {
