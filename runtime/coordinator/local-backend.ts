@@ -74,7 +74,7 @@ export class LocalBackend {
   private start(slot: Slot): void {
     const dir = this.workerDir(slot.index);
     fs.mkdirSync(dir, { recursive: true });
-    const out = fs.openSync(path.join(dir, 'worker.log'), 'a');
+    const out = fs.openSync(path.join(dir, 'worker.log'), 'a', 0o600);
     const proc = spawn(process.execPath, ['--enable-source-maps', WORKER_MAIN, '--coordinator', this.url(), '--name', `local-${slot.index}`, '--workdir', dir], {
       env: { ...process.env, SKYBATCH_TOKEN: this.token, ...(this.caFile ? { SKYBATCH_CA: this.caFile } : {}) },
       stdio: ['ignore', out, out],

@@ -53,6 +53,15 @@ describe('the client API', () => {
     }
   });
 
+  test("job and pool state files are readable by their owner only", () => {
+    const jobDir = path.join(sb.home, 'jobs', '1');
+    const poolDir = path.join(sb.home, 'pools', POOL);
+    for (const f of [path.join(jobDir, 'job.json'), path.join(jobDir, 'journal.jsonl'), path.join(jobDir, 'job.log'), path.join(poolDir, 'token'), path.join(poolDir, 'pool.json'), path.join(poolDir, 'coordinator.log'), path.join(poolDir, 'workers', '0', 'worker.log')]) {
+      assert.equal(fs.statSync(f).mode & 0o077, 0, `${f} is readable by others`);
+    }
+    assert.equal(fs.statSync(jobDir).mode & 0o077, 0);
+  });
+
   test('activateEnv runs before the mapper starts', async () => {
     sb.file('env.sh', 'export ACTIVATED=venv-on\n');
     const script = sb.file(
