@@ -207,6 +207,7 @@ export class BatchJobController implements vscode.Disposable {
         return this.finish(exec, out, tracker);
       }
       if (watch.summary) tracker.summary(watch.summary);
+      if (watch.batches) tracker.batches(watch.batches);
       void out.flush();
       const how = await watch.ended;
       watch.close();

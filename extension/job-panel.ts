@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { BatchState } from '../runtime/protocol.js';
 import type { FromPanel, PanelSnapshot, PanelState, ToPanel } from '../webview/messages.js';
@@ -41,7 +43,7 @@ export function panelHtml(webview: vscode.Webview, media: vscode.Uri, nonce: str
 <div id="note" class="muted"></div>
 <vscode-divider></vscode-divider>
 <section><h2>Batches</h2><div id="grid" class="grid"></div><div id="grid-legend" class="muted"></div>
-<div class="legend"><span class="batch pending"></span>pending <span class="batch running"></span>running <span class="batch retrying"></span>retrying <span class="batch done"></span>done <span class="batch failed"></span>failed</div></section>
+<div class="legend"><span class="batch pending"></span>pending <span class="batch running"></span>running <span class="batch retrying"></span>retrying <span class="batch done"></span>done <span class="batch failed"></span>failed <span class="batch split"></span>split <span class="batch skipped"></span>skipped</div></section>
 <section class="two">
   <div><h2>Workers</h2><vscode-data-grid id="workers" aria-label="Workers" grid-template-columns="1fr 1fr 0.7fr 2fr"></vscode-data-grid></div>
   <div><h2>Throughput</h2><svg id="chart" viewBox="0 0 480 120" preserveAspectRatio="none"><path d="M0,0"></path></svg><div id="chart-label" class="muted"></div></div>
@@ -52,12 +54,21 @@ export function panelHtml(webview: vscode.Webview, media: vscode.Uri, nonce: str
 </body></html>`;
 }
 
-/** The job as the panel first shows it: numbers from the coordinator or disk, batch states from the journal and workers. */
+/**
+ * The job as the panel first shows it: numbers and every batch's state, attempt and worker
+ * from the coordinator when the pool runs (its `batches` answer, asked after subscribing, so
+ * the live events that follow apply on top); else committed batches from the journal.
+ */
 async function snapshotOf(engine: Engine, state: PanelState, records: JobRecords, onLive: (close: () => void) => void, post: (m: ToPanel) => void): Promise<PanelSnapshot> {
   const spec = engine.journal.readSpec(state.jobId);
   const journal = engine.journal.readJournal(state.jobId);
   let job = engine.jobs.jobFromDisk(state.jobId);
-  const batches: BatchState[] = Array.from({ length: job.batchesTotal }, (_, i) => (journal.committed.has(i) ? 'done' : 'pending'));
+  // The journal names committed batches, and failed attempts: a failed job's last failure is its failed batch.
+  const fails = journalFails(engine, state.jobId);
+  const lastFail = job.status === 'FAILED' ? fails[fails.length - 1] : undefined;
+  let batches: BatchState[] = Array.from({ length: job.batchesTotal }, (_, i) => (journal.committed.has(i) ? 'done' : i === lastFail ? 'failed' : 'pending'));
+  let seededFrom: PanelSnapshot['seededFrom'] = 'journal';
+  let details: PanelSnapshot['details'];
   let workers: PanelSnapshot['workers'] = [];
   let live = false;
   if (engine.poolStore.readCoordinator(state.pool)) {
@@ -67,21 +78,46 @@ async function snapshotOf(engine: Engine, state: PanelState, records: JobRecords
       job = w.status.jobs.find((j) => j.jobId === state.jobId) ?? job;
       workers = w.status.workers;
       live = true;
-      for (const wk of workers) {
-        if (wk.jobId !== state.jobId) continue;
-        for (const [start] of wk.batches) if (batches[Math.floor(start / spec.batchSize)] === 'pending') batches[Math.floor(start / spec.batchSize)] = 'running';
+      const infos = await w.batches(state.jobId);
+      if (infos) {
+        batches = infos.map((b) => b.state);
+        seededFrom = 'coordinator';
+        details = infos.map(({ start, end, attempt, worker }) => ({ start, end, attempt, ...(worker ? { worker } : {}) }));
+      } else {
+        for (const wk of workers) {
+          if (wk.jobId !== state.jobId) continue;
+          for (const [start] of wk.batches) if (batches[Math.floor(start / spec.batchSize)] === 'pending') batches[Math.floor(start / spec.batchSize)] = 'running';
+        }
       }
     } catch {
       // not reachable: show what the disk says
     }
   }
   const samples = records.byJob(state.jobId)?.state.samples ?? [];
-  return { job, batchSize: spec.batchSize, batches, workers, samples, live };
+  return { job, batchSize: spec.batchSize, batches, details, workers, samples, live, seededFrom };
+}
+
+/** Batch indexes of the journal's `fail` records, in order. */
+function journalFails(engine: Engine, jobId: string): number[] {
+  try {
+    const text = fs.readFileSync(path.join(engine.poolStore.jobDir(jobId), 'journal.jsonl'), 'utf8');
+    return text.split('\n').flatMap((l) => {
+      try {
+        const r = JSON.parse(l) as { e?: string; i?: number };
+        return r.e === 'fail' && typeof r.i === 'number' ? [r.i] : [];
+      } catch {
+        return [];
+      }
+    });
+  } catch {
+    return [];
+  }
 }
 
 /** Job panels: one per job, restored by VS Code after a reload (their state names the job). */
 export class JobPanels implements vscode.Disposable {
   private readonly open = new Map<string, vscode.WebviewPanel>();
+  private readonly snapshots = new Map<string, PanelSnapshot>();
 
   constructor(
     private readonly media: vscode.Uri,
@@ -118,7 +154,7 @@ export class JobPanels implements vscode.Disposable {
         if (msg.type === 'ready') {
           closers.splice(0).forEach((c) => c());
           try {
-            post({ type: 'snapshot', snapshot: await snapshotOf(await this.engine(), state, this.records, (c) => closers.push(c), post) });
+            await this.sendSnapshot(state, closers, post);
           } catch (err) {
             post({ type: 'disconnected', reason: (err as Error).message });
           }
@@ -126,15 +162,28 @@ export class JobPanels implements vscode.Disposable {
           await vscode.commands.executeCommand('skybatch.cancelJob', msg.jobId);
         } else if (msg.type === 'recover') {
           await vscode.commands.executeCommand('skybatch.recoverPartialResults', msg.jobId);
-          post({ type: 'snapshot', snapshot: await snapshotOf(await this.engine(), state, this.records, (c) => closers.push(c), post) });
+          closers.splice(0).forEach((c) => c());
+          await this.sendSnapshot(state, closers, post);
         }
       }),
       panel.onDidDispose(() => {
         this.open.delete(state.jobId);
+        this.snapshots.delete(state.jobId);
         closers.forEach((c) => c());
         subs.forEach((s) => s.dispose());
       }),
     ];
+  }
+
+  private async sendSnapshot(state: PanelState, closers: (() => void)[], post: (m: ToPanel) => void): Promise<void> {
+    const snapshot = await snapshotOf(await this.engine(), state, this.records, (c) => closers.push(c), post);
+    this.snapshots.set(state.jobId, snapshot);
+    post({ type: 'snapshot', snapshot });
+  }
+
+  /** The last snapshot an open panel was sent (tests check what a panel attached with). */
+  snapshotFor(jobId: string): PanelSnapshot | undefined {
+    return this.snapshots.get(jobId);
   }
 
   panelFor(jobId: string): vscode.WebviewPanel | undefined {

@@ -1,5 +1,5 @@
 import type { BatchState, JobEvent, JobSummary, WorkerSummary } from '../runtime/protocol.js';
-import type { FromPanel, PanelSnapshot, PanelState, ToPanel } from './messages.js';
+import type { BatchDetail, FromPanel, PanelSnapshot, PanelState, ToPanel } from './messages.js';
 
 declare function acquireVsCodeApi(): { postMessage(m: FromPanel): void; setState(s: PanelState): void; getState(): PanelState | undefined };
 
@@ -12,13 +12,14 @@ interface Model {
   job?: JobSummary;
   batchSize: number;
   batches: BatchState[];
+  details: (BatchDetail | undefined)[];
   workers: Map<string, WorkerSummary>;
   samples: { index: number; value: unknown }[];
   points: { t: number; rate: number }[];
   live: boolean;
 }
 
-const m: Model = { batchSize: 1, batches: [], workers: new Map(), samples: [], points: [], live: false };
+const m: Model = { batchSize: 1, batches: [], details: [], workers: new Map(), samples: [], points: [], live: false };
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<HTMLElementTagNameMap[K]> = {}, ...kids: (Node | string)[]): HTMLElementTagNameMap[K] {
   const e = Object.assign(document.createElement(tag), props);
@@ -52,10 +53,16 @@ function renderGrid(): void {
   m.batches.forEach((s, i) => {
     const c = grid.children[i] as HTMLElement;
     c.className = `batch ${s}`;
-    const start = i * m.batchSize;
-    c.title = `batch ${i}: items [${start}, ${Math.min(start + m.batchSize, m.job?.itemsTotal ?? start + m.batchSize) - 1}] · ${s}`;
+    const d = m.details[i];
+    const start = d?.start ?? i * m.batchSize;
+    const end = d?.end ?? Math.min(start + m.batchSize, m.job?.itemsTotal ?? start + m.batchSize) - 1;
+    const extra = d ? `${d.attempt > 1 ? ` · attempt ${d.attempt}` : ''}${d.worker && (s === 'running' || s === 'retrying') ? ` · on ${d.worker}` : ''}` : '';
+    c.title = `batch ${i}: items [${start}, ${end}] · ${s}${extra}`;
   });
-  const counts = ['pending', 'running', 'retrying', 'done', 'failed'].map((s) => `${m.batches.filter((b) => b === s).length} ${s}`);
+  const counts = ['pending', 'running', 'retrying', 'done', 'failed', 'split', 'skipped']
+    .map((s) => [s, m.batches.filter((b) => b === s).length] as const)
+    .filter(([s, n]) => n > 0 || !(s === 'split' || s === 'skipped'))
+    .map(([s, n]) => `${n} ${s}`);
   $('grid-legend').textContent = counts.join(' · ');
 }
 
@@ -128,6 +135,7 @@ function apply(e: JobEvent): void {
     case 'batch':
       if (e.jobId !== id) return;
       m.batches[e.index] = e.state;
+      m.details[e.index] = { start: e.start, end: e.end, attempt: e.attempt, ...(e.worker ? { worker: e.worker } : {}) };
       if (e.state === 'retrying' && m.job) m.job.retries++;
       renderGrid();
       break;
@@ -151,6 +159,7 @@ function load(s: PanelSnapshot): void {
   m.job = s.job;
   m.batchSize = s.batchSize;
   m.batches = s.batches;
+  m.details = s.details ?? [];
   m.workers = new Map(s.workers.map((w) => [w.workerId, w]));
   m.samples = s.samples;
   m.live = s.live;

@@ -1,13 +1,24 @@
 import type { BatchState, JobEvent, JobSummary, WorkerSummary } from '../runtime/protocol.js';
 
+export interface BatchDetail {
+  start: number;
+  end: number;
+  attempt: number;
+  worker?: string;
+}
+
 /** What the job panel is first told: the job as known now, then live events follow. */
 export interface PanelSnapshot {
   job: JobSummary;
   batchSize: number;
   /** State of every batch by index. */
   batches: BatchState[];
+  /** Each batch's items, attempt and worker, by index, when the coordinator told them (split batches' single-item batches follow the original ones). */
+  details?: BatchDetail[];
   workers: WorkerSummary[];
   samples: { index: number; value: unknown }[];
+  /** Where the batch states came from: the coordinator's `batches` answer, or the journal on disk. */
+  seededFrom?: 'coordinator' | 'journal';
   /** Whether events will follow (the pool runs). */
   live: boolean;
 }

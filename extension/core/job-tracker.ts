@@ -1,4 +1,4 @@
-import type { JobEvent, JobStatus, JobSummary } from '../../runtime/protocol.js';
+import type { BatchInfo, JobEvent, JobStatus, JobSummary } from '../../runtime/protocol.js';
 
 export interface SampleRow {
   index: number;
@@ -110,6 +110,14 @@ export class JobTracker {
       s.retrying = 0;
       if (j.status === 'SUCCEEDED') s.failed = 0;
     }
+  }
+
+  /** Takes the failed and retrying counts from every batch's state (attaching mid-job: no progress event has said them yet). */
+  batches(infos: BatchInfo[]): void {
+    const s = this.state;
+    s.failed = infos.filter((b) => b.state === 'failed').length;
+    s.retrying = infos.filter((b) => b.state === 'retrying').length;
+    if (infos.length) s.batchesTotal = infos.length;
   }
 
   log(line: string): void {

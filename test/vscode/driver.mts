@@ -44,6 +44,31 @@ poolFile: ../images/pool.yaml
 \`\`\`
 `;
 
+/** 40 batches of 400 ms each on the pool's 2 workers (about 8 s): long enough to reload the page mid-job. */
+const SLOW_NOTEBOOK = `# A slow job, for the reload test
+
+\`\`\`ts reader
+new sky.JsonReader('data.jsonl')
+\`\`\`
+
+\`\`\`ts mapper
+for await (const batch of sky.load()) {
+  await new Promise((r) => setTimeout(r, 400));
+  await sky.saveResults(batch.map((item) => ({ n: item.n })));
+}
+\`\`\`
+
+\`\`\`ts writers
+new sky.JsonWriter('output/output.jsonl')
+\`\`\`
+
+\`\`\`yaml run
+pool: image-pool
+batchSize: 1
+poolFile: ../images/pool.yaml
+\`\`\`
+`;
+
 function prepareWorkspaces(run: string): { hostWs: string; uiWs: string } {
   const hostWs = path.join(run, 'host-ws');
   const uiWs = path.join(run, 'ui-ws');
@@ -61,6 +86,10 @@ function prepareWorkspaces(run: string): { hostWs: string; uiWs: string } {
   fs.mkdirSync(failing, { recursive: true });
   fs.writeFileSync(path.join(failing, 'failing.skybatch'), FAILING_NOTEBOOK);
   fs.writeFileSync(path.join(failing, 'data.jsonl'), Array.from({ length: 12 }, (_, n) => JSON.stringify({ n })).join('\n') + '\n');
+  const slow = path.join(uiWs, 'samples', 'slow');
+  fs.mkdirSync(slow, { recursive: true });
+  fs.writeFileSync(path.join(slow, 'slow.skybatch'), SLOW_NOTEBOOK);
+  fs.writeFileSync(path.join(slow, 'data.jsonl'), Array.from({ length: 40 }, (_, n) => JSON.stringify({ n })).join('\n') + '\n');
   return { hostWs, uiWs };
 }
 

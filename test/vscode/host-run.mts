@@ -18,6 +18,8 @@ export async function runHostTests(browser: Browser, server: Server, opts: { fol
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   const seen = new Set<string>();
   const onLine = (line: string) => {
+    const note = /SKYBATCH_NOTE (.*)/.exec(line);
+    if (note && !seen.has(line)) (seen.add(line), opts.log(`    note: ${note[1]}`));
     const m = /SKYBATCH_TEST (\{.*\})/.exec(line);
     if (!m || seen.has(m[1])) return;
     seen.add(m[1]);

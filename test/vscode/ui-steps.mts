@@ -69,6 +69,10 @@ async function panelFrame(page: Page): Promise<Frame> {
   }
 }
 
+async function percentOf(page: Page): Promise<number> {
+  return parseInt(await outputs(page).locator('.skybatch-percent').first().innerText(), 10);
+}
+
 export function uiSteps(opts: { pool: string }) {
   const steps: [string, (c: UiContext) => Promise<void>][] = [
     [
@@ -160,6 +164,31 @@ export function uiSteps(opts: { pool: string }) {
         await row.click();
         await page.locator('.notifications-toasts .notification-toast', { hasText: /Recovered job \d+/ }).waitFor({ timeout: T });
         await page.locator('.tabs-container .tab', { hasText: 'output.jsonl' }).waitFor({ timeout: T });
+      },
+    ],
+    [
+      'after a page reload mid-job the cell output reattaches and reaches 100%',
+      async ({ page, log }) => {
+        await palette(page, 'View: Close All Editors');
+        await page.locator('.tabs-container .tab').first().waitFor({ state: 'detached', timeout: T });
+        await openFile(page, 'slow.skybatch');
+        await page.locator('.notebook-editor.notebookOverlay .code-cell-row').first().waitFor({ timeout: T });
+        await runAll(page);
+        await waitOutput(page, '.skybatch-job[data-status="RUNNING"][data-job]:not([data-job=""])', 60_000);
+        const job = await outputs(page).locator('.skybatch-job').first().getAttribute('data-job');
+        await palette(page, 'Sky Batch: Show Job Panel');
+        await (await panelFrame(page)).locator('#grid .batch.done').first().waitFor({ timeout: T });
+        const before = await percentOf(page);
+        if (before >= 100) throw new Error('the job finished before the reload');
+        await page.reload();
+        await page.locator('.monaco-workbench').waitFor({ timeout: T });
+        // Reattached: the restored output shows the same job, then its end at 100%.
+        await waitOutput(page, `.skybatch-job[data-job="${job}"]`, 60_000);
+        const after = await percentOf(page);
+        log(`    reload at ${before}%, reattached output first seen at ${after}%`);
+        await waitOutput(page, `.skybatch-job[data-job="${job}"][data-status="SUCCEEDED"]`, 90_000);
+        const pct = await outputs(page).locator('.skybatch-percent').first().innerText();
+        if (pct.trim() !== '100%') throw new Error(`progress shows ${pct}`);
       },
     ],
   ];

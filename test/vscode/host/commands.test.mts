@@ -6,6 +6,35 @@ import type { JobSummary } from '../../../runtime/protocol.js';
 import { POOL_YAML, quickNotebook, SLOW_MAPPER } from './controller.test.mjs';
 import { api, defineSuite, openNotebook, outputText, POOL, runAll, runCell, waitFor, WS, write } from './helpers.mjs';
 
+/**
+ * A panel opened after the job failed, and a cell output reattached from a record that
+ * missed the failure, both show the failed batch as failed (the coordinator's `batches`
+ * answer), not as pending (which is all the journal can say).
+ */
+async function checkSeededPanel(jobId: string, editor: vscode.NotebookEditor): Promise<void> {
+  const { panels, records, controller } = await api();
+  await vscode.commands.executeCommand('skybatch.showJobPanel', jobId);
+  const snap = await waitFor('the panel snapshot', () => panels.snapshotFor(jobId), 30_000);
+  assert.equal(snap.job.status, 'FAILED');
+  assert.equal(snap.batches.length, 3);
+  assert.equal(snap.batches[2], 'failed', `batch 2 (items 4 and 5) failed: ${snap.batches} (seeded from the ${snap.seededFrom})`);
+  console.log(`SKYBATCH_NOTE panel of job ${jobId} seeded from the ${snap.seededFrom}: ${snap.batches}`);
+  assert.equal(snap.batches.filter((b) => b === 'done').length, snap.job.batchesDone, String(snap.batches));
+  assert.ok(snap.batches.every((b) => b !== 'running'), String(snap.batches));
+  if (snap.seededFrom === 'coordinator') assert.deepEqual(snap.details?.[2], { start: 4, end: 5, attempt: 1 });
+  panels.panelFor(jobId)?.dispose();
+  // The record as a reload right after submission would have left it: running, nothing failed yet.
+  const rec = records.get(editor.notebook.uri.toString())!;
+  const stale = { ...rec, state: { ...rec.state, status: 'RUNNING' as const, failed: 0, batchesDone: 0, finishedAt: undefined, error: undefined } };
+  const copy = write('recover/copy.skybatch', fs.readFileSync(editor.notebook.uri.fsPath, 'utf8'));
+  const other = await openNotebook(copy);
+  await controller.restore(other.notebook, { ...stale, notebook: other.notebook.uri.toString() });
+  const text = outputText(runCell(other.notebook));
+  assert.match(text, new RegExp(`Job ${jobId} on pool ${POOL}: FAILED`), text);
+  assert.match(text, / 1 failed/, text);
+  await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+}
+
 export const commandsSuite = defineSuite('commands', (t) => {
   t.test('New Batch Job writes a notebook, its data and pool file, and the notebook validates clean', async () => {
     const uri = vscode.Uri.file(path.join(WS, 'newjob', 'my-job.skybatch'));
@@ -56,6 +85,7 @@ export const commandsSuite = defineSuite('commands', (t) => {
     assert.match(text, /: FAILED/);
     assert.match(text, /deliberate failure on t5/);
     const jobId = /Job (\d+)/.exec(text)![1];
+    await checkSeededPanel(jobId, editor);
     const job = await vscode.commands.executeCommand<JobSummary>('skybatch.recoverPartialResults', jobId);
     assert.equal(job?.jobId, jobId);
     const out = path.join(path.dirname(file), 'output/output.jsonl');
