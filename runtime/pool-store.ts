@@ -102,16 +102,3 @@ export function listPools(): string[] {
     return [];
   }
 }
-
-/** Finds which pool a job belongs to by reading its spec. */
-export function readJobSpecFile(jobId: string): unknown {
-  const file = path.join(jobDir(jobId), 'job.json');
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new SkybatchError('SKYBATCH_E_JOB_NOT_FOUND', `job ${jobId} not found under ${jobsDir()}`, { context: { jobId } });
-    }
-    throw err;
-  }
-}

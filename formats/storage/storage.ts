@@ -49,14 +49,6 @@ export function splitBucketPath(path: string): { bucket: string; key: string } {
   return { bucket: rest.slice(0, slash), key: rest.slice(slash + 1) };
 }
 
-export async function bodyToBuffer(body: Body): Promise<Buffer> {
-  if (typeof body === 'string') return Buffer.from(body, 'utf8');
-  if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-  const chunks: Buffer[] = [];
-  for await (const c of body as AsyncIterable<Uint8Array>) chunks.push(Buffer.from(c));
-  return Buffer.concat(chunks);
-}
-
 export function isStreamBody(body: Body): body is AsyncIterable<Uint8Array> | Readable {
   return typeof body !== 'string' && !(body instanceof Uint8Array);
 }
