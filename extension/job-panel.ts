@@ -148,7 +148,11 @@ export class JobPanels implements vscode.Disposable {
     const nonce = randomBytes(16).toString('base64');
     panel.webview.html = panelHtml(panel.webview, this.media, nonce);
     const closers: (() => void)[] = [];
-    const post = (m: ToPanel) => void panel.webview.postMessage(m);
+    let disposed = false;
+    // The live connection may report its close after the panel is gone: drop such messages.
+    const post = (m: ToPanel) => {
+      if (!disposed) void panel.webview.postMessage(m);
+    };
     const subs = [
       panel.webview.onDidReceiveMessage(async (msg: FromPanel) => {
         if (msg.type === 'ready') {
@@ -167,6 +171,7 @@ export class JobPanels implements vscode.Disposable {
         }
       }),
       panel.onDidDispose(() => {
+        disposed = true;
         this.open.delete(state.jobId);
         this.snapshots.delete(state.jobId);
         closers.forEach((c) => c());

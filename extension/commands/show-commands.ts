@@ -12,7 +12,9 @@ import { jobIdOf, poolOf } from './pick.js';
 export function registerShowJobPanel(panels: JobPanels, records: JobRecords, controller: BatchJobController): vscode.Disposable {
   return vscode.commands.registerCommand('skybatch.showJobPanel', async (arg?: unknown, poolArg?: string) => {
     let jobId = jobIdOf(arg);
-    let pool = poolArg ?? poolOf(arg) ?? poolOf((arg as { job?: unknown } | undefined)?.job);
+    // A plain string or number argument is a job id, never a pool name.
+    const node = typeof arg === 'object' ? arg : undefined;
+    let pool = poolArg ?? poolOf(node) ?? poolOf((node as { job?: unknown } | undefined)?.job);
     if (!jobId) {
       const doc = vscode.window.activeNotebookEditor?.notebook;
       const live = doc && controller.activeJob(doc);

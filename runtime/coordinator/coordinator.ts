@@ -267,6 +267,7 @@ export class Coordinator {
   private endJob(run: JobRun, status: 'FAILED' | 'CANCELLED', error: WireError): void {
     run.log(`${status}: ${error.message}`);
     run.setStatus(status, error);
+    run.abandonRunning();
     this.releaseWorkers(run, status === 'FAILED' ? 'failed' : 'cancelled');
     this.emit({ kind: 'jobFinished', job: run.summary(), recoverCommand: `skybatch recover ${run.spec.jobId}` });
     this.dequeue(run);

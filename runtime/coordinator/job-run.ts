@@ -151,6 +151,16 @@ export class JobRun {
     if (this.isFinished) this.journal?.close();
   }
 
+  /** A job that ended early: batches still out are abandoned, shown as not done. */
+  abandonRunning(): void {
+    for (const b of this.batches) {
+      if (b.state !== 'running' && b.state !== 'retrying') continue;
+      b.state = 'pending';
+      b.worker = undefined;
+      b.backup = undefined;
+    }
+  }
+
   log(line: string): void {
     this.journal?.log(line);
   }

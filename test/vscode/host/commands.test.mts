@@ -21,7 +21,8 @@ async function checkSeededPanel(jobId: string, editor: vscode.NotebookEditor): P
   console.log(`SKYBATCH_NOTE panel of job ${jobId} seeded from the ${snap.seededFrom}: ${snap.batches}`);
   assert.equal(snap.batches.filter((b) => b === 'done').length, snap.job.batchesDone, String(snap.batches));
   assert.ok(snap.batches.every((b) => b !== 'running'), String(snap.batches));
-  if (snap.seededFrom === 'coordinator') assert.deepEqual(snap.details?.[2], { start: 4, end: 5, attempt: 1 });
+  assert.equal(snap.seededFrom, 'coordinator', 'the pool runs, so the coordinator seeds the panel');
+  assert.deepEqual(snap.details?.[2], { start: 4, end: 5, attempt: 1 });
   panels.panelFor(jobId)?.dispose();
   // The record as a reload right after submission would have left it: running, nothing failed yet.
   const rec = records.get(editor.notebook.uri.toString())!;
