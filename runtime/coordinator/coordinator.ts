@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
 import type { PoolConfig } from '../pool-config.js';
 import { JobEvent, JobRequest, JobSpec, JobSummary, PoolSummary, WORKER_CREDIT, WorkerMessage, WorkerSummary } from '../protocol.js';
-import { BatchRecord, DEFAULT_BATCH_TIMEOUT_MS, JobRun } from './job-run.js';
+import { BatchRecord, JobRun } from './job-run.js';
 import { Journal, allocateJobId, bundleFile, listJobIds, readJournal, readSpec, resumedSpec, saveBundle, writeSpec } from './job-store.js';
 import { EventHub, Subscriber } from './event-hub.js';
 import { runReduce } from './reducer.js';
@@ -373,8 +373,7 @@ export class Coordinator {
       for (const b of run.overdue(now)) {
         const w = this.workers.byName(b.worker);
         const attempt = b.current;
-        const limit = run.spec.batchTimeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS;
-        const err = new SkybatchError('SKYBATCH_E_BATCH_TIMEOUT', `job ${run.spec.jobId}: batch [${b.start}, ${b.end}] ran longer than ${limit} ms on worker ${b.worker} (attempt ${attempt})`, {
+        const err = new SkybatchError('SKYBATCH_E_BATCH_TIMEOUT', `job ${run.spec.jobId}: batch [${b.start}, ${b.end}] ran longer than ${run.batchTimeoutMs} ms on worker ${b.worker} (attempt ${attempt})`, {
           retryable: true,
           context: { jobId: run.spec.jobId, batch: [b.start, b.end], worker: b.worker, attempt },
         });

@@ -97,6 +97,10 @@ export class JobRun {
     return this.spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   }
 
+  get batchTimeoutMs(): number {
+    return this.spec.batchTimeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS;
+  }
+
   get isFinished(): boolean {
     return this.status === 'SUCCEEDED' || this.status === 'FAILED' || this.status === 'CANCELLED';
   }
@@ -241,8 +245,7 @@ export class JobRun {
 
   /** Started batches running past the job's batch timeout. */
   overdue(now: number): BatchRecord[] {
-    const limit = this.spec.batchTimeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS;
-    return this.batches.filter((b) => b.state === 'running' && b.started && now - b.startedAt! > limit);
+    return this.batches.filter((b) => b.state === 'running' && b.started && now - b.startedAt! > this.batchTimeoutMs);
   }
 
   /** Puts back a batch whose current attempt never started; it goes out again first, at once. */
