@@ -200,10 +200,22 @@ export class JobPanels implements vscode.Disposable {
   }
 }
 
+/** The job a panel titled by `attach` shows. */
+export function panelStateFromTitle(title: string): PanelState | undefined {
+  const m = /^Job (\S+) · (\S+)$/.exec(title);
+  return m ? { jobId: m[1], pool: m[2] } : undefined;
+}
+
+/**
+ * Restores job panels after a reload. The webview's state names the job; when the window
+ * went away before VS Code saved that state (code-server saves editors before the page
+ * unloads, not always after the panel's last `setState`), the restored title does.
+ */
 export function registerJobPanels(panels: JobPanels): vscode.Disposable {
   return vscode.window.registerWebviewPanelSerializer(PANEL_TYPE, {
-    async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: PanelState | undefined) {
-      if (state?.jobId && state.pool) panels.attach(panel, state);
+    async deserializeWebviewPanel(panel: vscode.WebviewPanel, saved: PanelState | undefined) {
+      const state = saved?.jobId && saved.pool ? saved : panelStateFromTitle(panel.title);
+      if (state) panels.attach(panel, state);
       else panel.dispose();
     },
   });

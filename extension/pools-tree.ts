@@ -1,6 +1,7 @@
 import * as vscode from 'vscode';
-import type { JobSummary, PoolSummary, WorkerSummary } from '../runtime/protocol.js';
+import type { JobEvent, JobSummary, PoolSummary, WorkerSummary } from '../runtime/protocol.js';
 import type { Engine } from './engine.js';
+import { watchPool } from './job-watch.js';
 
 export type PoolsNode =
   | { type: 'pool'; pool: string; running: boolean; status?: PoolSummary }
@@ -15,7 +16,10 @@ interface Snapshot {
   error?: string;
 }
 
-const POLL_MS = 1500;
+/** Running pools push their changes; the poll only finds pools started or stopped elsewhere. */
+const POLL_MS = 5000;
+/** Pushed changes are drawn at most this often (a busy pool sends thousands of events a second). */
+const REDRAW_MS = 250;
 const WORKER_ICON: Record<string, string> = { busy: 'sync~spin', idle: 'circle-large-outline', setup: 'loading~spin', starting: 'loading~spin', failed: 'error', gone: 'circle-slash' };
 const JOB_ICON: Record<string, string> = { RUNNING: 'sync~spin', PENDING: 'clock', SUCCEEDED: 'pass', FAILED: 'error', CANCELLED: 'circle-slash' };
 
@@ -36,10 +40,13 @@ export class PoolsTree implements vscode.TreeDataProvider<PoolsNode>, vscode.Dis
   private snapshot: Snapshot = { pools: [], jobs: [] };
   private timer?: NodeJS.Timeout;
   private loading?: Promise<Snapshot>;
+  /** Running pools whose events the view follows: pool → close. */
+  private readonly live = new Map<string, () => void>();
+  private redraw?: NodeJS.Timeout;
 
   constructor(private readonly engine: () => Promise<Engine>) {}
 
-  /** Polls while the view is visible; the pools' state lives in other processes. */
+  /** Polls while the view is visible; running pools found by any refresh are followed from then on. */
   attach(view: vscode.TreeView<PoolsNode>): vscode.Disposable {
     const tick = () => {
       if (view.visible) void this.refresh();
@@ -53,12 +60,13 @@ export class PoolsTree implements vscode.TreeDataProvider<PoolsNode>, vscode.Dis
     });
   }
 
-  /** Reads every pool and job again; resolves with what the view now shows. */
+  /** Reads every pool and job again, and follows the running pools' events; resolves with what the view now shows. */
   refresh(): Promise<Snapshot> {
     this.loading ??= this.load().then(
       (s) => {
         this.loading = undefined;
         this.snapshot = s;
+        this.follow(s.pools.filter((p) => p.running).map((p) => p.pool));
         this.changed.fire();
         return s;
       },
@@ -70,6 +78,77 @@ export class PoolsTree implements vscode.TreeDataProvider<PoolsNode>, vscode.Dis
       },
     );
     return this.loading;
+  }
+
+  /** The pools whose events the view follows (tests check the view is live). */
+  following(): string[] {
+    return [...this.live.keys()];
+  }
+
+  private follow(running: string[]): void {
+    for (const [pool, close] of this.live) {
+      if (!running.includes(pool)) (this.live.delete(pool), close());
+    }
+    for (const pool of running) {
+      if (this.live.has(pool)) continue;
+      this.live.set(pool, () => undefined);
+      const lost = () => {
+        // The coordinator went away (or restarted): read the pools again.
+        if (this.live.delete(pool)) void this.refresh();
+      };
+      void this.engine()
+        .then((e) => watchPool(e, pool, (ev) => this.apply(pool, ev), lost))
+        .then(
+          (w) => {
+            if (!this.live.has(pool)) return w.close();
+            this.live.set(pool, w.close);
+            const entry = this.snapshot.pools.find((p) => p.pool === pool);
+            if (entry) entry.status = w.status;
+            this.schedule();
+          },
+          () => this.live.delete(pool),
+        );
+    }
+  }
+
+  private unfollow(): void {
+    for (const close of this.live.values()) close();
+    this.live.clear();
+  }
+
+  /** Applies one pushed event to the pool's status: workers, their batches and job progress change in place. */
+  private apply(pool: string, ev: JobEvent): void {
+    const status = this.snapshot.pools.find((p) => p.pool === pool)?.status;
+    if (!status) return;
+    if (ev.kind === 'batch') {
+      const range = (b: [number, number]) => b[0] === ev.start && b[1] === ev.end;
+      for (const w of status.workers) {
+        if (w.jobId !== ev.jobId || !w.batches.some(range)) continue;
+        w.batches = w.batches.filter((b) => !range(b));
+        if (!w.batches.length && w.state === 'busy') w.state = 'idle';
+      }
+      const w = ev.state === 'running' && status.workers.find((x) => x.name === ev.worker);
+      if (w) Object.assign(w, { state: 'busy', jobId: ev.jobId, batches: [...w.batches, [ev.start, ev.end]] });
+    } else if (ev.kind === 'worker') {
+      const i = status.workers.findIndex((w) => w.workerId === ev.worker.workerId);
+      if (i >= 0) status.workers[i] = ev.worker;
+      else status.workers.push(ev.worker);
+    } else if (ev.kind === 'jobSubmitted' || ev.kind === 'jobFinished') {
+      status.jobs = [...status.jobs.filter((j) => j.jobId !== ev.job.jobId), ev.job];
+    } else if (ev.kind === 'progress') {
+      const j = status.jobs.find((x) => x.jobId === ev.jobId);
+      if (!j) return;
+      Object.assign(j, { batchesDone: ev.batchesDone, batchesTotal: ev.batchesTotal, itemsDone: ev.itemsDone, itemsTotal: ev.itemsTotal });
+      if (j.status === 'PENDING') j.status = 'RUNNING';
+    } else return;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    this.redraw ??= setTimeout(() => {
+      this.redraw = undefined;
+      this.changed.fire();
+    }, REDRAW_MS);
   }
 
   private async load(): Promise<Snapshot> {
@@ -167,6 +246,8 @@ export class PoolsTree implements vscode.TreeDataProvider<PoolsNode>, vscode.Dis
 
   dispose(): void {
     clearInterval(this.timer);
+    clearTimeout(this.redraw);
+    this.unfollow();
     this.changed.dispose();
   }
 }

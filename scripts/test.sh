@@ -24,7 +24,7 @@ vs_pass=0
 vs_fail=0
 vs_status=0
 if [ $# -eq 0 ]; then
-  bash scripts/vscode-tests.sh host ui | tee test-results/vscode.log
+  bash scripts/vscode-tests.sh host ui vsix | tee test-results/vscode.log
   vs_status=${PIPESTATUS[0]}
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' test-results/vscode.log | tail -1)
   vs_pass=$(echo "$line" | awk '{print $1}')

@@ -7,7 +7,9 @@
 #   host   mocha suites inside the extension host (serializer, controller, commands, tree)
 #   ui     a person's path through the UI, one screenshot per step in test-results/vscode/
 # Prints `N passed, M failed` last and exits non-zero on failure.
-# Usage: bash scripts/vscode-tests.sh [node] [host] [ui]   (default: all)
+#   vsix   packages the extension (npx @vscode/vsce package), installs the .vsix in a fresh
+#          code-server and runs the first UI steps on it (screenshots in test-results/vscode/vsix/)
+# Usage: bash scripts/vscode-tests.sh [node] [host] [ui] [vsix]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash test/vscode/install.sh

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { killPools, startCodeServer, type Server } from './code-server.mjs';
+import { killPools, startCodeServer, workbenchUrl, type Server } from './code-server.mjs';
 import { runHostTests, type TestResult } from './host-run.mjs';
 import { runUiSteps, uiSteps } from './ui-steps.mjs';
 
@@ -44,7 +44,7 @@ poolFile: ../images/pool.yaml
 \`\`\`
 `;
 
-/** 40 batches of 400 ms each on the pool's 2 workers (about 8 s): long enough to reload the page mid-job. */
+/** 150 batches of 400 ms each on the pool's 2 workers (about 30 s): long enough to reload the page mid-job and see both reattach (about 7 s) while it runs. */
 const SLOW_NOTEBOOK = `# A slow job, for the reload test
 
 \`\`\`ts reader
@@ -89,7 +89,7 @@ function prepareWorkspaces(run: string): { hostWs: string; uiWs: string } {
   const slow = path.join(uiWs, 'samples', 'slow');
   fs.mkdirSync(slow, { recursive: true });
   fs.writeFileSync(path.join(slow, 'slow.skybatch'), SLOW_NOTEBOOK);
-  fs.writeFileSync(path.join(slow, 'data.jsonl'), Array.from({ length: 40 }, (_, n) => JSON.stringify({ n })).join('\n') + '\n');
+  fs.writeFileSync(path.join(slow, 'data.jsonl'), Array.from({ length: 150 }, (_, n) => JSON.stringify({ n })).join('\n') + '\n');
   return { hostWs, uiWs };
 }
 
@@ -124,48 +124,75 @@ function nodeTests(): TestResult[] {
   return results;
 }
 
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
+
+/** The .vsix under test: SKYBATCH_VSIX, else one made now with `npx @vscode/vsce package` (scripts/package-extension.sh). */
+function vsixUnderTest(): string {
+  if (process.env.SKYBATCH_VSIX) return path.resolve(process.env.SKYBATCH_VSIX);
+  const r = spawnSync('bash', [path.join(ROOT, 'scripts/package-extension.sh')], { cwd: ROOT, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`packaging the extension failed:\n${r.stdout.slice(-3000)}${r.stderr.slice(-3000)}`);
+  const version = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  return path.join(ROOT, `skybatch-${version}.vsix`);
+}
+
 async function main(): Promise<number> {
   const t0 = Date.now();
   const run = fs.mkdtempSync(path.join(os.tmpdir(), 'skybatch-vscode-'));
-  const home = path.join(run, 'skybatch-home');
   const shots = path.join(ROOT, 'test-results', 'vscode');
   if (want('ui')) fs.rmSync(shots, { recursive: true, force: true });
   fs.mkdirSync(shots, { recursive: true });
-  const { hostWs, uiWs } = prepareWorkspaces(run);
-  const resultsFile = path.join(run, 'host-results.jsonl');
   const results: TestResult[] = [];
-  let server: Server | undefined;
+  const servers: { server: Server; home: string }[] = [];
   let browser;
   try {
     if (want('node')) results.push(...nodeTests());
-    const extDir = stageExtension(run);
-    // SKYBATCH_VSIX=path/to.vsix: the UI steps run against the installed package instead of the built tree.
-    const vsix = process.env.SKYBATCH_VSIX ? path.resolve(process.env.SKYBATCH_VSIX) : undefined;
-    server = await startCodeServer(ROOT, run, { SKYBATCH_HOME: home, SKYBATCH_TEST_WS: hostWs, SKYBATCH_TEST_RESULTS: resultsFile, ...(vsix ? { SKYBATCH_VSIX: vsix } : {}) });
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
-    });
-    if (want('host') && !vsix) {
-      log(`extension-host tests (code-server ${server.url})`);
-      results.push(...(await runHostTests(browser, server, { folder: hostWs, extDir, testsPath: path.join(extDir, 'out/vscode-tests/index.cjs'), resultsFile, timeoutMs: 150_000, log })));
+    browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+    if (want('host') || want('ui')) {
+      const { hostWs, uiWs } = prepareWorkspaces(run);
+      const home = path.join(run, 'skybatch-home');
+      const resultsFile = path.join(run, 'host-results.jsonl');
+      const extDir = stageExtension(run);
+      const server = await startCodeServer(ROOT, run, { SKYBATCH_HOME: home, SKYBATCH_TEST_WS: hostWs, SKYBATCH_TEST_RESULTS: resultsFile });
+      servers.push({ server, home });
+      if (want('host')) {
+        log(`extension-host tests (code-server ${server.url})`);
+        results.push(...(await runHostTests(browser, server, { folder: hostWs, extDir, testsPath: path.join(extDir, 'out/vscode-tests/index.cjs'), resultsFile, timeoutMs: 150_000, log })));
+      }
+      if (want('ui')) {
+        log('UI tests');
+        const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+        await page.goto(workbenchUrl(server, uiWs, extDir));
+        results.push(...(await runUiSteps({ page, shots, log }, uiSteps({ pool: 'image-pool' }))));
+        await page.close();
+      }
     }
-    if (want('ui')) {
-      log('UI tests');
+    if (want('vsix')) {
+      // The packaged extension, installed the way a user installs it, in a VS Code of its own:
+      // a person's first steps (open the image sample, start the pool, run it, see images).
+      const vsix = vsixUnderTest();
+      log(`UI tests on the installed ${path.basename(vsix)} (${(fs.statSync(vsix).size / 1e6).toFixed(1)} MB)`);
+      const sub = path.join(run, 'vsix');
+      const { uiWs } = prepareWorkspaces(sub);
+      const home = path.join(sub, 'skybatch-home');
+      const server = await startCodeServer(ROOT, sub, { SKYBATCH_HOME: home, SKYBATCH_VSIX: vsix });
+      servers.push({ server, home });
       const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-      const { workbenchUrl } = await import('./code-server.mjs');
-      await page.goto(workbenchUrl(server, uiWs, vsix ? undefined : extDir));
-      results.push(...(await runUiSteps({ page, shots, log }, uiSteps({ pool: 'image-pool' }))));
+      await page.goto(workbenchUrl(server, uiWs, undefined));
+      const vsixShots = path.join(shots, 'vsix');
+      fs.rmSync(vsixShots, { recursive: true, force: true });
+      fs.mkdirSync(vsixShots, { recursive: true });
+      results.push(...(await runUiSteps({ page, shots: vsixShots, log, label: 'vsix' }, uiSteps({ pool: 'image-pool' }).slice(0, 5))));
       await page.close();
     }
   } catch (err) {
     results.push({ state: 'failed', title: 'test driver', error: String((err as Error).stack ?? err) });
   } finally {
     await browser?.close().catch(() => undefined);
-    await server?.stop();
-    killPools(home);
-    if (server) fs.copyFileSync(server.log, path.join(shots, 'code-server.log'));
+    for (const { server, home } of servers) {
+      await server.stop();
+      killPools(home);
+    }
+    for (const [i, { server }] of servers.entries()) fs.copyFileSync(server.log, path.join(shots, i ? `code-server-${i + 1}.log` : 'code-server.log'));
   }
   const failed = results.filter((r) => r.state === 'failed');
   for (const f of failed) log(`\nFAILED ${f.title}\n${(f.error ?? '').split('\n').slice(0, 25).join('\n')}`);

@@ -6,6 +6,8 @@ export interface UiContext {
   page: Page;
   shots: string;
   log: (l: string) => void;
+  /** Names the run in test titles: `ui` unless told. */
+  label?: string;
 }
 
 const T = 60_000;
@@ -167,8 +169,8 @@ export function uiSteps(opts: { pool: string }) {
       },
     ],
     [
-      'after a page reload mid-job the cell output reattaches and reaches 100%',
-      async ({ page, log }) => {
+      'after a page reload mid-job the cell output and the job panel reattach and follow the job to 100%',
+      async ({ page, log, shots }) => {
         await palette(page, 'View: Close All Editors');
         await page.locator('.tabs-container .tab').first().waitFor({ state: 'detached', timeout: T });
         await openFile(page, 'slow.skybatch');
@@ -182,13 +184,23 @@ export function uiSteps(opts: { pool: string }) {
         if (before >= 100) throw new Error('the job finished before the reload');
         await page.reload();
         await page.locator('.monaco-workbench').waitFor({ timeout: T });
-        // Reattached: the restored output shows the same job, then its end at 100%.
-        await waitOutput(page, `.skybatch-job[data-job="${job}"]`, 60_000);
+        // The restored output follows the same job while it still runs...
+        await waitOutput(page, `.skybatch-job[data-job="${job}"][data-status="RUNNING"]`, 60_000);
         const after = await percentOf(page);
-        log(`    reload at ${before}%, reattached output first seen at ${after}%`);
-        await waitOutput(page, `.skybatch-job[data-job="${job}"][data-status="SUCCEEDED"]`, 90_000);
+        if (after >= 100) throw new Error(`the reattached output first showed ${after}%`);
+        // ...and so does the restored panel: its batch grid has done and unfinished batches.
+        const panel = await panelFrame(page);
+        await panel.locator('#title', { hasText: `Job ${job} ` }).waitFor({ timeout: T });
+        await panel.locator('#grid .batch.done').first().waitFor({ timeout: T });
+        const open = await panel.locator('#grid .batch:not(.done)').count();
+        log(`    reload at ${before}%, reattached output first seen at ${after}%, restored panel with ${open} unfinished batches`);
+        await page.screenshot({ path: path.join(shots, '10-a-reattached-while-the-job-runs.png') });
+        await waitOutput(page, `.skybatch-job[data-job="${job}"][data-status="SUCCEEDED"]`, 120_000);
         const pct = await outputs(page).locator('.skybatch-percent').first().innerText();
         if (pct.trim() !== '100%') throw new Error(`progress shows ${pct}`);
+        await panel.locator('#status', { hasText: 'SUCCEEDED' }).waitFor({ timeout: T });
+        const left = await panel.locator('#grid .batch:not(.done)').count();
+        if (left) throw new Error(`the restored panel shows ${left} batches not done after the job succeeded`);
       },
     ],
   ];
@@ -198,11 +210,12 @@ export function uiSteps(opts: { pool: string }) {
 /** Runs the steps in order, one screenshot each; after a failure the rest are reported failed without running. */
 export async function runUiSteps(ctx: UiContext, steps: ReturnType<typeof uiSteps>): Promise<TestResult[]> {
   const results: TestResult[] = [];
+  const label = ctx.label ?? 'ui';
   let broken: string | undefined;
   for (const [i, [title, fn]] of steps.entries()) {
     const shot = path.join(ctx.shots, `${String(i + 1).padStart(2, '0')}-${title.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase().slice(0, 60)}.png`);
     if (broken) {
-      results.push({ state: 'failed', title: `ui: ${title}`, error: `skipped: an earlier step failed (${broken})` });
+      results.push({ state: 'failed', title: `${label}: ${title}`, error: `skipped: an earlier step failed (${broken})` });
       continue;
     }
     const t0 = Date.now();
@@ -210,12 +223,12 @@ export async function runUiSteps(ctx: UiContext, steps: ReturnType<typeof uiStep
       await fn(ctx);
       await ctx.page.waitForTimeout(300);
       await ctx.page.screenshot({ path: shot });
-      results.push({ state: 'passed', title: `ui: ${title}`, ms: Date.now() - t0 });
-      ctx.log(`  ok   ui: ${title} (${Date.now() - t0} ms) → ${path.basename(shot)}`);
+      results.push({ state: 'passed', title: `${label}: ${title}`, ms: Date.now() - t0 });
+      ctx.log(`  ok   ${label}: ${title} (${Date.now() - t0} ms) → ${path.basename(shot)}`);
     } catch (err) {
       await ctx.page.screenshot({ path: shot.replace(/\.png$/, '-FAILED.png') }).catch(() => undefined);
-      results.push({ state: 'failed', title: `ui: ${title}`, error: String((err as Error).stack ?? err) });
-      ctx.log(`  FAIL ui: ${title}: ${(err as Error).message.split('\n')[0]}`);
+      results.push({ state: 'failed', title: `${label}: ${title}`, error: String((err as Error).stack ?? err) });
+      ctx.log(`  FAIL ${label}: ${title}: ${(err as Error).message.split('\n')[0]}`);
       broken = title;
     }
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import * as vscode from 'vscode';
-import { api, defineSuite, POOL } from './helpers.mjs';
+import { quickNotebook, SLOW_MAPPER } from './controller.test.mjs';
+import { api, defineSuite, openNotebook, POOL, runAll, waitFor } from './helpers.mjs';
 
 export const treeSuite = defineSuite('pools view', (t) => {
   t.test('lists pools, their workers with state and their jobs with status and progress', async () => {
@@ -32,6 +33,29 @@ export const treeSuite = defineSuite('pools view', (t) => {
     const id = await vscode.commands.executeCommand<string>('skybatch.showJobPanel', job);
     assert.ok(id && panels.panelFor(id), 'the panel is open');
     assert.match(panels.panelFor(id)!.webview.html, /Content-Security-Policy" content="default-src 'none'; .*script-src 'nonce-/);
+  });
+
+  t.test('follows a running pool live: job progress and busy workers arrive as events, not by polling', async () => {
+    const { tree } = await api();
+    await tree.refresh();
+    await waitFor('the view to follow the pool', () => tree.following().includes(POOL));
+    // Progress between a job's start and end can only come from the pool's events: the
+    // controller refreshes the view when a job starts and ends, the poll runs every 5 s.
+    const progress = new Set<number>();
+    let busy = false;
+    const sub = tree.onDidChangeTreeData(() => {
+      const status = tree.current().pools.find((p) => p.pool === POOL)?.status;
+      for (const j of status?.jobs ?? []) if (j.status === 'RUNNING' && j.batchesDone > 0 && j.batchesDone < j.batchesTotal) progress.add(j.batchesDone);
+      busy ||= !!status?.workers.some((w) => w.state === 'busy' && w.batches.length > 0);
+    });
+    try {
+      const editor = await openNotebook(quickNotebook('live-tree', { mapper: SLOW_MAPPER, settings: `pool: ${POOL}\nbatchSize: 1`, items: 16 }));
+      assert.match(await runAll(editor, 90_000), /: SUCCEEDED/);
+    } finally {
+      sub.dispose();
+    }
+    assert.ok(progress.size >= 3, `the view showed ${progress.size} intermediate progress values: ${[...progress].join(', ')}`);
+    assert.ok(busy, 'the view showed a busy worker with its batch');
   });
 
   t.after(async () => {
