@@ -31,7 +31,7 @@ export function activate(context: vscode.ExtensionContext): SkybatchApi {
   const tree = new PoolsTree(engine);
   const refresh = () => void tree.refresh();
   const controller = new BatchJobController({ engine, diagnostics, records, log, onJob: refresh });
-  const panels = new JobPanels(vscode.Uri.joinPath(context.extensionUri, 'out', 'webview'), engine, records);
+  const panels = new JobPanels(vscode.Uri.joinPath(context.extensionUri, 'out', 'webview'), engine, records, context.workspaceState);
   context.subscriptions.push(
     log,
     diagnostics,
@@ -51,6 +51,7 @@ export function activate(context: vscode.ExtensionContext): SkybatchApi {
     registerShowScript(diagnostics),
     vscode.commands.registerCommand('skybatch.refreshPools', refresh),
   );
+  panels.restoreMissing();
   return { controller, tree, records, panels, diagnostics };
 }
 

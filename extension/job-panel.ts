@@ -114,41 +114,103 @@ function journalFails(engine: Engine, jobId: string): number[] {
   }
 }
 
-/** Job panels: one per job, restored by VS Code after a reload (their state names the job). */
+const OPEN_KEY = 'skybatch.openJobPanels';
+/** How long a visible panel may take to load its page before it is opened anew. */
+const LOAD_TIMEOUT_MS = 8000;
+
+function panelTitle(state: PanelState): string {
+  return `Job ${state.jobId} · ${state.pool}`;
+}
+
+/** The job a panel titled by `panelTitle` shows. */
+export function panelStateFromTitle(title: string): PanelState | undefined {
+  const m = /^Job (\S+) · (\S+)$/.exec(title);
+  return m ? { jobId: m[1], pool: m[2] } : undefined;
+}
+
+/**
+ * Job panels: one per job. After a reload VS Code restores them through the serializer
+ * below; the panels open when the window went away are also kept in workspace state, so
+ * that the ones VS Code did not bring back (code-server may lose a webview tab opened
+ * shortly before a page reload) are opened again by `restoreMissing`.
+ */
 export class JobPanels implements vscode.Disposable {
   private readonly open = new Map<string, vscode.WebviewPanel>();
   private readonly snapshots = new Map<string, PanelSnapshot>();
+  private closing = false;
 
   constructor(
     private readonly media: vscode.Uri,
     private readonly engine: () => Promise<Engine>,
     private readonly records: JobRecords,
+    private readonly memento: vscode.Memento,
   ) {}
 
-  show(state: PanelState): vscode.WebviewPanel {
+  show(state: PanelState, preserveFocus = false): vscode.WebviewPanel {
     const existing = this.open.get(state.jobId);
     if (existing) {
-      existing.reveal();
+      existing.reveal(undefined, preserveFocus);
       return existing;
     }
-    const panel = vscode.window.createWebviewPanel(PANEL_TYPE, `Job ${state.jobId}`, vscode.ViewColumn.Beside, this.options());
+    const panel = vscode.window.createWebviewPanel(PANEL_TYPE, panelTitle(state), { viewColumn: vscode.ViewColumn.Beside, preserveFocus }, this.options());
     this.attach(panel, state);
     return panel;
+  }
+
+  /** Opens the panels that were open before the window went away and have no tab now. */
+  restoreMissing(): PanelState[] {
+    const tabs = new Set(
+      vscode.window.tabGroups.all.flatMap((g) => g.tabs).flatMap((t) => (t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith(PANEL_TYPE) ? [t.label] : [])),
+    );
+    const missing = this.remembered().filter((s) => !this.open.has(s.jobId) && !tabs.has(panelTitle(s)));
+    for (const s of missing) this.show(s, true);
+    return missing;
+  }
+
+  private remembered(): PanelState[] {
+    return this.memento.get<PanelState[]>(OPEN_KEY, []);
+  }
+
+  private remember(state: PanelState, open: boolean): void {
+    const rest = this.remembered().filter((s) => s.jobId !== state.jobId);
+    void this.memento.update(OPEN_KEY, open ? [...rest, { jobId: state.jobId, pool: state.pool }] : rest);
   }
 
   options(): vscode.WebviewOptions & vscode.WebviewPanelOptions {
     return { enableScripts: true, localResourceRoots: [this.media], retainContextWhenHidden: true };
   }
 
-  attach(panel: vscode.WebviewPanel, state: PanelState): void {
+  attach(panel: vscode.WebviewPanel, state: PanelState, reopened = 0): void {
+    const other = this.open.get(state.jobId);
+    if (other && other !== panel) {
+      // VS Code restored a panel that restoreMissing had already opened again.
+      panel.dispose();
+      return;
+    }
     this.open.set(state.jobId, panel);
-    panel.title = `Job ${state.jobId} · ${state.pool}`;
+    this.remember(state, true);
+    panel.title = panelTitle(state);
     panel.iconPath = vscode.Uri.joinPath(this.media, 'icon.svg');
     panel.webview.options = this.options();
     const nonce = randomBytes(16).toString('base64');
     panel.webview.html = panelHtml(panel.webview, this.media, nonce);
     const closers: (() => void)[] = [];
     let disposed = false;
+    let ready = false;
+    let replacing = false;
+    // A page that never says `ready` did not load its scripts (code-server can revive a
+    // webview whose resource service worker is gone after a page reload): open it anew.
+    const watchdog = (): NodeJS.Timeout =>
+      setTimeout(() => {
+        if (ready || disposed) return;
+        if (!panel.visible) return void (timer = watchdog());
+        const viewColumn = panel.viewColumn ?? vscode.ViewColumn.Beside;
+        replacing = true;
+        this.open.delete(state.jobId);
+        panel.dispose();
+        if (reopened < 2) this.attach(vscode.window.createWebviewPanel(PANEL_TYPE, panelTitle(state), { viewColumn, preserveFocus: true }, this.options()), state, reopened + 1);
+      }, LOAD_TIMEOUT_MS);
+    let timer = watchdog();
     // The live connection may report its close after the panel is gone: drop such messages.
     const post = (m: ToPanel) => {
       if (!disposed) void panel.webview.postMessage(m);
@@ -156,6 +218,8 @@ export class JobPanels implements vscode.Disposable {
     const subs = [
       panel.webview.onDidReceiveMessage(async (msg: FromPanel) => {
         if (msg.type === 'ready') {
+          ready = true;
+          clearTimeout(timer);
           closers.splice(0).forEach((c) => c());
           try {
             await this.sendSnapshot(state, closers, post);
@@ -172,8 +236,13 @@ export class JobPanels implements vscode.Disposable {
       }),
       panel.onDidDispose(() => {
         disposed = true;
-        this.open.delete(state.jobId);
-        this.snapshots.delete(state.jobId);
+        clearTimeout(timer);
+        if (this.open.get(state.jobId) === panel) {
+          this.open.delete(state.jobId);
+          this.snapshots.delete(state.jobId);
+        }
+        // Closed by the user: not reopened after a reload. (Panels closing with the window stay remembered.)
+        if (!this.closing && !replacing) this.remember(state, false);
         closers.forEach((c) => c());
         subs.forEach((s) => s.dispose());
       }),
@@ -196,14 +265,9 @@ export class JobPanels implements vscode.Disposable {
   }
 
   dispose(): void {
+    this.closing = true;
     for (const p of this.open.values()) p.dispose();
   }
-}
-
-/** The job a panel titled by `attach` shows. */
-export function panelStateFromTitle(title: string): PanelState | undefined {
-  const m = /^Job (\S+) · (\S+)$/.exec(title);
-  return m ? { jobId: m[1], pool: m[2] } : undefined;
 }
 
 /**

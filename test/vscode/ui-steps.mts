@@ -71,6 +71,18 @@ async function panelFrame(page: Page): Promise<Frame> {
   }
 }
 
+/** The frame of the panel showing job `job` once its script has run (a panel may be opened anew while loading). */
+async function panelOf(page: Page, job: string): Promise<Frame> {
+  const deadline = Date.now() + T;
+  for (;;) {
+    for (const f of page.frames()) {
+      if ((await f.locator('#title').first().textContent({ timeout: 200 }).catch(() => ''))?.startsWith(`Job ${job} `)) return f;
+    }
+    if (Date.now() > deadline) throw new Error(`no job panel showed job ${job}`);
+    await page.waitForTimeout(200);
+  }
+}
+
 async function percentOf(page: Page): Promise<number> {
   return parseInt(await outputs(page).locator('.skybatch-percent').first().innerText(), 10);
 }
@@ -189,8 +201,7 @@ export function uiSteps(opts: { pool: string }) {
         const after = await percentOf(page);
         if (after >= 100) throw new Error(`the reattached output first showed ${after}%`);
         // ...and so does the restored panel: its batch grid has done and unfinished batches.
-        const panel = await panelFrame(page);
-        await panel.locator('#title', { hasText: `Job ${job} ` }).waitFor({ timeout: T });
+        const panel = await panelOf(page, job!);
         await panel.locator('#grid .batch.done').first().waitFor({ timeout: T });
         const open = await panel.locator('#grid .batch:not(.done)').count();
         log(`    reload at ${before}%, reattached output first seen at ${after}%, restored panel with ${open} unfinished batches`);
@@ -201,6 +212,22 @@ export function uiSteps(opts: { pool: string }) {
         await panel.locator('#status', { hasText: 'SUCCEEDED' }).waitFor({ timeout: T });
         const left = await panel.locator('#grid .batch:not(.done)').count();
         if (left) throw new Error(`the restored panel shows ${left} batches not done after the job succeeded`);
+      },
+    ],
+    [
+      'after another reload the finished job\'s summary and panel are still there',
+      async ({ page }) => {
+        const job = await outputs(page).locator('.skybatch-job').first().getAttribute('data-job');
+        await page.reload();
+        await page.locator('.monaco-workbench').waitFor({ timeout: T });
+        await waitOutput(page, `.skybatch-job[data-job="${job}"][data-status="SUCCEEDED"]`, 60_000);
+        const pct = await percentOf(page);
+        if (pct !== 100) throw new Error(`the restored summary shows ${pct}%`);
+        const panel = await panelOf(page, job!);
+        await panel.locator('#status', { hasText: 'SUCCEEDED' }).waitFor({ timeout: T });
+        await panel.locator('#grid .batch.done').first().waitFor({ timeout: T });
+        const left = await panel.locator('#grid .batch:not(.done)').count();
+        if (left) throw new Error(`the restored panel shows ${left} batches not done`);
       },
     ],
   ];
