@@ -127,7 +127,7 @@ export class PoolsTree implements vscode.TreeDataProvider<PoolsNode>, vscode.Dis
         w.batches = w.batches.filter((b) => !range(b));
         if (!w.batches.length && w.state === 'busy') w.state = 'idle';
       }
-      const w = ev.state === 'running' && status.workers.find((x) => x.name === ev.worker);
+      const w = (ev.state === 'queued' || ev.state === 'running') && status.workers.find((x) => x.name === ev.worker);
       if (w) Object.assign(w, { state: 'busy', jobId: ev.jobId, batches: [...w.batches, [ev.start, ev.end]] });
     } else if (ev.kind === 'worker') {
       const i = status.workers.findIndex((w) => w.workerId === ev.worker.workerId);

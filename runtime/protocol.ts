@@ -15,8 +15,12 @@ export interface FormatSpec {
 }
 
 export type JobStatus = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
-/** `split`: kept failing with `onItemError: 'skip'`, so it runs again item by item; `skipped`: its one item went to errors.jsonl. */
-export type BatchState = 'pending' | 'running' | 'retrying' | 'done' | 'failed' | 'split' | 'skipped';
+/**
+ * `queued`: handed to a worker, waiting behind the batch its mapper runs (workers prefetch
+ * one); `running`: its mapper has it. `split`: kept failing with `onItemError: 'skip'`, so it
+ * runs again item by item; `skipped`: its one item went to errors.jsonl.
+ */
+export type BatchState = 'pending' | 'queued' | 'running' | 'retrying' | 'done' | 'failed' | 'split' | 'skipped';
 
 /** An item that failed and was skipped (`onItemError: 'skip'`): one row of errors.jsonl. */
 export interface DeadLetter {

@@ -56,10 +56,10 @@ function renderGrid(): void {
     const d = m.details[i];
     const start = d?.start ?? i * m.batchSize;
     const end = d?.end ?? Math.min(start + m.batchSize, m.job?.itemsTotal ?? start + m.batchSize) - 1;
-    const extra = d ? `${d.attempt > 1 ? ` · attempt ${d.attempt}` : ''}${d.worker && (s === 'running' || s === 'retrying') ? ` · on ${d.worker}` : ''}` : '';
+    const extra = d ? `${d.attempt > 1 ? ` · attempt ${d.attempt}` : ''}${d.worker && (s === 'queued' || s === 'running' || s === 'retrying') ? ` · on ${d.worker}` : ''}` : '';
     c.title = `batch ${i}: items [${start}, ${end}] · ${s}${extra}`;
   });
-  const counts = ['pending', 'running', 'retrying', 'done', 'failed', 'split', 'skipped']
+  const counts = ['pending', 'queued', 'running', 'retrying', 'done', 'failed', 'split', 'skipped']
     .map((s) => [s, m.batches.filter((b) => b === s).length] as const)
     .filter(([s, n]) => n > 0 || !(s === 'split' || s === 'skipped'))
     .map(([s, n]) => `${n} ${s}`);

@@ -82,9 +82,11 @@ export class Coordinator {
         w.link.send({ type: 'bundle', hash: msg.hash, code: fs.readFileSync(file, 'utf8') });
         break;
       }
-      case 'batchStarted':
-        this.jobs.get(msg.jobId)?.markStarted(msg.index, msg.attempt);
+      case 'batchStarted': {
+        const b = this.jobs.get(msg.jobId)?.markStarted(msg.index, msg.attempt);
+        if (b) this.emit({ kind: 'batch', jobId: msg.jobId, index: b.index, start: b.start, end: b.end, state: 'running', worker: w.name, attempt: msg.attempt });
         break;
+      }
       case 'batchDone':
         this.onBatchDone(w, msg);
         break;
@@ -362,7 +364,7 @@ export class Coordinator {
       w.state = 'busy';
       this.emitWorker(w);
     }
-    this.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'running', worker: w.name, attempt });
+    this.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'queued', worker: w.name, attempt });
   }
 
   /** Takes batches that ran past their timeout away from their (probably hung) mapper. */

@@ -192,13 +192,17 @@ export class JobRun {
     b.current = ++b.attempts;
   }
 
-  markStarted(index: number, attempt: number): void {
+  /** Records that a mapper took the batch; returns it when that is its current attempt (not a straggler's copy). */
+  markStarted(index: number, attempt: number): BatchRecord | undefined {
     const b = this.batches[index];
-    if (b?.state !== 'running') return;
+    if (b?.state !== 'running') return undefined;
     if (b.current === attempt) {
       b.started = true;
       b.startedAt = Date.now();
-    } else if (b.backup?.attempt === attempt) b.backup.started = true;
+      return b;
+    }
+    if (b.backup?.attempt === attempt) b.backup.started = true;
+    return undefined;
   }
 
   /**
@@ -324,7 +328,7 @@ export class JobRun {
   }
 
   batchInfo(): BatchInfo[] {
-    return this.batches.map((b) => ({ index: b.index, start: b.start, end: b.end, state: b.state, attempt: b.current, ...(b.worker ? { worker: b.worker } : {}) }));
+    return this.batches.map((b) => ({ index: b.index, start: b.start, end: b.end, state: b.state === 'running' && !b.started ? 'queued' : b.state, attempt: b.current, ...(b.worker ? { worker: b.worker } : {}) }));
   }
 
   summary(): JobSummary {
