@@ -146,14 +146,14 @@ export class JobPanels implements vscode.Disposable {
     private readonly memento: vscode.Memento,
   ) {}
 
-  show(state: PanelState, preserveFocus = false): vscode.WebviewPanel {
+  show(state: PanelState, opts: { preserveFocus?: boolean; restored?: boolean } = {}): vscode.WebviewPanel {
     const existing = this.open.get(state.jobId);
     if (existing) {
-      existing.reveal(undefined, preserveFocus);
+      existing.reveal(undefined, opts.preserveFocus);
       return existing;
     }
-    const panel = vscode.window.createWebviewPanel(PANEL_TYPE, panelTitle(state), { viewColumn: vscode.ViewColumn.Beside, preserveFocus }, this.options());
-    this.attach(panel, state);
+    const panel = vscode.window.createWebviewPanel(PANEL_TYPE, panelTitle(state), { viewColumn: vscode.ViewColumn.Beside, preserveFocus: opts.preserveFocus }, this.options());
+    this.attach(panel, state, { restored: opts.restored });
     return panel;
   }
 
@@ -163,7 +163,7 @@ export class JobPanels implements vscode.Disposable {
       vscode.window.tabGroups.all.flatMap((g) => g.tabs).flatMap((t) => (t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith(PANEL_TYPE) ? [t.label] : [])),
     );
     const missing = this.remembered().filter((s) => !this.open.has(s.jobId) && !tabs.has(panelTitle(s)));
-    for (const s of missing) this.show(s, true);
+    for (const s of missing) this.show(s, { preserveFocus: true, restored: true });
     return missing;
   }
 
@@ -180,7 +180,12 @@ export class JobPanels implements vscode.Disposable {
     return { enableScripts: true, localResourceRoots: [this.media], retainContextWhenHidden: true };
   }
 
-  attach(panel: vscode.WebviewPanel, state: PanelState, reopened = 0): void {
+  /**
+   * Shows job `state` in `panel`. A `restored` panel (after a reload) that never says
+   * `ready` while visible is opened anew, at most twice: code-server can revive a webview
+   * whose resource service worker is gone, so its CSS and scripts never load.
+   */
+  attach(panel: vscode.WebviewPanel, state: PanelState, opts: { restored?: boolean; reopened?: number } = {}): void {
     const other = this.open.get(state.jobId);
     if (other && other !== panel) {
       // VS Code restored a panel that restoreMissing had already opened again.
@@ -198,8 +203,7 @@ export class JobPanels implements vscode.Disposable {
     let disposed = false;
     let ready = false;
     let replacing = false;
-    // A page that never says `ready` did not load its scripts (code-server can revive a
-    // webview whose resource service worker is gone after a page reload): open it anew.
+    const reopened = opts.reopened ?? 0;
     const watchdog = (): NodeJS.Timeout =>
       setTimeout(() => {
         if (ready || disposed) return;
@@ -208,9 +212,9 @@ export class JobPanels implements vscode.Disposable {
         replacing = true;
         this.open.delete(state.jobId);
         panel.dispose();
-        if (reopened < 2) this.attach(vscode.window.createWebviewPanel(PANEL_TYPE, panelTitle(state), { viewColumn, preserveFocus: true }, this.options()), state, reopened + 1);
+        if (reopened < 2) this.attach(vscode.window.createWebviewPanel(PANEL_TYPE, panelTitle(state), { viewColumn, preserveFocus: true }, this.options()), state, { restored: true, reopened: reopened + 1 });
       }, LOAD_TIMEOUT_MS);
-    let timer = watchdog();
+    let timer = opts.restored ? watchdog() : undefined;
     // The live connection may report its close after the panel is gone: drop such messages.
     const post = (m: ToPanel) => {
       if (!disposed) void panel.webview.postMessage(m);
@@ -279,7 +283,7 @@ export function registerJobPanels(panels: JobPanels): vscode.Disposable {
   return vscode.window.registerWebviewPanelSerializer(PANEL_TYPE, {
     async deserializeWebviewPanel(panel: vscode.WebviewPanel, saved: PanelState | undefined) {
       const state = saved?.jobId && saved.pool ? saved : panelStateFromTitle(panel.title);
-      if (state) panels.attach(panel, state);
+      if (state) panels.attach(panel, state, { restored: true });
       else panel.dispose();
     },
   });

@@ -122,13 +122,13 @@ export class PoolsTree implements vscode.TreeDataProvider<PoolsNode>, vscode.Dis
     if (!status) return;
     if (ev.kind === 'batch') {
       const range = (b: [number, number]) => b[0] === ev.start && b[1] === ev.end;
+      const holder = ev.state === 'queued' || ev.state === 'running' ? status.workers.find((x) => x.name === ev.worker) : undefined;
       for (const w of status.workers) {
-        if (w.jobId !== ev.jobId || !w.batches.some(range)) continue;
+        if (w === holder || w.jobId !== ev.jobId || !w.batches.some(range)) continue;
         w.batches = w.batches.filter((b) => !range(b));
         if (!w.batches.length && w.state === 'busy') w.state = 'idle';
       }
-      const w = (ev.state === 'queued' || ev.state === 'running') && status.workers.find((x) => x.name === ev.worker);
-      if (w) Object.assign(w, { state: 'busy', jobId: ev.jobId, batches: [...w.batches, [ev.start, ev.end]] });
+      if (holder && !holder.batches.some(range)) Object.assign(holder, { state: 'busy', jobId: ev.jobId, batches: [...holder.batches, [ev.start, ev.end]] });
     } else if (ev.kind === 'worker') {
       const i = status.workers.findIndex((w) => w.workerId === ev.worker.workerId);
       if (i >= 0) status.workers[i] = ev.worker;

@@ -33,6 +33,9 @@ export const treeSuite = defineSuite('pools view', (t) => {
     const id = await vscode.commands.executeCommand<string>('skybatch.showJobPanel', job);
     assert.ok(id && panels.panelFor(id), 'the panel is open');
     assert.match(panels.panelFor(id)!.webview.html, /Content-Security-Policy" content="default-src 'none'; .*script-src 'nonce-/);
+    // Loaded before the next test opens an editor. code-server's webview service worker
+    // sometimes answers a resource request only at its 30 s timeout, hence the long wait.
+    await waitFor('the panel to load its page and get its snapshot', () => panels.snapshotFor(id), 60_000);
   });
 
   t.test('follows a running pool live: job progress and busy workers arrive as events, not by polling', async () => {
