@@ -61,24 +61,19 @@ async function runAll(page: Page): Promise<void> {
   if (await kernel.first().isVisible({ timeout: 1500 }).catch(() => false)) await kernel.first().click();
 }
 
-/** The frame of the job panel's page (a webview panel: an iframe holding #active-frame). */
-async function panelFrame(page: Page): Promise<Frame> {
+/**
+ * The frame of a job panel's page (a webview panel: an iframe holding #active-frame): any
+ * panel's, or the one whose script shows job `job` (a panel may be opened anew while it loads).
+ */
+async function panelFrame(page: Page, job?: string): Promise<Frame> {
+  const shows = async (f: Frame) =>
+    job === undefined
+      ? (await f.locator('#grid').count().catch(() => 0)) > 0
+      : ((await f.locator('#title').first().textContent({ timeout: 200 }).catch(() => '')) ?? '').startsWith(`Job ${job} `);
   const deadline = Date.now() + T;
   for (;;) {
-    for (const f of page.frames()) if (await f.locator('#grid').count().catch(() => 0)) return f;
-    if (Date.now() > deadline) throw new Error('the job panel did not appear');
-    await page.waitForTimeout(200);
-  }
-}
-
-/** The frame of the panel showing job `job` once its script has run (a panel may be opened anew while loading). */
-async function panelOf(page: Page, job: string): Promise<Frame> {
-  const deadline = Date.now() + T;
-  for (;;) {
-    for (const f of page.frames()) {
-      if ((await f.locator('#title').first().textContent({ timeout: 200 }).catch(() => ''))?.startsWith(`Job ${job} `)) return f;
-    }
-    if (Date.now() > deadline) throw new Error(`no job panel showed job ${job}`);
+    for (const f of page.frames()) if (await shows(f)) return f;
+    if (Date.now() > deadline) throw new Error(job === undefined ? 'the job panel did not appear' : `no job panel showed job ${job}`);
     await page.waitForTimeout(200);
   }
 }
@@ -201,7 +196,7 @@ export function uiSteps(opts: { pool: string }) {
         const after = await percentOf(page);
         if (after >= 100) throw new Error(`the reattached output first showed ${after}%`);
         // ...and so does the restored panel: its batch grid has done and unfinished batches.
-        const panel = await panelOf(page, job!);
+        const panel = await panelFrame(page, job!);
         await panel.locator('#grid .batch.done').first().waitFor({ timeout: T });
         const open = await panel.locator('#grid .batch:not(.done)').count();
         log(`    reload at ${before}%, reattached output first seen at ${after}%, restored panel with ${open} unfinished batches`);
@@ -223,7 +218,7 @@ export function uiSteps(opts: { pool: string }) {
         await waitOutput(page, `.skybatch-job[data-job="${job}"][data-status="SUCCEEDED"]`, 60_000);
         const pct = await percentOf(page);
         if (pct !== 100) throw new Error(`the restored summary shows ${pct}%`);
-        const panel = await panelOf(page, job!);
+        const panel = await panelFrame(page, job!);
         await panel.locator('#status', { hasText: 'SUCCEEDED' }).waitFor({ timeout: T });
         await panel.locator('#grid .batch.done').first().waitFor({ timeout: T });
         const left = await panel.locator('#grid .batch:not(.done)').count();
