@@ -5,6 +5,23 @@ import { z } from 'zod';
 import { SkybatchError } from '../formats/errors.js';
 
 const quantity = z.union([z.number().positive(), z.string().regex(/^\d+(\.\d+)?\+?$/, 'expected a number like 4 or 4+ (at least 4)')]);
+const accelerators = z.union([
+  z.string().regex(/^[A-Za-z0-9_-]+(:\d+)?$/, 'expected TYPE or TYPE:COUNT, e.g. L4:1'),
+  z.record(z.string(), z.number().int().positive()),
+]);
+
+/**
+ * What one machine has. The local backend's `host:` (default: GPUs from `nvidia-smi -L`,
+ * every CPU this process may use, all memory); an ssh pool's `hosts:` entries carry the same
+ * fields. `memory` is in GB, like `resources.memory`.
+ */
+export const hostResourcesSchema = z
+  .object({
+    cpus: z.number().int('expected a whole number of CPUs').positive().optional(),
+    memory: z.number().positive().optional(),
+    accelerators: accelerators.optional(),
+  })
+  .strict();
 
 const schema = z
   .object({
@@ -18,13 +35,13 @@ const schema = z
       .object({
         cpus: quantity.optional(),
         memory: quantity.optional(),
-        accelerators: z
-          .union([z.string().regex(/^[A-Za-z0-9_-]+(:\d+)?$/, 'expected TYPE or TYPE:COUNT, e.g. L4:1'), z.record(z.string(), z.number().int().positive())])
-          .optional(),
+        accelerators: accelerators.optional(),
         disk_size: z.number().int().positive().optional(),
       })
       .strict()
       .optional(),
+    /** What this machine gives the local backend's workers; each worker's share comes from `resources`. */
+    host: hostResourcesSchema.optional(),
     setup: z.string().optional(),
     coordinator: z
       .object({
@@ -42,11 +59,18 @@ const schema = z
 /** A validated pool.yaml. */
 export type PoolConfig = z.infer<typeof schema>;
 
+/** A problem found after the schema passed (e.g. more GPUs asked than the host has), at a field. */
+export interface ConfigProblem {
+  field: string[];
+  message: string;
+}
+
 /**
  * Parses and validates a pool file. Every problem is reported at once, each with its line
- * and field: `pool.yaml line 3: pool.workers: expected a whole number`.
+ * and field: `pool.yaml line 3: pool.workers: expected a whole number`. `check` adds
+ * problems that need more than the file (what the host has), reported the same way.
  */
-export function parsePoolConfig(text: string, file = 'pool.yaml'): PoolConfig {
+export function parsePoolConfig(text: string, file = 'pool.yaml', check?: (config: PoolConfig) => ConfigProblem[]): PoolConfig {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
   if (doc.errors.length) {
@@ -54,30 +78,33 @@ export function parsePoolConfig(text: string, file = 'pool.yaml'): PoolConfig {
     const line = lineCounter.linePos(e.pos[0]).line;
     throw new SkybatchError('SKYBATCH_E_POOL_CONFIG', `${file} line ${line}: invalid YAML: ${e.message.split('\n')[0]}`, { context: { path: file, line } });
   }
-  const result = schema.safeParse(doc.toJS() ?? {});
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
-    const keys = issue.code === 'unrecognized_keys' ? (issue as { keys: string[] }).keys : [];
-    const fieldPath = [...issue.path.map(String), ...keys.slice(0, 1)];
+  const at = (fieldPath: string[], what: string) => {
     const line = lineOf(doc.contents as YamlNode | null, fieldPath, lineCounter);
     const field = fieldPath.join('.') || '(top level)';
-    const what = issue.code === 'unrecognized_keys' ? `unknown field${keys.length > 1 ? 's' : ''} ${keys.join(', ')}` : issue.message;
     return { line, field, text: `${file}${line ? ` line ${line}` : ''}: ${field}: ${what}` };
-  });
+  };
+  const result = schema.safeParse(doc.toJS() ?? {});
+  const problems = result.success
+    ? (check?.(result.data) ?? []).map((p) => at(p.field, p.message))
+    : result.error.issues.map((issue) => {
+        const keys = issue.code === 'unrecognized_keys' ? (issue as { keys: string[] }).keys : [];
+        return at([...issue.path.map(String), ...keys.slice(0, 1)], issue.code === 'unrecognized_keys' ? `unknown field${keys.length > 1 ? 's' : ''} ${keys.join(', ')}` : issue.message);
+      });
+  if (result.success && !problems.length) return result.data;
   throw new SkybatchError('SKYBATCH_E_POOL_CONFIG', problems.map((p) => p.text).join('\n'), {
     context: { path: file, line: problems[0].line, field: problems[0].field },
   });
 }
 
 /** Reads a pool file; relative TLS paths are taken from the file's own folder. */
-export function readPoolConfig(file: string): PoolConfig {
+export function readPoolConfig(file: string, check?: (config: PoolConfig) => ConfigProblem[]): PoolConfig {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
     throw new SkybatchError('SKYBATCH_E_POOL_CONFIG', `cannot read pool file ${file}: ${(err as Error).message}`, { context: { path: file } });
   }
-  const config = parsePoolConfig(text, file);
+  const config = parsePoolConfig(text, file, check);
   const tls = config.coordinator?.tls;
   if (tls) {
     for (const k of ['cert', 'key'] as const) {
@@ -101,14 +128,4 @@ function lineOf(root: YamlNode | null, path: string[], lc: LineCounter): number 
     node = pair.value;
   }
   return line;
-}
-
-/** Human notes about what the local backend can and cannot honour. */
-export function localBackendNotes(config: PoolConfig, cpus: number): string[] {
-  const notes: string[] = [];
-  const acc = config.resources?.accelerators;
-  if (acc) notes.push(`resources.accelerators ${typeof acc === 'string' ? acc : JSON.stringify(acc)} is recorded; the local backend does not place workers on GPUs`);
-  const want = Number(String(config.resources?.cpus ?? '0').replace('+', ''));
-  if (want * config.pool.workers > cpus) notes.push(`resources.cpus ${config.resources?.cpus} x ${config.pool.workers} workers is more than this machine's ${cpus} CPUs`);
-  return notes;
 }

@@ -92,6 +92,21 @@ export interface BatchInfo {
   worker?: string;
 }
 
+/**
+ * What a worker's backend gave it from pool.yaml's `resources`, as the worker reports it.
+ * A field is absent when nothing manages it (a worker started by hand has no `gpus`).
+ */
+export interface WorkerResources {
+  /** The GPUs its setup and mapper see: `CUDA_VISIBLE_DEVICES` lists their indices (none: `''`). */
+  gpus?: { index: number; name: string }[];
+  /** The CPUs it is pinned to (`taskset -c` list form, e.g. `0-3`); absent: not pinned. */
+  cpus?: string;
+  /** A mapper process (with the processes it starts) using more memory than this is stopped. */
+  memoryMb?: number;
+  /** What pool.yaml asked for that this worker could not be given, and why. */
+  notes?: string[];
+}
+
 export interface WorkerSummary {
   workerId: string;
   name: string;
@@ -99,6 +114,7 @@ export interface WorkerSummary {
   state: WorkerState;
   jobId?: string;
   batches: [number, number][];
+  resources?: WorkerResources;
 }
 
 export interface PoolSummary {
@@ -151,7 +167,7 @@ export type CoordinatorToClient =
   | { type: 'event'; event: JobEvent };
 
 export type WorkerMessage =
-  | { type: 'hello'; protocolVersion: number; role: 'worker'; name: string; host: string; pid: number }
+  | { type: 'hello'; protocolVersion: number; role: 'worker'; name: string; host: string; pid: number; resources?: WorkerResources }
   | { type: 'setupLog'; stream: 'stdout' | 'stderr'; line: string }
   | { type: 'ready' }
   | { type: 'setupFailed'; error: WireError }

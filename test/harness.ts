@@ -79,10 +79,10 @@ export class Sandbox {
     return fs.readFileSync(path.join(this.dir, rel), 'utf8');
   }
 
-  async applyPool(name: string, yaml: string): Promise<Result> {
+  async applyPool(name: string, yaml: string, env?: Record<string, string>): Promise<Result> {
     const file = this.file(`${name}.pool.yaml`, yaml);
     this.pools.add(name);
-    const r = await this.cli(['pool', 'apply', file, '--pool', name, '-y']);
+    const r = await this.cli(['pool', 'apply', file, '--pool', name, '-y'], { env });
     if (r.code !== 0) throw new Error(`pool apply ${name} failed (${r.code}):\n${r.stderr}\n${r.stdout}`);
     return r;
   }

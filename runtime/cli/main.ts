@@ -6,7 +6,7 @@ import { SkybatchError } from '../../formats/errors.js';
 import { PACKAGE_VERSION } from '../build-id.js';
 import { WorkerAgent } from '../worker/agent.js';
 import { cancelJob, jobLogs, listJobs, recoverJob, resumeJob } from './job-commands.js';
-import { applyPool, poolDown, poolStatus } from './pool-commands.js';
+import { applyPool, describeResources, poolDown, poolStatus } from './pool-commands.js';
 import { runScript } from './run-script.js';
 
 const say = (line: string) => process.stdout.write(line + '\n');
@@ -55,9 +55,10 @@ pool
       }
       const s = p.status;
       say(`${p.pool}: running, ${s.workers.length}/${s.workersWanted} workers, coordinator ${s.url} (pid ${s.pid})`);
-      const rows = [['WORKER', 'HOST', 'STATE', 'JOB', 'BATCHES']];
-      for (const w of s.workers) rows.push([w.name, w.host, w.state, w.jobId ?? '-', w.batches.map((b) => `[${b[0]},${b[1]}]`).join(' ') || '-']);
+      const rows = [['WORKER', 'HOST', 'STATE', 'JOB', 'DEVICES', 'BATCHES']];
+      for (const w of s.workers) rows.push([w.name, w.host, w.state, w.jobId ?? '-', describeResources(w.resources), w.batches.map((b) => `[${b[0]},${b[1]}]`).join(' ') || '-']);
       say(table(rows));
+      for (const w of s.workers) for (const n of w.resources?.notes ?? []) say(`note: ${w.name}: ${n}`);
     }
   });
 

@@ -1,15 +1,16 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { fileURLToPath } from 'node:url';
 import { SkybatchError } from '../../formats/errors.js';
 import { CoordinatorClient } from '../client/connection.js';
 import { buildId } from '../build-id.js';
-import { localBackendNotes, readPoolConfig } from '../pool-config.js';
+import { probeHost } from '../host-resources.js';
+import { readPoolConfig } from '../pool-config.js';
 import { assertPoolName, isAlive, listPools, poolDir, readCoordinator, writePrivate } from '../pool-store.js';
-import type { JobEvent, PoolSummary } from '../protocol.js';
+import type { JobEvent, PoolSummary, WorkerResources } from '../protocol.js';
+import { LocalPlan, planLocalWorkers } from '../worker-placement.js';
 
 const COORDINATOR_MAIN = fileURLToPath(new URL('../coordinator/main.js', import.meta.url));
 const START_TIMEOUT_MS = 15_000;
@@ -48,8 +49,10 @@ function tail(file: string, lines = 20): string {
  */
 export async function applyPool(file: string, pool: string, opts: { yes: boolean; wait: boolean; log: (l: string) => void }): Promise<PoolSummary> {
   assertPoolName(pool);
-  const config = readPoolConfig(file);
-  for (const note of localBackendNotes(config, os.cpus().length)) opts.log(`note: ${note}`);
+  // The local backend runs on this machine: a pool that cannot get its GPUs here is refused now.
+  let plan: LocalPlan | undefined;
+  const config = readPoolConfig(file, (c) => (plan = planLocalWorkers(c, probeHost(c.host))).problems);
+  for (const note of plan?.notes ?? []) opts.log(`note: ${note}`);
   const running = readCoordinator(pool);
   if (running?.build && running.build !== buildId()) {
     opts.log(`note: pool '${pool}' runs skybatch ${running.build} but this is ${buildId()}; run \`skybatch pool down ${pool} -y\` and apply again to upgrade its workers`);
@@ -144,4 +147,16 @@ export async function poolDown(pool: string, opts: { yes: boolean }): Promise<bo
   }
   fs.rmSync(poolDir(pool), { recursive: true, force: true });
   return true;
+}
+
+/** A worker's share of its host for `pool status`: `GPU 0 (NVIDIA L4), CPUs 0-3, mem 4096 MB`, or `-`. */
+export function describeResources(r: WorkerResources | undefined): string {
+  const parts: string[] = [];
+  if (r?.gpus?.length) {
+    const names = [...new Set(r.gpus.map((g) => g.name))].join(', ');
+    parts.push(`GPU${r.gpus.length > 1 ? 's' : ''} ${r.gpus.map((g) => g.index).join(',')} (${names})`);
+  }
+  if (r?.cpus) parts.push(`CPU${r.cpus.includes(',') || r.cpus.includes('-') ? 's' : ''} ${r.cpus}`);
+  if (r?.memoryMb) parts.push(`mem ${r.memoryMb} MB`);
+  return parts.join(', ') || '-';
 }

@@ -2,7 +2,11 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { HostFacts, probeHost } from '../host-resources.js';
+import type { PoolConfig } from '../pool-config.js';
 import { isAlive, poolDir } from '../pool-store.js';
+import type { WorkerResources } from '../protocol.js';
+import { planLocalWorkers } from '../worker-placement.js';
 
 const WORKER_MAIN = fileURLToPath(new URL('../worker/main.js', import.meta.url));
 const EXIT_AUTH_REFUSED = 2;
@@ -26,17 +30,21 @@ interface Slot {
  * token a remote worker would use. A worker that dies is started again (its setup marker
  * keeps setup from running twice); one refused for its token is not. Workers left running
  * by a coordinator that crashed are adopted by the next one (their pid files say who they
- * are), so a restart neither loses nor doubles the pool.
+ * are), so a restart neither loses nor doubles the pool. Each slot gets its own share of
+ * the host from `resources` (GPUs, CPUs pinned with taskset, a memory limit); a slot keeps
+ * its share across restarts.
  */
 export class LocalBackend {
   private readonly slots = new Map<number, Slot>();
+  private host?: { key: string; facts: HostFacts };
 
   constructor(
     private readonly pool: string,
     private readonly url: () => string,
     private readonly token: string,
     private readonly log: (line: string) => void,
-    private readonly caFile?: string,
+    private readonly caFile: string | undefined,
+    private readonly config: () => PoolConfig,
   ) {}
 
   workerDir(index: number): string {
@@ -71,11 +79,25 @@ export class LocalBackend {
     }
   }
 
+  /** Slot `index`'s share of the host; `pool apply` already refused a pool that does not fit. */
+  private share(index: number): { resources: WorkerResources; taskset?: string } {
+    const config = this.config();
+    const key = JSON.stringify(config.host ?? {});
+    if (this.host?.key !== key) this.host = { key, facts: probeHost(config.host) };
+    const plan = planLocalWorkers(config, this.host.facts);
+    const resources = plan.workers[index] ?? { gpus: [], notes: plan.problems.map((p) => `given no GPU: ${p.message}`) };
+    return { resources, taskset: resources.cpus ? this.host.facts.taskset : undefined };
+  }
+
   private start(slot: Slot): void {
     const dir = this.workerDir(slot.index);
     fs.mkdirSync(dir, { recursive: true });
     const out = fs.openSync(path.join(dir, 'worker.log'), 'a', 0o600);
-    const proc = spawn(process.execPath, ['--enable-source-maps', WORKER_MAIN, '--coordinator', this.url(), '--name', `local-${slot.index}`, '--workdir', dir], {
+    const share = this.share(slot.index);
+    const args = ['--enable-source-maps', WORKER_MAIN, '--coordinator', this.url(), '--name', `local-${slot.index}`, '--workdir', dir, '--resources', JSON.stringify(share.resources)];
+    // taskset execs node in place: the pid (and so the pid file and adoption) stays the worker's.
+    const [cmd, argv] = share.taskset ? [share.taskset, ['-c', share.resources.cpus!, process.execPath, ...args]] : [process.execPath, args];
+    const proc = spawn(cmd, argv, {
       env: { ...process.env, SKYBATCH_TOKEN: this.token, ...(this.caFile ? { SKYBATCH_CA: this.caFile } : {}) },
       stdio: ['ignore', out, out],
     });

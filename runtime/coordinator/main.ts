@@ -35,7 +35,7 @@ try {
 
 let server: CoordinatorServer;
 const coordinator = new Coordinator(pool, config, () => server.url());
-const backend = new LocalBackend(pool, () => server.url(), token, log, config.coordinator?.tls?.cert);
+const backend = new LocalBackend(pool, () => server.url(), token, log, config.coordinator?.tls?.cert, () => coordinator.config);
 let stopping = false;
 
 async function shutdown(): Promise<void> {

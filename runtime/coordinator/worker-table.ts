@@ -1,4 +1,4 @@
-import type { CoordinatorToWorker, WorkerMessage, WorkerState, WorkerSummary } from '../protocol.js';
+import type { CoordinatorToWorker, WorkerMessage, WorkerResources, WorkerState, WorkerSummary } from '../protocol.js';
 import type { JobRun } from './job-run.js';
 
 /** What the coordinator needs of a worker connection. */
@@ -11,6 +11,7 @@ export interface WorkerEntry {
   id: string;
   name: string;
   host: string;
+  resources?: WorkerResources;
   link: WorkerLink;
   state: WorkerState;
   jobId?: string;
@@ -24,7 +25,7 @@ export class WorkerTable {
   private next = 1;
 
   add(link: WorkerLink, hello: Extract<WorkerMessage, { type: 'hello' }>): WorkerEntry {
-    const w: WorkerEntry = { id: `w${this.next++}`, name: hello.name, host: hello.host, link, state: 'setup', leased: new Set() };
+    const w: WorkerEntry = { id: `w${this.next++}`, name: hello.name, host: hello.host, resources: hello.resources, link, state: 'setup', leased: new Set() };
     this.byId.set(w.id, w);
     return w;
   }
@@ -54,6 +55,6 @@ export class WorkerTable {
 
   summary(w: WorkerEntry, run: JobRun | undefined): WorkerSummary {
     const batches = [...w.leased].map((i) => run?.batches[i]).filter((b) => b !== undefined).map((b) => [b.start, b.end] as [number, number]);
-    return { workerId: w.id, name: w.name, host: w.host, state: w.state, jobId: w.jobId, batches };
+    return { workerId: w.id, name: w.name, host: w.host, state: w.state, jobId: w.jobId, batches, ...(w.resources ? { resources: w.resources } : {}) };
   }
 }

@@ -8,8 +8,9 @@ import WebSocket from 'ws';
 import { SkybatchError, toWireError } from '../../formats/errors.js';
 import { buildId } from '../build-id.js';
 import { forEachLine } from '../lines.js';
-import { CoordinatorToWorker, JobSpec, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
+import { CoordinatorToWorker, JobSpec, PROTOCOL_VERSION, WorkerMessage, WorkerResources } from '../protocol.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
+import { canWatchMemory, watchMemory } from './memory-watch.js';
 
 const MAPPER_PROCESS = fileURLToPath(new URL('./mapper-process.js', import.meta.url));
 const END_GRACE_MS = 30_000;
@@ -27,15 +28,24 @@ export interface AgentOptions {
   ca?: Buffer;
   /** Give up when the coordinator stays unreachable this long (default 60 s). */
   reconnectTimeoutMs?: number;
+  /** This worker's share of its host, from its backend: GPUs, pinned CPUs, a mapper memory limit. */
+  resources?: WorkerResources;
   log?: (line: string) => void;
 }
+
+/** Which GPUs a process sees is the worker's business, never the submitting client's. */
+const DEVICE_ENV = ['CUDA_VISIBLE_DEVICES', 'CUDA_DEVICE_ORDER'];
 
 interface MapperChild {
   proc: ChildProcess;
   jobId: string;
-  inflight: Map<number, { attempt: number; started: boolean }>;
+  inflight: Map<number, { attempt: number; started: boolean; start: number; end: number }>;
   ending: boolean;
   stderrTail: string[];
+  /** Whether this process ever took a batch from load(). */
+  tookBatch: boolean;
+  /** Set when the agent stopped it for using more than `resources.memoryMb`. */
+  overMemoryMb?: number;
 }
 
 /**
@@ -52,12 +62,25 @@ export class WorkerAgent {
   private closed = false;
   private lastConnected = Date.now();
   private readonly log: (line: string) => void;
+  private readonly resources?: WorkerResources;
   private stopped!: () => void;
   readonly done = new Promise<void>((resolve) => (this.stopped = resolve));
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log ?? ((l) => process.stdout.write(`[${opts.name}] ${l}\n`));
     fs.mkdirSync(opts.workdir, { recursive: true });
+    const r = opts.resources;
+    this.resources = r?.memoryMb && !canWatchMemory ? { ...r, notes: [...(r.notes ?? []), `memory limit not enforced: no /proc on ${process.platform}`] } : r;
+  }
+
+  /**
+   * GPU visibility for setup and the mapper: the devices its backend gave this worker (CUDA
+   * indices in nvidia-smi's PCI order), or, for a worker started by hand, its own environment's.
+   */
+  private deviceEnv(): Record<string, string> {
+    const gpus = this.resources?.gpus;
+    if (gpus) return { CUDA_VISIBLE_DEVICES: gpus.map((g) => g.index).join(','), ...(gpus.length ? { CUDA_DEVICE_ORDER: 'PCI_BUS_ID' } : {}) };
+    return Object.fromEntries(DEVICE_ENV.flatMap((k) => (process.env[k] === undefined ? [] : [[k, process.env[k]!]])));
   }
 
   start(): void {
@@ -75,7 +98,7 @@ export class WorkerAgent {
     ws.on('open', () => {
       lastPing = Date.now();
       this.lastConnected = Date.now();
-      this.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, role: 'worker', name: this.opts.name, host: os.hostname(), pid: process.pid });
+      this.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, role: 'worker', name: this.opts.name, host: os.hostname(), pid: process.pid, ...(this.resources ? { resources: this.resources } : {}) });
     });
     ws.on('unexpected-response', (_req, res) => {
       this.log(`the coordinator at ${this.opts.url} refused this worker (HTTP ${res.statusCode}): check the pool token`);
@@ -141,7 +164,7 @@ export class WorkerAgent {
       return;
     }
     this.log('running setup');
-    const proc = spawn('bash', ['-c', setup], { cwd: this.opts.workdir, env: { ...process.env, ...this.setupEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn('bash', ['-c', setup], { cwd: this.opts.workdir, env: { ...withoutDeviceEnv(process.env), ...this.setupEnv, ...this.deviceEnv() }, stdio: ['ignore', 'pipe', 'pipe'] });
     const tail: string[] = [];
     const onLine = (stream: 'stdout' | 'stderr') => (line: string) => {
       tail.push(line);
@@ -186,7 +209,7 @@ export class WorkerAgent {
       this.child = this.startChild(spec);
       child = await this.child;
     }
-    child.inflight.set(msg.index, { attempt: msg.attempt, started: false });
+    child.inflight.set(msg.index, { attempt: msg.attempt, started: false, start: msg.start, end: msg.end });
     const fwd: AgentToMapper = { type: 'batch', index: msg.index, start: msg.start, end: msg.end, attempt: msg.attempt, wantSample: msg.wantSample };
     child.proc.send(fwd);
   }
@@ -195,14 +218,39 @@ export class WorkerAgent {
     const bundlePath = await this.bundlePath(spec.bundleHash);
     const cacheDir = path.join(this.opts.workdir, '.skybatch-cache', spec.jobId);
     fs.mkdirSync(cacheDir, { recursive: true });
-    const env: NodeJS.ProcessEnv = { ...process.env, ...this.setupEnv, ...spec.env, SKYBATCH_JOB_ID: spec.jobId, SKYBATCH_WORKER: this.opts.name, SKYBATCH_AGENT_BUILD: BUILD };
+    const env: NodeJS.ProcessEnv = {
+      ...withoutDeviceEnv(process.env),
+      ...this.setupEnv,
+      ...withoutDeviceEnv(spec.env),
+      ...this.deviceEnv(),
+      SKYBATCH_JOB_ID: spec.jobId,
+      SKYBATCH_WORKER: this.opts.name,
+      SKYBATCH_AGENT_BUILD: BUILD,
+    };
     delete env.SKYBATCH_TOKEN;
-    const nodeArgs = ['--enable-source-maps', MAPPER_PROCESS];
+    const memoryMb = this.resources?.memoryMb;
+    // V8's heap limit follows the worker's memory limit, so it collects garbage before the
+    // agent would see the process over its limit; the agent's RSS poll is what enforces it.
+    const nodeArgs = ['--enable-source-maps', ...(memoryMb ? [`--max-old-space-size=${memoryMb}`] : []), MAPPER_PROCESS];
     const stdio: ('ignore' | 'pipe' | 'ipc')[] = ['ignore', 'pipe', 'pipe', 'ipc'];
     const proc = spec.activateEnv
       ? spawn('bash', ['-c', `${spec.activateEnv}\nexec "$0" "$@"`, process.execPath, ...nodeArgs], { cwd: this.opts.workdir, env, stdio })
       : spawn(process.execPath, nodeArgs, { cwd: this.opts.workdir, env, stdio });
-    const child: MapperChild = { proc, jobId: spec.jobId, inflight: new Map(), ending: false, stderrTail: [] };
+    const child: MapperChild = { proc, jobId: spec.jobId, inflight: new Map(), ending: false, stderrTail: [], tookBatch: false };
+    if (memoryMb && canWatchMemory && proc.pid) {
+      const stop = watchMemory(proc.pid, memoryMb * 2 ** 20, (rss, pids) => {
+        child.overMemoryMb = Math.round(rss / 2 ** 20);
+        this.log(`mapper of job ${spec.jobId} uses ${child.overMemoryMb} MB, over its ${memoryMb} MB limit; stopping it`);
+        for (const pid of pids) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+      });
+      proc.once('exit', stop);
+    }
     const relay = (stream: 'stdout' | 'stderr') => (line: string) => {
       if (stream === 'stderr') {
         child.stderrTail.push(line);
@@ -228,25 +276,37 @@ export class WorkerAgent {
     }
     const entry = child.inflight.get(m.index);
     if (entry?.attempt !== m.attempt) return;
-    if (m.type === 'batchStarted') entry.started = true;
+    if (m.type === 'batchStarted') entry.started = child.tookBatch = true;
     else child.inflight.delete(m.index);
     this.send({ ...m, jobId });
   }
 
   private onChildExit(child: MapperChild, code: number | null, signal: NodeJS.Signals | null): void {
     if (this.child && this.job?.jobId === child.jobId) this.child = undefined;
+    const over = child.overMemoryMb;
+    const limit = `the ${this.resources?.memoryMb} MB the pool gives it (resources.memory); raise resources.memory or lower batchSize`;
+    if (over !== undefined && !child.tookBatch && this.job?.jobId === child.jobId) {
+      // Its one-time setup alone is too big: every retry would end the same way.
+      const err = new SkybatchError('SKYBATCH_E_MEMORY_LIMIT', `job ${child.jobId}: the mapper process on worker ${this.opts.name} used ${over} MB before taking its first batch, over ${limit}`, {
+        context: { jobId: child.jobId, worker: this.opts.name },
+      });
+      this.send({ type: 'jobFatal', jobId: child.jobId, error: toWireError(err) });
+      child.inflight.clear();
+      return;
+    }
     if (child.inflight.size === 0) return;
     const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
     const tail = child.stderrTail.length ? `; last stderr:\n${child.stderrTail.join('\n')}` : '';
-    for (const [index, { attempt, started }] of child.inflight) {
+    for (const [index, { attempt, started, start, end }] of child.inflight) {
       if (!started) {
         this.send({ type: 'batchReleased', jobId: child.jobId, index, attempt });
         continue;
       }
-      const err = new SkybatchError('SKYBATCH_E_WORKER_LOST', `job ${child.jobId}: the mapper process on worker ${this.opts.name} ${how} while holding this batch${tail}`, {
-        retryable: true,
-        context: { jobId: child.jobId, worker: this.opts.name, attempt },
-      });
+      const context = { jobId: child.jobId, batch: [start, end] as [number, number], worker: this.opts.name, attempt };
+      const err =
+        over !== undefined
+          ? new SkybatchError('SKYBATCH_E_MEMORY_LIMIT', `job ${child.jobId}: the mapper process on worker ${this.opts.name} used ${over} MB while holding batch [${start}, ${end}], over ${limit}`, { retryable: true, context })
+          : new SkybatchError('SKYBATCH_E_WORKER_LOST', `job ${child.jobId}: the mapper process on worker ${this.opts.name} ${how} while holding this batch${tail}`, { retryable: true, context });
       this.send({ type: 'batchFailed', jobId: child.jobId, index, attempt, error: toWireError(err) });
     }
     child.inflight.clear();
@@ -305,6 +365,12 @@ export class WorkerAgent {
     process.exitCode = code;
     setTimeout(() => process.exit(code), 3000).unref(); // if a child or socket lingers
   }
+}
+
+function withoutDeviceEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  const out = { ...env };
+  for (const k of DEVICE_ENV) delete out[k];
+  return out;
 }
 
 function terminate(proc: ChildProcess): void {
