@@ -38,5 +38,8 @@ export { Dataset, Job, JobFailedError, type MapOptions } from './runtime/client/
 export { CoordinatorClient } from './runtime/client/connection.js';
 export type { JobEvent, JobStatus, JobSummary, PoolSummary, WorkerSummary } from './runtime/protocol.js';
 
+/** The same API under the reference's `sky.batch.*` names: `sky.batch.Dataset`, `sky.batch.load`, ... */
+export * as batch from './runtime/sky-batch.js';
+
 /** `sky.registry.INPUT_READER_REGISTRY` / `OUTPUT_WRITER_REGISTRY`, as in the reference. */
 export const registry = { INPUT_READER_REGISTRY, OUTPUT_WRITER_REGISTRY };

@@ -8,6 +8,29 @@ export interface BatchRef {
   endIdx: number;
 }
 
+/**
+ * The options argument of a built-in writer. The reference's positional habit,
+ * `JsonWriter(path, 'output')` or `(path, ['prompt', 'score'])`, means `{ column: ... }`.
+ * Anything else that is not an options object is refused, and so is an unknown key when
+ * `strict` (a typo such as `columns` would otherwise write every column without a word).
+ */
+export function writerOptions<O extends object>(options: unknown, writer: string, keys: string[], strict: boolean): O {
+  if (options === undefined || options === null) return {} as O;
+  if (typeof options === 'string' || Array.isArray(options)) return { column: options } as O;
+  if (typeof options !== 'object') {
+    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `${writer}: the second argument must be an options object { ${keys.join(', ')} } or a column name, got ${typeof options} ${String(options)}`, {
+      context: { field: 'options' },
+    });
+  }
+  const unknown = strict ? Object.keys(options).filter((k) => !keys.includes(k)) : [];
+  if (unknown.length) {
+    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `${writer}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}; expected ${keys.join(', ')}`, {
+      context: { field: unknown[0] },
+    });
+  }
+  return options as O;
+}
+
 export function normalizeColumns(column: unknown, writer: string): string[] | undefined {
   if (column === undefined || column === null) return undefined;
   const cols = typeof column === 'string' ? [column] : column;

@@ -1,5 +1,5 @@
 import { PNG } from 'pngjs';
-import { BatchRef, requireColumn } from './columns.js';
+import { BatchRef, normalizeColumns, requireColumn, writerOptions } from './columns.js';
 import { eachLimit } from './concurrency.js';
 import { SkybatchError } from './errors.js';
 import { Item } from './input-reader.js';
@@ -38,6 +38,18 @@ const UPLOAD_CONCURRENCY = 8;
  * reduced (or recovered), never from an attempt that lost.
  */
 export class ImageWriter extends OutputWriter<ImageWriterOptions> {
+  /** `options` may also be the column itself, as in the reference: `new ImageWriter(dir, 'image')`. */
+  constructor(path: string, options: ImageWriterOptions | string | [string] = {}) {
+    const opts = writerOptions<{ column?: unknown }>(options, `ImageWriter(${path})`, ['column'], new.target === ImageWriter);
+    const columns = normalizeColumns(opts.column, `ImageWriter(${path})`);
+    if (columns && columns.length > 1) {
+      throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `ImageWriter(${path}): writes one image column, got ${JSON.stringify(opts.column)}; use one ImageWriter per column`, {
+        context: { field: 'column' },
+      });
+    }
+    super(path, columns ? { ...opts, column: columns[0] } : (opts as ImageWriterOptions));
+  }
+
   get column(): string {
     return this.options.column ?? 'image';
   }

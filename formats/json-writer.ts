@@ -1,4 +1,4 @@
-import { BatchRef, normalizeColumns, requireColumn } from './columns.js';
+import { BatchRef, normalizeColumns, requireColumn, writerOptions } from './columns.js';
 import { SkybatchError } from './errors.js';
 import { Item } from './input-reader.js';
 import { OutputWriter } from './output-writer.js';
@@ -16,9 +16,10 @@ export interface JsonWriterOptions {
 export class JsonWriter extends OutputWriter<JsonWriterOptions> {
   private readonly columns: string[] | undefined;
 
-  constructor(path: string, options: JsonWriterOptions = {}) {
-    super(path, options);
-    this.columns = normalizeColumns(options.column, `JsonWriter(${this.path})`);
+  /** `options` may also be the column itself, as in the reference: `new JsonWriter(path, 'output')`. */
+  constructor(path: string, options: JsonWriterOptions | string | string[] = {}) {
+    super(path, writerOptions<JsonWriterOptions>(options, `JsonWriter(${path})`, ['column'], new.target === JsonWriter));
+    this.columns = normalizeColumns(this.options.column, `JsonWriter(${this.path})`);
   }
 
   async uploadBatch(results: Item[], startIdx: number, endIdx: number, jobId: string): Promise<string> {

@@ -101,9 +101,19 @@ function requireContext(what: string): MapperContext {
   return context;
 }
 
-/** Yields this worker's batches of the job, one array of items at a time. */
+/**
+ * Yields this worker's batches of the job, one array of items at a time:
+ * `for await (const batch of sky.load())`. Waiting for a batch is asynchronous, so a plain
+ * `for (... of sky.load())` (the reference's Python loop) is refused with that advice.
+ */
 export function load(): AsyncIterable<Item[]> {
-  return requireContext('load').load();
+  const batches = requireContext('load').load();
+  Object.defineProperty(batches, Symbol.iterator, {
+    value: () => {
+      throw new SkybatchError('SKYBATCH_E_SAVE_RESULTS', 'sky.load() yields batches asynchronously: write `for await (const batch of sky.load())`, not `for (const batch of sky.load())`');
+    },
+  });
+  return batches;
 }
 
 /** Saves one result per item of the current batch, in input order. */

@@ -6,7 +6,7 @@
  * mapper never waits on storage between batches.
  */
 import { withAttempt } from '../../formats/attempts.js';
-import { SkybatchError, toWireError } from '../../formats/errors.js';
+import { SkybatchError, isRetryable, toWireError } from '../../formats/errors.js';
 import type { InputReader, Item } from '../../formats/input-reader.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
 import { buildId } from '../build-id.js';
@@ -79,7 +79,22 @@ async function finish(b: Batch, outcome: { items: number; sample?: unknown[]; de
 
 async function download(b: Omit<Batch, 'items'>): Promise<Item[]> {
   await ready;
-  const items = await reader.downloadBatch(b.start, b.end, cacheDir);
+  let items: Item[];
+  try {
+    items = await reader.downloadBatch(b.start, b.end, cacheDir);
+  } catch (err) {
+    // Storage and format errors already say what failed; anything else is the reader's own
+    // failure, not the mapper's. A TypeError (a bug) is not retried; other errors are.
+    if (err instanceof SkybatchError) throw err;
+    const wrapped = new SkybatchError('SKYBATCH_E_READER', `${reader.constructor.name}.downloadBatch(${b.start}, ${b.end}) failed: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`, {
+      retryable: isRetryable(err),
+      context: { jobId: spec.jobId, batch: [b.start, b.end], attempt: b.attempt },
+      cause: err,
+    });
+    // the reader's own frames, so the trace points into the user's code
+    if (err instanceof Error && err.stack) wrapped.stack = `${wrapped.name}: ${wrapped.message}\n${err.stack.split('\n').filter((l) => /^\s+at /.test(l)).join('\n')}`;
+    throw wrapped;
+  }
   const want = b.end - b.start + 1;
   if (!Array.isArray(items) || items.length !== want) {
     throw new SkybatchError('SKYBATCH_E_RESULT_COUNT', `${reader.constructor.name}.downloadBatch(${b.start}, ${b.end}) returned ${Array.isArray(items) ? items.length : typeof items} items, expected ${want}`, {
