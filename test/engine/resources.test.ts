@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { parseCpuList } from '../../runtime/host-resources.js';
+import { expandAccelerators, formatCpuList, parseCpuList, parseNvidiaSmiList } from '../../runtime/host-resources.js';
+import { parsePoolConfig } from '../../runtime/pool-config.js';
+import { gpuMatches, planLocalWorkers } from '../../runtime/worker-placement.js';
 import { Sandbox, jsonl, mapperScript, readJsonl } from '../harness.js';
 
 const POOL = 'gpus';
@@ -161,3 +163,39 @@ describe('each local worker gets its own share of the host', () => {
     assert.doesNotMatch(r.stdout, /ATTEMPT/, 'no batch was charged or retried');
   });
 });
+
+describe('placing workers on a host (pure logic)', () => {
+  const host = (gpus: string, cpus = 8) => ({ gpus: parseNvidiaSmiList(gpus), gpuSource: 'test', cpuCount: cpus, cpuIds: Array.from({ length: cpus }, (_, i) => i), memoryMb: 16384, taskset: '/usr/bin/taskset' });
+  const config = (yaml: string) => parsePoolConfig(yaml);
+
+  test('a GPU type matches whole words of the name: L4 is not L40S; gpu is any', () => {
+    assert.ok(gpuMatches('L4', 'NVIDIA L4'));
+    assert.ok(!gpuMatches('L4', 'NVIDIA L40S'));
+    assert.ok(gpuMatches('a100-80gb', 'NVIDIA A100-SXM4-80GB'));
+    assert.ok(!gpuMatches('A100-80GB', 'NVIDIA A100-SXM4-40GB'));
+    assert.ok(gpuMatches('RTX4090', 'NVIDIA GeForce RTX 4090'));
+    assert.ok(gpuMatches('gpu', 'Tesla T4'));
+    assert.deepEqual(parseNvidiaSmiList('GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-1)\n  MIG 1g.5gb     Device  0: (UUID: MIG-2)\nGPU 1: Tesla T4 (UUID: GPU-3)\n'), [
+      { index: 0, name: 'NVIDIA A100-SXM4-40GB' },
+      { index: 1, name: 'Tesla T4' },
+    ]);
+    assert.deepEqual(expandAccelerators({ A100: 1, L4: 2 }), [{ index: 0, name: 'A100' }, { index: 1, name: 'L4' }, { index: 2, name: 'L4' }]);
+    assert.equal(formatCpuList(parseCpuList('0-3,8,10-11')), '0-3,8,10-11');
+  });
+
+  test('shares are disjoint, in slot order, and a map of accelerators takes the first type that is left', () => {
+    const h = host('GPU 0: NVIDIA L4 (UUID: a)\nGPU 1: Tesla T4 (UUID: b)\nGPU 2: NVIDIA L4 (UUID: c)\n');
+    const plan = planLocalWorkers(config('pool:\n  workers: 3\nresources:\n  accelerators: { L4: 1, T4: 1 }\n  cpus: 2\n  memory: 2+\n'), h);
+    assert.deepEqual(plan.problems, []);
+    assert.deepEqual(plan.workers.map((w) => w.gpus!.map((g) => g.index)), [[0], [2], [1]]);
+    assert.deepEqual(plan.workers.map((w) => w.cpus), ['0-1', '2-3', '4-5']);
+    assert.deepEqual(plan.workers.map((w) => w.memoryMb), [5461, 5461, 5461], '2+ GB: an equal share of 16 GB');
+    const none = planLocalWorkers(config('pool:\n  workers: 2\n'), h);
+    assert.deepEqual(none.workers.map((w) => w.gpus), [[], []], 'a worker that asks for no GPU sees none');
+    assert.match(none.notes[0], /this host has 3 GPUs .* the pool asks for none/);
+    const fractional = planLocalWorkers(config('pool:\n  workers: 2\nresources:\n  cpus: 0.5\n'), h);
+    assert.deepEqual(fractional.workers.map((w) => w.cpus), [undefined, undefined]);
+    assert.match(fractional.workers[0].notes![0], /not pinned to CPUs: resources.cpus 0.5 is not a whole number/);
+  });
+});
+
