@@ -10,7 +10,7 @@ import { buildId } from '../build-id.js';
 import { forEachLine } from '../lines.js';
 import { CoordinatorToWorker, JobSpec, PROTOCOL_VERSION, WorkerMessage, WorkerResources } from '../protocol.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
-import { canWatchMemory, watchMemory } from './memory-watch.js';
+import { canWatchMemory, capMemory } from './memory-watch.js';
 
 const MAPPER_PROCESS = fileURLToPath(new URL('./mapper-process.js', import.meta.url));
 const END_GRACE_MS = 30_000;
@@ -238,16 +238,9 @@ export class WorkerAgent {
       : spawn(process.execPath, nodeArgs, { cwd: this.opts.workdir, env, stdio });
     const child: MapperChild = { proc, jobId: spec.jobId, inflight: new Map(), ending: false, stderrTail: [], tookBatch: false };
     if (memoryMb && canWatchMemory && proc.pid) {
-      const stop = watchMemory(proc.pid, memoryMb * 2 ** 20, (rss, pids) => {
+      const stop = capMemory(proc.pid, memoryMb * 2 ** 20, (rss) => {
         child.overMemoryMb = Math.round(rss / 2 ** 20);
-        this.log(`mapper of job ${spec.jobId} uses ${child.overMemoryMb} MB, over its ${memoryMb} MB limit; stopping it`);
-        for (const pid of pids) {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // already gone
-          }
-        }
+        this.log(`mapper of job ${spec.jobId} used ${child.overMemoryMb} MB, over its ${memoryMb} MB limit; stopped it`);
       });
       proc.once('exit', stop);
     }

@@ -9,19 +9,26 @@ export const canWatchMemory = process.platform === 'linux' && fs.existsSync('/pr
 
 /**
  * Polls the resident memory of `pid` and the processes it started (a mapper may spawn
- * Python or a model server); when their sum passes `limitBytes`, calls `onOver` once with
- * the sum and the pids it counted. Returns a function that stops watching.
+ * Python or a model server); when their sum passes `limitBytes`, SIGKILLs all of them (so
+ * no child is left holding the memory) and calls `onKilled` once with the sum. Returns a
+ * function that stops watching.
  */
-export function watchMemory(pid: number, limitBytes: number, onOver: (rssBytes: number, pids: number[]) => void): () => void {
+export function capMemory(pid: number, limitBytes: number, onKilled: (rssBytes: number) => void): () => void {
   let tree = [pid];
   let ticks = 0;
   const timer = setInterval(() => {
     if (ticks++ % TREE_EVERY === 0) tree = [pid, ...descendants(pid)];
     const total = tree.reduce((sum, p) => sum + rssBytes(p), 0);
-    if (total > limitBytes) {
-      clearInterval(timer);
-      onOver(total, [pid, ...descendants(pid)]);
+    if (total <= limitBytes) return;
+    clearInterval(timer);
+    for (const p of [pid, ...descendants(pid)]) {
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {
+        // already gone
+      }
     }
+    onKilled(total);
   }, POLL_MS);
   timer.unref();
   return () => clearInterval(timer);
