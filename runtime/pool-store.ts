@@ -64,11 +64,27 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/**
+ * Whether `pid` is a live coordinator of `pool` (its command line says so), not some later
+ * process that was given the pid of a coordinator that died. Without procfs: whether it runs.
+ */
+export function isCoordinatorOf(pid: number, pool: string): boolean {
+  if (!isAlive(pid)) return false;
+  let args: string[];
+  try {
+    args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return !fs.existsSync('/proc/self');
+  }
+  const i = args.indexOf('--pool');
+  return args.some((a) => /coordinator[\\/]main\.[cm]?[jt]s$/.test(a)) && i >= 0 && args[i + 1] === pool;
+}
+
 /** The running coordinator of a pool, or undefined when none runs. */
 export function readCoordinator(pool: string): (CoordinatorInfo & { token: string }) | undefined {
   try {
     const info = JSON.parse(fs.readFileSync(path.join(poolDir(pool), 'coordinator.json'), 'utf8')) as CoordinatorInfo;
-    if (!isAlive(info.pid)) return undefined;
+    if (!isCoordinatorOf(info.pid, pool)) return undefined;
     const token = fs.readFileSync(path.join(poolDir(pool), 'token'), 'utf8').trim();
     return { ...info, token };
   } catch {

@@ -8,12 +8,16 @@ import { CoordinatorClient } from '../client/connection.js';
 import { buildId } from '../build-id.js';
 import { probeHost } from '../host-resources.js';
 import { readPoolConfig } from '../pool-config.js';
-import { assertPoolName, isAlive, listPools, poolDir, readCoordinator, writePrivate } from '../pool-store.js';
+import { FileLock, poolLockFile } from '../pool-lock.js';
+import { assertPoolName, isAlive, isCoordinatorOf, listPools, poolDir, readCoordinator, writePrivate } from '../pool-store.js';
 import type { JobEvent, PoolSummary, WorkerResources } from '../protocol.js';
 import { LocalPlan, planLocalWorkers } from '../worker-placement.js';
 
 const COORDINATOR_MAIN = fileURLToPath(new URL('../coordinator/main.js', import.meta.url));
+const WORKER_MAIN = fileURLToPath(new URL('../worker/main.js', import.meta.url));
 const START_TIMEOUT_MS = 15_000;
+/** Longer than a coordinator start or stop under the lock takes, even on a loaded machine. */
+const LOCK_TIMEOUT_MS = 60_000;
 
 export async function confirm(question: string, yes: boolean): Promise<boolean> {
   if (yes || !process.stdin.isTTY) return true;
@@ -60,29 +64,28 @@ export async function applyPool(file: string, pool: string, opts: { yes: boolean
   const verb = running ? `Update pool '${pool}' to` : `Start pool '${pool}' with`;
   if (!(await confirm(`${verb} ${config.pool.workers} local worker(s)?`, opts.yes))) throw new SkybatchError('SKYBATCH_E_CANCELLED', 'aborted');
   const dir = poolDir(pool);
-  writePrivate(path.join(dir, 'pool.json'), JSON.stringify(config, null, 1));
-  if (!running) {
-    const logFile = path.join(dir, 'coordinator.log');
-    const out = fs.openSync(logFile, 'a', 0o600);
-    const proc = spawn(process.execPath, ['--enable-source-maps', COORDINATOR_MAIN, '--pool', pool], { detached: true, stdio: ['ignore', out, out], env: process.env });
-    fs.closeSync(out);
-    proc.unref();
-    await waitFor(
-      `the coordinator of pool ${pool} to start (log: ${logFile})`,
-      () => {
-        if (!isAlive(proc.pid!)) throw new SkybatchError('SKYBATCH_E_PROTOCOL', `the coordinator of pool ${pool} exited at start:\n${tail(logFile)}`);
-        const c = readCoordinator(pool);
-        return c && c.pid === proc.pid ? c : undefined;
-      },
-      START_TIMEOUT_MS,
-    );
+  // Under the pool's lock, so two applies (or an apply and a down) never both find no
+  // coordinator and start one each: the second waits here, then updates the one that runs.
+  const lock = await FileLock.acquire(poolLockFile(pool), `skybatch pool apply (pool ${pool})`, {
+    timeoutMs: LOCK_TIMEOUT_MS,
+    onWait: (h) => opts.log(`pool '${pool}' is being changed by ${h.what} (pid ${h.pid}); waiting for it`),
+  });
+  let attached: boolean;
+  try {
+    const now = readCoordinator(pool);
+    attached = !!now;
+    if (now && !running) opts.log(`note: pool '${pool}' was started meanwhile (coordinator pid ${now.pid}); updating it`);
+    writePrivate(path.join(dir, 'pool.json'), JSON.stringify(config, null, 1));
+    if (!now) await startCoordinator(pool, dir);
+  } finally {
+    lock.release();
   }
   const client = await CoordinatorClient.forPool(pool);
   try {
     client.onEvent((e: JobEvent) => {
       if (e.kind === 'log' && !e.jobId && (e.line.startsWith('setup: ') || e.stream === 'stderr')) opts.log(`(${e.worker}) ${e.line}`);
     });
-    if (running) await client.request({ type: 'scale', workers: config.pool.workers });
+    if (attached) await client.request({ type: 'scale', workers: config.pool.workers });
     let status = await client.request<PoolSummary>({ type: 'subscribe' });
     if (!opts.wait) return status;
     for (;;) {
@@ -130,22 +133,24 @@ export async function poolStatus(pool?: string): Promise<{ pool: string; running
 }
 
 /** `skybatch pool down`: stops the coordinator and its workers, and removes the pool's folder. Jobs' records stay. */
-export async function poolDown(pool: string, opts: { yes: boolean }): Promise<boolean> {
+export async function poolDown(pool: string, opts: { yes: boolean; log?: (line: string) => void }): Promise<boolean> {
   assertPoolName(pool);
-  const c = readCoordinator(pool);
-  if (!c && !fs.existsSync(poolDir(pool))) throw new SkybatchError('SKYBATCH_E_POOL_NOT_FOUND', `pool '${pool}' does not exist`);
+  if (!readCoordinator(pool) && !fs.existsSync(poolDir(pool))) throw new SkybatchError('SKYBATCH_E_POOL_NOT_FOUND', `pool '${pool}' does not exist`);
   if (!(await confirm(`Tear down pool '${pool}'?`, opts.yes))) return false;
-  if (c) {
-    try {
-      const client = await CoordinatorClient.connect(c.url, c.token, c.ca);
-      await client.request({ type: 'shutdown' }).catch(() => undefined);
-      client.close();
-    } catch {
-      process.kill(c.pid, 'SIGTERM');
-    }
-    await waitFor(`pool ${pool}'s coordinator to stop`, () => (isAlive(c.pid) ? undefined : true), 15_000).catch(() => process.kill(c.pid, 'SIGKILL'));
+  // An apply that is starting the coordinator finishes first, so there is no coordinator
+  // coming up behind our back while its folder goes away.
+  const lock = await FileLock.acquire(poolLockFile(pool), `skybatch pool down (pool ${pool})`, {
+    timeoutMs: LOCK_TIMEOUT_MS,
+    onWait: (h) => opts.log?.(`pool '${pool}' is being changed by ${h.what} (pid ${h.pid}); waiting for it`),
+  });
+  try {
+    const c = readCoordinator(pool);
+    if (c) await stopCoordinator(pool, c);
+    stopLeftoverWorkers(pool);
+    fs.rmSync(poolDir(pool), { recursive: true, force: true });
+  } finally {
+    lock.release();
   }
-  fs.rmSync(poolDir(pool), { recursive: true, force: true });
   return true;
 }
 
@@ -159,4 +164,78 @@ export function describeResources(r: WorkerResources | undefined): string {
   if (r?.cpus) parts.push(`CPU${r.cpus.includes(',') || r.cpus.includes('-') ? 's' : ''} ${r.cpus}`);
   if (r?.memoryMb) parts.push(`mem ${r.memoryMb} MB`);
   return parts.join(', ') || '-';
+}
+
+/** Starts the pool's coordinator and waits until it has written coordinator.json. Called under the pool lock. */
+async function startCoordinator(pool: string, dir: string): Promise<void> {
+  const logFile = path.join(dir, 'coordinator.log');
+  const out = fs.openSync(logFile, 'a', 0o600);
+  const proc = spawn(process.execPath, ['--enable-source-maps', COORDINATOR_MAIN, '--pool', pool], { detached: true, stdio: ['ignore', out, out], env: process.env });
+  fs.closeSync(out);
+  proc.unref();
+  await waitFor(
+    `the coordinator of pool ${pool} to start (log: ${logFile})`,
+    () => {
+      if (!isAlive(proc.pid!)) throw new SkybatchError('SKYBATCH_E_PROTOCOL', `the coordinator of pool ${pool} exited at start:\n${tail(logFile)}`);
+      const c = readCoordinator(pool);
+      return c && c.pid === proc.pid ? c : undefined;
+    },
+    START_TIMEOUT_MS,
+  );
+}
+
+/**
+ * Stops the coordinator that runs: the one coordinator.json names (its pid checked to be a
+ * coordinator of this pool) and the one that answers at its URL, should they differ.
+ * Politely first (it stops its workers), then SIGTERM, then SIGKILL.
+ */
+async function stopCoordinator(pool: string, c: { pid: number; url: string; token: string; ca?: string }): Promise<void> {
+  const pids = new Set([c.pid]);
+  let asked = false;
+  try {
+    const client = await CoordinatorClient.connect(c.url, c.token, c.ca);
+    try {
+      const s = await client.request<PoolSummary>({ type: 'status' });
+      if (isCoordinatorOf(s.pid, pool)) pids.add(s.pid);
+      await client.request({ type: 'shutdown' });
+      asked = true;
+    } finally {
+      client.close();
+    }
+  } catch {
+    // not answering: signals below
+  }
+  const live = () => [...pids].filter((p) => isCoordinatorOf(p, pool));
+  if (!asked) for (const p of live()) signal(p, 'SIGTERM');
+  await waitFor(`pool ${pool}'s coordinator to stop`, () => (live().length ? undefined : true), 15_000).catch(() => {
+    for (const p of live()) signal(p, 'SIGKILL');
+  });
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // exited meanwhile
+  }
+}
+
+/** Local workers still running after their coordinator is gone (it was killed, or died before): SIGKILL, by their pid files. */
+function stopLeftoverWorkers(pool: string): void {
+  const root = path.join(poolDir(pool), 'workers');
+  let dirs: string[];
+  try {
+    dirs = fs.readdirSync(root);
+  } catch {
+    return;
+  }
+  for (const d of dirs) {
+    try {
+      const pid = Number(fs.readFileSync(path.join(root, d, 'worker.pid'), 'utf8'));
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (isAlive(pid) && cmd.includes(WORKER_MAIN) && cmd.includes(path.join(root, d))) signal(pid, 'SIGKILL');
+    } catch {
+      // no pid file, or the process is gone
+    }
+  }
 }

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildId } from '../build-id.js';
 import type { PoolConfig } from '../pool-config.js';
-import { CoordinatorInfo, poolDir, writePrivate } from '../pool-store.js';
+import { CoordinatorInfo, isCoordinatorOf, poolDir, writePrivate } from '../pool-store.js';
 import { Coordinator } from './coordinator.js';
 import { LocalBackend } from './local-backend.js';
 import { CoordinatorServer } from './server.js';
@@ -28,7 +28,13 @@ const token = fs.readFileSync(tokenFile, 'utf8').trim();
 // Reuse the previous port when free, so workers left running by a crashed coordinator reconnect.
 let previousPort = 0;
 try {
-  previousPort = Number(new URL((JSON.parse(fs.readFileSync(path.join(dir, 'coordinator.json'), 'utf8')) as CoordinatorInfo).url).port);
+  const previous = JSON.parse(fs.readFileSync(path.join(dir, 'coordinator.json'), 'utf8')) as CoordinatorInfo;
+  // `pool apply` starts coordinators under the pool lock; this guards against any other way of starting a second one.
+  if (previous.pid !== process.pid && isCoordinatorOf(previous.pid, pool)) {
+    log(`pool ${pool} already has a coordinator (pid ${previous.pid}, ${previous.url}); exiting`);
+    process.exit(3);
+  }
+  previousPort = Number(new URL(previous.url).port);
 } catch {
   // first start
 }
