@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { SkybatchError } from '../../formats/errors.js';
 import { CoordinatorClient } from '../client/connection.js';
 import { Job, follow } from '../client/dataset.js';
+import { followJob, isFinished } from '../client/job-follower.js';
 import { ProgressView } from '../client/progress.js';
 import { JobRun } from '../coordinator/job-run.js';
 import { listJobIds, readJournal, readSpec } from '../coordinator/job-store.js';
@@ -75,19 +76,15 @@ export async function jobLogs(jobId: string, follow: boolean, print: (line: stri
   const job = jobFromDisk(jobId);
   const file = path.join(jobDir(jobId), 'job.log');
   if (fs.existsSync(file)) for (const line of fs.readFileSync(file, 'utf8').trimEnd().split('\n')) print(line);
-  if (!follow || !readCoordinator(job.pool)) return;
-  const client = await CoordinatorClient.forPool(job.pool);
-  await new Promise<void>((resolve) => {
-    client.onEvent((e: JobEvent) => {
+  if (!follow || isFinished(job.status)) return;
+  // Like map(), the follower outlives coordinator restarts and dropped connections.
+  const final = await followJob(jobId, {
+    poolName: job.pool,
+    show: (e: JobEvent) => {
       if (e.kind === 'log' && e.jobId === jobId) print(`[${e.worker ?? 'coordinator'}] ${e.line}`);
-      if (e.kind === 'jobFinished' && e.job.jobId === jobId) resolve();
-    });
-    client.onClose(() => resolve());
-    void client.request<JobSummary | undefined>({ type: 'subscribe', jobId }).then((s) => {
-      if (!s || ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(s.status)) resolve();
-    });
+    },
   });
-  client.close();
+  print(`[coordinator] job ${jobId} ${final.status}`);
 }
 
 /**

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 import { SkybatchError } from '../../formats/errors.js';
 import { PACKAGE_VERSION } from '../build-id.js';
+import { waitForJob } from '../client/wait-for-job.js';
 import { WorkerAgent } from '../worker/agent.js';
 import { cancelJob, jobLogs, listJobs, recoverJob, resumeJob } from './job-commands.js';
 import { applyPool, describeResources, poolDown, poolStatus } from './pool-commands.js';
@@ -68,7 +69,7 @@ pool
   .option('-y, --yes', 'do not ask for confirmation', false)
   .description('stop the pool and its workers (job records are kept for recovery)')
   .action(async (name: string, o: { yes: boolean }) => {
-    if (await poolDown(name, o)) say(`pool ${name} is down`);
+    if (await poolDown(name, { ...o, log: note })) say(`pool ${name} is down`);
   });
 
 const jobs = program.command('jobs').description('list, cancel and read the logs of jobs');
@@ -76,9 +77,14 @@ const jobs = program.command('jobs').description('list, cancel and read the logs
 jobs
   .command('queue')
   .option('--pool <name>', 'only this pool')
+  .option('--json', 'print a JSON array of job summaries (for scripts)', false)
   .description('list jobs with their status and progress')
-  .action(async (o: { pool?: string }) => {
+  .action(async (o: { pool?: string; json: boolean }) => {
     const list = await listJobs(o.pool);
+    if (o.json) {
+      say(JSON.stringify(list, null, 2));
+      return;
+    }
     if (!list.length) {
       say('no jobs');
       return;
@@ -107,6 +113,16 @@ jobs
   .action(async (jobId: string, o: { wait: boolean }) => {
     const j = await resumeJob(jobId, o);
     say(`job ${jobId} ${o.wait ? j.status : 'resumed'}`);
+  });
+
+jobs
+  .command('wait')
+  .argument('<jobId>')
+  .option('--pool <name>', "the job's pool (default: the one its record names)")
+  .description('wait for a job to end, showing its progress; exits 0 only if it succeeded')
+  .action(async (jobId: string, o: { pool?: string }) => {
+    const j = await waitForJob(jobId, { poolName: o.pool });
+    say(`job ${jobId}: ${j.status} (${j.summary?.batchesDone}/${j.summary?.batchesTotal} batches, ${j.summary?.itemsDone} items) into ${j.summary?.outputs.join(', ')}`);
   });
 
 jobs

@@ -8,6 +8,7 @@ import { isHost, mapperInfo, signalMapReached } from '../mapper-api.js';
 import type { FormatSpec, JobEvent, JobRequest, JobStatus, JobSummary } from '../protocol.js';
 import { bundleScript } from './bundle.js';
 import { CoordinatorClient } from './connection.js';
+import { followJob } from './job-follower.js';
 import { ProgressView } from './progress.js';
 
 /** Options of `Dataset.map`. */
@@ -151,23 +152,22 @@ export class Dataset {
   }
 }
 
-/** Waits for a job's end, feeding its events to a view; throws `JobFailedError` unless it succeeded. */
-export async function follow(client: CoordinatorClient, job: Job, early: JobEvent[], view?: ProgressView | ((e: JobEvent) => void)): Promise<void> {
+/**
+ * Waits for a job's end, feeding its events to a view, across lost connections and
+ * coordinator restarts (see followJob); throws `JobFailedError` unless it succeeded.
+ */
+export async function follow(client: CoordinatorClient | undefined, job: Job, early: JobEvent[], view?: ProgressView | ((e: JobEvent) => void)): Promise<void> {
   const show = (e: JobEvent) => (typeof view === 'function' ? view(e) : view?.handle(e));
-  const finished = await new Promise<Extract<JobEvent, { kind: 'jobFinished' }>>((resolve, reject) => {
-    const onEvent = (e: JobEvent) => {
-      show(e);
-      if (e.kind === 'jobFinished' && e.job.jobId === job.jobId) resolve(e);
-    };
-    early.forEach(onEvent);
-    client.onEvent(onEvent);
-    client.onClose((why) => reject(new SkybatchError('SKYBATCH_E_PROTOCOL', `job ${job.jobId}: ${why}; the job may still be running: see \`skybatch jobs queue\``, { context: { jobId: job.jobId } })));
-  });
-  if (view instanceof ProgressView) view.stop();
-  job.status = finished.job.status;
-  job.summary = finished.job;
-  if (finished.job.status !== 'SUCCEEDED') {
-    throw new JobFailedError(job, finished.job.error ?? { code: 'SKYBATCH_E_BATCH_FAILED', message: `job ${job.jobId} ${finished.job.status}`, retryable: false });
+  let final: JobSummary;
+  try {
+    final = await followJob(job.jobId, { poolName: job.poolName, client, early, show });
+  } finally {
+    if (view instanceof ProgressView) view.stop();
+  }
+  job.status = final.status;
+  job.summary = final;
+  if (final.status !== 'SUCCEEDED') {
+    throw new JobFailedError(job, final.error ?? { code: 'SKYBATCH_E_BATCH_FAILED', message: `job ${job.jobId} ${final.status}`, retryable: false });
   }
 }
 
@@ -175,7 +175,7 @@ export async function follow(client: CoordinatorClient, job: Job, early: JobEven
  * The terminal progress bar, or, with `SKYBATCH_EVENTS=jsonl` (set by tools that drive a
  * script, like the VS Code extension), every event as one `SKYBATCH_EVENT {json}` line on stdout.
  */
-function defaultView(jobId: string): ProgressView | ((e: JobEvent) => void) {
+export function defaultView(jobId: string): ProgressView | ((e: JobEvent) => void) {
   if (process.env.SKYBATCH_EVENTS === 'jsonl') return (e) => process.stdout.write(`${EVENT_PREFIX}${JSON.stringify(e)}\n`);
   return new ProgressView(jobId);
 }
