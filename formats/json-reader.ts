@@ -15,9 +15,10 @@ export interface JsonlIndex {
 const MAX_INDEX_ENTRIES = 1 << 16;
 
 /**
- * JSONL input, one object per line (empty lines are skipped). `length()` scans the file
- * once per job, on the client, and builds a sparse offset index that travels to the
- * workers; each worker then reads only the byte range of its batch.
+ * JSONL input, one object per line (empty and whitespace-only lines are skipped, and so is
+ * a UTF-8 byte order mark at the start). `length()` scans the file once per job, on the
+ * client, and builds a sparse offset index that travels to the workers; each worker then
+ * reads only the byte range of its batch.
  */
 export class JsonReader extends InputReader<Record<string, never>> {
   private index?: JsonlIndex;
@@ -58,10 +59,8 @@ function parseRows(buf: Buffer, path: string, row0: number, line0: number, start
   while (pos < buf.length && row <= endIdx) {
     let nl = buf.indexOf(0x0a, pos);
     if (nl < 0) nl = buf.length;
-    let stop = nl;
-    if (stop > pos && buf[stop - 1] === 0x0d) stop--;
-    if (stop > pos) {
-      if (row >= startIdx) out.push(parseLine(buf.subarray(pos, stop), path, line));
+    if (hasContent(buf, pos, nl)) {
+      if (row >= startIdx) out.push(parseLine(buf.subarray(pos, nl), path, line));
       row++;
     }
     pos = nl + 1;
@@ -91,7 +90,23 @@ function parseLine(bytes: Buffer, path: string, line: number): Item {
   return value as Item;
 }
 
-/** One streaming pass over the file: counts non-empty lines and records a bounded offset index. */
+/** JSON's own whitespace: a line of nothing else is skipped like an empty one. */
+const isBlank = (byte: number) => byte === 0x20 || byte === 0x09 || byte === 0x0d;
+
+/** Whether `buf[from, to)` holds anything but whitespace. Stops at the first such byte: usually the first. */
+function hasContent(buf: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (!isBlank(buf[i])) return true;
+  return false;
+}
+
+const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
+/**
+ * One streaming pass over the file: counts the lines that hold more than whitespace and
+ * records a bounded offset index. A UTF-8 byte order mark at the start is not part of the
+ * first line (the index starts after it), so workers' ranged reads never see it.
+ * `parseRows` must count rows by the same rule (`hasContent`), or items shift.
+ */
 export async function buildIndex(path: string): Promise<JsonlIndex> {
   const storage = await storageFor(path);
   let stride = 1;
@@ -118,21 +133,41 @@ export async function buildIndex(path: string): Promise<JsonlIndex> {
     line++;
     lineHasBytes = false;
   };
-  for await (const chunk of await storage.readStream(path)) {
-    const buf = chunk as Buffer;
+  const scan = (buf: Buffer) => {
     let i = 0;
     while (i < buf.length) {
       const nl = buf.indexOf(0x0a, i);
       const stop = nl < 0 ? buf.length : nl;
-      // a line counts unless it is empty or a lone '\r'
-      if (stop > i && !(stop - i === 1 && buf[i] === 0x0d && nl >= 0 && !lineHasBytes)) lineHasBytes = true;
+      if (!lineHasBytes && hasContent(buf, i, stop)) lineHasBytes = true;
       if (nl < 0) break;
       endLine();
       lineStart = pos + nl + 1;
       i = nl + 1;
     }
     pos += buf.length;
+  };
+  // The first bytes are held back until there are enough to tell whether they are a BOM.
+  let head: Buffer | undefined = Buffer.alloc(0);
+  const flushHead = () => {
+    const h = head!;
+    head = undefined;
+    if (h.subarray(0, BOM.length).equals(BOM)) {
+      pos = lineStart = BOM.length;
+      scan(h.subarray(BOM.length));
+    } else {
+      scan(h);
+    }
+  };
+  for await (const chunk of await storage.readStream(path)) {
+    const buf = chunk as Buffer;
+    if (head) {
+      head = Buffer.concat([head, buf]);
+      if (head.length >= BOM.length) flushHead();
+    } else {
+      scan(buf);
+    }
   }
+  if (head) flushHead();
   endLine();
   return { rows, size: pos, stride, offsets, lines };
 }

@@ -39,14 +39,17 @@ export async function saveJsonlToCloud(items: readonly unknown[], path: string):
   await uploadBytesToCloud(toJsonl(items, path), path);
 }
 
-/** Parses a JSONL file; a malformed line is an error naming the file and line. */
+/**
+ * Parses a JSONL file; a malformed line is an error naming the file and line. Like
+ * `JsonReader`, it skips a UTF-8 byte order mark at the start and lines of only whitespace.
+ */
 export async function loadJsonlFromCloud(path: string): Promise<Item[]> {
-  const text = (await downloadBytesFromCloud(path)).toString('utf8');
+  const text = (await downloadBytesFromCloud(path)).toString('utf8').replace(/^\uFEFF/, '');
   const out: Item[] = [];
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
-    const line = lines[i].trim();
-    if (line === '') continue;
+    const line = lines[i];
+    if (/^[ \t\r]*$/.test(line)) continue;
     try {
       out.push(JSON.parse(line) as Item);
     } catch (err) {

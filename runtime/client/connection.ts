@@ -4,6 +4,8 @@ import { SkybatchError, fromWireError } from '../../formats/errors.js';
 import { locatePool } from '../pool-store.js';
 import { ClientRequest, CoordinatorToClient, JobEvent, PROTOCOL_VERSION } from '../protocol.js';
 
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 type RequestBody = ClientRequest extends infer R ? (R extends { reqId: number } ? Omit<R, 'reqId'> : never) : never;
 
@@ -29,7 +31,8 @@ export class CoordinatorClient {
 
   /** Connects with the pool's token; a refused token is a clear `SKYBATCH_E_AUTH` error. */
   static async connect(url: string, token: string, caFile?: string): Promise<CoordinatorClient> {
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, ...(caFile ? { ca: fs.readFileSync(caFile) } : {}) });
+    // A coordinator that accepts TCP but never answers (stopped, hung) fails the connect instead of hanging it.
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, ...(caFile ? { ca: fs.readFileSync(caFile) } : {}) });
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('unexpected-response', (_req, res) =>

@@ -38,6 +38,34 @@ describe('JsonReader', () => {
     }
   });
 
+  test('a UTF-8 BOM and whitespace-only lines are skipped, and every slice of a large file still lines up', async () => {
+    const file = path.join(tmp, 'bom.jsonl');
+    const n = 150_000;
+    const blanks = ['   \n', '\t\r\n', ' \t \n', '\r\n', '\n'];
+    const parts: string[] = ['\uFEFF'];
+    for (let i = 0; i < n; i++) parts.push(JSON.stringify({ i }) + (i % 997 === 3 ? '\n' + blanks[i % blanks.length] : i % 5 === 1 ? ' \r\n' : '\n'));
+    parts.push('  \t');
+    fs.writeFileSync(file, parts.join(''));
+    const reader = new JsonReader(file);
+    assert.equal(await reader.length(), n);
+    const worker = new JsonReader(file);
+    worker.importJobState(JSON.parse(JSON.stringify(reader.exportJobState())));
+    for (const [s, e] of [[0, 0], [0, 9], [3, 5], [131_071, 131_075], [n - 3, n - 1], [65_535, 65_540], [99_700, 99_800]]) {
+      assert.deepEqual(await worker.downloadBatch(s, e), Array.from({ length: e - s + 1 }, (_, k) => ({ i: s + k })), `rows ${s}..${e}`);
+    }
+
+    const small = path.join(tmp, 'bom-small.jsonl');
+    fs.writeFileSync(small, '\uFEFF  \n{"a":1}\n \t \n\r\n  {"a":2}  \r\n\t\n{"a":3}');
+    const r = new JsonReader(small);
+    assert.equal(await r.length(), 3);
+    assert.deepEqual(await r.downloadBatch(0, 2), [{ a: 1 }, { a: 2 }, { a: 3 }]);
+    assert.deepEqual(await r.downloadBatch(1, 1), [{ a: 2 }]);
+    assert.deepEqual(await utils.loadJsonlFromCloud(small), [{ a: 1 }, { a: 2 }, { a: 3 }]);
+    fs.writeFileSync(small, '\uFEFF{"a":1}\n   \n{"a":\n');
+    await assert.rejects(new JsonReader(small).downloadBatch(1, 1), rejectsWith('SKYBATCH_E_MALFORMED_JSONL', /bom-small\.jsonl line 3: /));
+    await assert.rejects(utils.loadJsonlFromCloud(small), rejectsWith('SKYBATCH_E_MALFORMED_JSONL', /bom-small\.jsonl line 3: /));
+  });
+
   test('relative paths are made absolute at construction', () => {
     assert.equal(new JsonReader('data/x.jsonl').path, path.resolve('data/x.jsonl'));
     assert.equal(new JsonReader('file:///abs/x.jsonl').path, '/abs/x.jsonl');
