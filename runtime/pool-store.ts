@@ -9,6 +9,7 @@ import { SkybatchError } from '../formats/errors.js';
  *   pools/<name>/token              the pool's secret (mode 0600)
  *   pools/<name>/pool.json          the applied pool config
  *   pools/<name>/coordinator.log
+ *   pools/<name>/pool.lock          held by `pool apply` / `pool down` while they start or stop it
  *   pools/<name>/workers/<i>/       local workers' working directories
  *   jobs/<id>/job.json              the job's spec; journal.jsonl its batch history; job.log
  *   bundles/<sha256>.mjs            mapper bundles by content hash
