@@ -1,4 +1,4 @@
-import type { BatchInfo, JobEvent, JobSummary, PoolSummary } from '../runtime/protocol.js';
+import type { BatchInfo, JobEvent, JobSummary } from '../runtime/protocol.js';
 import type { Engine } from './engine.js';
 
 export interface JobWatch {
@@ -23,7 +23,7 @@ export async function watchJob(engine: Engine, pool: string, jobId: string, onEv
     if (e.kind === 'jobFinished' && e.job.jobId === jobId) finish('finished');
   });
   client.onClose(() => finish('disconnected'));
-  const summary = await client.request<JobSummary | undefined>({ type: 'subscribe', jobId });
+  const summary = await client.request({ type: 'subscribe', jobId });
   const batches = summary ? await batchesOf(client, jobId) : undefined;
   if (summary && FINISHED.has(summary.status)) finish('finished');
   return { summary, batches, ended, close: () => client.close() };
@@ -34,7 +34,7 @@ export async function watchPool(engine: Engine, pool: string, onEvent: (e: JobEv
   const client = await engine.connection.CoordinatorClient.forPool(pool);
   client.onEvent(onEvent);
   client.onClose(onClose);
-  const status = await client.request<PoolSummary>({ type: 'subscribe' });
+  const status = await client.request({ type: 'subscribe' });
   return { status, batches: (jobId: string) => batchesOf(client, jobId), close: () => client.close() };
 }
 
@@ -48,7 +48,7 @@ type Client = Awaited<ReturnType<Engine['connection']['CoordinatorClient']['forP
  */
 async function batchesOf(client: Client, jobId: string): Promise<BatchInfo[] | undefined> {
   try {
-    return await client.request<BatchInfo[]>({ type: 'batches', jobId });
+    return await client.request({ type: 'batches', jobId });
   } catch {
     return undefined;
   }

@@ -3,6 +3,9 @@ import { SkybatchError } from './errors.js';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Constructor<T> = new (path: string, options?: any) => T;
 
+/** What a registered format name looks like; jobs naming anything else are refused before any lookup. */
+export const FORMAT_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
 /**
  * Maps a type name to a format class, so a job can name its reader and writers across
  * processes: the client sends `{ type, path, options }`, a worker looks the class up here.
@@ -15,7 +18,7 @@ export class Registry<T> {
 
   /** Registers `cls` under `name`. Registering the same name again replaces the class. */
   register<C extends Constructor<T>>(name: string, cls: C): C {
-    if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name)) {
+    if (typeof name !== 'string' || !FORMAT_NAME_PATTERN.test(name)) {
       throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `${this.kind} name ${JSON.stringify(name)} is invalid: start with a letter or digit, then letters, digits, '_', '-', '.'`);
     }
     if (typeof cls !== 'function') {

@@ -1,4 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
 import { SkybatchError } from './errors.js';
 import { normalizePath } from './paths.js';
 import { schemeOf } from './storage/storage.js';
@@ -9,6 +11,8 @@ interface WriteScope {
 }
 
 const store = new AsyncLocalStorage<WriteScope>();
+/** The folder skybatch keeps a job's temp files in, next to each output (see jobTmpDir). */
+const TMP_SEGMENT = '.sky_batch_tmp';
 
 /**
  * Runs a writer's code (uploadBatch, reduceResults, cleanup) so that every write or delete
@@ -23,9 +27,49 @@ export function assertWritable(path: string): void {
   const scope = store.getStore();
   if (!scope) return;
   const target = canonical(path);
-  const inside = scope.allowed.some((p) => (p.endsWith('/') ? target.startsWith(p) : target === p || target.startsWith(p + '/')));
-  if (!inside) {
+  const matches = scope.allowed.filter((p) => (p.endsWith('/') ? target.startsWith(p) : target === p || target.startsWith(p + '/')));
+  if (!matches.length) {
     throw new SkybatchError('SKYBATCH_E_BAD_PATH', `${scope.writer} may write only under ${scope.allowed.join(' or ')}; refused ${path}`, { context: { path } });
+  }
+  if (schemeOf(target) !== 'file') return;
+  const real = realLocal(target);
+  if (!matches.some((p) => insideReal(real, p))) {
+    throw new SkybatchError('SKYBATCH_E_BAD_PATH', `${scope.writer} may write only under ${scope.allowed.join(' or ')}; refused ${path}: a symbolic link on the way leads to ${real}`, {
+      context: { path },
+    });
+  }
+}
+
+/**
+ * Whether `real` (a resolved target) lies inside allowed entry `entry` once symbolic links
+ * are resolved. Links are trusted only in the part of the entry the user named (the folder
+ * holding the output, or the output folder itself): one planted below it, in the output
+ * folder or in `.sky_batch_tmp`, must not carry a write elsewhere.
+ */
+function insideReal(real: string, entry: string): boolean {
+  const dir = entry.endsWith('/');
+  const plain = dir ? entry.slice(0, -1) : entry;
+  const tmp = plain.indexOf(`/${TMP_SEGMENT}/`);
+  const anchor = tmp >= 0 ? plain.slice(0, tmp) : dir ? plain : nodePath.dirname(plain);
+  const resolved = nodePath.join(realDeepest(anchor), nodePath.relative(anchor, plain));
+  return real === resolved || real.startsWith(resolved + '/');
+}
+
+/** A local path with its folder's symbolic links resolved; the file itself is not followed (writes replace it by rename). */
+function realLocal(file: string): string {
+  return nodePath.join(realDeepest(nodePath.dirname(file)), nodePath.basename(file));
+}
+
+/** realpath of the deepest existing ancestor, with the part that does not exist yet appended. */
+function realDeepest(p: string): string {
+  const rest: string[] = [];
+  for (let dir = p; ; dir = nodePath.dirname(dir)) {
+    try {
+      return nodePath.join(fs.realpathSync.native(dir), ...rest.reverse());
+    } catch {
+      if (dir === nodePath.dirname(dir)) return p;
+      rest.push(nodePath.basename(dir));
+    }
   }
 }
 

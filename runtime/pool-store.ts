@@ -18,10 +18,40 @@ export function skybatchHome(): string {
   return process.env.SKYBATCH_HOME || path.join(os.homedir(), '.skybatch');
 }
 
+/** Job ids are what `allocateJobId` makes: decimal digits. Anything else never reaches a path. */
+export const JOB_ID_PATTERN = /^[0-9]{1,16}$/;
+/** A bundle is named by the sha256 of its code, in lowercase hex. */
+export const BUNDLE_HASH_PATTERN = /^[0-9a-f]{64}$/;
+
+export function assertJobId(jobId: unknown): asserts jobId is string {
+  if (typeof jobId !== 'string' || !JOB_ID_PATTERN.test(jobId)) {
+    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job id ${JSON.stringify(jobId)} is invalid: job ids are decimal digits, as \`skybatch jobs queue\` lists them`, {
+      context: { field: 'jobId' },
+    });
+  }
+}
+
+export function assertBundleHash(hash: unknown): asserts hash is string {
+  if (typeof hash !== 'string' || !BUNDLE_HASH_PATTERN.test(hash)) {
+    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `bundle hash ${JSON.stringify(hash)} is invalid: expected 64 lowercase hex digits (a sha256)`, {
+      context: { field: 'bundleHash' },
+    });
+  }
+}
+
 export const poolDir = (pool: string) => path.join(skybatchHome(), 'pools', pool);
 export const jobsDir = () => path.join(skybatchHome(), 'jobs');
-export const jobDir = (jobId: string) => path.join(jobsDir(), jobId);
+/** Every path of a job goes through here, so a job id like `../../x` is refused wherever it comes from (CLI, socket, extension). */
+export const jobDir = (jobId: string) => {
+  assertJobId(jobId);
+  return path.join(jobsDir(), jobId);
+};
 export const bundlesDir = () => path.join(skybatchHome(), 'bundles');
+/** A bundle's file, by content hash; the hash is checked before it becomes a path. */
+export const bundlePath = (hash: string) => {
+  assertBundleHash(hash);
+  return path.join(bundlesDir(), `${hash}.mjs`);
+};
 
 export interface CoordinatorInfo {
   pool: string;
@@ -34,8 +64,10 @@ export interface CoordinatorInfo {
   ca?: string;
 }
 
+export const POOL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
 export function assertPoolName(pool: string): void {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(pool)) {
+  if (!POOL_NAME_PATTERN.test(pool)) {
     throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `pool name '${pool}' is invalid: use letters, digits, '_', '-', '.' (at most 63)`, {
       context: { field: 'poolName' },
     });

@@ -161,10 +161,35 @@ export type ClientRequest =
 
 export type ClientMessage = { type: 'hello'; protocolVersion: number; role: 'client' } | ClientRequest;
 
+/**
+ * What each request's successful reply carries. `subscribe` answers the job's summary
+ * (undefined for a job the coordinator does not hold) with a `jobId`, the pool's without.
+ */
+export interface ClientReplies {
+  submit: { jobId: string };
+  resume: { jobId: string };
+  subscribe: JobSummary | PoolSummary | undefined;
+  cancel: JobSummary;
+  status: PoolSummary;
+  batches: BatchInfo[];
+  hasBundle: { has: boolean };
+  scale: PoolSummary;
+  shutdown: { ok: true };
+}
+
+/** The reply type of one request body, with `subscribe` narrowed by whether it names a job. */
+export type ReplyTo<R extends { type: ClientRequest['type'] }> = R extends { type: 'subscribe'; jobId: string }
+  ? JobSummary | undefined
+  : R extends { type: 'subscribe' }
+    ? PoolSummary
+    : ClientReplies[R['type']];
+
 export type CoordinatorToClient =
   | { type: 'reply'; reqId: number; ok: true; result?: unknown }
   | { type: 'reply'; reqId: number; ok: false; error: WireError }
-  | { type: 'event'; event: JobEvent };
+  | { type: 'event'; event: JobEvent }
+  /** A refused frame that had no `reqId` to answer (not JSON, not an object, ...). */
+  | { type: 'error'; error: WireError };
 
 export type WorkerMessage =
   | { type: 'hello'; protocolVersion: number; role: 'worker'; name: string; host: string; pid: number; resources?: WorkerResources }
@@ -186,11 +211,15 @@ export type CoordinatorToWorker =
   | { type: 'welcome'; workerId: string; setup?: string; envs: Record<string, string> }
   | { type: 'job'; spec: JobSpec }
   | { type: 'bundle'; hash: string; code: string }
+  /** The answer to a `getBundle` the coordinator cannot serve (no such bundle). */
+  | { type: 'bundleUnavailable'; hash: string; error: WireError }
   | { type: 'batch'; jobId: string; index: number; start: number; end: number; attempt: number; wantSample: boolean }
   | { type: 'endJob'; jobId: string; reason: 'done' | 'cancelled' | 'failed' }
   /** The batch timed out: stop the (hung) mapper process holding it. */
   | { type: 'abortBatch'; jobId: string; index: number; attempt: number }
-  | { type: 'shutdown' };
+  | { type: 'shutdown' }
+  /** A refused frame: not valid, or a report on a batch or job this connection does not hold. */
+  | { type: 'error'; error: WireError };
 
 /** How many batches a worker holds at once: one running and one prefetched. */
 export const WORKER_CREDIT = 2;

@@ -8,11 +8,12 @@ import { ProgressView } from '../client/progress.js';
 import { JobRun } from '../coordinator/job-run.js';
 import { listJobIds, readJournal, readSpec } from '../coordinator/job-store.js';
 import { runReduce } from '../coordinator/reducer.js';
-import { jobDir, readCoordinator } from '../pool-store.js';
-import type { JobEvent, JobSummary, PoolSummary } from '../protocol.js';
+import { assertJobId, jobDir, readCoordinator } from '../pool-store.js';
+import type { JobEvent, JobSummary } from '../protocol.js';
 
 /** A job's summary as recorded on disk (what a stopped coordinator last wrote). */
 export function jobFromDisk(jobId: string): JobSummary {
+  assertJobId(jobId);
   let spec;
   try {
     spec = readSpec(jobId);
@@ -34,7 +35,7 @@ export async function listJobs(pool?: string): Promise<JobSummary[]> {
     if (!readCoordinator(p)) continue;
     const client = await CoordinatorClient.forPool(p);
     try {
-      for (const j of (await client.request<PoolSummary>({ type: 'status' })).jobs) jobs.set(j.jobId, j);
+      for (const j of (await client.request({ type: 'status' })).jobs) jobs.set(j.jobId, j);
     } finally {
       client.close();
     }
@@ -49,7 +50,7 @@ export async function cancelJob(jobId: string): Promise<JobSummary> {
   }
   const client = await CoordinatorClient.forPool(job.pool);
   try {
-    return await client.request<JobSummary>({ type: 'cancel', jobId });
+    return await client.request({ type: 'cancel', jobId });
   } finally {
     client.close();
   }

@@ -86,7 +86,7 @@ export async function applyPool(file: string, pool: string, opts: { yes: boolean
       if (e.kind === 'log' && !e.jobId && (e.line.startsWith('setup: ') || e.stream === 'stderr')) opts.log(`(${e.worker}) ${e.line}`);
     });
     if (attached) await client.request({ type: 'scale', workers: config.pool.workers });
-    let status = await client.request<PoolSummary>({ type: 'subscribe' });
+    let status = await client.request({ type: 'subscribe' });
     if (!opts.wait) return status;
     for (;;) {
       const live = status.workers.filter((w) => w.state !== 'gone');
@@ -106,7 +106,7 @@ export async function applyPool(file: string, pool: string, opts: { yes: boolean
           }
         });
       });
-      status = await client.request<PoolSummary>({ type: 'status' });
+      status = await client.request({ type: 'status' });
     }
   } finally {
     client.close();
@@ -124,7 +124,7 @@ export async function poolStatus(pool?: string): Promise<{ pool: string; running
     }
     const client = await CoordinatorClient.forPool(name);
     try {
-      out.push({ pool: name, running: true, status: await client.request<PoolSummary>({ type: 'status' }) });
+      out.push({ pool: name, running: true, status: await client.request({ type: 'status' }) });
     } finally {
       client.close();
     }
@@ -195,7 +195,7 @@ async function stopCoordinator(pool: string, c: { pid: number; url: string; toke
   try {
     const client = await CoordinatorClient.connect(c.url, c.token, c.ca);
     try {
-      const s = await client.request<PoolSummary>({ type: 'status' });
+      const s = await client.request({ type: 'status' });
       if (isCoordinatorOf(s.pid, pool)) pids.add(s.pid);
       await client.request({ type: 'shutdown' });
       asked = true;

@@ -2,11 +2,12 @@ import * as fs from 'node:fs';
 import WebSocket from 'ws';
 import { SkybatchError, fromWireError } from '../../formats/errors.js';
 import { locatePool } from '../pool-store.js';
-import { ClientRequest, CoordinatorToClient, JobEvent, PROTOCOL_VERSION } from '../protocol.js';
+import { checkFrame, coordinatorToClient, replies } from '../protocol-guards.js';
+import { ClientRequest, CoordinatorToClient, JobEvent, PROTOCOL_VERSION, ReplyTo } from '../protocol.js';
 
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
-type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+type Pending = { type: ClientRequest['type']; resolve: (v: unknown) => void; reject: (e: Error) => void };
 type RequestBody = ClientRequest extends infer R ? (R extends { reqId: number } ? Omit<R, 'reqId'> : never) : never;
 
 /**
@@ -20,7 +21,11 @@ export class CoordinatorClient {
   private readonly closeListeners = new Set<(why: string) => void>();
 
   private constructor(private readonly ws: WebSocket) {
-    ws.on('message', (data) => this.onMessage(JSON.parse(data.toString()) as CoordinatorToClient));
+    ws.on('message', (data) => {
+      const checked = checkFrame(coordinatorToClient, data.toString(), 'the coordinator');
+      if (checked.ok) this.onMessage(checked.msg);
+      else this.onBadFrame(checked.error, checked.reqId);
+    });
     ws.on('close', (code, reason) => {
       const why = `connection to the coordinator closed (${code}${reason.length ? ` ${reason}` : ''})`;
       for (const p of this.pending.values()) p.reject(new SkybatchError('SKYBATCH_E_PROTOCOL', why));
@@ -49,10 +54,11 @@ export class CoordinatorClient {
     return CoordinatorClient.connect(url, token, ca);
   }
 
-  request<T = unknown>(body: RequestBody): Promise<T> {
+  /** Sends a request; its reply type follows from its `type` (see `ClientReplies`), and the reply is checked against it. */
+  request<B extends RequestBody>(body: B): Promise<ReplyTo<B>> {
     const reqId = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(reqId, { resolve: resolve as (v: unknown) => void, reject });
+    return new Promise<ReplyTo<B>>((resolve, reject) => {
+      this.pending.set(reqId, { type: body.type, resolve: resolve as (v: unknown) => void, reject });
       this.ws.send(JSON.stringify({ ...body, reqId }));
     });
   }
@@ -72,11 +78,35 @@ export class CoordinatorClient {
       for (const l of this.listeners) l(msg.event);
       return;
     }
+    if (msg.type === 'error') {
+      // the coordinator refused a frame of ours that had no request id: a bug on this side
+      process.emitWarning(msg.error.message, { code: msg.error.code });
+      return;
+    }
     const p = this.pending.get(msg.reqId);
     if (!p) return;
     this.pending.delete(msg.reqId);
-    if (msg.ok) p.resolve(msg.result);
-    else p.reject(fromWireError(msg.error));
+    if (!msg.ok) {
+      p.reject(fromWireError(msg.error));
+      return;
+    }
+    const result = replies[p.type].safeParse(msg.result);
+    if (result.success) p.resolve(result.data);
+    else p.reject(new SkybatchError('SKYBATCH_E_BAD_FRAME', `the coordinator's answer to '${p.type}' is malformed: ${result.error.issues[0].path.join('.')}: ${result.error.issues[0].message}`));
+  }
+
+  /**
+   * A frame from the coordinator that is not the protocol: the request it answers fails;
+   * without one, the connection cannot be trusted any more and is closed with the reason.
+   */
+  private onBadFrame(err: SkybatchError, reqId: number | undefined): void {
+    const p = reqId === undefined ? undefined : this.pending.get(reqId);
+    if (p) {
+      this.pending.delete(reqId!);
+      p.reject(err);
+    } else {
+      this.ws.close(1008, err.code);
+    }
   }
 
   close(): void {

@@ -132,12 +132,12 @@ export class Dataset {
     };
     const client = await CoordinatorClient.forPool(options.poolName);
     try {
-      const { has } = await client.request<{ has: boolean }>({ type: 'hasBundle', hash: bundle.hash });
+      const { has } = await client.request({ type: 'hasBundle', hash: bundle.hash });
       const stream = options.stream ?? true;
       const buffered: JobEvent[] = [];
       const off = client.onEvent((e) => buffered.push(e));
       const code = has ? undefined : bundle.code;
-      const { jobId } = await client.request<{ jobId: string }>(
+      const { jobId } = await client.request(
         options.resumeFrom ? { type: 'resume', jobId: String(options.resumeFrom), job, bundle: code } : { type: 'submit', job, bundle: code },
       );
       off();

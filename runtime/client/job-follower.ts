@@ -113,7 +113,7 @@ export function followJob(jobId: string, opts: FollowOptions): Promise<JobSummar
           made.push(c);
           // Listening before subscribing: nothing between the summary and the live stream is missed.
           attach(c);
-          const s = await c.request<JobSummary | undefined>({ type: 'subscribe', jobId });
+          const s = await c.request({ type: 'subscribe', jobId });
           if (closed.has(c)) continue;
           if (why !== undefined) note(`reconnected to pool '${pool}'`);
           current = c;

@@ -1,10 +1,11 @@
 import * as fs from 'node:fs';
 import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
 import type { PoolConfig } from '../pool-config.js';
-import { JobEvent, JobRequest, JobSpec, JobSummary, PoolSummary, WORKER_CREDIT, WorkerMessage, WorkerSummary } from '../protocol.js';
+import { JobEvent, JobRequest, JobSpec, JobStatus, JobSummary, PoolSummary, WORKER_CREDIT, WorkerMessage, WorkerSummary } from '../protocol.js';
 import { BatchRecord, JobRun } from './job-run.js';
 import { Journal, allocateJobId, bundleFile, listJobIds, readJournal, readSpec, resumedSpec, saveBundle, writeSpec } from './job-store.js';
 import { EventHub, Subscriber } from './event-hub.js';
+import { checkJobSpec } from '../protocol-guards.js';
 import { runReduce } from './reducer.js';
 import { WorkerEntry, WorkerLink, WorkerTable } from './worker-table.js';
 
@@ -28,28 +29,65 @@ export class Coordinator {
     public config: PoolConfig,
     readonly url: () => string,
     private readonly pid = process.pid,
+    /** The coordinator's own log (coordinator.log): jobs it could not restore, reports it refused. */
+    private readonly log: (line: string) => void = () => {},
   ) {
     this.restoreJobs();
   }
 
-  /** Picks up this pool's unfinished jobs after a restart, keeping what was committed. */
+  /**
+   * Picks up this pool's unfinished jobs after a restart, keeping what was committed. A job
+   * that cannot be picked up is marked FAILED with the reason; the pool starts regardless.
+   */
   private restoreJobs(): void {
     for (const id of listJobIds()) {
-      let spec: JobSpec;
       try {
-        spec = readSpec(id);
-      } catch {
-        continue;
+        this.restoreJob(id);
+      } catch (err) {
+        const reason = err instanceof SkybatchError ? err.message : `${(err as Error)?.stack ?? String(err)}`;
+        this.markUnrestorable(id, `${reason}. Finished batches are kept; recover them with: skybatch recover ${id}`);
       }
-      if (spec.pool !== this.pool) continue;
-      const replay = readJournal(id);
-      if (replay.status === 'SUCCEEDED' || replay.status === 'FAILED' || replay.status === 'CANCELLED') continue;
-      const run = new JobRun(spec, replay, new Journal(id));
-      run.setStatus(run.status); // a new load: later attempt numbers stay above this one's
-      run.log(`coordinator restarted: resuming with ${run.batchesDone}/${run.batches.length} batches already committed`);
-      this.jobs.set(id, run);
-      this.queue.push(id);
-      if (run.allDone) void this.finishJob(run);
+    }
+  }
+
+  private restoreJob(id: string): void {
+    let raw: unknown;
+    try {
+      raw = readSpec(id);
+    } catch (err) {
+      // whose job it is cannot be told: it cannot run anywhere, so any pool may say so
+      if (!isFinal(readJournal(id).status)) this.markUnrestorable(id, `its job.json cannot be read: ${(err as Error).message}`);
+      return;
+    }
+    const pool = (raw as { pool?: unknown } | null)?.pool;
+    if (typeof pool === 'string' && pool !== this.pool) return;
+    const replay = readJournal(id);
+    if (isFinal(replay.status)) return;
+    const spec = checkJobSpec(raw, id);
+    const bundle = bundleFile(spec.bundleHash);
+    if (!fs.existsSync(bundle)) {
+      this.markUnrestorable(id, `its bundle ${bundle} is missing. Run the script again with \`resumeFrom: '${id}'\` in map() to finish the job; its finished batches are kept`);
+      return;
+    }
+    const run = new JobRun(spec, replay, new Journal(id));
+    run.setStatus(run.status); // a new load: later attempt numbers stay above this one's
+    run.log(`coordinator restarted: resuming with ${run.batchesDone}/${run.batches.length} batches already committed`);
+    this.jobs.set(id, run);
+    this.queue.push(id);
+    if (run.allDone) void this.finishJob(run);
+  }
+
+  /** Records in the job's journal that it failed because it could not be restored. */
+  private markUnrestorable(jobId: string, why: string): void {
+    const err = new SkybatchError('SKYBATCH_E_RESTORE', `job ${jobId} cannot be resumed after the coordinator restarted: ${why}`, { context: { jobId } });
+    this.log(err.message);
+    try {
+      const journal = new Journal(jobId);
+      journal.append({ e: 'status', status: 'FAILED', at: new Date().toISOString(), error: toWireError(err) });
+      journal.log(`FAILED: ${err.message}`);
+      journal.close();
+    } catch (e) {
+      this.log(`job ${jobId}: cannot record its failure either: ${(e as Error).message}`);
     }
   }
 
@@ -77,32 +115,32 @@ export class Coordinator {
         this.emitWorker(w);
         this.emit({ kind: 'log', worker: w.name, stream: 'stderr', line: msg.error.message });
         break;
-      case 'getBundle': {
-        const file = bundleFile(msg.hash);
-        w.link.send({ type: 'bundle', hash: msg.hash, code: fs.readFileSync(file, 'utf8') });
+      case 'getBundle':
+        this.sendBundle(w, msg.hash);
         break;
-      }
       case 'batchStarted': {
-        const b = this.jobs.get(msg.jobId)?.markStarted(msg.index, msg.attempt);
+        const b = this.heldBy(w, msg)?.markStarted(msg.index, msg.attempt);
         if (b) this.emit({ kind: 'batch', jobId: msg.jobId, index: b.index, start: b.start, end: b.end, state: 'running', worker: w.name, attempt: msg.attempt });
         break;
       }
       case 'batchDone':
-        this.onBatchDone(w, msg);
+        if (this.heldBy(w, msg)) this.onBatchDone(w, msg);
         break;
       case 'batchReleased': {
+        const run = this.heldBy(w, msg);
+        if (!run) break;
         w.leased.delete(msg.index);
-        const run = this.jobs.get(msg.jobId);
-        if (run && !run.isFinished) this.releaseBatch(run, msg.index, msg.attempt);
+        this.releaseBatch(run, msg.index, msg.attempt);
         this.pump();
         break;
       }
       case 'batchFailed':
-        this.onBatchFailed(w, msg);
+        if (this.heldBy(w, msg)) this.onBatchFailed(w, msg);
         break;
       case 'jobFatal': {
         const run = this.jobs.get(msg.jobId);
-        if (run && !run.isFinished) this.failJob(run, { ...msg.error, context: { ...msg.error.context, worker: w.name } });
+        if (w.jobId !== msg.jobId || !run) this.refuse(w, `jobFatal for job ${msg.jobId}: worker ${w.name} is not running that job`);
+        else if (!run.isFinished) this.failJob(run, { ...msg.error, context: { ...msg.error.context, worker: w.name } });
         break;
       }
       case 'log': {
@@ -112,6 +150,44 @@ export class Coordinator {
         break;
       }
     }
+  }
+
+  /**
+   * The job of a batch report when worker `w` holds that attempt of that batch (its own
+   * lease, or the backup copy it runs); otherwise the report is refused: a batch never leased
+   * to this connection, an attempt taken back (timed out, won by the other copy), a job that ended.
+   */
+  private heldBy(w: WorkerEntry, msg: { type: string; jobId: string; index: number; attempt: number }): JobRun | undefined {
+    const run = this.jobs.get(msg.jobId);
+    const b = run?.batches[msg.index];
+    const holds =
+      w.jobId === msg.jobId &&
+      w.leased.has(msg.index) &&
+      b?.state === 'running' &&
+      ((b.current === msg.attempt && b.worker === w.name) || (b.backup?.attempt === msg.attempt && b.backup.worker === w.name));
+    if (holds) return run;
+    this.refuse(w, `${msg.type} for job ${msg.jobId}, batch ${msg.index}, attempt ${msg.attempt}: worker ${w.name} does not hold that attempt (never leased to it, taken back, or the job ended)`);
+    return undefined;
+  }
+
+  private refuse(w: WorkerEntry, message: string): void {
+    const err = new SkybatchError('SKYBATCH_E_NOT_LEASED', `refused ${message}`, { context: { worker: w.name } });
+    this.log(err.message);
+    w.link.send({ type: 'error', error: { code: err.code, message: err.message, retryable: false, context: err.context } });
+  }
+
+  private sendBundle(w: WorkerEntry, hash: string): void {
+    let code: string;
+    try {
+      code = fs.readFileSync(bundleFile(hash), 'utf8');
+    } catch (err) {
+      const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+      const message = `bundle ${hash} ${missing ? 'is not on this coordinator' : `cannot be read: ${(err as Error).message}`}`;
+      this.log(`worker ${w.name} asked for ${message}`);
+      w.link.send({ type: 'bundleUnavailable', hash, error: { code: 'SKYBATCH_E_NOT_FOUND', message, retryable: false } });
+      return;
+    }
+    w.link.send({ type: 'bundle', hash, code });
   }
 
   /** A worker's connection closed or stopped answering: its batches go back to the queue. */
@@ -226,12 +302,13 @@ export class Coordinator {
   resume(jobId: string, req?: JobRequest, bundle?: string): JobSummary {
     const live = this.jobs.get(jobId);
     if (live && !live.isFinished) throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} is still ${live.status}; nothing to resume`, { context: { jobId } });
-    let spec: JobSpec;
+    let raw: unknown;
     try {
-      spec = readSpec(jobId);
+      raw = readSpec(jobId);
     } catch {
       throw new SkybatchError('SKYBATCH_E_JOB_NOT_FOUND', `job ${jobId} not found`, { context: { jobId } });
     }
+    let spec = checkJobSpec(raw, jobId);
     if (spec.pool !== this.pool) {
       throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} ran on pool '${spec.pool}', not '${this.pool}'`, { context: { jobId, field: 'poolName' } });
     }
@@ -443,4 +520,8 @@ export class Coordinator {
       w.link.close();
     }
   }
+}
+
+function isFinal(status: JobStatus): boolean {
+  return status === 'SUCCEEDED' || status === 'FAILED' || status === 'CANCELLED';
 }

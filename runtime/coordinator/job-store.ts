@@ -1,8 +1,9 @@
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Winner } from '../../formats/attempts.js';
 import type { WireError } from '../../formats/errors.js';
-import { bundlesDir, jobDir, jobsDir, writePrivate } from '../pool-store.js';
+import { bundlePath, jobDir, jobsDir, writePrivate } from '../pool-store.js';
 import { SkybatchError } from '../../formats/errors.js';
 import type { DeadLetter, JobRequest, JobSpec, JobStatus } from '../protocol.js';
 
@@ -49,13 +50,17 @@ export function allocateJobId(): string {
   }
 }
 
+/** Stores a bundle under its hash, after checking that the code is what the hash names. */
 export function saveBundle(hash: string, code: string): void {
-  const file = path.join(bundlesDir(), `${hash}.mjs`);
+  const file = bundlePath(hash);
+  if (createHash('sha256').update(code).digest('hex') !== hash) {
+    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `the bundle sent with the job does not match its hash ${hash}`, { context: { field: 'bundleHash' } });
+  }
   if (!fs.existsSync(file)) writePrivate(file, code);
 }
 
 export function bundleFile(hash: string): string {
-  return path.join(bundlesDir(), `${hash}.mjs`);
+  return bundlePath(hash);
 }
 
 export function writeSpec(spec: JobSpec): void {

@@ -40,7 +40,7 @@ try {
 }
 
 let server: CoordinatorServer;
-const coordinator = new Coordinator(pool, config, () => server.url());
+const coordinator = new Coordinator(pool, config, () => server.url(), process.pid, log);
 const backend = new LocalBackend(pool, () => server.url(), token, log, config.coordinator?.tls?.cert, () => coordinator.config);
 let stopping = false;
 

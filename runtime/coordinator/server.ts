@@ -3,14 +3,21 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
-import { SkybatchError, toWireError } from '../../formats/errors.js';
-import { ClientMessage, CoordinatorToClient, JobEvent, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
+import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
+import { MAX_FRAME_BYTES, checkFrame, clientMessage, hello as helloMessage, workerMessage } from '../protocol-guards.js';
+import { ClientReplies, ClientRequest, CoordinatorToClient, CoordinatorToWorker, JobEvent, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
 import type { Coordinator } from './coordinator.js';
 import { bundleFile } from './job-store.js';
 import * as fs from 'node:fs';
 
 const HEARTBEAT_MS = 1000;
 const MISSED_BEATS = 3;
+/** A connection must say who it is this soon, or it is closed: idle sockets cost a slot and a timer each. */
+const HELLO_TIMEOUT_MS = 5000;
+/** Malformed frames a connection may send before it is closed (a buggy or hostile peer). */
+const MAX_STRIKES = 5;
+
+type Subscribe = (jobId?: string) => (e: JobEvent) => void;
 
 export interface ServerOptions {
   host: string;
@@ -40,7 +47,7 @@ export function tokenMatches(given: string | undefined, expected: string): boole
  */
 export class CoordinatorServer {
   private readonly http: http.Server;
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 512 * 1024 * 1024 });
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   private heartbeat?: NodeJS.Timeout;
 
   constructor(
@@ -93,93 +100,186 @@ export class CoordinatorServer {
 
   private onConnection(ws: WebSocket): void {
     this.wss.emit('connection', ws);
+    // ws closes the connection itself on a frame it cannot take (too big: 1009, bad UTF-8: 1007) and reports it here
+    ws.on('error', (err) => this.opts.log(`connection closed for a bad frame: ${err.message}`));
+    const timer = setTimeout(() => {
+      this.opts.log(`closing a connection that sent no hello within ${HELLO_TIMEOUT_MS} ms`);
+      ws.close(1008, `no hello within ${HELLO_TIMEOUT_MS} ms`);
+    }, HELLO_TIMEOUT_MS);
+    ws.once('close', () => clearTimeout(timer));
     ws.once('message', (data) => {
-      let hello: WorkerMessage | ClientMessage;
-      try {
-        hello = JSON.parse(data.toString());
-      } catch {
-        ws.close(1002, 'bad hello');
-        return;
-      }
-      if (hello.type !== 'hello' || hello.protocolVersion !== PROTOCOL_VERSION) {
-        this.opts.log(`closing a connection with protocol ${(hello as { protocolVersion?: number }).protocolVersion}; this coordinator speaks ${PROTOCOL_VERSION}`);
-        ws.close(1002, `protocol ${PROTOCOL_VERSION} expected`);
-        return;
-      }
-      if (hello.role === 'worker') this.serveWorker(ws, hello);
-      else this.serveClient(ws);
+      clearTimeout(timer);
+      this.guard('a hello', () => this.onHello(ws, data.toString()));
     });
+  }
+
+  private onHello(ws: WebSocket, text: string): void {
+    const raw = parseJson(text);
+    if (isHello(raw) && raw.protocolVersion !== PROTOCOL_VERSION) {
+      this.opts.log(`closing a connection with protocol ${String(raw.protocolVersion)}; this coordinator speaks ${PROTOCOL_VERSION}`);
+      ws.close(1002, `protocol ${PROTOCOL_VERSION} expected`);
+      return;
+    }
+    const checked = checkFrame(helloMessage, raw ?? text, 'a new connection');
+    if (!checked.ok) {
+      this.opts.log(`closing a connection whose first frame is not a hello: ${checked.error.message}`);
+      send(ws, { type: 'error', error: replyError(checked.error) });
+      ws.close(1008, closeReason(checked.error));
+      return;
+    }
+    if (checked.msg.role === 'worker') this.serveWorker(ws, checked.msg);
+    else this.serveClient(ws);
   }
 
   private serveWorker(ws: WebSocket, hello: Extract<WorkerMessage, { type: 'hello' }>): void {
-    const id = this.coordinator.addWorker({ send: (m) => ws.readyState === ws.OPEN && ws.send(JSON.stringify(m)), close: () => ws.close() }, hello);
-    this.opts.log(`worker ${hello.name} (${hello.host}, pid ${hello.pid}) joined as ${id}`);
-    ws.on('message', (data) => this.coordinator.onWorkerMessage(id, JSON.parse(data.toString()) as WorkerMessage));
-    ws.on('close', (code) => {
-      this.opts.log(`worker ${hello.name} left (code ${code})`);
-      this.coordinator.removeWorker(id, code === 1006 ? 'connection dropped or heartbeat missed' : `connection closed (${code})`);
-    });
+    const id = this.coordinator.addWorker({ send: (m) => send(ws, m), close: () => ws.close() }, hello);
+    const who = `worker ${hello.name}`;
+    this.opts.log(`${who} (${hello.host}, pid ${hello.pid}) joined as ${id}`);
+    const strike = this.strikes(ws, who);
+    ws.on('message', (data) =>
+      this.guard(`a frame from ${who}`, () => {
+        const checked = checkFrame(workerMessage, data.toString(), who);
+        if (!checked.ok) {
+          send(ws, { type: 'error', error: replyError(checked.error) });
+          strike(checked.error);
+        } else if (checked.msg.type !== 'hello') {
+          this.coordinator.onWorkerMessage(id, checked.msg);
+        }
+      }),
+    );
+    ws.on('close', (code) =>
+      this.guard(`the departure of ${who}`, () => {
+        this.opts.log(`${who} left (code ${code})`);
+        this.coordinator.removeWorker(id, code === 1006 ? 'connection dropped or heartbeat missed' : `connection closed (${code})`);
+      }),
+    );
   }
 
   private serveClient(ws: WebSocket): void {
-    const send = (m: CoordinatorToClient) => ws.readyState === ws.OPEN && ws.send(JSON.stringify(m));
     const unsubscribe: (() => void)[] = [];
+    const strike = this.strikes(ws, 'a client');
     ws.on('close', () => unsubscribe.forEach((u) => u()));
     ws.on('message', (data) => {
-      const msg = JSON.parse(data.toString()) as ClientMessage;
+      const checked = checkFrame(clientMessage, data.toString(), 'a client');
+      if (!checked.ok) {
+        const error = replyError(checked.error);
+        send(ws, checked.reqId === undefined ? { type: 'error', error } : { type: 'reply', reqId: checked.reqId, ok: false, error });
+        if (checked.strike) strike(checked.error);
+        return;
+      }
+      const msg = checked.msg;
       if (msg.type === 'hello') return;
       try {
         const result = this.handle(msg, (jobId) => {
-          const push = (event: JobEvent) => send({ type: 'event', event });
+          const push = (event: JobEvent) => send(ws, { type: 'event', event });
           unsubscribe.push(this.coordinator.subscribe({ jobId, send: push }));
           return push;
         });
-        send({ type: 'reply', reqId: msg.reqId, ok: true, result });
+        send(ws, { type: 'reply', reqId: msg.reqId, ok: true, result });
       } catch (err) {
-        send({ type: 'reply', reqId: msg.reqId, ok: false, error: toWireError(err) });
+        if (!(err instanceof SkybatchError)) this.opts.log(`internal error handling a '${msg.type}' request: ${(err as Error)?.stack ?? String(err)}`);
+        send(ws, { type: 'reply', reqId: msg.reqId, ok: false, error: replyError(err, msg.type) });
       }
     });
   }
 
-  private handle(msg: Exclude<ClientMessage, { type: 'hello' }>, subscribe: (jobId?: string) => (e: JobEvent) => void): unknown {
-    switch (msg.type) {
-      case 'submit': {
-        // Subscribing in the same tick as the submit: no event of the job can be missed.
-        const { jobId } = this.coordinator.submit(msg.job, msg.bundle);
-        const job = this.coordinator.jobSummary(jobId)!;
-        subscribe(jobId)({ kind: 'jobSubmitted', job }); // clients buffer events that precede the reply
-        return { jobId };
-      }
-      case 'resume': {
-        const job = this.coordinator.resume(msg.jobId, msg.job, msg.bundle);
-        subscribe(msg.jobId)({ kind: 'jobSubmitted', job });
-        return { jobId: msg.jobId };
-      }
-      case 'subscribe':
-        subscribe(msg.jobId);
-        return msg.jobId ? this.coordinator.jobSummary(msg.jobId) : this.coordinator.status();
-      case 'cancel':
-        this.coordinator.cancel(msg.jobId);
-        return this.coordinator.jobSummary(msg.jobId);
-      case 'status':
-        return this.coordinator.status();
-      case 'batches':
-        return this.coordinator.batchInfo(msg.jobId);
-      case 'hasBundle':
-        return { has: fs.existsSync(bundleFile(msg.hash)) };
-      case 'scale':
-        if (!Number.isInteger(msg.workers) || msg.workers < 1) throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `workers must be a positive integer, got ${msg.workers}`);
-        this.opts.onScale?.(msg.workers);
-        return this.coordinator.status();
-      case 'shutdown':
-        setImmediate(() => this.opts.onShutdown?.());
-        return { ok: true };
+  /** Counts a connection's malformed frames; the last one allowed closes it. */
+  private strikes(ws: WebSocket, who: string): (err: SkybatchError) => void {
+    let n = 0;
+    return (err) => {
+      this.opts.log(`refused a frame from ${who}: ${err.message}`);
+      if (++n < MAX_STRIKES) return;
+      this.opts.log(`closing the connection of ${who} after ${n} bad frames`);
+      ws.close(1008, `${n} bad frames`);
+    };
+  }
+
+  /** Runs a handler so that nothing it throws leaves the process: one bad frame never takes the pool down. */
+  private guard(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.opts.log(`internal error handling ${what}: ${(err as Error)?.stack ?? String(err)}`);
     }
   }
+
+  private handle(msg: ClientRequest, subscribe: Subscribe): unknown {
+    const handler = this.handlers[msg.type] as (m: ClientRequest, s: Subscribe) => unknown;
+    return handler(msg, subscribe);
+  }
+
+  /** One handler per request, each returning exactly what `ClientReplies` says its reply carries. */
+  private readonly handlers: { [K in ClientRequest['type']]: (msg: Extract<ClientRequest, { type: K }>, subscribe: Subscribe) => ClientReplies[K] } = {
+    submit: (msg, subscribe) => {
+      // Subscribing in the same tick as the submit: no event of the job can be missed.
+      const { jobId } = this.coordinator.submit(msg.job, msg.bundle);
+      const job = this.coordinator.jobSummary(jobId)!;
+      subscribe(jobId)({ kind: 'jobSubmitted', job }); // clients buffer events that precede the reply
+      return { jobId };
+    },
+    resume: (msg, subscribe) => {
+      const job = this.coordinator.resume(msg.jobId, msg.job, msg.bundle);
+      subscribe(msg.jobId)({ kind: 'jobSubmitted', job });
+      return { jobId: msg.jobId };
+    },
+    subscribe: (msg, subscribe) => {
+      subscribe(msg.jobId);
+      return msg.jobId ? this.coordinator.jobSummary(msg.jobId) : this.coordinator.status();
+    },
+    cancel: (msg) => {
+      this.coordinator.cancel(msg.jobId);
+      return this.coordinator.jobSummary(msg.jobId)!;
+    },
+    status: () => this.coordinator.status(),
+    batches: (msg) => this.coordinator.batchInfo(msg.jobId),
+    hasBundle: (msg) => ({ has: fs.existsSync(bundleFile(msg.hash)) }),
+    scale: (msg) => {
+      this.opts.onScale?.(msg.workers);
+      return this.coordinator.status();
+    },
+    shutdown: () => {
+      setImmediate(() => this.opts.onShutdown?.());
+      return { ok: true };
+    },
+  };
 
   async close(): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
     for (const ws of this.wss.clients) ws.terminate();
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
   }
+}
+
+function send(ws: WebSocket, m: CoordinatorToClient | CoordinatorToWorker): void {
+  if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
+}
+
+/**
+ * An error as a reply carries it: coded, without the coordinator's stack (of no use to the
+ * peer, and it describes the server). Anything not a SkybatchError is the coordinator's own
+ * fault: `SKYBATCH_E_INTERNAL`, with the details in coordinator.log.
+ */
+function replyError(err: unknown, request?: string): WireError {
+  if (err instanceof SkybatchError) {
+    const { stack: _stack, ...wire } = toWireError(err);
+    return wire;
+  }
+  return { code: 'SKYBATCH_E_INTERNAL', message: `the coordinator failed handling ${request ? `a '${request}' request` : 'a frame'}: ${(err as Error)?.message ?? String(err)} (details in coordinator.log)`, retryable: false };
+}
+
+/** A close frame's reason is at most 123 bytes. */
+function closeReason(err: SkybatchError): string {
+  return Buffer.from(`${err.code}: ${err.message}`).subarray(0, 120).toString().replace(/\uFFFD$/, '');
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function isHello(v: unknown): v is { type: 'hello'; protocolVersion: unknown } {
+  return typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'hello';
 }

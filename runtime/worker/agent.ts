@@ -5,9 +5,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { SkybatchError, toWireError } from '../../formats/errors.js';
+import { SkybatchError, fromWireError, toWireError } from '../../formats/errors.js';
 import { buildId } from '../build-id.js';
 import { forEachLine } from '../lines.js';
+import { assertBundleHash } from '../pool-store.js';
+import { checkFrame, coordinatorToWorker, mapperToAgent } from '../protocol-guards.js';
 import { CoordinatorToWorker, JobSpec, PROTOCOL_VERSION, WorkerMessage, WorkerResources } from '../protocol.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
 import { canWatchMemory, capMemory } from './memory-watch.js';
@@ -57,7 +59,7 @@ export class WorkerAgent {
   private ws?: WebSocket;
   private job?: JobSpec;
   private child?: Promise<MapperChild>;
-  private bundleWaiters = new Map<string, (code: string) => void>();
+  private bundleWaiters = new Map<string, { resolve: (code: string) => void; reject: (err: Error) => void }>();
   private setupEnv: Record<string, string> = {};
   private closed = false;
   private lastConnected = Date.now();
@@ -104,7 +106,11 @@ export class WorkerAgent {
       this.log(`the coordinator at ${this.opts.url} refused this worker (HTTP ${res.statusCode}): check the pool token`);
       this.shutdown(2);
     });
-    ws.on('message', (data) => this.onMessage(JSON.parse(data.toString()) as CoordinatorToWorker));
+    ws.on('message', (data) => {
+      const checked = checkFrame(coordinatorToWorker, data.toString(), 'the coordinator');
+      if (checked.ok) this.onMessage(checked.msg);
+      else this.log(`ignored a frame: ${checked.error.message}`);
+    });
     ws.on('close', () => this.onDisconnect());
     ws.on('error', (err) => this.log(`connection error: ${err.message}`));
   }
@@ -138,10 +144,16 @@ export class WorkerAgent {
         this.child = undefined;
         break;
       case 'bundle':
-        this.bundleWaiters.get(msg.hash)?.(msg.code);
+        this.bundleWaiters.get(msg.hash)?.resolve(msg.code);
+        break;
+      case 'bundleUnavailable':
+        this.bundleWaiters.get(msg.hash)?.reject(fromWireError(msg.error));
+        break;
+      case 'error':
+        this.log(`the coordinator refused a message of this worker: ${msg.error.message}`);
         break;
       case 'batch':
-        void this.forwardBatch(msg);
+        this.forwardBatch(msg).catch((err) => this.startFailed(msg.jobId, err));
         break;
       case 'endJob':
         if (this.job?.jobId === msg.jobId) void this.endJob(msg.reason);
@@ -185,14 +197,14 @@ export class WorkerAgent {
   }
 
   private async bundlePath(hash: string): Promise<string> {
+    assertBundleHash(hash);
     const dir = path.join(this.opts.workdir, '.skybatch-bundles');
     const file = path.join(dir, `${hash}.mjs`);
     if (fs.existsSync(file)) return file;
-    const code = await new Promise<string>((resolve) => {
-      this.bundleWaiters.set(hash, resolve);
+    const code = await new Promise<string>((resolve, reject) => {
+      this.bundleWaiters.set(hash, { resolve, reject });
       this.send({ type: 'getBundle', hash });
-    });
-    this.bundleWaiters.delete(hash);
+    }).finally(() => this.bundleWaiters.delete(hash));
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(`${file}.tmp`, code);
     fs.renameSync(`${file}.tmp`, file);
@@ -211,7 +223,21 @@ export class WorkerAgent {
     }
     child.inflight.set(msg.index, { attempt: msg.attempt, started: false, start: msg.start, end: msg.end });
     const fwd: AgentToMapper = { type: 'batch', index: msg.index, start: msg.start, end: msg.end, attempt: msg.attempt, wantSample: msg.wantSample };
-    child.proc.send(fwd);
+    try {
+      child.proc.send(fwd);
+    } catch (err) {
+      // the process is going away: its exit hands the batch back (it is in inflight)
+      this.log(`batch ${msg.index} of job ${msg.jobId} not handed to its mapper process: ${(err as Error).message}`);
+    }
+  }
+
+  /** The job's mapper cannot start on this worker (its bundle is unavailable, ...): the job fails with the reason. */
+  private startFailed(jobId: string, err: unknown): void {
+    if (this.job?.jobId !== jobId) return;
+    this.job = undefined;
+    this.child = undefined;
+    this.log(`cannot start the mapper of job ${jobId}: ${(err as Error)?.message ?? String(err)}`);
+    this.send({ type: 'jobFatal', jobId, error: toWireError(err, { jobId, worker: this.opts.name }) });
   }
 
   private async startChild(spec: JobSpec): Promise<MapperChild> {
@@ -253,7 +279,11 @@ export class WorkerAgent {
     };
     forEachLine(proc.stdout, relay('stdout'));
     forEachLine(proc.stderr, relay('stderr'));
-    proc.on('message', (m: MapperToAgent) => this.onChildMessage(child, m));
+    proc.on('message', (m: unknown) => {
+      const checked = checkFrame(mapperToAgent, m, `the mapper process of job ${spec.jobId}`);
+      if (checked.ok) this.onChildMessage(child, checked.msg);
+      else this.log(`ignored a message: ${checked.error.message}`);
+    });
     proc.on('exit', (code, signal) => this.onChildExit(child, code, signal));
     proc.on('error', (err) => this.log(`mapper process error: ${err.message}`));
     const start: AgentToMapper = { type: 'start', spec, bundlePath, cacheDir };

@@ -10,6 +10,7 @@ import { SkybatchError, isRetryable, toWireError } from '../../formats/errors.js
 import type { InputReader, Item } from '../../formats/input-reader.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
 import { buildId } from '../build-id.js';
+import { agentToMapper, checkFrame } from '../protocol-guards.js';
 import { asWriter, loadBundle, makeReader, makeWriters } from '../bundle-loader.js';
 import { FailedItem, isFailedItem, mapperById, setMapperContext } from '../mapper-api.js';
 import type { DeadLetter, JobSpec } from '../protocol.js';
@@ -233,7 +234,13 @@ async function start(msg: Extract<AgentToMapper, { type: 'start' }>): Promise<vo
   setTimeout(() => process.exit(0), 10);
 }
 
-process.on('message', (msg: AgentToMapper) => {
+process.on('message', (raw: unknown) => {
+  const checked = checkFrame(agentToMapper, raw, 'the worker agent');
+  if (!checked.ok) {
+    send({ type: 'fatal', error: toWireError(checked.error) });
+    return;
+  }
+  const msg = checked.msg;
   if (msg.type === 'start') {
     void start(msg);
   } else if (msg.type === 'batch') {
