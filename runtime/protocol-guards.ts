@@ -328,11 +328,11 @@ export function checkJobSpec(value: unknown, jobIdOnDisk: string): P.JobSpec {
   const parsed = jobSpec.safeParse(value);
   if (parsed.success) {
     if (parsed.data.jobId === jobIdOnDisk) return parsed.data;
-    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobIdOnDisk}: job.json names job ${parsed.data.jobId}`, { context: { jobId: jobIdOnDisk, field: 'jobId' } });
+    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `the job.json of job ${jobIdOnDisk} names job ${parsed.data.jobId}`, { context: { jobId: jobIdOnDisk, field: 'jobId' } });
   }
   const issue = parsed.error.issues[0];
   const field = issue.path.join('.');
-  throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobIdOnDisk}: job.json: ${field || 'spec'} ${issue.message}, got ${preview(at(value, issue.path))}`, {
+  throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `the job.json of job ${jobIdOnDisk} is invalid: ${field || 'spec'} ${issue.message}, got ${preview(at(value, issue.path))}`, {
     context: { jobId: jobIdOnDisk, field },
   });
 }

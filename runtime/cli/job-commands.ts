@@ -9,18 +9,20 @@ import { JobRun } from '../coordinator/job-run.js';
 import { listJobIds, readJournal, readSpec } from '../coordinator/job-store.js';
 import { runReduce } from '../coordinator/reducer.js';
 import { assertJobId, jobDir, readCoordinator } from '../pool-store.js';
+import { checkJobSpec } from '../protocol-guards.js';
 import type { JobEvent, JobSummary } from '../protocol.js';
 
 /** A job's summary as recorded on disk (what a stopped coordinator last wrote). */
 export function jobFromDisk(jobId: string): JobSummary {
   assertJobId(jobId);
-  let spec;
+  let raw;
   try {
-    spec = readSpec(jobId);
+    raw = readSpec(jobId);
   } catch {
     throw new SkybatchError('SKYBATCH_E_JOB_NOT_FOUND', `job ${jobId} not found`, { context: { jobId } });
   }
-  return new JobRun(spec, readJournal(jobId)).summary();
+  // checked before the batch table is built: a spec with batchSize 0 would never finish building it
+  return new JobRun(checkJobSpec(raw, jobId), readJournal(jobId)).summary();
 }
 
 /** Every job, live from running coordinators where possible, else from disk. */
