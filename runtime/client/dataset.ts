@@ -15,7 +15,7 @@ import { ProgressView } from './progress.js';
 export interface MapOptions {
   /** The pool to run on (created with `skybatch pool apply`). */
   poolName: string;
-  /** Items per batch. */
+  /** Items per batch: 1 to 1,000,000, and a job has at most 1,000,000 batches (the coordinator refuses more). */
   batchSize: number;
   /** One writer or several; each selects the columns it needs from the same results. */
   output: OutputWriter<object> | OutputWriter<object>[];

@@ -1,13 +1,14 @@
 import * as fs from 'node:fs';
 import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
 import type { PoolConfig } from '../pool-config.js';
-import { JobEvent, JobRequest, JobSpec, JobStatus, JobSummary, PoolSummary, WORKER_CREDIT, WorkerMessage, WorkerSummary } from '../protocol.js';
+import { JobEvent, JobRequest, JobSpec, JobSummary, PoolSummary, WORKER_CREDIT, WorkerMessage, WorkerSummary } from '../protocol.js';
 import { BatchRecord, JobRun } from './job-run.js';
 import { Journal, allocateJobId, bundleFile, listJobIds, readJournal, readSpec, resumedSpec, saveBundle, writeSpec } from './job-store.js';
+import { loadForRestore, markUnrestorable } from './restore.js';
 import { EventHub, Subscriber } from './event-hub.js';
 import { checkJobSpec } from '../protocol-guards.js';
 import { runReduce } from './reducer.js';
-import { WorkerEntry, WorkerLink, WorkerTable } from './worker-table.js';
+import { WorkerEntry, WorkerLink, WorkerTable, holdsAttempt } from './worker-table.js';
 
 /**
  * The pool's brain: keeps the job queue, hands batches to workers (push, with credit for
@@ -41,53 +42,18 @@ export class Coordinator {
    */
   private restoreJobs(): void {
     for (const id of listJobIds()) {
+      const found = loadForRestore(id, this.pool, this.log);
+      if (!found) continue;
       try {
-        this.restoreJob(id);
+        const run = new JobRun(found.spec, found.replay, new Journal(id));
+        run.setStatus(run.status); // a new load: later attempt numbers stay above this one's
+        run.log(`coordinator restarted: resuming with ${run.batchesDone}/${run.batches.length} batches already committed`);
+        this.jobs.set(id, run);
+        this.queue.push(id);
+        if (run.allDone) void this.finishJob(run);
       } catch (err) {
-        const reason = err instanceof SkybatchError ? err.message : `${(err as Error)?.stack ?? String(err)}`;
-        this.markUnrestorable(id, `${reason}. Finished batches are kept; recover them with: skybatch recover ${id}`);
+        markUnrestorable(id, `${(err as Error)?.message ?? String(err)}. Finished batches are kept; recover them with: skybatch recover ${id}`, this.log);
       }
-    }
-  }
-
-  private restoreJob(id: string): void {
-    let raw: unknown;
-    try {
-      raw = readSpec(id);
-    } catch (err) {
-      // whose job it is cannot be told: it cannot run anywhere, so any pool may say so
-      if (!isFinal(readJournal(id).status)) this.markUnrestorable(id, `its job.json cannot be read: ${(err as Error).message}`);
-      return;
-    }
-    const pool = (raw as { pool?: unknown } | null)?.pool;
-    if (typeof pool === 'string' && pool !== this.pool) return;
-    const replay = readJournal(id);
-    if (isFinal(replay.status)) return;
-    const spec = checkJobSpec(raw, id);
-    const bundle = bundleFile(spec.bundleHash);
-    if (!fs.existsSync(bundle)) {
-      this.markUnrestorable(id, `its bundle ${bundle} is missing. Run the script again with \`resumeFrom: '${id}'\` in map() to finish the job; its finished batches are kept`);
-      return;
-    }
-    const run = new JobRun(spec, replay, new Journal(id));
-    run.setStatus(run.status); // a new load: later attempt numbers stay above this one's
-    run.log(`coordinator restarted: resuming with ${run.batchesDone}/${run.batches.length} batches already committed`);
-    this.jobs.set(id, run);
-    this.queue.push(id);
-    if (run.allDone) void this.finishJob(run);
-  }
-
-  /** Records in the job's journal that it failed because it could not be restored. */
-  private markUnrestorable(jobId: string, why: string): void {
-    const err = new SkybatchError('SKYBATCH_E_RESTORE', `job ${jobId} cannot be resumed after the coordinator restarted: ${why}`, { context: { jobId } });
-    this.log(err.message);
-    try {
-      const journal = new Journal(jobId);
-      journal.append({ e: 'status', status: 'FAILED', at: new Date().toISOString(), error: toWireError(err) });
-      journal.log(`FAILED: ${err.message}`);
-      journal.close();
-    } catch (e) {
-      this.log(`job ${jobId}: cannot record its failure either: ${(e as Error).message}`);
     }
   }
 
@@ -152,20 +118,10 @@ export class Coordinator {
     }
   }
 
-  /**
-   * The job of a batch report when worker `w` holds that attempt of that batch (its own
-   * lease, or the backup copy it runs); otherwise the report is refused: a batch never leased
-   * to this connection, an attempt taken back (timed out, won by the other copy), a job that ended.
-   */
+  /** The job of a batch report when `w` holds that attempt (see `holdsAttempt`); otherwise the report is refused. */
   private heldBy(w: WorkerEntry, msg: { type: string; jobId: string; index: number; attempt: number }): JobRun | undefined {
     const run = this.jobs.get(msg.jobId);
-    const b = run?.batches[msg.index];
-    const holds =
-      w.jobId === msg.jobId &&
-      w.leased.has(msg.index) &&
-      b?.state === 'running' &&
-      ((b.current === msg.attempt && b.worker === w.name) || (b.backup?.attempt === msg.attempt && b.backup.worker === w.name));
-    if (holds) return run;
+    if (holdsAttempt(w, run, msg)) return run;
     this.refuse(w, `${msg.type} for job ${msg.jobId}, batch ${msg.index}, attempt ${msg.attempt}: worker ${w.name} does not hold that attempt (never leased to it, taken back, or the job ended)`);
     return undefined;
   }
@@ -520,8 +476,4 @@ export class Coordinator {
       w.link.close();
     }
   }
-}
-
-function isFinal(status: JobStatus): boolean {
-  return status === 'SUCCEEDED' || status === 'FAILED' || status === 'CANCELLED';
 }

@@ -159,28 +159,30 @@ export class CoordinatorServer {
     const unsubscribe: (() => void)[] = [];
     const strike = this.strikes(ws, 'a client');
     ws.on('close', () => unsubscribe.forEach((u) => u()));
-    ws.on('message', (data) => {
-      const checked = checkFrame(clientMessage, data.toString(), 'a client');
-      if (!checked.ok) {
-        const error = replyError(checked.error);
-        send(ws, checked.reqId === undefined ? { type: 'error', error } : { type: 'reply', reqId: checked.reqId, ok: false, error });
-        if (checked.strike) strike(checked.error);
-        return;
-      }
-      const msg = checked.msg;
-      if (msg.type === 'hello') return;
-      try {
-        const result = this.handle(msg, (jobId) => {
-          const push = (event: JobEvent) => send(ws, { type: 'event', event });
-          unsubscribe.push(this.coordinator.subscribe({ jobId, send: push }));
-          return push;
-        });
-        send(ws, { type: 'reply', reqId: msg.reqId, ok: true, result });
-      } catch (err) {
-        if (!(err instanceof SkybatchError)) this.opts.log(`internal error handling a '${msg.type}' request: ${(err as Error)?.stack ?? String(err)}`);
-        send(ws, { type: 'reply', reqId: msg.reqId, ok: false, error: replyError(err, msg.type) });
-      }
-    });
+    ws.on('message', (data) => this.guard('a frame from a client', () => this.onClientFrame(ws, data.toString(), strike, unsubscribe)));
+  }
+
+  private onClientFrame(ws: WebSocket, text: string, strike: (err: SkybatchError) => void, unsubscribe: (() => void)[]): void {
+    const checked = checkFrame(clientMessage, text, 'a client');
+    if (!checked.ok) {
+      const error = replyError(checked.error);
+      send(ws, checked.reqId === undefined ? { type: 'error', error } : { type: 'reply', reqId: checked.reqId, ok: false, error });
+      if (checked.strike) strike(checked.error);
+      return;
+    }
+    const msg = checked.msg;
+    if (msg.type === 'hello') return;
+    try {
+      const result = this.handle(msg, (jobId) => {
+        const push = (event: JobEvent) => send(ws, { type: 'event', event });
+        unsubscribe.push(this.coordinator.subscribe({ jobId, send: push }));
+        return push;
+      });
+      send(ws, { type: 'reply', reqId: msg.reqId, ok: true, result });
+    } catch (err) {
+      if (!(err instanceof SkybatchError)) this.opts.log(`internal error handling a '${msg.type}' request: ${(err as Error)?.stack ?? String(err)}`);
+      send(ws, { type: 'reply', reqId: msg.reqId, ok: false, error: replyError(err, msg.type) });
+    }
   }
 
   /** Counts a connection's malformed frames; the last one allowed closes it. */

@@ -58,3 +58,19 @@ export class WorkerTable {
     return { workerId: w.id, name: w.name, host: w.host, state: w.state, jobId: w.jobId, batches, ...(w.resources ? { resources: w.resources } : {}) };
   }
 }
+
+/**
+ * Whether worker connection `w` holds attempt `attempt` of batch `index` of job `jobId`: its
+ * own lease or the backup copy it runs. A report on anything else (a batch never leased to
+ * this connection, an attempt taken back because it timed out or the other copy won, a job
+ * that ended) must change nothing, whatever name the connection gave.
+ */
+export function holdsAttempt(w: WorkerEntry, run: JobRun | undefined, msg: { jobId: string; index: number; attempt: number }): run is JobRun {
+  const b = run?.batches[msg.index];
+  return (
+    w.jobId === msg.jobId &&
+    w.leased.has(msg.index) &&
+    b?.state === 'running' &&
+    ((b.current === msg.attempt && b.worker === w.name) || (b.backup?.attempt === msg.attempt && b.backup.worker === w.name))
+  );
+}

@@ -1,0 +1,57 @@
+import * as fs from 'node:fs';
+import { SkybatchError, toWireError } from '../../formats/errors.js';
+import { checkJobSpec } from '../protocol-guards.js';
+import type { JobSpec, JobStatus } from '../protocol.js';
+import { Journal, JournalState, bundleFile, readJournal, readSpec } from './job-store.js';
+
+/**
+ * What a restarting coordinator of `pool` needs to continue job `jobId`, or undefined when
+ * there is nothing to continue: another pool's job, a finished one, or one that cannot run
+ * any more (its bundle is gone, its job.json unreadable or invalid), which is marked FAILED
+ * here with the reason. Never throws: one broken job must not keep a pool from starting.
+ */
+export function loadForRestore(jobId: string, pool: string, log: (line: string) => void): { spec: JobSpec; replay: JournalState } | undefined {
+  try {
+    let raw: unknown;
+    try {
+      raw = readSpec(jobId);
+    } catch (err) {
+      // whose job it is cannot be told: it cannot run anywhere, so any pool may say so
+      if (!isFinal(readJournal(jobId).status)) markUnrestorable(jobId, `its job.json cannot be read: ${(err as Error).message}`, log);
+      return undefined;
+    }
+    const owner = (raw as { pool?: unknown } | null)?.pool;
+    if (typeof owner === 'string' && owner !== pool) return undefined;
+    const replay = readJournal(jobId);
+    if (isFinal(replay.status)) return undefined;
+    const spec = checkJobSpec(raw, jobId);
+    const bundle = bundleFile(spec.bundleHash);
+    if (!fs.existsSync(bundle)) {
+      markUnrestorable(jobId, `its bundle ${bundle} is missing. Run the script again with \`resumeFrom: '${jobId}'\` in map() to finish the job; its finished batches are kept`, log);
+      return undefined;
+    }
+    return { spec, replay };
+  } catch (err) {
+    const reason = err instanceof SkybatchError ? err.message : ((err as Error)?.stack ?? String(err));
+    markUnrestorable(jobId, `${reason}. Finished batches are kept; recover them with: skybatch recover ${jobId}`, log);
+    return undefined;
+  }
+}
+
+/** Records in the job's journal (and the coordinator's log) that it failed because it could not be restored. */
+export function markUnrestorable(jobId: string, why: string, log: (line: string) => void): void {
+  const err = new SkybatchError('SKYBATCH_E_RESTORE', `job ${jobId} cannot be resumed after the coordinator restarted: ${why}`, { context: { jobId } });
+  log(err.message);
+  try {
+    const journal = new Journal(jobId);
+    journal.append({ e: 'status', status: 'FAILED', at: new Date().toISOString(), error: toWireError(err) });
+    journal.log(`FAILED: ${err.message}`);
+    journal.close();
+  } catch (e) {
+    log(`job ${jobId}: cannot record its failure either: ${(e as Error).message}`);
+  }
+}
+
+function isFinal(status: JobStatus): boolean {
+  return status === 'SUCCEEDED' || status === 'FAILED' || status === 'CANCELLED';
+}
