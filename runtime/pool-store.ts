@@ -19,7 +19,7 @@ export function skybatchHome(): string {
 }
 
 /** Job ids are what `allocateJobId` makes: decimal digits. Anything else never reaches a path. */
-export const JOB_ID_PATTERN = /^[0-9]{1,16}$/;
+export const JOB_ID_PATTERN = /^[0-9]{1,15}$/;
 /** A bundle is named by the sha256 of its code, in lowercase hex. */
 export const BUNDLE_HASH_PATTERN = /^[0-9a-f]{64}$/;
 

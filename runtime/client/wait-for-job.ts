@@ -1,4 +1,5 @@
 import { SkybatchError } from '../../formats/errors.js';
+import { JOB_ID_PATTERN } from '../pool-store.js';
 import type { JobEvent } from '../protocol.js';
 import { Job, defaultView, follow } from './dataset.js';
 import { recordedJob } from './job-follower.js';
@@ -19,7 +20,7 @@ export interface WaitOptions {
  */
 export async function waitForJob(jobId: string | number, options: WaitOptions = {}): Promise<Job> {
   const id = String(jobId);
-  if (!/^\d{1,15}$/.test(id)) {
+  if (!JOB_ID_PATTERN.test(id)) {
     throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `waitForJob(): job id must be the number map() returned, got ${JSON.stringify(jobId)}`, { context: { field: 'jobId' } });
   }
   const rec = recordedJob(id);
