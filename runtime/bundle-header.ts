@@ -12,6 +12,10 @@ export interface BundleHeader {
   projectRoot?: string;
   /** The project's lockfile and its sha256, so a remote pool can install the same tree (issue 12). */
   lockfile?: { path: string; sha256: string };
+  /** Packages the bundle imports (bare specifiers left external), for messages and remote installs. */
+  packages?: string[];
+  /** Whether hosts need resolve hooks: the bundle imports packages as ES modules (a `require` needs none). */
+  esmImports?: boolean;
   /** Where the job's mapper was created on the client: the same frames it has on a worker. */
   mapper?: { name: string; site: string[]; ordinal: number };
 }

@@ -7,7 +7,7 @@ import { jobTmpDir } from '../formats/utils.js';
 import { withWriteScope } from '../formats/write-scope.js';
 import { readBundleHeader, type BundleHeader } from './bundle-header.js';
 import { asPackageError, installHost } from './host-packages.js';
-import { becomeHost, mapperById, mapperBySite, type MapperFn } from './mapper-api.js';
+import { becomeHost, mapperById, mapperBySite, onlyMapperNamed, type MapperFn } from './mapper-api.js';
 import { ignoreFrameFile } from './mapper-site.js';
 import type { FormatSpec, JobSpec } from './protocol.js';
 
@@ -41,10 +41,13 @@ export async function loadBundle(file: string): Promise<BundleHeader | undefined
   return header;
 }
 
-/** The job's mapper: the one created where the client saw it created, else by its `name#n` id. */
+/**
+ * The job's mapper: the one created where the client saw it created; else by its `name#n`
+ * id, or the only one of its name (the stacks disagree, e.g. a script run without source maps).
+ */
 export function jobMapper(spec: Pick<JobSpec, 'mapperId'>, header: BundleHeader | undefined): MapperFn | undefined {
   const m = header?.mapper;
-  return (m && mapperBySite(m.site, m.ordinal)) ?? mapperById(spec.mapperId);
+  return (m && mapperBySite(m.site, m.ordinal)) ?? mapperById(spec.mapperId) ?? (m ? onlyMapperNamed(m.name) : undefined);
 }
 
 export function makeReader(spec: FormatSpec & { state?: unknown }): InputReader<object> {

@@ -63,6 +63,12 @@ export function mapperById(id: string): MapperFn | undefined {
   return byId.get(id);
 }
 
+/** The one mapper of this name, if exactly one was created. */
+export function onlyMapperNamed(name: string): MapperFn | undefined {
+  const fns = [...byId.entries()].filter(([id]) => id.replace(/#\d+$/, '') === name);
+  return fns.length === 1 ? fns[0][1] : undefined;
+}
+
 /** The mapper created at `site` (the same frames the client saw), the `ordinal`-th one there. */
 export function mapperBySite(site: readonly string[], ordinal: number): MapperFn | undefined {
   return site.length ? bySite.get(site.join(' < '))?.[ordinal] : undefined;

@@ -1,3 +1,7 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
 /**
  * Where a mapper was created, as stack frames in the user's own files. The client and a
  * worker see the same frames: the worker's bundle keeps every kept token at its line and
@@ -12,13 +16,31 @@ export interface Frame {
 }
 
 const ignored = new Set<string>();
+// skybatch's own files, built (out/) or mapped back to their sources: never the user's frames.
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const OURS = ['out', 'runtime', 'formats', 'extension', 'index.ts'].map((d) => path.join(ROOT, d));
+const real = new Map<string, string>();
 
 /** Frames in this file are not the user's (a bundle's own helpers, before mapping). */
 export function ignoreFrameFile(file: string): void {
-  ignored.add(file);
+  ignored.add(realPath(file));
 }
 
 const FRAME = /(?:\(|at (?:async )?)((?:file:\/\/)?\/[^()]*?):(\d+):(\d+)\)?\s*$/;
+
+/** The same file has the same name on the client and on a worker (whose bundle maps to real paths). */
+function realPath(file: string): string {
+  let r = real.get(file);
+  if (r === undefined) {
+    try {
+      r = fs.realpathSync(file);
+    } catch {
+      r = file;
+    }
+    real.set(file, r);
+  }
+  return r;
+}
 
 export function parseFrame(s: string): Frame | undefined {
   const m = /^(.*):(\d+):(\d+)$/.exec(s);
@@ -39,8 +61,8 @@ export function captureSite(below: (...args: never[]) => unknown): string[] {
   for (const line of (holder.stack ?? '').split('\n').slice(1)) {
     const m = FRAME.exec(line);
     if (!m) continue;
-    const file = m[1].startsWith('file://') ? decodeURIComponent(new URL(m[1]).pathname) : m[1];
-    if (file.includes('/node_modules/') || ignored.has(file)) continue;
+    const file = realPath(m[1].startsWith('file://') ? fileURLToPath(m[1]) : m[1]);
+    if (file.includes('/node_modules/') || ignored.has(file) || OURS.some((d) => file === d || file.startsWith(d + path.sep))) continue;
     out.push(`${file}:${m[2]}:${m[3]}`);
   }
   return out;

@@ -51,6 +51,7 @@ export function bundleScript(req: BundleRequest): Promise<Bundle> {
 
 const BANNER = `const require = globalThis[Symbol.for('skybatch.host')]?.require ?? ((id) => { throw new Error('this bundle runs inside a skybatch host process only (require ' + id + ')'); });`;
 const INNER = Symbol('skybatch-resolve');
+const HEADER_SLOT = '// skybatch-bundle-header';
 
 async function build(req: BundleRequest): Promise<Bundle> {
   const esbuild = await import('esbuild');
@@ -58,14 +59,8 @@ async function build(req: BundleRequest): Promise<Bundle> {
   // Pruning first, outside esbuild, so its errors reach the user as they are.
   const pruned = pruneEntry(entry, fs.readFileSync(entry, 'utf8'), req.mapper, req.formats);
   const project = projectOf(entry);
-  const header: BundleHeader = {
-    v: 1,
-    entry,
-    ...(project.root ? { projectRoot: project.root } : {}),
-    ...(project.lockfile ? { lockfile: project.lockfile } : {}),
-    mapper: { name: req.mapper.name, site: req.mapper.site, ordinal: req.mapper.ordinal },
-  };
   const external = new Set(req.external ?? []);
+  const imported = new Map<string, Set<string>>(); // package specifier → how it is imported (esbuild's import kinds)
   const runtime = (await import('../../index.js')) as Record<string, unknown>;
   const names = Object.keys(runtime).filter((n) => n !== 'default' && /^[A-Za-z_$][\w$]*$/.test(n));
   const key = RUNTIME_KEY.description;
@@ -88,11 +83,15 @@ async function build(req: BundleRequest): Promise<Bundle> {
     setup(b) {
       b.onResolve({ filter: /^[^./]/ }, async (args) => {
         if (args.pluginData === INNER || args.namespace !== 'file') return undefined;
-        const name = packageName(args.path);
-        if (isBuiltin(args.path) || external.has(name) || external.has(args.path)) return { path: args.path, external: true };
+        if (isBuiltin(args.path)) return { path: args.path, external: true };
+        const leave = () => {
+          imported.set(args.path, (imported.get(args.path) ?? new Set()).add(args.kind));
+          return { path: args.path, external: true };
+        };
+        if (external.has(packageName(args.path)) || external.has(args.path)) return leave();
         const r = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: INNER });
         // Not installed here (maybe only where the workers are), or an installed package: the host resolves it.
-        if (r.errors.length || r.external || !r.path || isInstalled(r.path)) return { path: args.path, external: true };
+        if (r.errors.length || r.external || !r.path || isInstalled(r.path)) return leave();
         // The user's own source under a package name (a workspace link, a tsconfig path): bundled like any of their files.
         return { path: r.path, namespace: r.namespace, sideEffects: r.sideEffects };
       });
@@ -125,7 +124,7 @@ async function build(req: BundleRequest): Promise<Bundle> {
       keepNames: true, // mapper ids include the function's name
       logLevel: 'silent',
       plugins: [shim, packages, source],
-      banner: { js: `${headerLine(header)}\n${BANNER}` },
+      banner: { js: `${HEADER_SLOT}\n${BANNER}` },
     });
   } catch (err) {
     const errors = (err as { errors?: { text: string; location?: { file: string; line: number; column: number } | null }[] }).errors ?? [];
@@ -141,7 +140,21 @@ async function build(req: BundleRequest): Promise<Bundle> {
   const mapFile = result.outputFiles.find((f) => f.path.endsWith('.map'))!;
   const map = JSON.parse(mapFile.text) as { sources: string[] };
   map.sources = map.sources.map((s) => (s.startsWith('skybatch-runtime:') ? s : path.resolve(path.dirname(entry), s)));
-  const code = js.text.replace(/\/\/# sourceMappingURL=.*\s*$/, '') + `//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}\n`;
+  const body = js.text.replace(/\/\/# sourceMappingURL=.*\s*$/, '');
+  const pkgs = [...imported.keys()].sort();
+  const header: BundleHeader = {
+    v: 1,
+    entry,
+    ...(project.root ? { projectRoot: project.root } : {}),
+    ...(project.lockfile ? { lockfile: project.lockfile } : {}),
+    ...(pkgs.length ? { packages: pkgs } : {}),
+    // ESM imports of packages need the hosts' resolve hooks, which cost a thread: only when used.
+    // An `import(expr)` esbuild could not follow may name a package too.
+    esmImports: [...imported.values()].some((kinds) => kinds.has('import-statement') || kinds.has('dynamic-import')) || /\bimport\((?!\s*["'])/.test(body),
+    mapper: { name: req.mapper.name, site: req.mapper.site, ordinal: req.mapper.ordinal },
+  };
+  // The header takes the banner's first line, which is one line whatever it holds: the source map stays right.
+  const code = body.replace(HEADER_SLOT, headerLine(header)) + `//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}\n`;
   return { code, hash: createHash('sha256').update(code).digest('hex'), notes: pruned.notes };
 }
 
