@@ -31,7 +31,12 @@ export function installHost(bundleFile: string, header: BundleHeader, runtime: o
   const cwdUrl = pathToFileURL(path.join(process.cwd(), 'noop.js')).href;
   const data: HookData = { bundleUrl: pathToFileURL(bundleFile).href, entryUrl, cwdUrl, runtimeUrl: new URL('../index.js', import.meta.url).href, who: who() };
   // The hooks run in a thread of their own, which costs a process ~0.2 s to start: only bundles that import packages as ES modules need them.
-  if (header.esmImports !== false) register(new URL('./package-hooks.js', import.meta.url), { data });
+  if (header.esmImports !== false) {
+    if (typeof register !== 'function') {
+      throw new SkybatchError('SKYBATCH_E_SCRIPT_LOAD', `the job's script imports packages, which ${who()} resolves with module.register(): Node ${process.version} lacks it; use Node 20.6 or newer`);
+    }
+    register(new URL('./package-hooks.js', import.meta.url), { data });
+  }
   (globalThis as Record<symbol, unknown>)[HOST_KEY] = { require: requireFor(data, runtime), meta: metaFor() };
 }
 
