@@ -5,27 +5,49 @@ import type { OutputWriter } from '../formats/output-writer.js';
 import { INPUT_READER_REGISTRY, OUTPUT_WRITER_REGISTRY } from '../formats/registries.js';
 import { jobTmpDir } from '../formats/utils.js';
 import { withWriteScope } from '../formats/write-scope.js';
-import { becomeHost } from './mapper-api.js';
-import type { FormatSpec } from './protocol.js';
+import { readBundleHeader, type BundleHeader } from './bundle-header.js';
+import { asPackageError, installHost } from './host-packages.js';
+import { becomeHost, mapperById, mapperBySite, onlyMapperNamed, type MapperFn } from './mapper-api.js';
+import { ignoreFrameFile } from './mapper-site.js';
+import type { FormatSpec, JobSpec } from './protocol.js';
 
 export const RUNTIME_KEY = Symbol.for('skybatch.runtime');
 
 /**
- * Imports a user's bundle in a host process (worker mapper process or reduce step).
- * The bundle's `import 'skybatch'` reads this process's runtime from a global, so its
- * registries and `load()`/`saveResults()` are ours. The script's top level runs up to
- * its first `ds.map(...)`, which on a host never resolves: no job is ever resubmitted.
+ * Imports a job's bundle in a host process (worker mapper process or reduce step). The
+ * bundle holds only what the job needs of the user's script (the client pruned the rest,
+ * see client/prune.ts), so importing it runs the mapper's and the formats' declarations
+ * and nothing else. Its `import 'skybatch'` reads this process's runtime from a global, so
+ * its registries and `load()`/`saveResults()` are ours; its packages resolve from the
+ * user's project (host-packages.ts). A `ds.map()` that still runs here (a mapper created
+ * inside a `main()` that also submits) never resolves on a host: no job is resubmitted.
  */
-export async function loadBundle(file: string): Promise<void> {
-  (globalThis as Record<symbol, unknown>)[RUNTIME_KEY] = await import('../index.js');
+export async function loadBundle(file: string): Promise<BundleHeader | undefined> {
+  const runtime = await import('../index.js');
+  (globalThis as Record<symbol, unknown>)[RUNTIME_KEY] = runtime;
+  const header = readBundleHeader(file);
+  if (header) installHost(file, header, runtime);
+  ignoreFrameFile(file);
   const reached = becomeHost();
   const imported = import(pathToFileURL(file).href);
   imported.catch(() => {}); // reported through the race below when it matters
   try {
     await Promise.race([reached, imported]);
   } catch (err) {
+    const missing = asPackageError(err);
+    if (missing instanceof SkybatchError && missing.code === 'SKYBATCH_E_PACKAGE_MISSING') throw missing;
     throw new SkybatchError('SKYBATCH_E_SCRIPT_LOAD', `the job's script failed while loading on this host: ${errorMessage(err)}`, { cause: err });
   }
+  return header;
+}
+
+/**
+ * The job's mapper: the one created where the client saw it created; else by its `name#n`
+ * id, or the only one of its name (the stacks disagree, e.g. a script run without source maps).
+ */
+export function jobMapper(spec: Pick<JobSpec, 'mapperId'>, header: BundleHeader | undefined): MapperFn | undefined {
+  const m = header?.mapper;
+  return (m && mapperBySite(m.site, m.ordinal)) ?? mapperById(spec.mapperId) ?? (m ? onlyMapperNamed(m.name) : undefined);
 }
 
 export function makeReader(spec: FormatSpec & { state?: unknown }): InputReader<object> {

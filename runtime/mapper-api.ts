@@ -1,18 +1,29 @@
-import { fileURLToPath } from 'node:url';
 import { SkybatchError } from '../formats/errors.js';
 import type { Item } from '../formats/input-reader.js';
+import { captureSite } from './mapper-site.js';
 
 /** A function marked with `remoteFunction`: runs on workers, once per worker per job. */
 export type MapperFn = () => unknown | Promise<unknown>;
 
 const MAPPER = Symbol.for('skybatch.mapper');
 
+/** How a mapper is known: `name#n`, and where it was created (see mapper-site.ts). */
+export interface MapperInfo {
+  id: string;
+  definedIn?: string;
+  /** The user's stack frames at `remoteFunction(...)`, innermost first. */
+  site: string[];
+  /** How many mappers were created at the same site before this one (a loop). */
+  ordinal: number;
+}
+
 export interface RemoteFunction extends MapperFn {
-  [MAPPER]: { id: string; definedIn?: string };
+  [MAPPER]: MapperInfo;
 }
 
 const byId = new Map<string, MapperFn>();
 const perName = new Map<string, number>();
+const bySite = new Map<string, MapperFn[]>();
 
 /**
  * Marks `fn` as a mapper. Its body runs on workers: one-time setup first, then
@@ -28,13 +39,17 @@ export function remoteFunction<F extends MapperFn>(fn: F): F & RemoteFunction {
   const k = perName.get(name) ?? 0;
   perName.set(name, k + 1);
   const id = `${name}#${k}`;
+  const site = captureSite(remoteFunction);
+  const key = site.join(' < ');
+  const same = bySite.get(key) ?? [];
+  bySite.set(key, [...same, fn]);
   const rf = fn as F & RemoteFunction;
-  rf[MAPPER] = { id, definedIn: callerFile() };
+  rf[MAPPER] = { id, definedIn: site[0]?.replace(/:\d+:\d+$/, ''), site, ordinal: same.length };
   byId.set(id, fn);
   return rf;
 }
 
-export function mapperInfo(fn: unknown): { id: string; definedIn?: string } {
+export function mapperInfo(fn: unknown): MapperInfo {
   const info = typeof fn === 'function' ? (fn as Partial<RemoteFunction>)[MAPPER] : undefined;
   if (!info) {
     throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `map() needs a function wrapped in sky.remoteFunction(...), got ${typeof fn === 'function' ? `plain function ${fn.name || ''}` : typeof fn}`, {
@@ -48,16 +63,15 @@ export function mapperById(id: string): MapperFn | undefined {
   return byId.get(id);
 }
 
-/** The first stack frame outside skybatch itself: the user's file that called us. */
-function callerFile(): string | undefined {
-  const ours = fileURLToPath(new URL('..', import.meta.url));
-  for (const line of (new Error().stack ?? '').split('\n').slice(1)) {
-    const m = /\(?((?:file:\/\/)?\/[^():]+):\d+:\d+\)?\s*$/.exec(line);
-    if (!m) continue;
-    const file = m[1].startsWith('file://') ? fileURLToPath(m[1]) : m[1];
-    if (!file.startsWith(ours) && !file.includes('/node_modules/')) return file;
-  }
-  return undefined;
+/** The one mapper of this name, if exactly one was created. */
+export function onlyMapperNamed(name: string): MapperFn | undefined {
+  const fns = [...byId.entries()].filter(([id]) => id.replace(/#\d+$/, '') === name);
+  return fns.length === 1 ? fns[0][1] : undefined;
+}
+
+/** The mapper created at `site` (the same frames the client saw), the `ordinal`-th one there. */
+export function mapperBySite(site: readonly string[], ordinal: number): MapperFn | undefined {
+  return site.length ? bySite.get(site.join(' < '))?.[ordinal] : undefined;
 }
 
 const FAILED_ITEM = Symbol.for('skybatch.failedItem');

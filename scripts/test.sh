@@ -12,6 +12,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci --no-audit --no-fund || exit 1
+# The ONNX sample is a user project of its own (onnxruntime-node lives only there); its
+# .npmrc skips onnxruntime-node's install script, which would download CUDA libraries.
+[ -d samples/onnx-embed/node_modules ] || (cd samples/onnx-embed && npm ci --no-audit --no-fund) || exit 1
 command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; } || exit 1
 node scripts/check-engines.mjs || exit 1
 npm run --silent build || exit 1

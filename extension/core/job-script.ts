@@ -25,8 +25,9 @@ export function expressionOf(source: string): string {
 /**
  * The TypeScript script a notebook stands for, shaped like samples/quickstart/double_text.ts:
  * definitions at top level, `new sky.Dataset(reader).map(remoteFunction(mapper), settings)`.
- * Workers load the same script to find the mapper; `map()` never resolves there, so the
- * job is submitted only where the notebook runs.
+ * It follows the rules of any script: workers run only the mapper (a top-level declaration
+ * here), the job's custom formats and the definitions they use; the reader and writers
+ * expressions, the submission and every other definition run once, where the notebook runs.
  */
 export function generateJobScript(cells: readonly NotebookCellData[], settings: RunSettings, title: string): JobScript {
   const out: string[] = [];

@@ -1,35 +1,66 @@
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { isBuiltin } from 'node:module';
 import * as path from 'node:path';
 import type { Plugin } from 'esbuild';
 import { SkybatchError } from '../../formats/errors.js';
+import { headerLine, type BundleHeader } from '../bundle-header.js';
 import { RUNTIME_KEY } from '../bundle-loader.js';
+import { rewriteImportMeta } from './import-meta.js';
+import { projectOf } from './project.js';
+import { pruneEntry, type FormatRoot, type MapperRoot } from './prune.js';
 
 export interface Bundle {
   code: string;
   hash: string;
+  /** Things to tell the user at submission (see PruneResult.notes). */
+  notes: string[];
+}
+
+export interface BundleRequest {
+  /** The user's script. */
+  entry: string;
+  /** The job's mapper: its name, where it was created, and which of the mappers created there. */
+  mapper: MapperRoot & { ordinal: number };
+  /** The reader and writer types of the job. */
+  formats: FormatRoot[];
+  /** Bare specifiers to leave external even if they resolve to the user's own source. */
+  external?: string[];
 }
 
 const cache = new Map<string, Promise<Bundle>>();
 
 /**
- * Bundles the user's script (TypeScript or JavaScript) into one ESM file for workers:
- * everything it imports is included, except `skybatch` itself, which resolves to the
- * runtime of whatever process loads the bundle, and packages listed in `external`,
- * which workers resolve from their working directory (installed by the pool's setup).
+ * Bundles what workers run of the user's script into one ESM file: the user's own source
+ * (the entry pruned to what the job needs, see prune.ts, and the modules it imports by
+ * path), with every package left external. Hosts resolve those packages from the user's
+ * script, as the user's own run does (runtime/host-packages.ts), so native addons,
+ * packages that read files next to their code and symlinked layouts load from where they
+ * are installed. `skybatch` itself resolves to the runtime of the host that loads the bundle.
  */
-export function bundleScript(entry: string, external: string[] = []): Promise<Bundle> {
-  const key = `${entry}\0${external.join(',')}`;
+export function bundleScript(req: BundleRequest): Promise<Bundle> {
+  const key = JSON.stringify(req);
   let p = cache.get(key);
   if (!p) {
-    p = build(entry, external);
+    p = build(req);
     cache.set(key, p);
     p.catch(() => cache.delete(key));
   }
   return p;
 }
 
-async function build(entry: string, external: string[]): Promise<Bundle> {
+const BANNER = `const require = globalThis[Symbol.for('skybatch.host')]?.require ?? ((id) => { throw new Error('this bundle runs inside a skybatch host process only (require ' + id + ')'); });`;
+const INNER = Symbol('skybatch-resolve');
+const HEADER_SLOT = '// skybatch-bundle-header';
+
+async function build(req: BundleRequest): Promise<Bundle> {
   const esbuild = await import('esbuild');
+  const entry = fs.realpathSync(req.entry);
+  // Pruning first, outside esbuild, so its errors reach the user as they are.
+  const pruned = pruneEntry(entry, fs.readFileSync(entry, 'utf8'), req.mapper, req.formats);
+  const project = projectOf(entry);
+  const external = new Set(req.external ?? []);
+  const imported = new Map<string, Set<string>>(); // package specifier → how it is imported (esbuild's import kinds)
   const runtime = (await import('../../index.js')) as Record<string, unknown>;
   const names = Object.keys(runtime).filter((n) => n !== 'default' && /^[A-Za-z_$][\w$]*$/.test(n));
   const key = RUNTIME_KEY.description;
@@ -47,6 +78,37 @@ async function build(entry: string, external: string[]): Promise<Bundle> {
       }));
     },
   };
+  const packages: Plugin = {
+    name: 'skybatch-packages',
+    setup(b) {
+      b.onResolve({ filter: /^[^./]/ }, async (args) => {
+        if (args.pluginData === INNER || args.namespace !== 'file') return undefined;
+        if (isBuiltin(args.path)) return { path: args.path, external: true };
+        const leave = () => {
+          imported.set(args.path, (imported.get(args.path) ?? new Set()).add(args.kind));
+          return { path: args.path, external: true };
+        };
+        if (external.has(packageName(args.path)) || external.has(args.path)) return leave();
+        const r = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: INNER });
+        // Not installed here (maybe only where the workers are), or an installed package: the host resolves it.
+        if (r.errors.length || r.external || !r.path || isInstalled(r.path)) return leave();
+        // The user's own source under a package name (a workspace link, a tsconfig path): bundled like any of their files.
+        return { path: r.path, namespace: r.namespace, sideEffects: r.sideEffects };
+      });
+    },
+  };
+  const source: Plugin = {
+    name: 'skybatch-source',
+    setup(b) {
+      b.onLoad({ filter: /\.[cm]?[jt]sx?$/ }, async (args) => {
+        if (args.namespace !== 'file' || isInstalled(args.path)) return undefined;
+        const isEntry = args.path === entry;
+        const text = isEntry ? pruned.code : await fs.promises.readFile(args.path, 'utf8');
+        if (!isEntry && !text.includes('import.meta')) return undefined;
+        return { contents: rewriteImportMeta(text, args.path), loader: loaderFor(args.path), resolveDir: path.dirname(args.path) };
+      });
+    },
+  };
   let result;
   try {
     result = await esbuild.build({
@@ -61,16 +123,14 @@ async function build(entry: string, external: string[]): Promise<Bundle> {
       sourcesContent: false,
       keepNames: true, // mapper ids include the function's name
       logLevel: 'silent',
-      external,
-      plugins: [shim],
-      // CommonJS packages inside an ESM bundle still need `require`.
-      banner: { js: "import { createRequire as __skybatchRequire } from 'node:module'; const require = __skybatchRequire(import.meta.url);" },
+      plugins: [shim, packages, source],
+      banner: { js: `${HEADER_SLOT}\n${BANNER}` },
     });
   } catch (err) {
     const errors = (err as { errors?: { text: string; location?: { file: string; line: number; column: number } | null }[] }).errors ?? [];
     const lines = errors.map((e) => (e.location ? `${e.location.file}:${e.location.line}:${e.location.column}: ${e.text}` : e.text));
-    throw new SkybatchError('SKYBATCH_E_SCRIPT_LOAD', `cannot bundle ${entry} for the workers:\n${lines.join('\n') || (err as Error).message}`, {
-      context: { path: entry, line: errors[0]?.location?.line },
+    throw new SkybatchError('SKYBATCH_E_SCRIPT_LOAD', `cannot bundle ${req.entry} for the workers:\n${lines.join('\n') || (err as Error).message}`, {
+      context: { path: req.entry, line: errors[0]?.location?.line },
       cause: err,
     });
   }
@@ -80,6 +140,44 @@ async function build(entry: string, external: string[]): Promise<Bundle> {
   const mapFile = result.outputFiles.find((f) => f.path.endsWith('.map'))!;
   const map = JSON.parse(mapFile.text) as { sources: string[] };
   map.sources = map.sources.map((s) => (s.startsWith('skybatch-runtime:') ? s : path.resolve(path.dirname(entry), s)));
-  const code = js.text.replace(/\/\/# sourceMappingURL=.*\s*$/, '') + `//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}\n`;
-  return { code, hash: createHash('sha256').update(code).digest('hex') };
+  const body = js.text.replace(/\/\/# sourceMappingURL=.*\s*$/, '');
+  const pkgs = [...imported.keys()].sort();
+  const header: BundleHeader = {
+    v: 1,
+    entry,
+    ...(project.root ? { projectRoot: project.root } : {}),
+    ...(project.lockfile ? { lockfile: project.lockfile } : {}),
+    ...(pkgs.length ? { packages: pkgs } : {}),
+    // ESM imports of packages need the hosts' resolve hooks, which cost a thread: only when used.
+    // An `import(expr)` esbuild could not follow may name a package too.
+    esmImports: [...imported.values()].some((kinds) => kinds.has('import-statement') || kinds.has('dynamic-import')) || /\bimport\((?!\s*["'])/.test(body),
+    mapper: { name: req.mapper.name, site: req.mapper.site, ordinal: req.mapper.ordinal },
+  };
+  // The header takes the banner's first line, which is one line whatever it holds: the source map stays right.
+  const code = body.replace(HEADER_SLOT, headerLine(header)) + `//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}\n`;
+  return { code, hash: createHash('sha256').update(code).digest('hex'), notes: pruned.notes };
+}
+
+/** `@scope/name/sub` → `@scope/name`; `name/sub` → `name`. */
+export function packageName(specifier: string): string {
+  const parts = specifier.split('/');
+  return specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
+}
+
+/** A file of an installed package (through symlinks too: pnpm's store is under node_modules/.pnpm). */
+function isInstalled(file: string): boolean {
+  let real = file;
+  try {
+    real = fs.realpathSync(file);
+  } catch {
+    // keep the path as given
+  }
+  return /[\\/]node_modules[\\/]/.test(real) || /[\\/]node_modules[\\/]/.test(file);
+}
+
+function loaderFor(file: string): 'ts' | 'tsx' | 'js' | 'jsx' {
+  if (/\.[cm]?ts$/.test(file)) return 'ts';
+  if (file.endsWith('.tsx')) return 'tsx';
+  if (file.endsWith('.jsx')) return 'jsx';
+  return 'js';
 }

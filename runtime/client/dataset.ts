@@ -3,6 +3,9 @@ import * as path from 'node:path';
 import { SkybatchError, WireError } from '../../formats/errors.js';
 import type { InputReader } from '../../formats/input-reader.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
+import { ImageWriter } from '../../formats/image-writer.js';
+import { JsonReader } from '../../formats/json-reader.js';
+import { JsonWriter } from '../../formats/json-writer.js';
 import { INPUT_READER_REGISTRY, OUTPUT_WRITER_REGISTRY } from '../../formats/registries.js';
 import { isHost, mapperInfo, signalMapReached } from '../mapper-api.js';
 import type { FormatSpec, JobEvent, JobRequest, JobStatus, JobSummary } from '../protocol.js';
@@ -25,7 +28,11 @@ export interface MapOptions {
   stream?: boolean;
   /** The script to bundle for workers. Default: the script being run (`process.argv[1]`). */
   script?: string;
-  /** Packages not to bundle; workers import them from their working directory. */
+  /**
+   * Packages are never bundled: workers import them from the script's project, as the
+   * script does (then from their own folder). Names listed here also stay external when
+   * they resolve to your own source (a workspace link, a tsconfig path), which is bundled otherwise.
+   */
   external?: string[];
   /** Attempts per batch before the job fails. Default 4 (3 retries). */
   maxAttempts?: number;
@@ -51,6 +58,8 @@ export interface MapOptions {
 
 // Variables that describe the submitting machine or session, not the user's settings.
 const LOCAL_ENV = /^(PATH|HOME|USER|LOGNAME|SHELL|PWD|OLDPWD|TMPDIR|TMP|TEMP|SHLVL|_|TERM|TERM_.*|COLORTERM|DISPLAY|WAYLAND_.*|SSH_.*|XDG_.*|NODE_OPTIONS|NODE_CHANNEL_.*|NODE_UNIQUE_ID|npm_.*|INIT_CWD|SKYBATCH_(HOME|TOKEN|COORDINATOR_URL|CA|EVENTS|JOB_ID|WORKER|AGENT_BUILD|SERVERS_DIR|TEST_.*)|VSCODE_.*|ELECTRON_.*|HOSTNAME|MAIL|LS_COLORS)$/;
+
+const BUILTIN_FORMATS = new Set<unknown>([JsonReader, JsonWriter, ImageWriter]);
 
 /** A submitted job. */
 export class Job {
@@ -94,19 +103,30 @@ export class Dataset {
 
   /**
    * Runs `mapper` over every item on the pool's workers and writes the results through
-   * `output`. On a worker, where the script is loaded to find its mapper, this never
-   * resolves, so nothing after it runs there and no job is ever resubmitted.
+   * `output`. Workers run only the mapper, the job's custom formats and the declarations
+   * they use; should a `map()` call run on a worker all the same (a mapper created inside
+   * the function that submits), it never resolves there: no job is ever resubmitted.
    */
   async map(mapper: unknown, options: MapOptions): Promise<Job> {
     if (isHost()) {
       signalMapReached();
       return new Promise<Job>(() => {});
     }
-    const { id: mapperId, definedIn } = mapperInfo(mapper);
+    const { id: mapperId, definedIn, site, ordinal } = mapperInfo(mapper);
     validate(options);
     const writers = Array.isArray(options.output) ? options.output : [options.output];
     const script = path.resolve(options.script ?? scriptOf(definedIn));
-    const [bundle, total] = await Promise.all([bundleScript(script, options.external), this.reader.length()]);
+    const readerType = INPUT_READER_REGISTRY.nameOf(this.reader);
+    const formats = [
+      { kind: 'reader' as const, type: readerType, builtin: BUILTIN_FORMATS.has(INPUT_READER_REGISTRY.get(readerType)) },
+      ...writers.map((w) => {
+        const type = OUTPUT_WRITER_REGISTRY.nameOf(w);
+        return { kind: 'writer' as const, type, builtin: BUILTIN_FORMATS.has(OUTPUT_WRITER_REGISTRY.get(type)) };
+      }),
+    ];
+    const bundling = bundleScript({ entry: script, mapper: { name: mapperId.replace(/#\d+$/, ''), site, ordinal }, formats, external: options.external });
+    const [bundle, total] = await Promise.all([bundling, this.reader.length()]);
+    for (const note of bundle.notes) process.stderr.write(`skybatch: ${note}\n`);
     if (!Number.isInteger(total) || total < 0) {
       throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `${this.reader.constructor.name}.length() returned ${total}; expected a non-negative integer`);
     }

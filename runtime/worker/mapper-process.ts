@@ -11,8 +11,9 @@ import type { InputReader, Item } from '../../formats/input-reader.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
 import { buildId } from '../build-id.js';
 import { agentToMapper, checkFrame } from '../protocol-guards.js';
-import { asWriter, loadBundle, makeReader, makeWriters } from '../bundle-loader.js';
-import { FailedItem, isFailedItem, mapperById, setMapperContext } from '../mapper-api.js';
+import { asWriter, jobMapper, loadBundle, makeReader, makeWriters } from '../bundle-loader.js';
+import { asPackageError } from '../host-packages.js';
+import { FailedItem, isFailedItem, setMapperContext } from '../mapper-api.js';
 import type { DeadLetter, JobSpec } from '../protocol.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
 import { previewValue } from './preview.js';
@@ -196,10 +197,11 @@ async function start(msg: Extract<AgentToMapper, { type: 'start' }>): Promise<vo
     if (process.env.SKYBATCH_AGENT_BUILD && process.env.SKYBATCH_AGENT_BUILD !== buildId()) {
       throw new SkybatchError('SKYBATCH_E_PROTOCOL', `skybatch on worker ${process.env.SKYBATCH_WORKER} was reinstalled or rebuilt after the worker started (${process.env.SKYBATCH_AGENT_BUILD} → ${buildId()}); restart the pool: skybatch pool down ${spec.pool} -y, then pool apply`);
     }
-    await loadBundle(msg.bundlePath);
-    const fn = mapperById(spec.mapperId);
+    const header = await loadBundle(msg.bundlePath);
+    const fn = jobMapper(spec, header);
     if (!fn) {
-      throw new SkybatchError('SKYBATCH_E_MAPPER_NOT_FOUND', `mapper ${spec.mapperId} is not defined when the script reaches its first ds.map() on the worker; define every remoteFunction before the first map call`, {
+      const at = header?.mapper?.site[0] ? ` (created at ${header.mapper.site[0]} on the client)` : '';
+      throw new SkybatchError('SKYBATCH_E_MAPPER_NOT_FOUND', `mapper ${spec.mapperId}${at} was not created when the job's script loaded on worker ${process.env.SKYBATCH_WORKER}; create mappers at the top level of the script`, {
         context: { jobId: spec.jobId },
       });
     }
@@ -208,7 +210,8 @@ async function start(msg: Extract<AgentToMapper, { type: 'start' }>): Promise<vo
     formatsReady();
     setMapperContext({ load, saveResults });
     await fn();
-  } catch (err) {
+  } catch (thrown) {
+    const err = asPackageError(thrown);
     if (batchesTaken === 0 && !current) {
       send({ type: 'fatal', error: toWireError(err, { jobId: spec.jobId }) });
     } else {
