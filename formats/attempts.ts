@@ -17,12 +17,31 @@ export interface Winner {
   start: number;
   end: number;
   attempt: number;
+  /** Rows its files must hold: the range minus items skipped into errors.jsonl. Unknown when absent. */
+  rows?: number;
 }
 
-/** The committed batches of a job, sorted by start. */
+/** What one merge into an output did, for the reduce step's report. */
+export interface MergeReport {
+  output: string;
+  /** Batch files merged; 0 with `written: false` means nothing to merge. */
+  files: number;
+  rows: number;
+  /** Whether the output was (re)written; false: it was left as it was. */
+  written: boolean;
+}
+
+/** The committed batches of a job, sorted by start, as the reduce step sees them. */
 export interface WinnerScope {
   jobId: string;
   winners: Winner[];
+  /**
+   * The winners are every batch of the job (a finished job's reduce): a writer with no
+   * batch files then means lost results, not "nothing to merge". False for `recover`.
+   */
+  complete?: boolean;
+  /** Called after each merge, so the reduce step can say what it wrote. */
+  onMerge?: (report: MergeReport) => void;
 }
 
 const attemptStore = new AsyncLocalStorage<AttemptScope>();
@@ -36,15 +55,20 @@ export function withWinners<T>(scope: WinnerScope, fn: () => T): T {
   return winnerStore.run(scope, fn);
 }
 
-/** The attempt writing for `jobId` right now, if any. */
-export function currentAttempt(jobId: string): number | undefined {
+/** The attempt writing for `jobId` right now, if any. (A job id may come as a number from a user's code.) */
+export function currentAttempt(jobId: string | number): number | undefined {
   const s = attemptStore.getStore();
-  return s && s.jobId === jobId ? s.attempt : undefined;
+  return s && s.jobId === String(jobId) ? s.attempt : undefined;
 }
 
-export function currentWinners(jobId: string): Winner[] | undefined {
+export function currentWinners(jobId: string | number): Winner[] | undefined {
+  return currentReduce(jobId)?.winners;
+}
+
+/** The reduce step's scope for `jobId`, when running inside one (not when a user calls a writer by hand). */
+export function currentReduce(jobId: string | number): WinnerScope | undefined {
   const s = winnerStore.getStore();
-  return s && s.jobId === jobId ? s.winners : undefined;
+  return s && s.jobId === String(jobId) ? s : undefined;
 }
 
 /**

@@ -5,16 +5,8 @@ import { SkybatchError } from './errors.js';
 import { Item } from './input-reader.js';
 import { OutputWriter } from './output-writer.js';
 import { assertSafeKey, joinPath, pad8 } from './paths.js';
-import {
-  concatenateBatchesToOutput,
-  deleteBatchFiles,
-  downloadBytesFromCloud,
-  getBatchPath,
-  listBatchFiles,
-  loadJsonlFromCloud,
-  toJsonl,
-  uploadBytesToCloud,
-} from './utils.js';
+import { mergeBatches } from './batch-merge.js';
+import { deleteBatchFiles, downloadBytesFromCloud, getBatchPath, listBatchFiles, loadJsonlFromCloud, toJsonl, uploadBytesToCloud } from './utils.js';
 
 export interface ImageWriterOptions {
   /** The result key holding the image. Default `'image'`. */
@@ -31,11 +23,17 @@ export interface RgbaImage {
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const UPLOAD_CONCURRENCY = 8;
 
+/** The index ImageWriter writes beside its PNGs. The leading underscore keeps it apart from any name a user's own writer would pick. */
+export const IMAGE_INDEX_NAME = '_manifest.jsonl';
+/** The file names ImageWriter publishes in its folder. */
+export const IMAGE_FILE_RE = /^\d{8,}\.png$/;
+
 /**
- * One PNG per item at `{dir}/{globalIndex:08d}.png`, plus `{dir}/manifest.jsonl` mapping
+ * One PNG per item at `{dir}/{globalIndex:08d}.png`, plus `{dir}/_manifest.jsonl` mapping
  * each file name to its row index. A missing or invalid image fails its batch naming the
  * item; it is never a silent gap. Images appear in `{dir}` when the job's outputs are
- * reduced (or recovered), never from an attempt that lost.
+ * reduced (or recovered), never from an attempt that lost. Batches are staged in the
+ * writer's own temp folder (`.sky_batch_tmp/{jobId}/{dir name}/`), like any writer's.
  */
 export class ImageWriter extends OutputWriter<ImageWriterOptions> {
   /** `options` may also be the column itself, as in the reference: `new ImageWriter(dir, 'image')`. */
@@ -55,7 +53,7 @@ export class ImageWriter extends OutputWriter<ImageWriterOptions> {
   }
 
   private get manifestPath(): string {
-    return joinPath(this.path, 'manifest.jsonl');
+    return joinPath(this.path, IMAGE_INDEX_NAME);
   }
 
   async uploadBatch(results: Item[], startIdx: number, endIdx: number, jobId: string): Promise<string> {
@@ -64,8 +62,9 @@ export class ImageWriter extends OutputWriter<ImageWriterOptions> {
     const pngs = results.map((r, i) => toPng(requireColumn(r, this.column, i, at, `ImageWriter(${this.path})`), startIdx + i, at, this.column));
     const names = pngs.map((_, i) => `${pad8(startIdx + i)}.png`);
     // Images are staged beside this attempt's manifest and published by reduceResults, so
-    // only the winning attempt of each batch ever reaches {dir}.
-    const manifestBatch = getBatchPath(this.manifestPath, startIdx, endIdx, jobId);
+    // only the winning attempt of each batch ever reaches {dir}. The manifest is written last:
+    // a batch file that exists has all its images.
+    const manifestBatch = getBatchPath(this.path, startIdx, endIdx, jobId);
     await eachLimit(names, UPLOAD_CONCURRENCY, (name, i) => uploadBytesToCloud(pngs[i], joinPath(stagingDir(manifestBatch), name)));
     const manifest = names.map((file, i) => ({ file, index: startIdx + i }));
     await uploadBytesToCloud(toJsonl(manifest, this.manifestPath), manifestBatch);
@@ -73,19 +72,19 @@ export class ImageWriter extends OutputWriter<ImageWriterOptions> {
   }
 
   /** Publishes the winning attempts' images to `{dir}`, then merges the manifest. */
-  override async reduceResults(jobId: string): Promise<void> {
-    for (const batchFile of await listBatchFiles(this.manifestPath, jobId)) {
+  override async reduceResults(jobId: string | number): Promise<void> {
+    for (const batchFile of await listBatchFiles(this.path, jobId)) {
       const entries = (await loadJsonlFromCloud(batchFile)) as { file: string }[];
       await eachLimit(entries, UPLOAD_CONCURRENCY, async ({ file }) => {
         assertSafeKey(file, 'image file name');
         await uploadBytesToCloud(await downloadBytesFromCloud(joinPath(stagingDir(batchFile), file)), joinPath(this.path, file));
       });
     }
-    await concatenateBatchesToOutput(this.manifestPath, jobId);
+    await mergeBatches(this.path, this.manifestPath, jobId, { checkRows: true });
   }
 
-  override async cleanup(jobId: string): Promise<void> {
-    await deleteBatchFiles(this.manifestPath, jobId);
+  override async cleanup(jobId: string | number): Promise<void> {
+    await deleteBatchFiles(this.path, jobId);
   }
 }
 

@@ -2,7 +2,8 @@ import { BatchRef, normalizeColumns, requireColumn, writerOptions } from './colu
 import { SkybatchError } from './errors.js';
 import { Item } from './input-reader.js';
 import { OutputWriter } from './output-writer.js';
-import { concatenateBatchesToOutput, deleteBatchFiles, deleteInputBatchFiles, getBatchPath, toJsonl, uploadBytesToCloud } from './utils.js';
+import { mergeBatches } from './batch-merge.js';
+import { deleteBatchFiles, deleteInputBatchFiles, getBatchPath, toJsonl, uploadBytesToCloud } from './utils.js';
 
 export interface JsonWriterOptions {
   /** Keep only these keys of each result (like SQL SELECT). Default: every key. */
@@ -12,6 +13,7 @@ export interface JsonWriterOptions {
 /**
  * JSONL output in input order. Each batch goes to a temp file under
  * `.sky_batch_tmp/{jobId}/`; `reduceResults` streams them, in index order, into the output.
+ * A job id may be given as a number (`reduceResults(42)`) as well as a string.
  */
 export class JsonWriter extends OutputWriter<JsonWriterOptions> {
   private readonly columns: string[] | undefined;
@@ -55,11 +57,12 @@ export class JsonWriter extends OutputWriter<JsonWriterOptions> {
     return out;
   }
 
-  override async reduceResults(jobId: string): Promise<void> {
-    await concatenateBatchesToOutput(this.path, jobId);
+  /** Merges the batch files into the output; with none (already merged and cleaned up), leaves the output as it is. */
+  override async reduceResults(jobId: string | number): Promise<void> {
+    await mergeBatches(this.path, this.path, jobId, { checkRows: true });
   }
 
-  override async cleanup(jobId: string): Promise<void> {
+  override async cleanup(jobId: string | number): Promise<void> {
     await deleteBatchFiles(this.path, jobId);
     await deleteInputBatchFiles(this.path, jobId);
   }

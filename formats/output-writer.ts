@@ -19,9 +19,13 @@ export abstract class OutputWriter<Opts extends object = Record<string, unknown>
   /** Stores one batch's results (one per input item, in order); returns the path written. */
   abstract uploadBatch(results: Item[], startIdx: number, endIdx: number, jobId: string): string | Promise<string>;
 
-  /** Merges per-batch output into the final output; must stream, never hold all rows. */
-  reduceResults(_jobId: string): void | Promise<void> {}
+  /**
+   * Merges per-batch output into the final output; must stream, never hold all rows. May run
+   * more than once for a job (a crash, a second `recover`): with no batch files left it must
+   * leave an existing output as it is. The reduce step passes the job id as a string.
+   */
+  reduceResults(_jobId: string | number): void | Promise<void> {}
 
-  /** Deletes temporary files written by `uploadBatch`. */
-  cleanup(_jobId: string): void | Promise<void> {}
+  /** Deletes temporary files written by `uploadBatch`. Safe to run again. */
+  cleanup(_jobId: string | number): void | Promise<void> {}
 }

@@ -71,19 +71,15 @@ export function asWriter<T>(w: OutputWriter<object>, jobId: string, fn: () => T)
   return withWriteScope(`${w.constructor.name}(${w.path})`, writableBy(w, jobId), fn);
 }
 
-/** `reduceResults` then `cleanup` of every writer; the first failure names its writer. */
-export async function reduceAndCleanup(writers: OutputWriter<object>[], jobId: string, opts: { cleanup?: boolean } = {}): Promise<void> {
-  const steps = opts.cleanup === false ? (['reduceResults'] as const) : (['reduceResults', 'cleanup'] as const);
-  for (const step of steps) {
-    for (const w of writers) {
-      try {
-        await asWriter(w, jobId, () => w[step](jobId));
-      } catch (err) {
-        throw new SkybatchError('SKYBATCH_E_REDUCE', `job ${jobId}: ${w.constructor.name}(${w.path}).${step} failed: ${errorMessage(err)}`, {
-          context: { jobId, path: w.path },
-          cause: err,
-        });
-      }
-    }
+/** Runs one writer's `reduceResults` or `cleanup` inside its write scope; a failure names the writer and keeps its code when it is `SKYBATCH_E_INCOMPLETE`. */
+export async function runWriterStep(w: OutputWriter<object>, jobId: string, step: 'reduceResults' | 'cleanup'): Promise<void> {
+  try {
+    await asWriter(w, jobId, () => w[step](jobId));
+  } catch (err) {
+    const code = err instanceof SkybatchError && err.code === 'SKYBATCH_E_INCOMPLETE' ? err.code : 'SKYBATCH_E_REDUCE';
+    throw new SkybatchError(code, `job ${jobId}: ${w.constructor.name}(${w.path}).${step} failed: ${errorMessage(err)}`, {
+      context: { jobId, path: w.path },
+      cause: err,
+    });
   }
 }

@@ -1,15 +1,22 @@
 /**
- * `node reduce-process.js JOB_ID [--no-cleanup]`: loads the job's bundle (so the user's own
- * writer classes are registered), then runs reduceResults and cleanup of every writer.
- * A failure is printed as one `SKYBATCH_ERROR {json}` line on stderr and exit code 1.
+ * `node reduce-process.js JOB_ID [--recover] [--no-cleanup]`: takes the job's reduce lock,
+ * loads the job's bundle (so the user's own writer classes are registered), then publishes
+ * every writer's output and cleans up (see reduce-step.ts). Its last stdout line is
+ * `SKYBATCH_REDUCE {report}`; a failure is one `SKYBATCH_ERROR {json}` line on stderr and
+ * exit code 1.
  */
 import { toWireError } from '../formats/errors.js';
-import { loadBundle, makeWriters, reduceAndCleanup } from './bundle-loader.js';
+import { loadBundle, makeWriters } from './bundle-loader.js';
 import { bundleFile, readJournal, readSpec } from './coordinator/job-store.js';
-import { withWinners } from '../formats/attempts.js';
-import { errorsPath, saveJsonlToCloud } from '../formats/utils.js';
+import { acquireReduceLock } from './coordinator/reduce-lock.js';
+import { reduceJob } from './reduce-step.js';
 
-const [jobId, flag] = process.argv.slice(2);
+const [jobId, ...flags] = process.argv.slice(2);
+// A reduce whose coordinator was killed carries on to the end: writing to its closed pipes must not kill it.
+process.stdout.on('error', () => {});
+process.stderr.on('error', () => {});
+const say = (line: string) => process.stdout.write(line + '\n');
+
 try {
   const spec = readSpec(jobId);
   if (spec.cwd) {
@@ -20,15 +27,16 @@ try {
     }
   }
   process.argv = spec.argv;
-  await loadBundle(bundleFile(spec.bundleHash));
-  const { winners, deadLetters } = readJournal(jobId);
-  await withWinners({ jobId, winners }, () => reduceAndCleanup(makeWriters(spec.writers), jobId, { cleanup: flag !== '--no-cleanup' }));
-  for (const w of spec.writers) console.log(`wrote ${w.path}`);
-  if (deadLetters.length) {
-    const file = errorsPath(spec.writers[0].path);
-    await saveJsonlToCloud(deadLetters, file);
-    console.log(`wrote ${file}: ${deadLetters.length} skipped item(s)`);
+  const release = await acquireReduceLock(jobId, (h) => say(`waiting for reduce process ${h.pid} (started ${h.at}) to finish: it is reducing this job already`));
+  let report;
+  try {
+    await loadBundle(bundleFile(spec.bundleHash));
+    // read under the lock: a reduce that held it before may have published meanwhile
+    report = await reduceJob(spec, readJournal(jobId), makeWriters(spec.writers), { recover: flags.includes('--recover'), cleanup: !flags.includes('--no-cleanup'), say });
+  } finally {
+    release();
   }
+  say(`SKYBATCH_REDUCE ${JSON.stringify(report)}`);
   process.exit(0);
 } catch (err) {
   process.stderr.write(`SKYBATCH_ERROR ${JSON.stringify(toWireError(err, { jobId }))}\n`);

@@ -37,7 +37,9 @@ export function registerRecover(engine: () => Promise<Engine>, log: vscode.Outpu
       void vscode.window.showErrorMessage(`Recover job ${jobId}: [${err.code}] ${err.message}`);
       return undefined;
     }
-    void vscode.window.showInformationMessage(`Recovered job ${jobId}: ${job.batchesDone}/${job.batchesTotal} batches (${job.itemsDone} items) into ${job.outputs.join(', ')}`);
+    // the CLI's own summary: the rows it actually wrote, or that there was nothing to merge
+    const summary = r.stdout.trim().split('\n').pop() || `job ${jobId} recovered`;
+    void vscode.window.showInformationMessage(summary.replace(/^job /, 'Job '));
     if (job.outputs[0]) await openOutput(job.outputs[0]);
     return job;
   });

@@ -126,6 +126,28 @@ export class LocalStorage implements Storage {
   }
 }
 
+/**
+ * Removes the half-written `.partial` siblings a killed writer left of `path` (a file), or
+ * of the files directly in `path` (a folder, ending in '/'). Only for a caller that knows no
+ * one else is writing there now, like the reduce step holding its job's lock.
+ */
+export async function removeStalePartials(path: string): Promise<void> {
+  const target = normalizePath(path);
+  const dir = path.endsWith('/') ? target : nodePath.dirname(target);
+  const base = path.endsWith('/') ? undefined : nodePath.basename(target);
+  const suffix = /\.[0-9a-f]{8}\.partial$/; // what put() appends to its temp file
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const stale = base === undefined ? suffix.test(name) : name.startsWith(base) && /^\.[0-9a-f]{8}\.partial$/.test(name.slice(base.length));
+    if (stale) await fsp.rm(nodePath.join(dir, name), { force: true });
+  }
+}
+
 async function walk(dir: string, visit: (file: string, size: number) => Promise<void>): Promise<void> {
   let entries: fs.Dirent[];
   try {

@@ -8,6 +8,7 @@ import { ProgressView } from '../client/progress.js';
 import { JobRun } from '../coordinator/job-run.js';
 import { listJobIds, readJournal, readSpec } from '../coordinator/job-store.js';
 import { runReduce } from '../coordinator/reducer.js';
+import type { ReduceReport } from '../reduce-step.js';
 import { assertJobId, jobDir, readCoordinator } from '../pool-store.js';
 import { checkJobSpec } from '../protocol-guards.js';
 import type { JobEvent, JobSummary } from '../protocol.js';
@@ -93,15 +94,26 @@ export async function jobLogs(jobId: string, follow: boolean, print: (line: stri
 /**
  * `skybatch recover JOB_ID`: merges a failed or cancelled job's finished batches into its
  * outputs (every writer's reduceResults), then removes its temp files unless `keepTemp`.
+ * Idempotent: run again (or after a reduce by hand), it finds nothing to merge and leaves
+ * the outputs as they are.
  */
-export async function recoverJob(jobId: string, opts: { keepTemp: boolean; log: (l: string) => void }): Promise<JobSummary> {
+export async function recoverJob(jobId: string, opts: { keepTemp: boolean; log: (l: string) => void }): Promise<{ job: JobSummary; report: ReduceReport }> {
   const job = jobFromDisk(jobId);
-  if (job.status === 'SUCCEEDED') {
-    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} succeeded: its outputs are complete and its temp files are gone; nothing to recover`, { context: { jobId } });
-  }
   if ((job.status === 'RUNNING' || job.status === 'PENDING') && readCoordinator(job.pool)) {
     throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} is still ${job.status}; cancel it first with \`skybatch jobs cancel ${jobId}\``, { context: { jobId } });
   }
-  await runReduce(jobId, opts.log, { cleanup: !opts.keepTemp });
-  return job;
+  const report = await runReduce(jobId, opts.log, { cleanup: !opts.keepTemp, recover: true });
+  return { job, report };
+}
+
+/** The one-line outcome of a recover: the rows it actually wrote, or that it left the outputs alone. */
+export function recoverSummary(report: ReduceReport): string {
+  const written = report.alreadyPublished ? [] : report.outputs.filter((o) => o.written !== false);
+  if (!written.length) {
+    const when = report.alreadyPublished ? ` (they were published at ${report.alreadyPublished})` : '';
+    return `job ${report.jobId}: nothing to merge, output left as is${when}`;
+  }
+  const rows = written.reduce((n, o) => n + (o.rows ?? 0), 0);
+  const counted = written.some((o) => o.rows !== undefined);
+  return `job ${report.jobId}: recovered ${counted ? `${rows} row(s)` : 'the finished batches'} into ${written.map((o) => o.path).join(', ')}`;
 }

@@ -6,7 +6,7 @@ import { SkybatchError } from '../../formats/errors.js';
 import { PACKAGE_VERSION } from '../build-id.js';
 import { waitForJob } from '../client/wait-for-job.js';
 import { WorkerAgent } from '../worker/agent.js';
-import { cancelJob, jobLogs, listJobs, recoverJob, resumeJob } from './job-commands.js';
+import { cancelJob, jobLogs, listJobs, recoverJob, recoverSummary, resumeJob } from './job-commands.js';
 import { applyPool, describeResources, poolDown, poolStatus } from './pool-commands.js';
 import { runScript } from './run-script.js';
 
@@ -138,8 +138,8 @@ program
   .option('--keep-temp', 'keep the temporary batch files (for debugging)', false)
   .description("merge a failed or cancelled job's finished batches into its outputs, then clean up")
   .action(async (jobId: string, o: { keepTemp: boolean }) => {
-    const j = await recoverJob(jobId, { keepTemp: o.keepTemp, log: note });
-    say(`job ${jobId}: recovered ${j.batchesDone}/${j.batchesTotal} batches (${j.itemsDone} items) into ${j.outputs.join(', ')}`);
+    const { report } = await recoverJob(jobId, { keepTemp: o.keepTemp, log: note });
+    say(recoverSummary(report));
   });
 
 program

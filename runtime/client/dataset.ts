@@ -2,11 +2,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SkybatchError, WireError } from '../../formats/errors.js';
 import type { InputReader } from '../../formats/input-reader.js';
+import { assertSeparateOutputs } from '../../formats/output-claims.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
 import { ImageWriter } from '../../formats/image-writer.js';
 import { JsonReader } from '../../formats/json-reader.js';
 import { JsonWriter } from '../../formats/json-writer.js';
 import { INPUT_READER_REGISTRY, OUTPUT_WRITER_REGISTRY } from '../../formats/registries.js';
+import { errorsPath } from '../../formats/utils.js';
 import { isHost, mapperInfo, signalMapReached } from '../mapper-api.js';
 import type { FormatSpec, JobEvent, JobRequest, JobStatus, JobSummary } from '../protocol.js';
 import { bundleScript } from './bundle.js';
@@ -115,6 +117,11 @@ export class Dataset {
     const { id: mapperId, definedIn, site, ordinal } = mapperInfo(mapper);
     validate(options);
     const writers = Array.isArray(options.output) ? options.output : [options.output];
+    const writerSpecs = writers.map((w) => spec(w, OUTPUT_WRITER_REGISTRY.nameOf(w)));
+    assertSeparateOutputs(
+      writers.map((w, i) => ({ ...writerSpecs[i], label: `${w.constructor.name}(${w.path})` })),
+      { errorsFile: options.onItemError === 'skip' ? errorsPath(writers[0].path) : undefined },
+    );
     const script = path.resolve(options.script ?? scriptOf(definedIn));
     const readerType = INPUT_READER_REGISTRY.nameOf(this.reader);
     const formats = [
@@ -138,7 +145,7 @@ export class Dataset {
       mapperId,
       scriptPath: script,
       reader: { ...spec(this.reader, INPUT_READER_REGISTRY.nameOf(this.reader)), state: this.reader.exportJobState() },
-      writers: writers.map((w) => spec(w, OUTPUT_WRITER_REGISTRY.nameOf(w))),
+      writers: writerSpecs,
       batchSize: options.batchSize,
       total,
       env: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined && !LOCAL_ENV.test(e[0]))),

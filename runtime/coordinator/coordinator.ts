@@ -1,5 +1,7 @@
 import * as fs from 'node:fs';
 import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
+import { assertSeparateOutputs } from '../../formats/output-claims.js';
+import { errorsPath } from '../../formats/utils.js';
 import type { PoolConfig } from '../pool-config.js';
 import { JobEvent, JobRequest, JobSpec, JobSummary, PoolSummary, WORKER_CREDIT, WorkerMessage, WorkerSummary } from '../protocol.js';
 import { BatchRecord, JobRun } from './job-run.js';
@@ -233,6 +235,7 @@ export class Coordinator {
   }
 
   submit(req: JobRequest, bundle: string | undefined): JobSpec {
+    assertSeparateOutputs(req.writers, { errorsFile: req.onItemError === 'skip' && req.writers[0] ? errorsPath(req.writers[0].path) : undefined });
     if (bundle !== undefined) saveBundle(req.bundleHash, bundle);
     else if (!fs.existsSync(bundleFile(req.bundleHash))) {
       throw new SkybatchError('SKYBATCH_E_PROTOCOL', `bundle ${req.bundleHash} is unknown to the coordinator; send it with the job`);

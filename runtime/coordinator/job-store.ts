@@ -15,7 +15,25 @@ export type JournalRecord =
   /** Batch `i` kept failing under `onItemError: 'skip'`: its items became batches `base…`, one each. */
   | { e: 'split'; i: number; base: number }
   /** Skipped items; `b` when they are a whole (single-item) batch that kept failing. */
-  | { e: 'dead'; d: DeadLetter[]; b?: number };
+  | { e: 'dead'; d: DeadLetter[]; b?: number }
+  /**
+   * Every writer's reduceResults finished over the winners above: the outputs are published
+   * and only cleanup may remain. Written by the reduce step before it deletes anything.
+   */
+  | { e: 'published'; at: string; outputs: PublishedOutput[] }
+  /** The reduce step found no result files for committed batch `i` (attempt `a`): it must run again. */
+  | { e: 'lost'; i: number; a: number };
+
+/** What the reduce step wrote into one output. */
+export interface PublishedOutput {
+  writer: string;
+  path: string;
+  /** Rows and batch files merged; absent for a writer that does not merge batch files. */
+  rows?: number;
+  files?: number;
+  /** False: there was nothing to merge and the output was left as it was. */
+  written?: boolean;
+}
 
 export interface JournalState {
   status: JobStatus;
@@ -23,6 +41,8 @@ export interface JournalState {
   finishedAt?: string;
   /** Committed batches: index → winning attempt. */
   committed: Map<number, number>;
+  /** The same with the range and item count each commit record names. */
+  commits: Map<number, { s: number; x: number; a: number; n: number }>;
   /** The same as ranges with their winning attempts, sorted by start: what reduce publishes. */
   winners: Winner[];
   splits: { i: number; base: number }[];
@@ -33,6 +53,8 @@ export interface JournalState {
   retries: number;
   /** How many times the job was started or loaded again (status records). */
   loads: number;
+  /** The outputs were published over the current winners (no commit since): only cleanup remains. */
+  published?: { at: string; outputs: PublishedOutput[] };
 }
 
 /** Reserves the next job id: the smallest integer above every existing job folder. */
@@ -99,13 +121,14 @@ export function listJobIds(): string[] {
 
 /** Replays a journal. A torn last line (a crash mid-write) is ignored. */
 export function readJournal(jobId: string): JournalState {
-  const state: JournalState = { status: 'PENDING', committed: new Map(), winners: [], splits: [], deadLetters: [], skipped: new Set(), itemsDone: 0, retries: 0, loads: 0 };
+  const state: JournalState = { status: 'PENDING', committed: new Map(), commits: new Map(), winners: [], splits: [], deadLetters: [], skipped: new Set(), itemsDone: 0, retries: 0, loads: 0 };
   let text = '';
   try {
     text = fs.readFileSync(path.join(jobDir(jobId), 'journal.jsonl'), 'utf8');
   } catch {
     return state;
   }
+  const commits = state.commits;
   for (const line of text.split('\n')) {
     if (!line) continue;
     let r: JournalRecord;
@@ -114,15 +137,19 @@ export function readJournal(jobId: string): JournalState {
     } catch {
       continue;
     }
+    // A published record stands for the winners it was written over: any change to them voids it.
+    if (r.e === 'commit' || r.e === 'lost' || r.e === 'split' || r.e === 'dead') state.published = undefined;
     if (r.e === 'status') {
       state.loads++;
       state.status = r.status;
       state.error = r.error;
       if (r.status === 'SUCCEEDED' || r.status === 'FAILED' || r.status === 'CANCELLED') state.finishedAt = r.at;
-    } else if (r.e === 'commit' && !state.committed.has(r.i)) {
-      state.committed.set(r.i, r.a);
-      state.winners.push({ start: r.s, end: r.x, attempt: r.a });
-      state.itemsDone += r.n;
+    } else if (r.e === 'commit' && !commits.has(r.i)) {
+      commits.set(r.i, r);
+    } else if (r.e === 'lost') {
+      commits.delete(r.i);
+    } else if (r.e === 'published') {
+      state.published = { at: r.at, outputs: r.outputs };
     } else if (r.e === 'fail') {
       state.retries++;
     } else if (r.e === 'split') {
@@ -132,9 +159,33 @@ export function readJournal(jobId: string): JournalState {
       if (r.b !== undefined) state.skipped.add(r.b);
     }
   }
+  for (const [i, c] of commits) {
+    state.committed.set(i, c.a);
+    state.winners.push({ start: c.s, end: c.x, attempt: c.a });
+    state.itemsDone += c.n;
+  }
   state.winners.sort((a, b) => a.start - b.start);
   state.deadLetters.sort((a, b) => a.index - b.index);
   return state;
+}
+
+/**
+ * Appends one record from a process other than the coordinator (the reduce step, which
+ * must record that outputs are published even when the coordinator that started it is
+ * gone). O_APPEND keeps whole lines apart; the record starts on a line of its own even
+ * after a torn last line, and is fsynced before this returns.
+ */
+export function appendJournalRecord(jobId: string, r: JournalRecord): void {
+  const fd = fs.openSync(path.join(jobDir(jobId), 'journal.jsonl'), 'a+', 0o600);
+  try {
+    const size = fs.fstatSync(fd).size;
+    const last = Buffer.alloc(1);
+    const torn = size > 0 && fs.readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a;
+    fs.writeSync(fd, (torn ? '\n' : '') + JSON.stringify(r) + '\n');
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /**

@@ -2,22 +2,30 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { SkybatchError } from '../../formats/errors.js';
 import { forEachLine } from '../lines.js';
+import type { ReduceReport } from '../reduce-step.js';
 import { readSpec } from './job-store.js';
 
 const REDUCE_PROCESS = fileURLToPath(new URL('../reduce-process.js', import.meta.url));
 
+const REPORT_PREFIX = 'SKYBATCH_REDUCE ';
+
 /**
  * Runs every writer's `reduceResults` then `cleanup` for a job, in a process of its own:
  * writers may be the user's classes, and user code never runs inside the coordinator.
- * The same step serves a finished job and `skybatch recover`.
+ * The same step serves a finished job and (`recover: true`) `skybatch recover`; it is
+ * idempotent, and waits for another reduce of the same job to finish (see reduce-step.ts).
  */
-export async function runReduce(jobId: string, onLine: (line: string) => void, opts: { cleanup?: boolean } = {}): Promise<void> {
+export async function runReduce(jobId: string, onLine: (line: string) => void, opts: { cleanup?: boolean; recover?: boolean } = {}): Promise<ReduceReport> {
   const spec = readSpec(jobId);
-  const args = ['--enable-source-maps', REDUCE_PROCESS, jobId, ...(opts.cleanup === false ? ['--no-cleanup'] : [])];
+  const args = ['--enable-source-maps', REDUCE_PROCESS, jobId, ...(opts.recover ? ['--recover'] : []), ...(opts.cleanup === false ? ['--no-cleanup'] : [])];
   const proc = spawn(process.execPath, args, { env: { ...process.env, ...spec.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let errorJson = '';
+  let report: ReduceReport | undefined;
   const tail: string[] = [];
-  forEachLine(proc.stdout, onLine);
+  forEachLine(proc.stdout, (line) => {
+    if (line.startsWith(REPORT_PREFIX)) report = JSON.parse(line.slice(REPORT_PREFIX.length)) as ReduceReport;
+    else onLine(line);
+  });
   forEachLine(proc.stderr, (line) => {
     if (line.startsWith('SKYBATCH_ERROR ')) errorJson = line.slice('SKYBATCH_ERROR '.length);
     else {
@@ -27,7 +35,7 @@ export async function runReduce(jobId: string, onLine: (line: string) => void, o
     }
   });
   const code = await new Promise<number | null>((resolve) => proc.on('close', resolve));
-  if (code === 0) return;
+  if (code === 0 && report) return report;
   if (errorJson) {
     const w = JSON.parse(errorJson) as { code: string; message: string; stack?: string };
     const err = new SkybatchError(w.code as never, w.message, { context: { jobId } });

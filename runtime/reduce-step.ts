@@ -1,0 +1,155 @@
+import { withWinners } from '../formats/attempts.js';
+import { jobTmpDir, listBatchObjects, parseBatchPath, uncoveredWinners } from '../formats/batch-files.js';
+import { describeRanges } from '../formats/batch-merge.js';
+import { SkybatchError } from '../formats/errors.js';
+import { ImageWriter } from '../formats/image-writer.js';
+import { JsonWriter } from '../formats/json-writer.js';
+import type { OutputWriter } from '../formats/output-writer.js';
+import { storageFor } from '../formats/storage/factory.js';
+import { removeStalePartials } from '../formats/storage/local.js';
+import { schemeOf } from '../formats/storage/storage.js';
+import { errorsPath, saveJsonlToCloud } from '../formats/utils.js';
+import { runWriterStep } from './bundle-loader.js';
+import { JournalState, PublishedOutput, appendJournalRecord } from './coordinator/job-store.js';
+import { MissingBatch, PlannedWinner, planReduce } from './coordinator/reduce-plan.js';
+import type { JobSpec } from './protocol.js';
+
+/** What one reduce did, printed by the reduce process as one `SKYBATCH_REDUCE {json}` line. */
+export interface ReduceReport {
+  jobId: string;
+  /** When an earlier reduce published the outputs: this one merged nothing and only cleaned up. */
+  alreadyPublished?: string;
+  outputs: PublishedOutput[];
+  /** Items written to errors.jsonl. */
+  skippedItems: number;
+  cleanedUp: boolean;
+}
+
+function label(w: OutputWriter<object>): string {
+  return `${w.constructor.name}(${w.path})`;
+}
+
+export function describeOutput(o: PublishedOutput): string {
+  if (o.written === false) return `${o.writer}: nothing to merge, output left as is`;
+  if (o.rows === undefined) return `${o.writer}: reduced`;
+  return `${o.writer}: wrote ${o.rows} row(s) from ${o.files} batch file(s)`;
+}
+
+/**
+ * A finished job's reduce (`recover: false`) or a recovery: publish every writer's output
+ * once, then clean up. Safe to run again and to interrupt anywhere (the caller holds the
+ * job's reduce lock):
+ * - outputs are published whole or not at all, and only after the check that every batch
+ *   to publish has its files (else `SKYBATCH_E_INCOMPLETE`, nothing touched);
+ * - the journal records `published` before any cleanup, so a later run that finds it only
+ *   finishes the cleanup;
+ * - a writer with nothing to merge leaves its output as it is.
+ */
+export async function reduceJob(
+  spec: JobSpec,
+  journal: JournalState,
+  writers: OutputWriter<object>[],
+  opts: { recover: boolean; cleanup: boolean; say: (line: string) => void },
+): Promise<ReduceReport> {
+  const jobId = spec.jobId;
+  const report: ReduceReport = { jobId, outputs: [], skippedItems: 0, cleanedUp: false };
+  if (journal.published) {
+    report.alreadyPublished = journal.published.at;
+    report.outputs = journal.published.outputs.map((o) => ({ ...o }));
+    opts.say(`the outputs were already published at ${journal.published.at}: nothing to merge, output left as is`);
+  } else {
+    report.outputs = await publish(spec, journal, writers, opts);
+    report.skippedItems = journal.deadLetters.length;
+  }
+  if (opts.cleanup) {
+    for (const w of writers) await runWriterStep(w, jobId, 'cleanup');
+    report.cleanedUp = true;
+  }
+  return report;
+}
+
+async function publish(spec: JobSpec, journal: JournalState, writers: OutputWriter<object>[], opts: { recover: boolean; say: (line: string) => void }): Promise<PublishedOutput[]> {
+  const jobId = spec.jobId;
+  const plan = planReduce(spec, journal, !opts.recover);
+  const missing = new Map<number, MissingBatch>(plan.missing.map((m) => [m.index, m]));
+  const skip = new Set<number>();
+  for (const [i, w] of writers.entries()) {
+    const staged = await stagedFiles(w, jobId, plan.winners);
+    if (opts.recover && staged.winnerFiles === 0 && (staged.staging || staged.empty)) {
+      skip.add(i); // merged and cleaned up already (an earlier recover, or by hand)
+      continue;
+    }
+    for (const u of staged.uncovered) {
+      const m = missing.get(u.index);
+      missing.set(u.index, { ...u, why: `${m ? `${m.why}; ` : ''}no result files in ${label(w)}` });
+    }
+  }
+  if (missing.size) {
+    const list = [...missing.values()].sort((a, b) => a.start - b.start);
+    // After a finished job's reduce, the journal no longer counts them as done, so `jobs resume`
+    // runs them again. A recover leaves the journal alone: its outputs may be whole already.
+    if (!opts.recover) for (const m of list) if (journal.commits.has(m.index)) appendJournalRecord(jobId, { e: 'lost', i: m.index, a: journal.commits.get(m.index)!.a });
+    throw incomplete(jobId, list, opts.recover);
+  }
+
+  const outputs: PublishedOutput[] = writers.map((w) => ({ writer: label(w), path: w.path }));
+  let current: PublishedOutput | undefined;
+  const onMerge = (r: { files: number; rows: number; written: boolean }) => {
+    if (!current) return;
+    current.files = (current.files ?? 0) + r.files;
+    current.rows = (current.rows ?? 0) + r.rows;
+    current.written = !!current.written || r.written;
+  };
+  await withWinners({ jobId, winners: plan.winners, complete: !opts.recover, onMerge }, async () => {
+    for (const [i, w] of writers.entries()) {
+      current = outputs[i];
+      if (skip.has(i)) Object.assign(current, { files: 0, rows: 0, written: false });
+      else {
+        if (schemeOf(w.path) === 'file') await removeStalePartials(w.path);
+        await runWriterStep(w, jobId, 'reduceResults');
+      }
+      opts.say(describeOutput(current));
+    }
+  });
+  if (skip.size === writers.length) return outputs; // nothing was merged: nothing to record either
+  if (journal.deadLetters.length) {
+    const file = errorsPath(spec.writers[0].path);
+    await saveJsonlToCloud(journal.deadLetters, file);
+    opts.say(`wrote ${file}: ${journal.deadLetters.length} skipped item(s)`);
+  }
+  appendJournalRecord(jobId, { e: 'published', at: new Date().toISOString(), outputs });
+  return outputs;
+}
+
+/**
+ * What a writer staged for the job: whether it stages batch files at all (the built-in
+ * writers do; a custom writer does when any are there), how many of the winners' files are
+ * there, and which winners lack some.
+ */
+async function stagedFiles(w: OutputWriter<object>, jobId: string, winners: PlannedWinner[]) {
+  const tmp = jobTmpDir(w.path, jobId) + '/';
+  let empty = true;
+  let anyBatch = false;
+  for await (const o of (await storageFor(tmp)).list(tmp)) {
+    empty = false;
+    if (parseBatchPath(o.path)) {
+      anyBatch = true;
+      break;
+    }
+  }
+  const staging = anyBatch || w.constructor === JsonWriter || w.constructor === ImageWriter;
+  if (!staging) return { empty, staging, winnerFiles: 0, uncovered: [] as PlannedWinner[] };
+  const files = await listBatchObjects(w.path, jobId, winners);
+  return { empty, staging, winnerFiles: files.length, uncovered: uncoveredWinners(winners, files) as PlannedWinner[] };
+}
+
+function incomplete(jobId: string, missing: MissingBatch[], recover: boolean): SkybatchError {
+  const shown = missing.slice(0, 20).map((m) => `[${m.start}, ${m.end}] (${m.why})`);
+  const more = missing.length > 20 ? ` and ${missing.length - 20} more (${describeRanges(missing.slice(20))})` : '';
+  const next = recover
+    ? `If this job's outputs were already merged and cleaned up by hand, they are complete; otherwise compute the missing batches again with: skybatch jobs resume ${jobId}`
+    : `Compute them again with: skybatch jobs resume ${jobId}`;
+  return new SkybatchError('SKYBATCH_E_INCOMPLETE', `job ${jobId}: ${missing.length} batch(es) cannot be published: ${shown.join('; ')}${more}. The outputs were left untouched. ${next}`, {
+    context: { jobId, batch: [missing[0].start, missing[0].end] },
+  });
+}
