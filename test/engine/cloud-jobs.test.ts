@@ -83,10 +83,10 @@ for (const cloud of clouds) {
       assert.equal(r.code, 0, r.stderr);
       const all = await keys(storage, `${prefix}/img`);
       const pngs = Array.from({ length: 12 }, (_, i) => `images/${String(i).padStart(8, '0')}.png`);
-      assert.deepEqual(all, ['images/manifest.jsonl', ...pngs, 'manifest.jsonl'].sort());
+      assert.deepEqual(all, ['images/_manifest.jsonl', ...pngs, 'manifest.jsonl'].sort());
       const png = PNG.sync.read(await storage.get(`${prefix}/img/images/00000011.png`));
       assert.equal(png.width, 16);
-      const manifest = (await storage.get(`${prefix}/img/images/manifest.jsonl`)).toString().trim().split('\n').map((l) => JSON.parse(l));
+      const manifest = (await storage.get(`${prefix}/img/images/_manifest.jsonl`)).toString().trim().split('\n').map((l) => JSON.parse(l));
       assert.deepEqual(manifest[11], { file: '00000011.png', index: 11 });
     });
 

@@ -131,11 +131,11 @@ describe('ImageWriter', () => {
     await w.uploadBatch([{ image: rgba }, { image: png }], 4, 5, '3');
     await w.reduceResults('3');
     await w.cleanup('3');
-    assert.deepEqual(listFiles(dir), ['00000004.png', '00000005.png', 'manifest.jsonl']);
+    assert.deepEqual(listFiles(dir), ['00000004.png', '00000005.png', '_manifest.jsonl']);
     const decoded = PNG.sync.read(fs.readFileSync(path.join(dir, '00000004.png')));
     assert.deepEqual([decoded.width, decoded.height, ...decoded.data.subarray(0, 8)], [2, 1, 255, 0, 0, 255, 0, 255, 0, 255]);
     assert.deepEqual(fs.readFileSync(path.join(dir, '00000005.png')), png);
-    assert.deepEqual(readJsonl(path.join(dir, 'manifest.jsonl')), [{ file: '00000004.png', index: 4 }, { file: '00000005.png', index: 5 }]);
+    assert.deepEqual(readJsonl(path.join(dir, '_manifest.jsonl')), [{ file: '00000004.png', index: 4 }, { file: '00000005.png', index: 5 }]);
   });
 
   test('a missing or invalid image fails the batch naming the item, before anything is written', async () => {

@@ -44,12 +44,12 @@ describe('samples run as written on a local pool', () => {
     assert.equal(r.code, 0, r.stderr);
     const prompts = readJsonl(path.join(ROOT, 'samples/images/prompts.jsonl')) as { prompt: string }[];
     const pngs = Array.from({ length: prompts.length }, (_, i) => `images/${String(i).padStart(8, '0')}.png`);
-    assert.deepEqual(listFiles(out), ['images/manifest.jsonl', ...pngs, 'manifest.jsonl'].sort());
+    assert.deepEqual(listFiles(out), ['images/_manifest.jsonl', ...pngs, 'manifest.jsonl'].sort());
     const png = PNG.sync.read(fs.readFileSync(path.join(out, pngs[5])));
     assert.equal(png.width, 32);
     assert.equal(png.height, 32);
     assert.deepEqual(
-      readJsonl(path.join(out, 'images/manifest.jsonl')),
+      readJsonl(path.join(out, 'images/_manifest.jsonl')),
       pngs.map((p, i) => ({ file: path.basename(p), index: i })),
     );
     const meta = readJsonl(path.join(out, 'manifest.jsonl')) as { prompt: string; score: number }[];
