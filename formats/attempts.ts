@@ -71,13 +71,8 @@ export function currentReduce(jobId: string | number): WinnerScope | undefined {
   return s && s.jobId === String(jobId) ? s : undefined;
 }
 
-/**
- * Whether a temp file of range `[start, end]` written by `attempt` (-1: unknown) is part of
- * the output: it lies inside a committed batch and comes from that batch's winning attempt.
- * (A batch that skipped failed items writes one file per run of good items, so a file's
- * range may be a part of its batch's range.)
- */
-export function isWinningFile(winners: Winner[], start: number, end: number, attempt: number): boolean {
+/** The winner (index into the sorted `winners`) whose range holds `[start, end]`, or -1. */
+export function winnerOf(winners: Winner[], start: number, end: number): number {
   let lo = 0;
   let hi = winners.length - 1;
   while (lo <= hi) {
@@ -85,6 +80,16 @@ export function isWinningFile(winners: Winner[], start: number, end: number, att
     if (winners[mid].start <= start) lo = mid + 1;
     else hi = mid - 1;
   }
-  const w = winners[hi];
-  return !!w && start >= w.start && end <= w.end && (attempt === -1 || attempt === w.attempt);
+  return hi >= 0 && start >= winners[hi].start && end <= winners[hi].end ? hi : -1;
+}
+
+/**
+ * Whether a temp file of range `[start, end]` written by `attempt` (-1: unknown) is part of
+ * the output: it lies inside a committed batch and comes from that batch's winning attempt.
+ * (A batch that skipped failed items writes one file per run of good items, so a file's
+ * range may be a part of its batch's range.)
+ */
+export function isWinningFile(winners: Winner[], start: number, end: number, attempt: number): boolean {
+  const w = winnerOf(winners, start, end);
+  return w >= 0 && (attempt === -1 || attempt === winners[w].attempt);
 }

@@ -1,11 +1,9 @@
-import { Winner, currentAttempt, currentWinners, isWinningFile } from './attempts.js';
+import { Winner, currentAttempt, currentWinners, isWinningFile, winnerOf } from './attempts.js';
 import { baseName, joinPath, parentPath } from './paths.js';
 import { storageFor } from './storage/factory.js';
 
-/**
- * Where a writer stages a job's batches: `.sky_batch_tmp/{jobId}/{output name}/batch_S_E[.aN].jsonl`
- * next to its output. Both the workers (writing) and the reduce step (reading) use this layout.
- */
+// Where a writer stages a job's batches: `.sky_batch_tmp/{jobId}/{output name}/batch_S_E[.aN].jsonl`
+// next to its output. The workers (writing) and the reduce step (reading) share this layout.
 
 /** A job id as it appears in paths; a number (`reduceResults(42)`) means the same as its string. */
 export function jobKey(jobId: string | number): string {
@@ -69,18 +67,6 @@ export async function listBatchObjects(outputPath: string, jobId: string | numbe
     if (!prev || attempt > prev.attempt) best.set(key, { path: o.path, size: o.size, start, end, attempt });
   }
   return [...best.values()].sort((a, b) => a.start - b.start);
-}
-
-/** The winner (index into the sorted `winners`) whose range holds `[start, end]`, or -1. */
-export function winnerOf(winners: Winner[], start: number, end: number): number {
-  let lo = 0;
-  let hi = winners.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    if (winners[mid].start <= start) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return hi >= 0 && end <= winners[hi].end ? hi : -1;
 }
 
 /**

@@ -1,5 +1,5 @@
-import { MergeReport, Winner, currentReduce } from './attempts.js';
-import { BatchObject, jobKey, jobTmpDir, listBatchObjects, uncoveredWinners, winnerOf } from './batch-files.js';
+import { MergeReport, Winner, currentReduce, winnerOf } from './attempts.js';
+import { BatchObject, jobKey, jobTmpDir, listBatchObjects, uncoveredWinners } from './batch-files.js';
 import { SkybatchError } from './errors.js';
 import { storageFor } from './storage/factory.js';
 

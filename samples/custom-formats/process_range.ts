@@ -47,6 +47,7 @@ class YamlWriter extends sky.OutputWriter<{ column: string }> {
     // Stream through batch files one at a time: memory holds one batch, never the whole output.
     const yaml = await import('yaml');
     const batchFiles = await utils.listBatchFiles(this.path, jobId);
+    if (!batchFiles.length) return; // already merged (a second recover): leave the output as it is
     async function* yamlChunks() {
       for (const batchPath of batchFiles) {
         const items = await utils.loadJsonlFromCloud(batchPath);
