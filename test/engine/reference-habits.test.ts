@@ -97,7 +97,7 @@ await new sky.Dataset(new sky.JsonReader(${JSON.stringify(path.join(sb.dir, 'in4
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(readJsonl(path.join(out, 'one.jsonl')), rows(4).map((x) => ({ output: x.text.toUpperCase() })));
     assert.deepEqual(readJsonl(path.join(out, 'two.jsonl')), rows(4).map((x, i) => ({ prompt: x.text, n: i % 2 })));
-    assert.deepEqual(listFiles(path.join(out, 'images')), ['00000000.png', '00000001.png', '00000002.png', '00000003.png', 'manifest.jsonl']);
+    assert.deepEqual(listFiles(path.join(out, 'images')), ['00000000.png', '00000001.png', '00000002.png', '00000003.png', '_manifest.jsonl']);
     assert.equal(PNG.sync.read(fs.readFileSync(path.join(out, 'images', '00000001.png'))).data[0], 1);
   });
 
