@@ -11,14 +11,14 @@ const rows = Array.from({ length: ITEMS }, (_, i) => ({ text: `item-${i}`, n: i 
 const expectedA = jsonl(rows.map((r) => ({ text: r.text.split('').reverse().join('') })));
 const expectedB = jsonl(rows.map((r) => ({ square: r.n ** 2 })));
 
-/** Pids of this sandbox's reduce processes for `jobId` (found by command line and SKYBATCH_HOME). */
+/** Pids of this sandbox's reduce processes for `jobId` (any job when ''), found by command line and SKYBATCH_HOME. */
 function reducePids(sb: Sandbox, jobId: string): number[] {
   const out: number[] = [];
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      if (!cmd.some((a) => a.endsWith('reduce-process.js')) || !cmd.includes(jobId)) continue;
+      if (!cmd.some((a) => a.endsWith('reduce-process.js')) || (jobId && !cmd.includes(jobId))) continue;
       if (fs.readFileSync(`/proc/${d}/environ`, 'utf8').split('\0').includes(`SKYBATCH_HOME=${sb.home}`)) out.push(Number(d));
     } catch {
       // exited meanwhile
@@ -33,7 +33,10 @@ describe('chaos: the coordinator dies during reduce, the outputs do not change',
     await sb.applyPool(POOL, 'pool:\n  workers: 2\n');
     sb.file('in.jsonl', jsonl(rows));
   });
-  after(() => sb.cleanup());
+  after(async () => {
+    for (const pid of reducePids(sb, '')) process.kill(pid, 'SIGKILL'); // an orphan left by a failed round
+    await sb.cleanup();
+  });
 
   // Three outputs: a JsonWriter, a custom writer whose reduce and cleanup take a while (so
   // kills land in every phase: before, between and after the publications, mid-cleanup),

@@ -66,11 +66,16 @@ console.log('RESULT', job.jobId, job.status);
 describe('a coordinator killed during reduce', () => {
   const sb = new Sandbox('reducecrash');
   const poolFile = () => path.join(sb.dir, `${POOL}.pool.yaml`);
+  // reduce processes orphaned on purpose: stopped at the end even when a test failed half-way
+  const orphans = new Set<number>();
   before(async () => {
     await sb.applyPool(POOL, 'pool:\n  workers: 2\n');
     sb.file('in.jsonl', jsonl(rows));
   });
-  after(() => sb.cleanup());
+  after(async () => {
+    for (const pid of orphans) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    await sb.cleanup();
+  });
 
   /** Submits the gated job and waits until its reduce process is inside the gate; returns the job id and that process's pid. */
   async function startReduce(name: string): Promise<{ jobId: string; reducer: number; out: string; gate: string; entered: string }> {
@@ -79,6 +84,7 @@ describe('a coordinator killed during reduce', () => {
     assert.equal(r.code, 0, r.stderr);
     const jobId = /RESULT (\d+)/.exec(r.stdout)![1];
     const pid = await waitFor('the reduce to reach the gate writer', () => (fs.existsSync(job.entered) ? Number(fs.readFileSync(job.entered, 'utf8').trim()) : undefined), 60_000);
+    orphans.add(pid);
     return { jobId, reducer: pid, ...job };
   }
 
