@@ -72,7 +72,9 @@ describe('a coordinator killed during reduce', () => {
     await sb.applyPool(POOL, 'pool:\n  workers: 2\n');
     sb.file('in.jsonl', jsonl(rows));
   });
+  const gates = new Set<string>();
   after(async () => {
+    for (const gate of gates) fs.writeFileSync(gate, ''); // any other reduce waiting in the gate writer goes on and exits
     for (const pid of orphans) if (alive(pid)) process.kill(pid, 'SIGKILL');
     await sb.cleanup();
   });
@@ -85,6 +87,7 @@ describe('a coordinator killed during reduce', () => {
     const jobId = /RESULT (\d+)/.exec(r.stdout)![1];
     const pid = await waitFor('the reduce to reach the gate writer', () => (fs.existsSync(job.entered) ? Number(fs.readFileSync(job.entered, 'utf8').trim()) : undefined), 60_000);
     orphans.add(pid);
+    gates.add(job.gate);
     return { jobId, reducer: pid, ...job };
   }
 
