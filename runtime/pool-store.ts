@@ -151,3 +151,11 @@ export function listPools(): string[] {
     return [];
   }
 }
+
+/**
+ * The lock that serialises starting, changing and stopping one pool (`pool apply`,
+ * `pool down`): `pools/<name>/pool.lock`.
+ */
+export function poolLockFile(pool: string): string {
+  return path.join(poolDir(pool), 'pool.lock');
+}

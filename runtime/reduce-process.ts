@@ -5,10 +5,12 @@
  * `SKYBATCH_REDUCE {report}`; a failure is one `SKYBATCH_ERROR {json}` line on stderr and
  * exit code 1.
  */
+import * as path from 'node:path';
 import { toWireError } from '../formats/errors.js';
 import { loadBundle, makeWriters } from './bundle-loader.js';
 import { bundleFile, readJournal, readSpec } from './coordinator/job-store.js';
-import { acquireReduceLock } from './coordinator/reduce-lock.js';
+import { jobDir } from './pool-store.js';
+import { FileLock } from './file-lock.js';
 import { reduceJob } from './reduce-step.js';
 
 const [jobId, ...flags] = process.argv.slice(2);
@@ -27,14 +29,18 @@ try {
     }
   }
   process.argv = spec.argv;
-  const release = await acquireReduceLock(jobId, (h) => say(`waiting for reduce process ${h.pid} (started ${h.at}) to finish: it is reducing this job already`));
+  // One reduce per job at a time: an orphan of a killed coordinator finishes before a new one starts.
+  const lock = await FileLock.acquire(path.join(jobDir(jobId), 'reduce.lock'), `reduce of job ${jobId}`, {
+    timeoutMs: Infinity,
+    onWait: (h) => say(`waiting for reduce process ${h.pid} (started ${h.since}) to finish: it is reducing this job already`),
+  });
   let report;
   try {
     await loadBundle(bundleFile(spec.bundleHash));
     // read under the lock: a reduce that held it before may have published meanwhile
     report = await reduceJob(spec, readJournal(jobId), makeWriters(spec.writers), { recover: flags.includes('--recover'), cleanup: !flags.includes('--no-cleanup'), say });
   } finally {
-    release();
+    lock.release();
   }
   say(`SKYBATCH_REDUCE ${JSON.stringify(report)}`);
   process.exit(0);

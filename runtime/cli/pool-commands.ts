@@ -8,8 +8,8 @@ import { CoordinatorClient } from '../client/connection.js';
 import { buildId } from '../build-id.js';
 import { probeHost } from '../host-resources.js';
 import { readPoolConfig } from '../pool-config.js';
-import { FileLock, poolLockFile } from '../pool-lock.js';
-import { assertPoolName, isAlive, isCoordinatorOf, listPools, poolDir, readCoordinator, writePrivate } from '../pool-store.js';
+import { FileLock } from '../file-lock.js';
+import { assertPoolName, isAlive, isCoordinatorOf, listPools, poolDir, poolLockFile, readCoordinator, writePrivate } from '../pool-store.js';
 import type { JobEvent, PoolSummary, WorkerResources } from '../protocol.js';
 import { LocalPlan, planLocalWorkers } from '../worker-placement.js';
 

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { FileLock } from '../../runtime/pool-lock.js';
+import { FileLock } from '../../runtime/file-lock.js';
 import { Sandbox, waitFor } from '../harness.js';
 
 const YAML = 'pool:\n  workers: 2\n';

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { SkybatchError } from '../formats/errors.js';
-import { isAlive, poolDir } from './pool-store.js';
+import { isAlive } from './pool-store.js';
 
 /** Who holds a lock: a process, told apart from a later process with the same pid by its start time. */
 export interface LockHolder {
@@ -50,7 +50,7 @@ export class FileLock {
 
   /**
    * Takes the lock, waiting while a live process holds it (`onWait` is told who, once);
-   * fails with `SKYBATCH_E_POOL_BUSY` after `timeoutMs`.
+   * fails with `SKYBATCH_E_POOL_BUSY` after `timeoutMs` (`Infinity`: waits as long as the holder lives).
    */
   static async acquire(file: string, what: string, opts: { timeoutMs: number; onWait?: (holder: LockHolder) => void }): Promise<FileLock> {
     const deadline = Date.now() + opts.timeoutMs;
@@ -142,12 +142,4 @@ function breakStale(file: string, staleContent: string): void {
   } finally {
     mine.release();
   }
-}
-
-/**
- * The lock that serialises starting, changing and stopping one pool (`pool apply`,
- * `pool down`): `pools/<name>/pool.lock`.
- */
-export function poolLockFile(pool: string): string {
-  return path.join(poolDir(pool), 'pool.lock');
 }
