@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PNG } from 'pngjs';
-import { ROOT, Sandbox, jsonl, listFiles, readJsonl } from '../harness.js';
+import { ROOT, Sandbox, jsonl, listFiles, readJsonl, waitFor } from '../harness.js';
 
 const POOL = 'py';
 const rows = (n: number) => Array.from({ length: n }, (_, i) => ({ text: `t${i}` }));
@@ -25,6 +25,22 @@ function loads(file: string): { worker: string; pid: string }[] {
       const [worker, pid] = l.split(' ');
       return { worker, pid };
     });
+}
+
+/** Python mapper processes (`python -m skybatch._worker`) still running under `home`. */
+function pythonMappers(home: string): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (!fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('skybatch._worker')) continue;
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      if (fs.readlinkSync(`/proc/${d}/cwd`).startsWith(home) && stat[stat.lastIndexOf(')') + 2] !== 'Z') out.push(Number(d));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
 }
 
 describe('Python mappers run on workers as written in the reference', () => {
@@ -248,6 +264,27 @@ def load_model():
     assert.match(r.stderr, /Traceback \(most recent call last\):\n {2}File ".*early\.py", line 7, in load_model\n {4}raise FileNotFoundError/);
     assert.match(r.stderr, /recover them with: skybatch recover \d+/);
     assert.doesNotMatch(r.stderr, /retrying/);
+  });
+
+  test('a batch that hangs in Python times out, and its Python process is stopped with its mapper process', async () => {
+    const script = job(
+      'hang',
+      `import time
+import skybatch as sky
+
+@sky.batch.remote_function
+def hang():
+    for batch in sky.batch.load():
+        if batch[0]["text"] == "t4":
+            time.sleep(600)
+        sky.batch.save_results(batch)
+`,
+      { extra: ', batchTimeoutMs: 2000, maxAttempts: 1' },
+    );
+    const r = await sb.run(script);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /batch \[4, 5\] ran longer than 2000 ms/);
+    await waitFor('the hung Python process to be gone', () => pythonMappers(sb.home).length === 0 || undefined, 15_000);
   });
 
   test('a file that does not parse, an unmarked function, a missing interpreter or file: clear errors', async () => {
