@@ -108,7 +108,11 @@ export function pythonMapper(spec: JobSpec & { python: PythonMapperSpec }, opts:
     const toPython = proc.stdio[3] as Writable;
     toPython.on('error', () => {}); // Python died: its exit says why
     const send = (msg: ToPython) => toPython.write(JSON.stringify(msg, encodeBytes) + '\n');
-    const lines = readline.createInterface({ input: proc.stdio[4] as Readable, crlfDelay: Infinity });
+    const fromPython = proc.stdio[4] as Readable;
+    const lines = readline.createInterface({ input: fromPython, crlfDelay: Infinity });
+    // A process the mapper forked (a multiprocessing worker) holds fd 4 too, so Python's end
+    // may never show as end-of-file: once Python is gone and its last lines are read, stop.
+    void exited.then(() => setTimeout(() => lines.close(), 500).unref());
 
     try {
       await started;

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -86,6 +87,7 @@ import skybatch as sky
 def double_text():
     with open(${JSON.stringify(count)}, "a") as f:
         f.write("%s %d\\n" % (os.environ["SKYBATCH_WORKER"], os.getpid()))
+    print("mapper loaded on", os.environ["SKYBATCH_WORKER"])
     for batch in sky.batch.load():
         results = [{"output": item["text"] * 2} for item in batch]
         sky.batch.save_results(results)
@@ -103,6 +105,8 @@ def double_text():
       const workers = mine.map((l) => l.worker);
       assert.ok(mine.length >= 1 && mine.length <= 2, `job ${n}: ${mine.length} loads for 8 batches on 2 workers`);
       assert.equal(new Set(workers).size, workers.length, `job ${n}: a worker loaded the mapper twice: ${workers.join(', ')}`);
+      const log = (await sb.cli(['jobs', 'logs', /RESULT (\d+)/.exec(r.stdout)![1]])).stdout;
+      for (const w of workers) assert.match(log, new RegExp(`\\[${w}\\] mapper loaded on ${w}`), "the mapper's prints are in the job log");
     }
     assert.equal(new Set(loads(count).map((l) => l.pid)).size, loads(count).length, 'each job starts its own Python process');
     assert.equal(fs.readFileSync(setupCount, 'utf8'), setupBefore, 'jobs do not run setup again');
@@ -287,6 +291,34 @@ def hang():
     await waitFor('the hung Python process to be gone', () => pythonMappers(sb.home).length === 0 || undefined, 15_000);
   });
 
+  test('a Python process that dies without a word fails its batch, even while a process it forked holds its pipe', async () => {
+    const script = job(
+      'dies',
+      `import os, time
+import skybatch as sky
+
+@sky.batch.remote_function
+def dies():
+    node = os.getppid()
+    if os.fork() == 0:  # e.g. a data-loader worker: outlives this process, not the mapper process
+        for _ in range(300):
+            if not os.path.exists("/proc/%d" % node):
+                break
+            time.sleep(0.2)
+        os._exit(0)
+    for batch in sky.batch.load():
+        print("about to exit", flush=True)
+        os._exit(3)
+`,
+      { extra: ', maxAttempts: 1' },
+    );
+    const t0 = Date.now();
+    const r = await sb.run(script);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /the Python mapper process \(python3\) exited with code 3 without reporting an error/);
+    assert.ok(Date.now() - t0 < 40_000, 'the forked child did not hold the job up');
+  });
+
   test('a file that does not parse, an unmarked function, a missing interpreter or file: clear errors', async () => {
     const py = `import skybatch as sky\n\ndef plain():\n    pass\n`;
     const noPython = job('nopython', py, { fn: 'plain' });
@@ -312,5 +344,38 @@ def hang():
     assert.notEqual(m.code, 0);
     assert.match(m.stderr, /SKYBATCH_E_BAD_OPTION/);
     assert.match(m.stderr, /pythonFunction\('missing\.py'\): cannot read .*missing\.py/);
+  });
+});
+
+describe('the skybatch Python package outside a worker', () => {
+  const python = (code: string) =>
+    spawnSync('/usr/bin/python3', ['-c', code], { env: { ...process.env, PYTHONPATH: path.join(ROOT, 'python') }, encoding: 'utf8' });
+
+  test('imports with the standard library only and leaves `sky` (SkyPilot) alone', () => {
+    const r = python(`import sys, skybatch as sky
+assert sky.batch.load is sky.load and sky.batch.save_results is sky.save_results
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("numpy", "PIL", "sky")))`);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '[]');
+  });
+
+  test('the client-side names of the reference say where they belong; load() says where it works', () => {
+    const r = python(`import skybatch as sky
+try:
+    sky.batch.Dataset
+except AttributeError as e:
+    print(e)
+@sky.batch.remote_function
+def m():
+    for batch in sky.batch.load():
+        pass
+try:
+    m()
+except sky.SkybatchError as e:
+    print(e.code, e)`);
+    assert.equal(r.status, 0, r.stderr);
+    const [dataset, load] = r.stdout.trim().split('\n');
+    assert.match(dataset, /sky\.batch\.Dataset belongs to the script that submits the job, which is TypeScript in skybatch: .*sky\.pythonFunction\('<this file>\.py', '<function name>'\)/);
+    assert.match(load, /^SKYBATCH_E_SAVE_RESULTS sky\.batch\.load\(\) only works inside a mapper running on a worker/);
   });
 });
