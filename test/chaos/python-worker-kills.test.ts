@@ -2,28 +2,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { DEBIAN_PYTHON_PATH, pythonMappers } from '../engine/python-harness.js';
 import { Sandbox, jsonl, waitFor } from '../harness.js';
 
 const POOL = 'pychaos';
 const ITEMS = 1500;
-/** Debian's python3 first (a developer machine may put pyenv's first); see test/engine/python-mappers.test.ts. */
-const DEBIAN_PYTHON_PATH = { PATH: `/usr/bin:${process.env.PATH}` };
-
-/** Python mapper processes (`python -m skybatch._worker`) still running under `home`. */
-function pythonMappers(home: string): number[] {
-  const out: number[] = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (!fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('skybatch._worker')) continue;
-      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (fs.readlinkSync(`/proc/${d}/cwd`).startsWith(home) && stat[stat.lastIndexOf(')') + 2] !== 'Z') out.push(Number(d));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
-}
 
 function parentOf(pid: number): number | undefined {
   try {
