@@ -91,6 +91,75 @@ def double_text():
     assert.deepEqual(readJsonl(path.join(out, 'manifest.jsonl')), prompts.map((p) => ({ prompt: p.prompt })));
   });
 
+  test("custom TypeScript formats feed a Python mapper: the reference's complete custom-formats example", async () => {
+    sb.file(
+      'process_range.py',
+      `import skybatch as sky
+
+@sky.batch.remote_function
+def process_items():
+    import random
+
+    for batch in sky.batch.load():
+        results = []
+        for item in batch:
+            idx = item['index']
+            tokens = [f'token_{j}' for j in range(idx, idx + 5)]
+            text = f'Item {idx}: ' + ' | '.join(tokens)
+            metadata = {
+                'id': idx,
+                'squared': idx ** 2,
+                'tag': random.choice(['alpha', 'beta', 'gamma']),
+            }
+            results.append({'text': text, 'metadata': metadata})
+        sky.batch.save_results(results)
+`,
+    );
+    const out = path.join(sb.dir, 'range');
+    const script = sb.file(
+      'process_range.ts',
+      `import * as sky from 'skybatch';
+
+@sky.registry.INPUT_READER_REGISTRY.typeRegister('range')
+class RangeReader extends sky.InputReader<{ count: number }> {
+  length() {
+    return this.options.count;
+  }
+  async downloadBatch(startIdx: number, endIdx: number) {
+    const out = [];
+    for (let i = startIdx; i <= endIdx; i++) out.push({ index: i });
+    return out;
+  }
+}
+
+@sky.registry.OUTPUT_WRITER_REGISTRY.typeRegister('text')
+class TextWriter extends sky.OutputWriter<{ column: string }> {
+  async uploadBatch(results: sky.Item[], startIdx: number) {
+    for (let i = 0; i < results.length; i++) {
+      await sky.utils.uploadBytesToCloud(Buffer.from(String(results[i][this.options.column])), \`\${this.path}/\${String(startIdx + i).padStart(8, '0')}.txt\`);
+    }
+    return this.path;
+  }
+}
+
+const ds = new sky.Dataset(new RangeReader('', { count: 20 }));
+await ds.map(sky.pythonFunction('process_range.py', 'process_items'), {
+  poolName: ${JSON.stringify(POOL)},
+  batchSize: 5,
+  output: [new TextWriter(${JSON.stringify(path.join(out, 'texts'))}, { column: 'text' }), new sky.JsonWriter(${JSON.stringify(path.join(out, 'metadata.jsonl'))}, 'metadata')],
+});
+`,
+    );
+    const r = await sb.run(script);
+    assert.equal(r.code, 0, r.stderr);
+    const texts = Array.from({ length: 20 }, (_, i) => `texts/${String(i).padStart(8, '0')}.txt`);
+    assert.deepEqual(listFiles(out), ['metadata.jsonl', ...texts].sort());
+    assert.equal(fs.readFileSync(path.join(out, 'texts/00000007.txt'), 'utf8'), 'Item 7: token_7 | token_8 | token_9 | token_10 | token_11');
+    const meta = readJsonl(path.join(out, 'metadata.jsonl')) as { metadata: { id: number; squared: number; tag: string } }[];
+    assert.deepEqual(meta.map((m) => [m.metadata.id, m.metadata.squared]), Array.from({ length: 20 }, (_, i) => [i, i * i]));
+    assert.ok(meta.every((m) => ['alpha', 'beta', 'gamma'].includes(m.metadata.tag)));
+  });
+
   test('results convert: NumPy values become JSON, PNG bytes reach ImageWriter, NaN becomes null', async () => {
     const out = path.join(sb.dir, 'convert');
     const script = job(
