@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PNG } from 'pngjs';
+import { jobRequest } from '../../runtime/protocol-guards.js';
 import { ROOT, Sandbox, jsonl, listFiles, readJsonl } from '../harness.js';
 import { DEBIAN_PYTHON_PATH, type PythonJobOptions, pythonJob, rows } from './python-harness.js';
 
@@ -229,5 +230,36 @@ except sky.SkybatchError as e:
     const [dataset, load] = r.stdout.trim().split('\n');
     assert.match(dataset, /sky\.batch\.Dataset belongs to the script that submits the job, which is TypeScript in skybatch: .*sky\.pythonFunction\('<this file>\.py', '<function name>'\)/);
     assert.match(load, /^SKYBATCH_E_SAVE_RESULTS sky\.batch\.load\(\) only works inside a mapper running on a worker/);
+  });
+});
+
+describe("a Python mapper's job request is checked like every frame", () => {
+  const request = (python: unknown) => ({
+    bundleHash: 'a'.repeat(64),
+    mapperId: 'python:mapper.py:fn',
+    scriptPath: '/w/run.ts',
+    reader: { type: 'json', path: '/w/in.jsonl', options: {} },
+    writers: [{ type: 'json', path: '/w/out.jsonl', options: {} }],
+    batchSize: 2,
+    total: 4,
+    env: {},
+    argv: [],
+    cwd: '/w',
+    python,
+  });
+
+  test('a file name workers can store and a Python identifier pass; anything else names the field', () => {
+    assert.ok(jobRequest.safeParse(request({ file: '/w/mapper.py', source: 'x = 1\n', function: 'generate_images', interpreter: '.venv/bin/python' })).success);
+    for (const [python, field] of [
+      [{ file: '/w/..', source: '' }, 'file'],
+      [{ file: '/w/', source: '' }, 'file'],
+      [{ file: '/w/m.py', source: '', function: 'a-b' }, 'function'],
+      [{ file: '/w/m.py', source: '', interpreter: '' }, 'interpreter'],
+      [{ file: '/w/m.py' }, 'source'],
+    ] as const) {
+      const r = jobRequest.safeParse(request(python));
+      assert.ok(!r.success, JSON.stringify(python));
+      assert.deepEqual(r.error.issues[0].path, ['python', field]);
+    }
   });
 });
