@@ -84,11 +84,11 @@ def double_text():
     assert.equal(r.code, 0, r.stderr);
     const prompts = readJsonl(path.join(ROOT, 'samples/python-images/prompts.jsonl')) as { prompt: string }[];
     const pngs = prompts.map((_, i) => `images/${String(i).padStart(8, '0')}.png`);
-    assert.deepEqual(listFiles(out), ['images/manifest.jsonl', ...pngs, 'manifest.jsonl'].sort());
+    assert.deepEqual(listFiles(out), ['images/_manifest.jsonl', ...pngs, 'manifest.jsonl'].sort());
     const decoded = pngs.map((p) => PNG.sync.read(fs.readFileSync(path.join(out, p))));
     for (const png of decoded) assert.deepEqual([png.width, png.height], [48, 48]);
     assert.notDeepEqual(decoded[0].data, decoded[1].data, 'each prompt has its own picture');
-    assert.deepEqual(readJsonl(path.join(out, 'images/manifest.jsonl')), pngs.map((p, i) => ({ file: path.basename(p), index: i })));
+    assert.deepEqual(readJsonl(path.join(out, 'images/_manifest.jsonl')), pngs.map((p, i) => ({ file: path.basename(p), index: i })));
     assert.deepEqual(readJsonl(path.join(out, 'manifest.jsonl')), prompts.map((p) => ({ prompt: p.prompt })));
   });
 
