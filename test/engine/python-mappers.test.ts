@@ -161,6 +161,28 @@ await ds.map(sky.pythonFunction('process_range.py', 'process_items'), {
     assert.ok(meta.every((m) => ['alpha', 'beta', 'gamma'].includes(m.metadata.tag)));
   });
 
+  test('a failed Python job resumes (resumeFrom) with its fixed mapper file and completes', async () => {
+    const mapper = (bad: string) => `import skybatch as sky
+
+@sky.batch.remote_function
+def double_text():
+    for batch in sky.batch.load():
+        if any(item["text"] == ${JSON.stringify(bad)} for item in batch):
+            raise TypeError("cannot double " + ${JSON.stringify(bad)})
+        sky.batch.save_results([{"output": item["text"] * 2} for item in batch])
+`;
+    const script = job('resumed', mapper('t5'), { extra: ', resumeFrom: process.env.RESUME' });
+    const first = await sb.run(script);
+    assert.notEqual(first.code, 0);
+    assert.match(first.stderr, /TypeError: cannot double t5/);
+    const jobId = /job (\d+) failed/.exec(first.stderr)![1];
+    sb.file('resumed.py', mapper('no such text'));
+    const again = await sb.run(script, { RESUME: jobId });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, new RegExp(`RESULT ${jobId} SUCCEEDED`));
+    assert.deepEqual(readJsonl(path.join(sb.dir, 'resumed', 'out.jsonl')), rows(8).map((x) => ({ output: x.text + x.text })));
+  });
+
   test('results convert: NumPy values become JSON, PNG bytes reach ImageWriter, NaN becomes null', async () => {
     const out = path.join(sb.dir, 'convert');
     const script = job(
