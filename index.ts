@@ -36,6 +36,7 @@ export {
 export { remoteFunction, load, saveResults, failItem, type RemoteFunction, type FailedItem } from './runtime/mapper-api.js';
 export { Dataset, Job, JobFailedError, type MapOptions } from './runtime/client/dataset.js';
 export { waitForJob, type WaitOptions } from './runtime/client/wait-for-job.js';
+export { pythonFunction, type PythonFunction, type PythonFunctionOptions } from './runtime/python-mapper.js';
 export { CoordinatorClient } from './runtime/client/connection.js';
 export type { JobEvent, JobStatus, JobSummary, PoolSummary, WorkerSummary } from './runtime/protocol.js';
 

@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: prints, in one run,
  *  (a) batches/s of a no-op mapper at batchSize 1 on a 2-worker local pool, and the
- *      coordinator's CPU cost per batch;
+ *      coordinator's CPU cost per batch; the same with the no-op mapper in Python;
  *  (b) a 1M-row double-text job against a hand-written single-process stream doing the
  *      same work on the same file, as a ratio.
  * Targets (first): (a) >= 1,000 batches/s, (b) <= 2x.
@@ -46,6 +46,10 @@ try {
   const ra = JSON.parse(a.stdout.trim().split('\n').pop()!) as { seconds: number };
   const coordMsPerBatch = ((cpuSeconds(coord) - cpu0) * 1000) / BATCHES;
   const batchesPerSec = BATCHES / ra.seconds;
+  // (a) again with the no-op mapper in Python: the bridge's cost per batch
+  const ap = await sb.run(path.join(ROOT, 'bench/scripts/noop-python.ts'), { POOL: 'bench', BATCHES: String(BATCHES) });
+  if (ap.code !== 0) throw new Error(ap.stderr);
+  const pyBatchesPerSec = BATCHES / (JSON.parse(ap.stdout.trim().split('\n').pop()!) as { seconds: number }).seconds;
 
   // (b)
   const input = path.join(sb.dir, 'rows.jsonl');
@@ -70,6 +74,7 @@ try {
   const ok = (cond: boolean) => (cond ? 'meets target' : 'MISSES target');
   console.log(`(a) no-op mapper, batchSize 1, 2 workers: ${BATCHES} batches in ${ra.seconds.toFixed(2)} s = ${batchesPerSec.toFixed(0)} batches/s (target >= 1000: ${ok(batchesPerSec >= 1000)})`);
   console.log(`    coordinator CPU per batch: ${coordMsPerBatch.toFixed(3)} ms`);
+  console.log(`    the same no-op mapper in Python (sky.pythonFunction): ${pyBatchesPerSec.toFixed(0)} batches/s (${(pyBatchesPerSec / batchesPerSec).toFixed(2)}x the TypeScript mapper)`);
   console.log(`(b) ${ROWS} rows double-text: skybatch ${rb.seconds.toFixed(2)} s (submit to merged output) vs single-process stream ${base.toFixed(2)} s = ${(rb.seconds / base).toFixed(2)}x (target <= 2x: ${ok(rb.seconds / base <= 2)}); outputs identical: ${same}`);
 } finally {
   await sb.cleanup();

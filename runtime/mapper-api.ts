@@ -52,7 +52,7 @@ export function remoteFunction<F extends MapperFn>(fn: F): F & RemoteFunction {
 export function mapperInfo(fn: unknown): MapperInfo {
   const info = typeof fn === 'function' ? (fn as Partial<RemoteFunction>)[MAPPER] : undefined;
   if (!info) {
-    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `map() needs a function wrapped in sky.remoteFunction(...), got ${typeof fn === 'function' ? `plain function ${fn.name || ''}` : typeof fn}`, {
+    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `map() needs a function wrapped in sky.remoteFunction(...) or a Python mapper from sky.pythonFunction('mapper.py', 'name'), got ${typeof fn === 'function' ? `plain function ${fn.name || ''}` : typeof fn}`, {
       context: { field: 'mapperFn' },
     });
   }

@@ -62,6 +62,18 @@ const deadLetter = exact<P.DeadLetter>()(z.object({ index: count, input: z.unkno
 const formatSpec = exact<P.FormatSpec>()(z.object({ type: z.string().regex(FORMAT_NAME_PATTERN, 'must be a registered format name'), path: z.string(), options: z.unknown() }));
 const readerSpec = exact<P.JobRequest['reader']>()(formatSpec.extend({ state: z.unknown().optional() }));
 
+/** A Python mapper's file: travels in the job (a mapper file, not data). */
+export const MAX_PYTHON_SOURCE_BYTES = 4 * 1024 * 1024;
+const pythonMapper = exact<P.PythonMapperSpec>()(
+  z.object({
+    // workers store it under its own name: that name must be a file name
+    file: z.string().regex(/(^|\/)(?!\.\.?$)[^/\\\0]+$/, 'must be the path of a file'),
+    source: z.string().max(MAX_PYTHON_SOURCE_BYTES, `must be at most ${MAX_PYTHON_SOURCE_BYTES} characters`),
+    function: z.string().regex(/^[\p{L}_][\p{L}\p{N}_]*$/u, 'must be a Python function name').optional(),
+    interpreter: z.string().min(1, 'must name an interpreter').optional(),
+  }),
+);
+
 const jobRequestFields = {
   bundleHash,
   mapperId: z.string().min(1, 'must name the mapper'),
@@ -78,6 +90,7 @@ const jobRequestFields = {
   retryBaseMs: z.number().min(0, 'must not be negative').max(MAX_DELAY_MS, `must be at most ${MAX_DELAY_MS} ms (24 h)`).optional(),
   batchTimeoutMs: z.number().min(100, 'must be at least 100 ms').max(MAX_DELAY_MS, `must be at most ${MAX_DELAY_MS} ms (24 h)`).optional(),
   onItemError: z.enum(['fail', 'skip']).optional(),
+  python: pythonMapper.optional(),
 };
 
 /** Limits that span two fields: the batch table must fit in memory, the last retry must come within a day. */

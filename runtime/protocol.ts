@@ -57,6 +57,20 @@ export interface JobRequest {
   batchTimeoutMs?: number;
   /** 'fail' (default): a failed item fails its batch. 'skip': it goes to errors.jsonl and the job goes on. */
   onItemError?: 'fail' | 'skip';
+  /** Set when the mapper is a Python function (`sky.pythonFunction`); `mapperId` then only names it. */
+  python?: PythonMapperSpec;
+}
+
+/** A Python mapper: its file travels with the job, and workers run it with `interpreter`. */
+export interface PythonMapperSpec {
+  /** Absolute path of the .py file on the submitting machine (tracebacks name it). */
+  file: string;
+  /** The file's text, as it was when the job was submitted. */
+  source: string;
+  /** The `@remote_function` to call; absent: the file's only one. */
+  function?: string;
+  /** Default `python3`, found on the worker's PATH after `activateEnv`. */
+  interpreter?: string;
 }
 
 export interface JobSpec extends JobRequest {

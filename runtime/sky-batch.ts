@@ -20,6 +20,7 @@ export {
 } from '../formats/index.js';
 export { remoteFunction, load, saveResults, failItem, type RemoteFunction, type FailedItem } from './mapper-api.js';
 export { Dataset, Job, JobFailedError, type MapOptions } from './client/dataset.js';
+export { pythonFunction, type PythonFunction, type PythonFunctionOptions } from './python-mapper.js';
 
 /** `INPUT_READER_REGISTRY` / `OUTPUT_WRITER_REGISTRY`, the reference's `registry` module. */
 export const registry = { INPUT_READER_REGISTRY, OUTPUT_WRITER_REGISTRY };

@@ -16,6 +16,8 @@ cd "$(dirname "$0")/.."
 # .npmrc skips onnxruntime-node's install script, which would download CUDA libraries.
 [ -d samples/onnx-embed/node_modules ] || (cd samples/onnx-embed && npm ci --no-audit --no-fund) || exit 1
 command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; } || exit 1
+# Python mappers' tests run Debian's python3 with Pillow and NumPy (test/engine/python-mappers.test.ts).
+/usr/bin/python3 -c 'import PIL, numpy' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 python3-pil python3-numpy >/dev/null; } || exit 1
 node scripts/check-engines.mjs || exit 1
 npm run --silent build || exit 1
 bash scripts/servers/up.sh || exit 1

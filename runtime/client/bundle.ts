@@ -20,8 +20,11 @@ export interface Bundle {
 export interface BundleRequest {
   /** The user's script. */
   entry: string;
-  /** The job's mapper: its name, where it was created, and which of the mappers created there. */
-  mapper: MapperRoot & { ordinal: number };
+  /**
+   * The job's mapper: its name, where it was created, and which of the mappers created there.
+   * Absent for a Python mapper (`pythonFunction`), which is not in the script.
+   */
+  mapper?: MapperRoot & { ordinal: number };
   /** The reader and writer types of the job. */
   formats: FormatRoot[];
   /** Bare specifiers to leave external even if they resolve to the user's own source. */
@@ -151,7 +154,7 @@ async function build(req: BundleRequest): Promise<Bundle> {
     // ESM imports of packages need the hosts' resolve hooks, which cost a thread: only when used.
     // An `import(expr)` esbuild could not follow may name a package too.
     esmImports: [...imported.values()].some((kinds) => kinds.has('import-statement') || kinds.has('dynamic-import')) || /\bimport\((?!\s*["'])/.test(body),
-    mapper: { name: req.mapper.name, site: req.mapper.site, ordinal: req.mapper.ordinal },
+    ...(req.mapper ? { mapper: { name: req.mapper.name, site: req.mapper.site, ordinal: req.mapper.ordinal } } : {}),
   };
   // The header takes the banner's first line, which is one line whatever it holds: the source map stays right.
   const code = body.replace(HEADER_SLOT, headerLine(header)) + `//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}\n`;

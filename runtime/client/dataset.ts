@@ -11,6 +11,7 @@ import { INPUT_READER_REGISTRY, OUTPUT_WRITER_REGISTRY } from '../../formats/reg
 import { errorsPath } from '../../formats/utils.js';
 import { isHost, mapperInfo, signalMapReached } from '../mapper-api.js';
 import type { FormatSpec, JobEvent, JobRequest, JobStatus, JobSummary } from '../protocol.js';
+import { isPythonFunction, pythonMapperInfo } from '../python-mapper.js';
 import { bundleScript } from './bundle.js';
 import { CoordinatorClient } from './connection.js';
 import { followJob } from './job-follower.js';
@@ -104,9 +105,9 @@ export class Dataset {
   constructor(readonly reader: InputReader<object>) {}
 
   /**
-   * Runs `mapper` over every item on the pool's workers and writes the results through
-   * `output`. Workers run only the mapper, the job's custom formats and the declarations
-   * they use; should a `map()` call run on a worker all the same (a mapper created inside
+   * Runs `mapper` (a `remoteFunction`, or a Python mapper from `pythonFunction`) over every
+   * item on the pool's workers and writes the results through `output`. Workers run only
+   * the mapper, the job's custom formats and the declarations they use; should a `map()` call run on a worker all the same (a mapper created inside
    * the function that submits), it never resolves there: no job is ever resubmitted.
    */
   async map(mapper: unknown, options: MapOptions): Promise<Job> {
@@ -114,7 +115,9 @@ export class Dataset {
       signalMapReached();
       return new Promise<Job>(() => {});
     }
-    const { id: mapperId, definedIn, site, ordinal } = mapperInfo(mapper);
+    const py = isPythonFunction(mapper) ? pythonMapperInfo(mapper) : undefined;
+    const ts = py ? undefined : mapperInfo(mapper);
+    const { id: mapperId, definedIn } = py ?? ts!;
     validate(options);
     const writers = Array.isArray(options.output) ? options.output : [options.output];
     const writerSpecs = writers.map((w) => spec(w, OUTPUT_WRITER_REGISTRY.nameOf(w)));
@@ -131,7 +134,9 @@ export class Dataset {
         return { kind: 'writer' as const, type, builtin: BUILTIN_FORMATS.has(OUTPUT_WRITER_REGISTRY.get(type)) };
       }),
     ];
-    const bundling = bundleScript({ entry: script, mapper: { name: mapperId.replace(/#\d+$/, ''), site, ordinal }, formats, external: options.external });
+    // A Python mapper is not in the script: of it, workers run only the job's custom formats.
+    const root = ts && { mapper: { name: mapperId.replace(/#\d+$/, ''), site: ts.site, ordinal: ts.ordinal } };
+    const bundling = bundleScript({ entry: script, ...root, formats, external: options.external });
     const [bundle, total] = await Promise.all([bundling, this.reader.length()]);
     for (const note of bundle.notes) process.stderr.write(`skybatch: ${note}\n`);
     if (!Number.isInteger(total) || total < 0) {
@@ -156,6 +161,7 @@ export class Dataset {
       retryBaseMs: options.retryBaseMs,
       batchTimeoutMs: options.batchTimeoutMs,
       onItemError: options.onItemError,
+      ...(py ? { python: py.python } : {}),
     };
     const client = await CoordinatorClient.forPool(options.poolName);
     try {

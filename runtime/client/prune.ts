@@ -33,7 +33,7 @@ export interface PruneResult {
  * statement is replaced by whitespace of the same shape, so each kept token keeps its line
  * and column: source maps, stack traces and the mapper's call site stay exact.
  */
-export function pruneEntry(file: string, source: string, mapper: MapperRoot, formats: FormatRoot[]): PruneResult {
+export function pruneEntry(file: string, source: string, mapper: MapperRoot | undefined, formats: FormatRoot[]): PruneResult {
   const ast = parseScript(source, file);
   const body = ast.program.body;
   const lineStarts = [0];
@@ -70,14 +70,15 @@ export function pruneEntry(file: string, source: string, mapper: MapperRoot, for
     else if (s.type === 'ImportDeclaration' && s.specifiers.length === 0) keepStatement(i); // `import './formats.js'` exists for its effect
   });
 
-  const root = findMapperRoot(file, source, body, lineStarts, mapper);
-  if (root.kind === 'elsewhere') elsewhere.push(`mapper ${mapper.name} (${root.where})`);
-  else if (root.kind === 'statement') keepStatement(root.index);
-  else {
+  // No mapper: a Python mapper's job (`pythonFunction`), which needs only its custom formats.
+  const root = mapper && findMapperRoot(file, source, body, lineStarts, mapper);
+  if (root?.kind === 'elsewhere') elsewhere.push(`mapper ${mapper!.name} (${root.where})`);
+  else if (root?.kind === 'statement') keepStatement(root.index);
+  else if (root) {
     extract.set(root.index, root.node);
     queue.push(root.node);
   }
-  if (root.kind !== 'elsewhere' && root.note) notes.push(root.note);
+  if (root && root.kind !== 'elsewhere' && root.note) notes.push(root.note);
 
   for (const f of formats) {
     if (f.builtin) continue;

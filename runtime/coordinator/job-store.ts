@@ -101,7 +101,7 @@ export function resumedSpec(spec: JobSpec, req: JobRequest): JobSpec {
     : outputs(req) !== outputs(spec) ? "the outputs differ from the job's"
     : undefined;
   if (mismatch) throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `cannot resume job ${spec.jobId}: ${mismatch}`, { context: { jobId: spec.jobId, field: 'resumeFrom' } });
-  return { ...spec, ...req, reader: spec.reader, jobId: spec.jobId, pool: spec.pool, createdAt: spec.createdAt };
+  return { ...spec, ...req, python: req.python, reader: spec.reader, jobId: spec.jobId, pool: spec.pool, createdAt: spec.createdAt };
 }
 
 export function readSpec(jobId: string): JobSpec {

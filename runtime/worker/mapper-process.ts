@@ -17,6 +17,7 @@ import { FailedItem, isFailedItem, setMapperContext } from '../mapper-api.js';
 import type { DeadLetter, JobSpec } from '../protocol.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
 import { previewValue } from './preview.js';
+import { type BridgeBatch, pythonMapper } from './python-bridge.js';
 
 const SAMPLE_SIZE = 5;
 
@@ -189,6 +190,11 @@ async function saveResults(results: unknown[]): Promise<void> {
   }
 }
 
+/** The batch a Python mapper holds, as its bridge sees it (runtime/worker/python-bridge.ts). */
+function bridgeBatch(b: Batch | undefined): BridgeBatch | undefined {
+  return b && !b.finished ? { start: b.start, end: b.end, fail: (err) => void finish(b, { error: err }) } : undefined;
+}
+
 async function start(msg: Extract<AgentToMapper, { type: 'start' }>): Promise<void> {
   spec = msg.spec;
   cacheDir = msg.cacheDir;
@@ -198,7 +204,8 @@ async function start(msg: Extract<AgentToMapper, { type: 'start' }>): Promise<vo
       throw new SkybatchError('SKYBATCH_E_PROTOCOL', `skybatch on worker ${process.env.SKYBATCH_WORKER} was reinstalled or rebuilt after the worker started (${process.env.SKYBATCH_AGENT_BUILD} → ${buildId()}); restart the pool: skybatch pool down ${spec.pool} -y, then pool apply`);
     }
     const header = await loadBundle(msg.bundlePath);
-    const fn = jobMapper(spec, header);
+    const python = spec.python;
+    const fn = python ? pythonMapper({ ...spec, python }, { cacheDir, current: () => bridgeBatch(current) }) : jobMapper(spec, header);
     if (!fn) {
       const at = header?.mapper?.site[0] ? ` (created at ${header.mapper.site[0]} on the client)` : '';
       throw new SkybatchError('SKYBATCH_E_MAPPER_NOT_FOUND', `mapper ${spec.mapperId}${at} was not created when the job's script loaded on worker ${process.env.SKYBATCH_WORKER}; create mappers at the top level of the script`, {
