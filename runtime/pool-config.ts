@@ -23,6 +23,17 @@ export const hostResourcesSchema = z
   })
   .strict();
 
+/** Seconds as a number, or a string like `90s`, `30m`, `2h`; parsed to seconds. */
+const duration = z.unknown().transform((v, ctx) => {
+  const m = typeof v === 'string' ? /^(\d+(?:\.\d+)?)\s*([smh])$/.exec(v.trim()) : undefined;
+  const seconds = typeof v === 'number' ? v : m ? Number(m[1]) * { s: 1, m: 60, h: 3600 }[m[2] as 's' | 'm' | 'h'] : NaN;
+  if (!(seconds > 0)) {
+    ctx.addIssue({ code: 'custom', message: `expected seconds or a duration like 90s, 30m or 2h, got ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  return seconds;
+});
+
 const schema = z
   .object({
     pool: z
@@ -43,6 +54,8 @@ const schema = z
     /** What this machine gives the local backend's workers; each worker's share comes from `resources`. */
     host: hostResourcesSchema.optional(),
     setup: z.string().optional(),
+    /** Seconds, or a duration like `90s`, `30m`, `2h`: a setup still running then is stopped and its worker fails. */
+    setup_timeout: duration.optional(),
     coordinator: z
       .object({
         /** Interface to listen on; default 127.0.0.1. Anything else should use tls. */
@@ -58,6 +71,13 @@ const schema = z
 
 /** A validated pool.yaml. */
 export type PoolConfig = z.infer<typeof schema>;
+
+/** How long `setup` may run when the pool file does not say (`setup_timeout`). */
+export const DEFAULT_SETUP_TIMEOUT_S = 30 * 60;
+
+export function setupTimeoutMs(config: PoolConfig): number {
+  return Math.round((config.setup_timeout ?? DEFAULT_SETUP_TIMEOUT_S) * 1000);
+}
 
 /** A problem found after the schema passed (e.g. more GPUs asked than the host has), at a field. */
 export interface ConfigProblem {

@@ -153,6 +153,7 @@ const workerSummary = exact<P.WorkerSummary>()(
     jobId: z.string().optional(),
     batches: z.array(range),
     resources: workerResources.optional(),
+    error: z.string().optional(),
   }),
 );
 const poolSummary = exact<P.PoolSummary>()(
@@ -241,7 +242,7 @@ export const hello = z.discriminatedUnion('role', [workerHello, clientHello]);
 
 export const coordinatorToWorker = exactUnion<P.CoordinatorToWorker, 'type'>('type')(
   z.discriminatedUnion('type', [
-    z.object({ type: z.literal('welcome'), workerId: z.string(), setup: z.string().optional(), envs: z.record(z.string(), z.string()) }),
+    z.object({ type: z.literal('welcome'), workerId: z.string(), setup: z.string().optional(), envs: z.record(z.string(), z.string()), setupTimeoutMs: z.number().positive().optional() }),
     z.object({ type: z.literal('job'), spec: jobSpec }),
     z.object({ type: z.literal('bundle'), hash: bundleHash, code: z.string() }),
     z.object({ type: z.literal('bundleUnavailable'), hash: z.string(), error: wireError }),

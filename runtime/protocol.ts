@@ -53,7 +53,7 @@ export interface JobRequest {
   maxAttempts?: number;
   /** First retry delay; doubles each attempt (default 1000 ms). */
   retryBaseMs?: number;
-  /** A batch running longer than this on a worker is taken away and retried (default 30 min). */
+  /** A batch running longer than this on a worker is taken away and retried (default 30 min); also how long a worker may hold batches without starting any. */
   batchTimeoutMs?: number;
   /** 'fail' (default): a failed item fails its batch. 'skip': it goes to errors.jsonl and the job goes on. */
   onItemError?: 'fail' | 'skip';
@@ -129,6 +129,8 @@ export interface WorkerSummary {
   jobId?: string;
   batches: [number, number][];
   resources?: WorkerResources;
+  /** Why setup failed, for a worker in state `failed`. */
+  error?: string;
 }
 
 export interface PoolSummary {
@@ -222,14 +224,18 @@ export type WorkerMessage =
   | { type: 'log'; jobId?: string; stream: 'stdout' | 'stderr'; line: string };
 
 export type CoordinatorToWorker =
-  | { type: 'welcome'; workerId: string; setup?: string; envs: Record<string, string> }
+  /** Sent when a worker joins, and again when `pool apply` changed setup or envs (the worker holds no batch then). */
+  | { type: 'welcome'; workerId: string; setup?: string; envs: Record<string, string>; setupTimeoutMs?: number }
   | { type: 'job'; spec: JobSpec }
   | { type: 'bundle'; hash: string; code: string }
   /** The answer to a `getBundle` the coordinator cannot serve (no such bundle). */
   | { type: 'bundleUnavailable'; hash: string; error: WireError }
   | { type: 'batch'; jobId: string; index: number; start: number; end: number; attempt: number; wantSample: boolean }
   | { type: 'endJob'; jobId: string; reason: 'done' | 'cancelled' | 'failed' }
-  /** The batch timed out: stop the (hung) mapper process holding it. */
+  /**
+   * The batch was taken away from this worker (it timed out, a copy elsewhere won, or it was
+   * not started in time): stop the (hung or stale) mapper process holding it.
+   */
   | { type: 'abortBatch'; jobId: string; index: number; attempt: number }
   | { type: 'shutdown' }
   /** A refused frame: not valid, or a report on a batch or job this connection does not hold. */

@@ -52,7 +52,7 @@ export class Sandbox {
     let stderr = '';
     proc.stdout!.on('data', (d) => (stdout += d));
     proc.stderr!.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => proc.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    const timer = setTimeout(() => killGroup(proc), opts.timeoutMs ?? 120_000);
     return new Promise((resolve) =>
       proc.on('close', (code) => {
         clearTimeout(timer);
@@ -62,7 +62,8 @@ export class Sandbox {
   }
 
   spawnCli(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): ChildProcess {
-    const proc = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? this.dir, env: this.env(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+    // its own process group: a CLI that hangs is killed with the script process it runs
+    const proc = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? this.dir, env: this.env(opts.env), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     this.procs.add(proc);
     proc.on('exit', () => this.procs.delete(proc));
     return proc;
@@ -115,7 +116,7 @@ export class Sandbox {
   }
 
   async cleanup(): Promise<void> {
-    for (const p of this.procs) p.kill('SIGKILL');
+    for (const p of this.procs) killGroup(p);
     for (const pool of this.pools) {
       try {
         const { pid } = this.coordinator(pool);
@@ -184,4 +185,51 @@ export function listFiles(dir: string): string[] {
   };
   if (fs.existsSync(dir)) walk(dir);
   return out.sort();
+}
+
+/** `promise`'s value, or undefined when it takes longer than `ms`. */
+export async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function killGroup(proc: ChildProcess): void {
+  try {
+    process.kill(-proc.pid!, 'SIGKILL');
+  } catch {
+    proc.kill('SIGKILL');
+  }
+}
+
+/** Whether a process runs (a zombie does not). */
+export function alive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Live processes whose command line contains `marker` (optionally: children of `parents` only). */
+export function pidsMatching(marker: string, parents?: number[]): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (!cmd.includes(marker) || fields[0] === 'Z') continue;
+      if (parents && !parents.includes(Number(fields[1]))) continue;
+      out.push(Number(d));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
 }

@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { SkybatchError } from '../../formats/errors.js';
 import { CoordinatorClient } from '../client/connection.js';
 import { buildId } from '../build-id.js';
+import { listJobIds, readJournal, readSpec } from '../coordinator/job-store.js';
+import { cancelJobsOnDisk } from '../coordinator/pool-down.js';
 import { probeHost } from '../host-resources.js';
 import { readPoolConfig } from '../pool-config.js';
 import { FileLock } from '../file-lock.js';
@@ -82,17 +84,29 @@ export async function applyPool(file: string, pool: string, opts: { yes: boolean
   }
   const client = await CoordinatorClient.forPool(pool);
   try {
+    const shown = new Set<string>();
     client.onEvent((e: JobEvent) => {
-      if (e.kind === 'log' && !e.jobId && (e.line.startsWith('setup: ') || e.stream === 'stderr')) opts.log(`(${e.worker}) ${e.line}`);
+      if (e.kind !== 'log' || e.jobId) return;
+      // setup output, setup failures, and what the coordinator did about a changed setup
+      if (e.line.startsWith('setup: ') || e.stream === 'stderr' || (e.stream === 'info' && !e.worker)) {
+        shown.add(e.line);
+        opts.log(e.worker ? `(${e.worker}) ${e.line}` : e.line);
+      }
     });
-    if (attached) await client.request({ type: 'scale', workers: config.pool.workers });
+    // subscribed first, so that what a changed setup does is shown
     let status = await client.request({ type: 'subscribe' });
+    if (attached) status = await client.request({ type: 'scale', workers: config.pool.workers });
     if (!opts.wait) return status;
     for (;;) {
       const live = status.workers.filter((w) => w.state !== 'gone');
       const failed = live.filter((w) => w.state === 'failed');
-      if (failed.length) {
-        throw new SkybatchError('SKYBATCH_E_SETUP_FAILED', `setup failed on ${failed.map((w) => w.name).join(', ')} (see the output above); the pool is up but those workers take no batches. Fix setup and apply again.`);
+      // reported once every worker's setup has ended, so that all failures are named
+      if (failed.length && live.every((w) => w.state !== 'setup' && w.state !== 'starting')) {
+        const errors = failed.filter((w) => w.error && !shown.has(w.error)).map((w) => `\n${w.error}`);
+        throw new SkybatchError(
+          'SKYBATCH_E_SETUP_FAILED',
+          `setup failed on ${failed.map((w) => w.name).sort().join(', ')}${errors.length ? ':' : ' (see the output above)'}; the pool is up but those workers take no batches. Fix setup and apply again.${errors.join('')}`,
+        );
       }
       const ready = live.filter((w) => w.state === 'idle' || w.state === 'busy');
       if (ready.length >= config.pool.workers) return status;
@@ -132,7 +146,10 @@ export async function poolStatus(pool?: string): Promise<{ pool: string; running
   return out;
 }
 
-/** `skybatch pool down`: stops the coordinator and its workers, and removes the pool's folder. Jobs' records stay. */
+/**
+ * `skybatch pool down`: stops the coordinator and its workers, and removes the pool's folder.
+ * Jobs' records stay; jobs still running end CANCELLED (see `cancelForPoolDown`).
+ */
 export async function poolDown(pool: string, opts: { yes: boolean; log?: (line: string) => void }): Promise<boolean> {
   assertPoolName(pool);
   if (!readCoordinator(pool) && !fs.existsSync(poolDir(pool))) throw new SkybatchError('SKYBATCH_E_POOL_NOT_FOUND', `pool '${pool}' does not exist`);
@@ -144,14 +161,31 @@ export async function poolDown(pool: string, opts: { yes: boolean; log?: (line: 
     onWait: (h) => opts.log?.(`pool '${pool}' is being changed by ${h.what} (pid ${h.pid}); waiting for it`),
   });
   try {
+    const unfinished = unfinishedJobs(pool);
     const c = readCoordinator(pool);
     if (c) await stopCoordinator(pool, c);
     stopLeftoverWorkers(pool);
+    // the coordinator cancels its jobs itself; these were left by one that had died or did not answer
+    cancelJobsOnDisk(pool);
+    for (const id of unfinished) {
+      const { status, error } = readJournal(id);
+      if (status === 'CANCELLED') opts.log?.(`job ${id}: ${error?.message ?? 'CANCELLED'}`);
+    }
     fs.rmSync(poolDir(pool), { recursive: true, force: true });
   } finally {
     lock.release();
   }
   return true;
+}
+
+function unfinishedJobs(pool: string): string[] {
+  return listJobIds().filter((id) => {
+    try {
+      return readSpec(id).pool === pool && ['PENDING', 'RUNNING'].includes(readJournal(id).status);
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** A worker's share of its host for `pool status`: `GPU 0 (NVIDIA L4), CPUs 0-3, mem 4096 MB`, or `-`. */

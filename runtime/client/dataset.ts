@@ -41,7 +41,12 @@ export interface MapOptions {
   maxAttempts?: number;
   /** First retry delay in ms, doubling each attempt. Default 1000. */
   retryBaseMs?: number;
-  /** A batch running longer than this (ms) is taken from its worker and retried. Default 30 min. */
+  /**
+   * A batch running longer than this (ms) is taken from its worker and retried. Default 30 min.
+   * It also bounds how long a worker may hold batches without starting one (which includes
+   * the mapper's one-time setup before its first batch): past that its mapper counts as hung
+   * and is restarted, and those batches go elsewhere without counting as failures.
+   */
   batchTimeoutMs?: number;
   /**
    * 'fail' (default): an item that fails (an error, or `sky.failItem()` in its place) fails

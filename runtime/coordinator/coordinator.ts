@@ -9,8 +9,14 @@ import { Journal, allocateJobId, bundleFile, listJobIds, readJournal, readSpec, 
 import { loadForRestore, markUnrestorable } from './restore.js';
 import { EventHub, Subscriber } from './event-hub.js';
 import { checkJobSpec } from '../protocol-guards.js';
+import { poolDownError } from './pool-down.js';
+import { describeRerun, noWorkerCanRun, sendWelcome, setupKey } from './pool-setup.js';
 import { runReduce } from './reducer.js';
+import { stalledBatches } from './stalled-worker.js';
 import { WorkerEntry, WorkerLink, WorkerTable, holdsAttempt } from './worker-table.js';
+
+/** How long `pool down` lets a job that is merging its outputs finish (its CLI waits 15 s for the coordinator to stop). */
+const POOL_DOWN_MERGE_GRACE_MS = 8000;
 
 /**
  * The pool's brain: keeps the job queue, hands batches to workers (push, with credit for
@@ -61,9 +67,31 @@ export class Coordinator {
 
   addWorker(link: WorkerLink, hello: Extract<WorkerMessage, { type: 'hello' }>): string {
     const w = this.workers.add(link, hello);
-    link.send({ type: 'welcome', workerId: w.id, setup: this.config.setup, envs: this.config.envs ?? {} });
+    sendWelcome(w, this.config);
     this.emitWorker(w);
     return w.id;
+  }
+
+  /**
+   * `pool apply` on a running pool. A changed setup (or envs) is not left to workers that
+   * join later: every worker runs it again as soon as it holds no batch, and takes no new
+   * batch before that.
+   */
+  reconfigure(config: PoolConfig): void {
+    const setupChanged = (config.setup ?? '') !== (this.config.setup ?? '');
+    this.config = config;
+    const stale = this.workers.all().filter((w) => w.state !== 'gone' && w.setupKey !== setupKey(config));
+    if (stale.length) this.emit({ kind: 'log', stream: 'info', line: describeRerun(stale, setupChanged) });
+    this.pump();
+  }
+
+  /** Jobs waiting for a worker when the last one able to run them failed its setup fail too, with its error. */
+  private failUnrunnableJobs(): void {
+    const why = noWorkerCanRun(this.workers.all(), this.pool, this.config.pool.workers);
+    if (!why) return;
+    for (const run of [...this.jobs.values()]) {
+      if (!run.isFinished && !run.allDone) this.failJob(run, toWireError(why, { jobId: run.spec.jobId }));
+    }
   }
 
   onWorkerMessage(id: string, msg: WorkerMessage): void {
@@ -75,13 +103,16 @@ export class Coordinator {
         break;
       case 'ready':
         w.state = 'idle';
+        w.error = undefined;
         this.emitWorker(w);
         this.pump();
         break;
       case 'setupFailed':
         w.state = 'failed';
+        w.error = msg.error.message;
         this.emitWorker(w);
         this.emit({ kind: 'log', worker: w.name, stream: 'stderr', line: msg.error.message });
+        this.failUnrunnableJobs();
         break;
       case 'getBundle':
         this.sendBundle(w, msg.hash);
@@ -171,7 +202,24 @@ export class Coordinator {
     w.state = 'gone';
     w.leased.clear();
     this.emitWorker(w);
+    this.failUnrunnableJobs();
     this.pump();
+  }
+
+  /**
+   * Gives back the batches a worker holds but has not started: they would wait behind a
+   * mapper that is hung or being stopped. Not a failure of those batches.
+   */
+  private reclaimQueued(w: WorkerEntry, run: JobRun): void {
+    for (const index of [...w.leased]) {
+      const held = run.heldBy(index, w.name);
+      if (held?.started) continue;
+      w.leased.delete(index);
+      if (!held) continue;
+      const b = run.batches[index];
+      run.log(`batch [${b.start}, ${b.end}] (attempt ${held.attempt}) was waiting on ${w.name} behind a mapper that is being stopped; given back`);
+      this.releaseBatch(run, index, held.attempt);
+    }
   }
 
   private releaseBatch(run: JobRun, index: number, attempt: number): void {
@@ -186,8 +234,16 @@ export class Coordinator {
     if (!run || run.isFinished) return;
     const won = run.commit(msg.index, msg.attempt, w.name, msg.items);
     if (!won) return;
-    // The losing copy of a straggler runs on; its result will be ignored, its credit is free.
-    if (won.loser) this.workers.byName(won.loser)?.leased.delete(msg.index);
+    // The losing copy of a straggler is stopped: its mapper may be hung, and the batches
+    // queued behind it would wait for it.
+    const loser = this.workers.byName(won.loser);
+    if (loser && won.loserAttempt !== undefined) {
+      const b = run.batches[msg.index];
+      run.log(`batch [${b.start}, ${b.end}]: the copy on ${w.name} finished first; stopping the one on ${loser.name} (attempt ${won.loserAttempt})`);
+      loser.leased.delete(msg.index);
+      loser.link.send({ type: 'abortBatch', jobId: run.spec.jobId, index: msg.index, attempt: won.loserAttempt });
+      this.reclaimQueued(loser, run);
+    }
     if (msg.deadLetters?.length) {
       run.addDeadLetters(msg.deadLetters);
       run.log(`${msg.deadLetters.length} item(s) skipped into errors.jsonl: ${msg.deadLetters.map((d) => `item ${d.index}: ${d.error}`).join('; ')}`);
@@ -241,6 +297,8 @@ export class Coordinator {
       throw new SkybatchError('SKYBATCH_E_PROTOCOL', `bundle ${req.bundleHash} is unknown to the coordinator; send it with the job`);
     }
     if (req.total <= 0) throw new SkybatchError('SKYBATCH_E_EMPTY_INPUT', `the input has no items (${req.reader.path || req.reader.type}): nothing to do`);
+    const unrunnable = noWorkerCanRun(this.workers.all(), this.pool, this.config.pool.workers);
+    if (unrunnable) throw unrunnable;
     const spec: JobSpec = { ...req, jobId: allocateJobId(), pool: this.pool, createdAt: new Date().toISOString() };
     writeSpec(spec);
     const run = new JobRun(spec, undefined, new Journal(spec.jobId));
@@ -273,6 +331,8 @@ export class Coordinator {
     }
     const replay = readJournal(jobId);
     if (replay.status === 'SUCCEEDED') throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} already succeeded; nothing to resume`, { context: { jobId } });
+    const unrunnable = noWorkerCanRun(this.workers.all(), this.pool, this.config.pool.workers);
+    if (unrunnable) throw unrunnable;
     if (req) {
       if (bundle !== undefined) saveBundle(req.bundleHash, bundle);
       spec = resumedSpec(spec, req);
@@ -286,6 +346,26 @@ export class Coordinator {
     if (run.allDone) void this.finishJob(run);
     else this.pump();
     return run.summary();
+  }
+
+  /**
+   * `pool down`: jobs still running end CANCELLED, saying how to go on, instead of being
+   * resumed without a word by the next `pool apply`. A job whose batches are all done is
+   * merging its outputs: it gets `mergeGraceMs` to finish, then it is cancelled too (its
+   * recovery command finishes the merge).
+   */
+  async cancelForPoolDown(mergeGraceMs = POOL_DOWN_MERGE_GRACE_MS): Promise<void> {
+    this.closed = true; // nothing more is handed out
+    const cancelAll = (merging: boolean) => {
+      for (const run of [...this.jobs.values()]) {
+        if (run.isFinished || run.allDone !== merging) continue;
+        this.endJob(run, 'CANCELLED', poolDownError(run.spec.jobId, this.pool, run.batchesDone, run.batches.length));
+      }
+    };
+    cancelAll(false);
+    const deadline = Date.now() + mergeGraceMs;
+    while (Date.now() < deadline && [...this.jobs.values()].some((r) => !r.isFinished)) await new Promise((r) => setTimeout(r, 100));
+    cancelAll(true);
   }
 
   cancel(jobId: string): void {
@@ -349,9 +429,19 @@ export class Coordinator {
   /** Hands out batches: the oldest unfinished job first, round-robin over workers with credit. */
   pump(): void {
     if (this.closed) return;
+    const key = setupKey(this.config);
+    for (const w of this.workers.all()) {
+      if (w.state === 'gone' || w.setupKey === key || w.leased.size > 0) continue;
+      w.state = 'setup';
+      w.jobId = undefined;
+      w.error = undefined;
+      sendWelcome(w, this.config);
+      this.emitWorker(w);
+    }
     const run = this.queue.map((id) => this.jobs.get(id)!).find((r) => !r.isFinished && !r.allDone);
     if (!run) return;
-    const ready = this.workers.ready();
+    // a worker told to run a changed setup finishes what it holds, then runs it: it takes nothing new
+    const ready = this.workers.ready().filter((w) => w.setupKey === key);
     const now = Date.now();
     let gave = true;
     while (gave) {
@@ -420,9 +510,22 @@ export class Coordinator {
           w.link.send({ type: 'abortBatch', jobId: run.spec.jobId, index: b.index, attempt });
         }
         this.applyFailure(run, b.index, attempt, toWireError(err));
+        if (w) this.reclaimQueued(w, run);
       }
     }
+    for (const w of this.workers.all()) this.checkWaiting(w, now);
     this.pump();
+  }
+
+  /** A worker whose mapper takes none of the batches it holds (see `stalledBatches`): they go back, and its mapper is restarted. */
+  private checkWaiting(w: WorkerEntry, now: number): void {
+    const run = w.jobId ? this.jobs.get(w.jobId) : undefined;
+    const stalled = stalledBatches(w, run, now);
+    if (!run || !stalled) return;
+    const first = run.batches[stalled[0].index];
+    run.log(`${w.name} did not start batch [${first.start}, ${first.end}] within ${run.batchTimeoutMs} ms (batchTimeoutMs) while running no other batch: its mapper looks hung; restarting it, its ${stalled.length} batch(es) given back`);
+    for (const h of stalled) w.link.send({ type: 'abortBatch', jobId: run.spec.jobId, index: h.index, attempt: h.attempt });
+    this.reclaimQueued(w, run);
   }
 
   private armRetryTimer(): void {

@@ -29,7 +29,10 @@ export const DEFAULT_BATCH_TIMEOUT_MS = 30 * 60 * 1000;
 /** A batch is a straggler once it has run this many times the median batch (and 2 s). */
 const STRAGGLER_FACTOR = 3;
 const STRAGGLER_MIN_MS = 2000;
-/** Attempt numbers of a job loaded again (restart, resume) start above all earlier ones. */
+/**
+ * Attempt numbers of a job loaded again (restart, resume) start above all earlier ones: each
+ * load reserves them in blocks of this size in the journal (durably) before handing one out.
+ */
 const ATTEMPTS_PER_LOAD = 1000;
 
 /**
@@ -53,6 +56,7 @@ export class JobRun {
   private rate: { t: number; items: number }[] = [];
   private durations: number[] = [];
   private readonly attemptBase: number;
+  private attemptsReserved: number;
 
   constructor(
     readonly spec: JobSpec,
@@ -64,7 +68,10 @@ export class JobRun {
     this.error = replay?.error;
     this.finishedAt = replay?.finishedAt;
     this.retries = replay?.retries ?? 0;
-    this.attemptBase = (replay?.loads ?? 0) * ATTEMPTS_PER_LOAD;
+    // Status records count loads (older journals have no reservations); the reservations
+    // and recorded attempts cover a load whose status record was lost.
+    this.attemptBase = Math.max((replay?.loads ?? 0) * ATTEMPTS_PER_LOAD, replay?.attemptsUpTo ?? 0);
+    this.attemptsReserved = this.attemptBase;
     for (let start = 0, i = 0; start < spec.total; start += spec.batchSize, i++) {
       const end = Math.min(start + spec.batchSize - 1, spec.total - 1);
       this.batches.push(this.record(i, start, end));
@@ -189,7 +196,16 @@ export class JobRun {
     b.state = 'running';
     b.worker = worker;
     b.started = false;
-    b.current = ++b.attempts;
+    b.current = this.nextAttempt(b);
+  }
+
+  private nextAttempt(b: BatchRecord): number {
+    const n = ++b.attempts;
+    if (n > this.attemptsReserved) {
+      this.attemptsReserved = n + ATTEMPTS_PER_LOAD;
+      this.journal?.appendDurably({ e: 'attempts', upTo: this.attemptsReserved });
+    }
+    return n;
   }
 
   /** Records that a mapper took the batch; returns it when that is its current attempt (not a straggler's copy). */
@@ -222,8 +238,17 @@ export class JobRun {
     return pick;
   }
 
+  /** The attempt of batch `index` that `worker` holds, if any: the current lease or a straggler's copy. */
+  heldBy(index: number, worker: string): { attempt: number; started: boolean } | undefined {
+    const b = this.batches[index];
+    if (b?.state !== 'running') return undefined;
+    if (b.worker === worker) return { attempt: b.current, started: b.started };
+    if (b.backup?.worker === worker) return { attempt: b.backup.attempt, started: b.backup.started };
+    return undefined;
+  }
+
   leaseBackup(b: BatchRecord, worker: string): number {
-    b.backup = { attempt: ++b.attempts, worker, started: false };
+    b.backup = { attempt: this.nextAttempt(b), worker, started: false };
     return b.attempts;
   }
 
@@ -270,13 +295,14 @@ export class JobRun {
    * finisher wins). Returns false for a stale attempt, whose result must be ignored; else
    * the worker still running the losing attempt, if any.
    */
-  commit(index: number, attempt: number, worker: string, items: number): false | { loser?: string } {
+  commit(index: number, attempt: number, worker: string, items: number): false | { loser?: string; loserAttempt?: number } {
     const b = this.batches[index];
     if (!b || b.state !== 'running') return false;
     const isCurrent = b.current === attempt && b.worker === worker;
     const isBackup = b.backup?.attempt === attempt && b.backup.worker === worker;
     if (!isCurrent && !isBackup) return false;
     const loser = isCurrent ? b.backup?.worker : b.worker;
+    const loserAttempt = isCurrent ? b.backup?.attempt : b.current;
     this.journal?.append({ e: 'commit', i: index, s: b.start, x: b.end, a: attempt, w: worker, n: items });
     if (b.startedAt) this.durations.push(Date.now() - b.startedAt);
     if (this.durations.length > 200) this.durations.shift();
@@ -287,7 +313,7 @@ export class JobRun {
     this.batchesDone++;
     this.itemsDone += items;
     this.rate.push({ t: Date.now(), items: this.itemsDone });
-    return { loser };
+    return loser ? { loser, loserAttempt } : {};
   }
 
   /**

@@ -22,7 +22,9 @@ export type JournalRecord =
    */
   | { e: 'published'; at: string; outputs: PublishedOutput[] }
   /** The reduce step found no result files for committed batch `i` (attempt `a`): it must run again. */
-  | { e: 'lost'; i: number; a: number };
+  | { e: 'lost'; i: number; a: number }
+  /** Attempt numbers up to `upTo` may be handed out: a later load of the job starts above. */
+  | { e: 'attempts'; upTo: number };
 
 /** What the reduce step wrote into one output. */
 export interface PublishedOutput {
@@ -55,6 +57,8 @@ export interface JournalState {
   loads: number;
   /** The outputs were published over the current winners (no commit since): only cleanup remains. */
   published?: { at: string; outputs: PublishedOutput[] };
+  /** The highest attempt number reserved or recorded: a new load hands out only higher ones. */
+  attemptsUpTo: number;
 }
 
 /** Reserves the next job id: the smallest integer above every existing job folder. */
@@ -119,9 +123,9 @@ export function listJobIds(): string[] {
   }
 }
 
-/** Replays a journal. A torn last line (a crash mid-write) is ignored. */
+/** Replays a journal. A torn last line (a crash mid-write) is ignored; `Journal` drops it before appending. */
 export function readJournal(jobId: string): JournalState {
-  const state: JournalState = { status: 'PENDING', committed: new Map(), commits: new Map(), winners: [], splits: [], deadLetters: [], skipped: new Set(), itemsDone: 0, retries: 0, loads: 0 };
+  const state: JournalState = { status: 'PENDING', committed: new Map(), commits: new Map(), winners: [], splits: [], deadLetters: [], skipped: new Set(), itemsDone: 0, retries: 0, loads: 0, attemptsUpTo: 0 };
   let text = '';
   try {
     text = fs.readFileSync(path.join(jobDir(jobId), 'journal.jsonl'), 'utf8');
@@ -139,7 +143,10 @@ export function readJournal(jobId: string): JournalState {
     }
     // A published record stands for the winners it was written over: any change to them voids it.
     if (r.e === 'commit' || r.e === 'lost' || r.e === 'split' || r.e === 'dead') state.published = undefined;
-    if (r.e === 'status') {
+    if ('a' in r) state.attemptsUpTo = Math.max(state.attemptsUpTo, r.a);
+    if (r.e === 'attempts') {
+      state.attemptsUpTo = Math.max(state.attemptsUpTo, r.upTo);
+    } else if (r.e === 'status') {
       state.loads++;
       state.status = r.status;
       state.error = r.error;
@@ -199,10 +206,17 @@ export class Journal {
   private timer: NodeJS.Timeout;
 
   constructor(jobId: string) {
-    this.fd = fs.openSync(path.join(jobDir(jobId), 'journal.jsonl'), 'a', 0o600);
+    const file = path.join(jobDir(jobId), 'journal.jsonl');
+    this.fd = fs.openSync(file, 'a', 0o600);
     this.logFd = fs.openSync(path.join(jobDir(jobId), 'job.log'), 'a', 0o600);
     this.timer = setInterval(() => this.sync(), 200);
     this.timer.unref();
+    // The next record starts on a line of its own. A torn line stays in the file (replay
+    // skips it): the reduce step may append to this journal from its own process, so bytes
+    // are only ever added, never taken out.
+    const torn = tornTail(file);
+    if (torn) fs.writeSync(this.fd, '\n');
+    if (torn && !torn.whole) this.log(`journal: dropped a torn last line (${torn.bytes} bytes, cut short when its writer stopped mid-write); replay skips it`);
   }
 
   append(r: JournalRecord): void {
@@ -213,6 +227,12 @@ export class Journal {
   /** The job's log (`skybatch jobs logs`): mapper output and coordinator notes. */
   log(line: string): void {
     if (this.logFd >= 0) fs.writeSync(this.logFd, `${new Date().toISOString()} ${line}\n`);
+  }
+
+  /** Appends a record and has it on disk before returning: for what must survive a power loss. */
+  appendDurably(r: JournalRecord): void {
+    this.append(r);
+    this.sync();
   }
 
   sync(): void {
@@ -228,5 +248,39 @@ export class Journal {
     fs.closeSync(this.fd);
     fs.closeSync(this.logFd);
     this.fd = this.logFd = -1;
+  }
+}
+
+/**
+ * The last line of a journal when it lacks its newline (undefined when it has one): cut
+ * short by a crash mid-write (`whole: false`), or a whole record whose newline is missing.
+ * Appending right after it would glue the next record to it and lose both.
+ */
+function tornTail(file: string): { bytes: number; whole: boolean } | undefined {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const last = Buffer.alloc(1);
+    if (size === 0 || (fs.readSync(fd, last, 0, 1, size - 1) === 1 && last[0] === 0x0a)) return undefined;
+    // the start of the last line, reading backwards in chunks
+    let start = 0;
+    const chunk = Buffer.alloc(64 * 1024);
+    for (let end = size; end > 0 && start === 0; ) {
+      const from = Math.max(0, end - chunk.length);
+      const n = fs.readSync(fd, chunk, 0, end - from, from);
+      const nl = chunk.subarray(0, n).lastIndexOf(0x0a);
+      if (nl >= 0) start = from + nl + 1;
+      end = from;
+    }
+    const tail = Buffer.alloc(size - start);
+    fs.readSync(fd, tail, 0, tail.length, start);
+    try {
+      JSON.parse(tail.toString('utf8'));
+      return { bytes: tail.length, whole: true };
+    } catch {
+      return { bytes: tail.length, whole: false };
+    }
+  } finally {
+    fs.closeSync(fd);
   }
 }

@@ -44,10 +44,12 @@ const coordinator = new Coordinator(pool, config, () => server.url(), process.pi
 const backend = new LocalBackend(pool, () => server.url(), token, log, config.coordinator?.tls?.cert, () => coordinator.config);
 let stopping = false;
 
-async function shutdown(): Promise<void> {
+/** `poolDown`: from `skybatch pool down`, whose running jobs end CANCELLED; a signal leaves them to resume on the next start. */
+async function shutdown(poolDown = false): Promise<void> {
   if (stopping) return;
   stopping = true;
-  log('shutting down');
+  log(poolDown ? 'shutting down (pool down)' : 'shutting down');
+  if (poolDown) await coordinator.cancelForPoolDown();
   coordinator.close();
   await backend.stopAll();
   await server.close();
@@ -62,11 +64,11 @@ const options = {
   token,
   log,
   onScale: (n: number) => {
-    // `pool apply` on a running pool wrote the new config first: setup and envs apply to workers that join from now on
-    coordinator.config = { ...readConfig(), pool: { ...readConfig().pool, workers: n } };
+    // `pool apply` on a running pool wrote the new config first; a changed setup runs again on every worker
+    coordinator.reconfigure({ ...readConfig(), pool: { ...readConfig().pool, workers: n } });
     backend.scale(n);
   },
-  onShutdown: () => void shutdown(),
+  onShutdown: () => void shutdown(true),
 };
 server = new CoordinatorServer(coordinator, { ...options, port: Number(values.port ?? config.coordinator?.port ?? previousPort) });
 let url: string;

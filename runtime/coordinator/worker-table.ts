@@ -17,6 +17,12 @@ export interface WorkerEntry {
   jobId?: string;
   /** Batch indices of `jobId` this worker holds (running or prefetched). */
   leased: Set<number>;
+  /** Since when it has held batches without running any (its mapper should be taking one). */
+  waitingSince?: number;
+  /** The setup and envs it was last told to use (`Coordinator.setupKey`). */
+  setupKey?: string;
+  /** Why its setup failed. */
+  error?: string;
 }
 
 /** The workers connected to a coordinator, by connection id and by name. */
@@ -55,7 +61,7 @@ export class WorkerTable {
 
   summary(w: WorkerEntry, run: JobRun | undefined): WorkerSummary {
     const batches = [...w.leased].map((i) => run?.batches[i]).filter((b) => b !== undefined).map((b) => [b.start, b.end] as [number, number]);
-    return { workerId: w.id, name: w.name, host: w.host, state: w.state, jobId: w.jobId, batches, ...(w.resources ? { resources: w.resources } : {}) };
+    return { workerId: w.id, name: w.name, host: w.host, state: w.state, jobId: w.jobId, batches, ...(w.resources ? { resources: w.resources } : {}), ...(w.error ? { error: w.error } : {}) };
   }
 }
 

@@ -10,9 +10,11 @@ import { buildId } from '../build-id.js';
 import { forEachLine } from '../lines.js';
 import { assertBundleHash } from '../pool-store.js';
 import { checkFrame, coordinatorToWorker, mapperToAgent } from '../protocol-guards.js';
+import { DEFAULT_SETUP_TIMEOUT_S } from '../pool-config.js';
 import { CoordinatorToWorker, JobSpec, PROTOCOL_VERSION, WorkerMessage, WorkerResources } from '../protocol.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
 import { canWatchMemory, capMemory } from './memory-watch.js';
+import { SetupProcess } from './setup-process.js';
 
 const MAPPER_PROCESS = fileURLToPath(new URL('./mapper-process.js', import.meta.url));
 const END_GRACE_MS = 30_000;
@@ -39,9 +41,14 @@ export interface AgentOptions {
 const DEVICE_ENV = ['CUDA_VISIBLE_DEVICES', 'CUDA_DEVICE_ORDER'];
 
 interface MapperChild {
-  proc: ChildProcess;
   jobId: string;
   inflight: Map<number, { attempt: number; started: boolean; start: number; end: number }>;
+  /** The process, once the job's bundle is here and it was spawned. */
+  proc?: ChildProcess;
+  /** Settles once `proc` is spawned, or once the child was given up before that. */
+  spawned: Promise<void>;
+  /** Stopped, exited or superseded: it takes no more batches. */
+  gone: boolean;
   ending: boolean;
   stderrTail: string[];
   /** Whether this process ever took a batch from load(). */
@@ -58,9 +65,12 @@ interface MapperChild {
 export class WorkerAgent {
   private ws?: WebSocket;
   private job?: JobSpec;
-  private child?: Promise<MapperChild>;
+  /** The mapper process of `job` that takes new batches. Decisions about it are synchronous, in message order. */
+  private child?: MapperChild;
   private bundleWaiters = new Map<string, { resolve: (code: string) => void; reject: (err: Error) => void }>();
   private setupEnv: Record<string, string> = {};
+  /** The setup that is running, if any. */
+  private setup?: { hash: string; proc: SetupProcess };
   private closed = false;
   private lastConnected = Date.now();
   private readonly log: (line: string) => void;
@@ -73,6 +83,8 @@ export class WorkerAgent {
     fs.mkdirSync(opts.workdir, { recursive: true });
     const r = opts.resources;
     this.resources = r?.memoryMb && !canWatchMemory ? { ...r, notes: [...(r.notes ?? []), `memory limit not enforced: no /proc on ${process.platform}`] } : r;
+    // however this process ends, a setup it started does not outlive it
+    process.once('exit', () => this.setup?.proc.stop());
   }
 
   /**
@@ -117,7 +129,7 @@ export class WorkerAgent {
 
   private onDisconnect(): void {
     if (this.closed) return;
-    void this.killChild('coordinator connection lost');
+    this.killChild('coordinator connection lost');
     this.job = undefined;
     const limit = this.opts.reconnectTimeoutMs ?? 60_000;
     if (Date.now() - this.lastConnected > limit) {
@@ -135,13 +147,15 @@ export class WorkerAgent {
   private onMessage(msg: CoordinatorToWorker): void {
     switch (msg.type) {
       case 'welcome':
+        // Also sent again when `pool apply` changed setup or envs: a mapper started before runs on the old ones.
+        this.killChild('the pool setup changed');
+        this.job = undefined;
         this.setupEnv = msg.envs;
-        void this.runSetup(msg.setup);
+        void this.runSetup(msg.setup, msg.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_S * 1000);
         break;
       case 'job':
-        void this.killChild('superseded by a new job');
+        this.killChild('superseded by a new job');
         this.job = msg.spec;
-        this.child = undefined;
         break;
       case 'bundle':
         this.bundleWaiters.get(msg.hash)?.resolve(msg.code);
@@ -153,13 +167,13 @@ export class WorkerAgent {
         this.log(`the coordinator refused a message of this worker: ${msg.error.message}`);
         break;
       case 'batch':
-        this.forwardBatch(msg).catch((err) => this.startFailed(msg.jobId, err));
+        this.forwardBatch(msg);
         break;
       case 'endJob':
-        if (this.job?.jobId === msg.jobId) void this.endJob(msg.reason);
+        if (this.job?.jobId === msg.jobId) this.endJob(msg.reason);
         break;
       case 'abortBatch':
-        if (this.job?.jobId === msg.jobId) void this.abortBatch(msg.index, msg.attempt);
+        if (this.job?.jobId === msg.jobId) this.abortBatch(msg.jobId, msg.index, msg.attempt);
         break;
       case 'shutdown':
         this.shutdown(0);
@@ -167,32 +181,46 @@ export class WorkerAgent {
     }
   }
 
-  /** Runs `setup` once per working directory; a marker file holds the hash of the script that ran. */
-  private async runSetup(setup: string | undefined): Promise<void> {
+  /**
+   * Runs `setup` once per working directory (a marker file holds the hash of the script that
+   * ran), in a process group of its own that is stopped on timeout, when a changed setup
+   * replaces it, and when the worker stops.
+   */
+  private async runSetup(setup: string | undefined, timeoutMs: number): Promise<void> {
     const marker = path.join(this.opts.workdir, '.skybatch-setup-done');
     const hash = createHash('sha256').update(setup ?? '').digest('hex');
+    const running = this.setup;
+    if (running?.hash === hash) return; // a reconnect while it runs: its end is reported on the new connection
+    this.setup = undefined;
+    running?.proc.stop();
     if (!setup || (fs.existsSync(marker) && fs.readFileSync(marker, 'utf8') === hash)) {
       this.send({ type: 'ready' });
       return;
     }
+    fs.rmSync(marker, { force: true });
     this.log('running setup');
-    const proc = spawn('bash', ['-c', setup], { cwd: this.opts.workdir, env: { ...withoutDeviceEnv(process.env), ...this.setupEnv, ...this.deviceEnv() }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const tail: string[] = [];
-    const onLine = (stream: 'stdout' | 'stderr') => (line: string) => {
-      tail.push(line);
-      if (tail.length > 20) tail.shift();
-      this.log(`setup: ${line}`);
-      this.send({ type: 'setupLog', stream, line });
-    };
-    forEachLine(proc.stdout, onLine('stdout'));
-    forEachLine(proc.stderr, onLine('stderr'));
-    const code = await new Promise<number | null>((resolve) => proc.on('close', resolve));
-    if (code === 0) {
+    const proc = new SetupProcess({
+      script: setup,
+      cwd: this.opts.workdir,
+      env: { ...withoutDeviceEnv(process.env), ...this.setupEnv, ...this.deviceEnv() },
+      timeoutMs,
+      worker: this.opts.name,
+      onLine: (stream, line) => {
+        this.log(`setup: ${line}`);
+        this.send({ type: 'setupLog', stream, line });
+      },
+    });
+    const run = { hash, proc };
+    this.setup = run;
+    const error = await proc.result;
+    if (this.setup !== run) return; // replaced by a changed setup, or the worker is stopping
+    this.setup = undefined;
+    if (!error) {
       fs.writeFileSync(marker, hash);
       this.send({ type: 'ready' });
     } else {
-      const err = new SkybatchError('SKYBATCH_E_SETUP_FAILED', `setup on worker ${this.opts.name} exited with code ${code}:\n${tail.join('\n')}`, { context: { worker: this.opts.name } });
-      this.send({ type: 'setupFailed', error: toWireError(err) });
+      this.log(error.message);
+      this.send({ type: 'setupFailed', error: toWireError(error) });
     }
   }
 
@@ -211,24 +239,23 @@ export class WorkerAgent {
     return file;
   }
 
-  private async forwardBatch(msg: Extract<CoordinatorToWorker, { type: 'batch' }>): Promise<void> {
+  private forwardBatch(msg: Extract<CoordinatorToWorker, { type: 'batch' }>): void {
     const spec = this.job;
     if (!spec || spec.jobId !== msg.jobId) return;
-    this.child ??= this.startChild(spec);
-    let child = await this.child;
-    if (!child.proc.connected) {
-      // the previous mapper process just died; its batches are already reported
-      this.child = this.startChild(spec);
-      child = await this.child;
-    }
+    if (!this.child || this.child.gone) this.child = this.startChild(spec);
+    const child = this.child;
     child.inflight.set(msg.index, { attempt: msg.attempt, started: false, start: msg.start, end: msg.end });
     const fwd: AgentToMapper = { type: 'batch', index: msg.index, start: msg.start, end: msg.end, attempt: msg.attempt, wantSample: msg.wantSample };
-    try {
-      child.proc.send(fwd);
-    } catch (err) {
-      // the process is going away: its exit hands the batch back (it is in inflight)
-      this.log(`batch ${msg.index} of job ${msg.jobId} not handed to its mapper process: ${(err as Error).message}`);
-    }
+    // A child that went away meanwhile reports this batch with the rest of its batches.
+    void child.spawned.then(() => {
+      if (child.gone || !child.proc?.connected) return;
+      try {
+        child.proc.send(fwd);
+      } catch (err) {
+        // the process is going away: its exit hands the batch back (it is in inflight)
+        this.log(`batch ${msg.index} of job ${msg.jobId} not handed to its mapper process: ${(err as Error).message}`);
+      }
+    });
   }
 
   /** The job's mapper cannot start on this worker (its bundle is unavailable, ...): the job fails with the reason. */
@@ -240,8 +267,23 @@ export class WorkerAgent {
     this.send({ type: 'jobFatal', jobId, error: toWireError(err, { jobId, worker: this.opts.name }) });
   }
 
-  private async startChild(spec: JobSpec): Promise<MapperChild> {
-    const bundlePath = await this.bundlePath(spec.bundleHash);
+  private startChild(spec: JobSpec): MapperChild {
+    const child: MapperChild = { jobId: spec.jobId, inflight: new Map(), gone: false, ending: false, stderrTail: [], tookBatch: false, spawned: Promise.resolve() };
+    child.spawned = this.bundlePath(spec.bundleHash).then(
+      (bundlePath) => {
+        if (child.gone) this.settle(child, 'was stopped before it started', false);
+        else this.spawnMapper(child, spec, bundlePath);
+      },
+      (err: unknown) => {
+        child.gone = true;
+        child.inflight.clear();
+        if (this.child === child) this.startFailed(spec.jobId, err);
+      },
+    );
+    return child;
+  }
+
+  private spawnMapper(child: MapperChild, spec: JobSpec, bundlePath: string): void {
     const cacheDir = path.join(this.opts.workdir, '.skybatch-cache', spec.jobId);
     fs.mkdirSync(cacheDir, { recursive: true });
     const env: NodeJS.ProcessEnv = {
@@ -262,7 +304,7 @@ export class WorkerAgent {
     const proc = spec.activateEnv
       ? spawn('bash', ['-c', `${spec.activateEnv}\nexec "$0" "$@"`, process.execPath, ...nodeArgs], { cwd: this.opts.workdir, env, stdio })
       : spawn(process.execPath, nodeArgs, { cwd: this.opts.workdir, env, stdio });
-    const child: MapperChild = { proc, jobId: spec.jobId, inflight: new Map(), ending: false, stderrTail: [], tookBatch: false };
+    child.proc = proc;
     if (memoryMb && canWatchMemory && proc.pid) {
       const stop = capMemory(proc.pid, memoryMb * 2 ** 20, (rss) => {
         child.overMemoryMb = Math.round(rss / 2 ** 20);
@@ -288,7 +330,6 @@ export class WorkerAgent {
     proc.on('error', (err) => this.log(`mapper process error: ${err.message}`));
     const start: AgentToMapper = { type: 'start', spec, bundlePath, cacheDir };
     proc.send(start);
-    return child;
   }
 
   private onChildMessage(child: MapperChild, m: MapperToAgent): void {
@@ -305,7 +346,8 @@ export class WorkerAgent {
   }
 
   private onChildExit(child: MapperChild, code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.child && this.job?.jobId === child.jobId) this.child = undefined;
+    child.gone = true;
+    if (this.child === child) this.child = undefined;
     const over = child.overMemoryMb;
     const limit = `the ${this.resources?.memoryMb} MB the pool gives it (resources.memory); raise resources.memory or lower batchSize`;
     if (over !== undefined && !child.tookBatch && this.job?.jobId === child.jobId) {
@@ -317,72 +359,91 @@ export class WorkerAgent {
       child.inflight.clear();
       return;
     }
-    if (child.inflight.size === 0) return;
-    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    this.settle(child, signal ? `was killed by ${signal}` : `exited with code ${code}`, true, over === undefined ? undefined : (batch) => `used ${over} MB while holding batch [${batch[0]}, ${batch[1]}], over ${limit}`);
+  }
+
+  /**
+   * Reports the batches a mapper process held when it went away: a started batch failed
+   * (when `charge`), one it never took is given back without counting against it.
+   */
+  private settle(child: MapperChild, how: string, charge: boolean, overMemory?: (batch: [number, number]) => string): void {
     const tail = child.stderrTail.length ? `; last stderr:\n${child.stderrTail.join('\n')}` : '';
     for (const [index, { attempt, started, start, end }] of child.inflight) {
-      if (!started) {
+      if (!started || !charge) {
         this.send({ type: 'batchReleased', jobId: child.jobId, index, attempt });
         continue;
       }
       const context = { jobId: child.jobId, batch: [start, end] as [number, number], worker: this.opts.name, attempt };
-      const err =
-        over !== undefined
-          ? new SkybatchError('SKYBATCH_E_MEMORY_LIMIT', `job ${child.jobId}: the mapper process on worker ${this.opts.name} used ${over} MB while holding batch [${start}, ${end}], over ${limit}`, { retryable: true, context })
-          : new SkybatchError('SKYBATCH_E_WORKER_LOST', `job ${child.jobId}: the mapper process on worker ${this.opts.name} ${how} while holding this batch${tail}`, { retryable: true, context });
+      const err = overMemory
+        ? new SkybatchError('SKYBATCH_E_MEMORY_LIMIT', `job ${child.jobId}: the mapper process on worker ${this.opts.name} ${overMemory([start, end])}`, { retryable: true, context })
+        : new SkybatchError('SKYBATCH_E_WORKER_LOST', `job ${child.jobId}: the mapper process on worker ${this.opts.name} ${how} while holding this batch${tail}`, { retryable: true, context });
       this.send({ type: 'batchFailed', jobId: child.jobId, index, attempt, error: toWireError(err) });
     }
     child.inflight.clear();
   }
 
-  /** A timed-out batch: its mapper process is stuck, so it goes; its other batches are given back. */
-  private async abortBatch(index: number, attempt: number): Promise<void> {
-    const child = await this.child;
-    if (!child || child.inflight.get(index)?.attempt !== attempt) return;
-    child.inflight.delete(index); // the coordinator already counted this attempt as failed
-    this.log(`batch ${index} of job ${child.jobId} timed out; stopping its mapper process`);
+  /**
+   * The coordinator took a batch away (it timed out, a copy elsewhere won, or it waited too
+   * long behind a mapper that does not take batches): that mapper process is hung or
+   * stale, so it goes (SIGKILL ends a stopped or spinning process too). Its other batches
+   * are reported when it exits; the next batch starts a fresh one.
+   */
+  private abortBatch(jobId: string, index: number, attempt: number): void {
+    const child = this.child;
+    if (!child || child.jobId !== jobId || child.inflight.get(index)?.attempt !== attempt) return;
+    // The coordinator has dealt with this attempt and taken back what the mapper had not started.
+    child.inflight.delete(index);
+    for (const [i, b] of child.inflight) if (!b.started) child.inflight.delete(i);
+    this.log(`batch ${index} (attempt ${attempt}) of job ${jobId} was taken away; stopping its mapper process`);
     this.child = undefined;
-    child.proc.kill('SIGKILL');
+    child.gone = true;
+    child.proc?.kill('SIGKILL');
   }
 
-  private async endJob(reason: 'done' | 'cancelled' | 'failed'): Promise<void> {
-    const pending = this.child;
+  private endJob(reason: 'done' | 'cancelled' | 'failed'): void {
+    const child = this.child;
     this.job = undefined;
     this.child = undefined;
-    if (!pending) return;
-    const child = await pending;
+    if (!child) return;
     // A job that is done has every batch committed: a batch still in flight here is the
     // losing copy of a straggler, and must not write into a job that is being reduced.
     const zombie = child.inflight.size > 0;
     child.inflight.clear();
-    if (zombie) {
-      child.proc.kill('SIGKILL');
-    } else if (reason === 'done' && child.proc.exitCode === null) {
-      child.ending = true;
-      child.proc.send({ type: 'end' } satisfies AgentToMapper);
-      const timer = setTimeout(() => child.proc.kill('SIGKILL'), END_GRACE_MS);
-      child.proc.once('exit', () => clearTimeout(timer));
-    } else {
-      terminate(child.proc);
-    }
+    child.gone = true;
+    void child.spawned.then(() => {
+      const proc = child.proc;
+      if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+      if (zombie) {
+        proc.kill('SIGKILL');
+      } else if (reason === 'done') {
+        child.ending = true;
+        proc.send({ type: 'end' } satisfies AgentToMapper);
+        const timer = setTimeout(() => proc.kill('SIGKILL'), END_GRACE_MS);
+        proc.once('exit', () => clearTimeout(timer));
+      } else {
+        terminate(proc);
+      }
+    });
   }
 
-  private async killChild(why: string): Promise<void> {
-    const pending = this.child;
+  private killChild(why: string): void {
+    const child = this.child;
     this.child = undefined;
-    if (!pending) return;
-    const child = await pending;
+    if (!child) return;
     child.inflight.clear();
-    if (child.proc.exitCode === null) {
+    child.gone = true;
+    void child.spawned.then(() => {
+      if (!child.proc || child.proc.exitCode !== null || child.proc.signalCode !== null) return;
       this.log(`stopping mapper of job ${child.jobId}: ${why}`);
       terminate(child.proc);
-    }
+    });
   }
 
   shutdown(code = 0): void {
     if (this.closed) return;
     this.closed = true;
-    void this.killChild('worker shutting down');
+    this.killChild('worker shutting down');
+    this.setup?.proc.stop();
     this.ws?.close();
     this.stopped();
     process.exitCode = code;
@@ -399,6 +460,7 @@ function withoutDeviceEnv(env: Record<string, string | undefined>): Record<strin
 function terminate(proc: ChildProcess): void {
   if (proc.exitCode !== null || proc.signalCode !== null) return;
   proc.kill('SIGTERM');
+  proc.kill('SIGCONT'); // a stopped process acts on SIGTERM only once it runs
   const timer = setTimeout(() => proc.kill('SIGKILL'), KILL_GRACE_MS);
   proc.once('exit', () => clearTimeout(timer));
 }
