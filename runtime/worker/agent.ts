@@ -13,7 +13,7 @@ import { assertBundleHash } from '../pool-store.js';
 import { checkFrame, coordinatorToWorker, mapperToAgent } from '../protocol-guards.js';
 import { CoordinatorToWorker, JobSpec, PROTOCOL_VERSION, WorkerMessage, WorkerResources } from '../protocol.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
-import { canWatchMemory, capMemory } from './memory-watch.js';
+import { canWatchMemory, capMemory, killTree } from './memory-watch.js';
 import { SetupProcess } from './setup-process.js';
 
 const MAPPER_PROCESS = fileURLToPath(new URL('./mapper-process.js', import.meta.url));
@@ -397,7 +397,7 @@ export class WorkerAgent {
     this.log(`batch ${index} (attempt ${attempt}) of job ${jobId} was taken away; stopping its mapper process`);
     this.child = undefined;
     child.gone = true;
-    child.proc?.kill('SIGKILL');
+    if (child.proc?.pid) killTree(child.proc.pid); // with what it started (a Python mapper, a model server)
   }
 
   private endJob(reason: 'done' | 'cancelled' | 'failed'): void {
@@ -414,7 +414,7 @@ export class WorkerAgent {
       const proc = child.proc;
       if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
       if (zombie) {
-        proc.kill('SIGKILL');
+        if (proc.pid) killTree(proc.pid);
       } else if (reason === 'done') {
         child.ending = true;
         proc.send({ type: 'end' } satisfies AgentToMapper);

@@ -21,17 +21,25 @@ export function capMemory(pid: number, limitBytes: number, onKilled: (rssBytes: 
     const total = tree.reduce((sum, p) => sum + rssBytes(p), 0);
     if (total <= limitBytes) return;
     clearInterval(timer);
-    for (const p of [pid, ...descendants(pid)]) {
-      try {
-        process.kill(p, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    killTree(pid);
     onKilled(total);
   }, POLL_MS);
   timer.unref();
   return () => clearInterval(timer);
+}
+
+/**
+ * SIGKILLs a process and every process it started (found before the kill: orphans are
+ * reparented and cannot be told apart afterwards). SIGKILL ends stopped processes too.
+ */
+export function killTree(pid: number): void {
+  for (const p of [pid, ...(canWatchMemory ? descendants(pid) : [])]) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
 }
 
 function rssBytes(pid: number): number {

@@ -2,13 +2,15 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Sandbox, alive, within, jsonl, mapperScript, readJsonl, waitFor } from '../harness.js';
+import { Sandbox, alive, jsonl, mapperScript, pidsMatching, readJsonl, waitFor, within } from '../harness.js';
 
 const POOL = 'hung';
 const N = 12;
 const rows = Array.from({ length: N }, (_, i) => ({ text: `t${i}` }));
 const doubled = rows.map((r) => ({ output: r.text + r.text }));
 const DOUBLE = `await sky.saveResults(batch.map((x) => ({ output: String(x.text).repeat(2) })));`;
+/** A child the spinning mapper starts, told apart by its unusual argument. */
+const SLEEP = 987658;
 
 describe('a frozen mapper never holds a job', () => {
   const sb = new Sandbox('hung');
@@ -20,6 +22,7 @@ describe('a frozen mapper never holds a job', () => {
   after(async () => {
     const spinner = path.join(sb.dir, 'spin.marker');
     if (fs.existsSync(spinner)) stopped.push(Number(fs.readFileSync(spinner, 'utf8')));
+    stopped.push(...pidsMatching(`sleep\u0000${SLEEP}`));
     for (const pid of stopped) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -38,7 +41,7 @@ describe('a frozen mapper never holds a job', () => {
         output: path.join(sb.dir, name, 'out.jsonl'),
         pool: POOL,
         batchSize: 1,
-        prelude: `import * as fs from 'node:fs';`,
+        prelude: `import * as fs from 'node:fs';\nimport { spawn } from 'node:child_process';`,
         body,
         extra: ', batchTimeoutMs: 3000',
       }),
@@ -69,7 +72,7 @@ describe('a frozen mapper never holds a job', () => {
       'spin',
       `await new Promise((r) => setTimeout(r, 30));
     ${DOUBLE}
-    if (batch[0].text === 't3' && !fs.existsSync(${JSON.stringify(marker)})) { fs.writeFileSync(${JSON.stringify(marker)}, String(process.pid)); for (;;) {} }`,
+    if (batch[0].text === 't3' && !fs.existsSync(${JSON.stringify(marker)})) { fs.writeFileSync(${JSON.stringify(marker)}, String(process.pid)); spawn('sleep', ['${SLEEP}'], { stdio: 'ignore' }); for (;;) {} }`,
     );
     const run = sb.run(s);
     const r = await within(run, 60_000);
@@ -78,6 +81,7 @@ describe('a frozen mapper never holds a job', () => {
     assert.deepEqual(readJsonl(path.join(sb.dir, 'spin', 'out.jsonl')), doubled);
     const pid = Number(fs.readFileSync(marker, 'utf8'));
     await waitFor('the spinning mapper process to be killed', () => !alive(pid) || undefined, 15_000);
+    await waitFor('the process it started to be killed with it', () => pidsMatching(`sleep\u0000${SLEEP}`).length === 0 || undefined, 5_000);
     const jobId = /RESULT (\d+)/.exec(r.stdout)![1];
     const log = (await sb.cli(['jobs', 'logs', jobId])).stdout;
     assert.match(log, /did not start batch \[\d+, \d+\] within 3000 ms/);
