@@ -161,6 +161,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     let paused: ScaleResult['paused'];
     let journalMbAtKill: number | undefined;
     const excluded: [number, number][] = []; // windows left out of "flat after 10 %"
+    let tUnpaused = 0;
     let lastDone = 0;
     let lastProgress = Date.now();
     let lastLog = 0;
@@ -206,9 +207,10 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         const rssEnd = rss.sample() ?? rss.last;
         kill(sub.pid, 'SIGKILL');
         subscriber = undefined;
-        await sleep(2000);
-        excluded.push([tp, now()]);
-        paused = { seconds: pausedFor, rssBefore, rssEnd, baselineGrowthMb, baselineSeconds, rssAfterKill: rss.sample() ?? rss.last };
+        tUnpaused = now();
+        // what the coordinator holds 2 s after the subscriber is gone is read off the series at the end
+        excluded.push([tp, tUnpaused + 2]);
+        paused = { seconds: pausedFor, rssBefore, rssEnd, baselineGrowthMb, baselineSeconds, rssAfterKill: rssEnd };
         lastProgress = Date.now();
       }
       if (pauseDone && !restartDone && d >= 0.6 * B) {
@@ -257,6 +259,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     }
     const wallSeconds = now();
     rss.stop();
+    if (paused) paused.rssAfterKill = rss.series.find((p) => p.t >= tUnpaused + 2)?.mb ?? rss.last;
     const after10 = rss.series.filter((s) => t10 && s.t >= t10 && !excluded.some(([a, b]) => s.t >= a && s.t <= b));
     await submitted.catch(() => undefined);
     return {

@@ -52,7 +52,7 @@ const size = {
   cpuItems: smoke ? 40 : 400,
   cpuRounds: smoke ? 300 : 10_000,
   scale: smoke
-    ? { workers: 20, batches: 4000, delayMs: 10, procs: 2, pauseSeconds: 0.5, maxSeconds: 60 }
+    ? { workers: 10, batches: 3000, delayMs: 20, procs: 2, pauseSeconds: 0.5, maxSeconds: 60 }
     : args.scale === 'small'
       ? { workers: 200, batches: 100_000, delayMs: 0, procs: 2, pauseSeconds: 5, maxSeconds: 600 }
       : { workers: 1000, batches: 1_000_000, delayMs: 0, procs: 4, pauseSeconds: 20, maxSeconds: 1800 },
@@ -68,7 +68,8 @@ if (args.profile) {
   process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import=${hook}`.trim();
 }
 
-const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+const tStart = performance.now();
+const log = (line: string) => process.stderr.write(`bench [${((performance.now() - tStart) / 1000).toFixed(1)} s]: ${line}\n`);
 const results: {
   dispatch?: DispatchResult;
   bullmq?: { matched: BullmqResult; c8: BullmqResult } | { skipped: string };
@@ -112,7 +113,7 @@ try {
   if (want('cpu')) {
     log('CPU-bound mapper on 1 and 2 workers');
     await sb.applyPool('bench1', 'pool:\n  workers: 1\n');
-    results.cpu = await runCpu(sb, 'bench1', 'bench', size.cpuItems, size.cpuRounds);
+    results.cpu = await runCpu(sb, 'bench1', 'bench', size.cpuItems, size.cpuRounds, !smoke);
     await sb.cli(['pool', 'down', 'bench1', '-y']);
   }
   if (want('failure')) {
