@@ -123,7 +123,10 @@ export function summarize(file: string): Summary {
     areas.set(a, (areas.get(a) ?? 0) + dt);
   }
   const sorted = (m: Map<string, number>) => [...m].sort((p, q) => q[1] - p[1]);
-  return { role: roleOf(argv), file, totalMs: total, busyMs: total - idle, self: sorted(self), inclusive: sorted(incl), areas: sorted(areas) };
+  // a process that loaded a skybatch entry point is that role, whatever its argv says
+  const urls = prof.nodes.map((n) => n.callFrame.url).join(' ');
+  const role = ROLES.slice(0, 4).find(([, re]) => re.test(urls) && !/coordinator\/main\.js|worker\/main\.js/.test(argv.join(' ')))?.[0] ?? roleOf(argv);
+  return { role, file, totalMs: total, busyMs: total - idle, self: sorted(self), inclusive: sorted(incl), areas: sorted(areas) };
 }
 
 function main(): void {

@@ -9,6 +9,8 @@
  *   --profile DIR     every Node process of the run writes a CPU profile into DIR
  *                     (summarise with `node out/bench/profile-summary.js DIR`)
  *   --json FILE       all raw figures as JSON
+ * Sizes can be overridden with BENCH_BATCHES (no-op dispatch), BENCH_ROWS (double-text),
+ * BENCH_SCALE_WORKERS and BENCH_SCALE_BATCHES.
  * Exits non-zero when the bench itself breaks (or outputs differ), not when a target is missed.
  */
 import * as fs from 'node:fs';
@@ -58,6 +60,8 @@ const size = {
       : { workers: 1000, batches: 1_000_000, delayMs: 0, procs: 4, pauseSeconds: 20, maxSeconds: 1800 },
   sleepMs: smoke ? 150 : 300,
 };
+if (process.env.BENCH_SCALE_WORKERS) size.scale.workers = Number(process.env.BENCH_SCALE_WORKERS);
+if (process.env.BENCH_SCALE_BATCHES) size.scale.batches = Number(process.env.BENCH_SCALE_BATCHES);
 
 if (args.profile) {
   const dir = path.resolve(args.profile);
@@ -148,6 +152,14 @@ if (db) {
   rows.push({ figure: fig, skybatch: s(db.skybatchSeconds), peer: `hand loop, 2 processes by byte range: ${s(db.splitSeconds)}`, ratio: x(db.skybatchSeconds / db.splitSeconds), target: '(context)' });
   rows.push({ figure: 'outputs byte for byte', skybatch: db.identical.hand && db.identical.split ? 'identical' : 'DIFFERENT', peer: 'both hand loops', ratio: '', target: 'identical', met: db.identical.hand && db.identical.split });
   rows.push({ figure: `reduce of ${db.rows.toLocaleString('en-US')} rows: coordinator RSS growth`, skybatch: mb(db.coordRssPeak - db.coordRssBefore), peer: `(reduce process peak ${mb(db.reducePeakRssMb)})`, ratio: '', target: '<= 50 MB', met: db.coordRssPeak - db.coordRssBefore <= 50 });
+  const p = db.phases;
+  rows.push({
+    figure: 'where its wall time went (s from map())',
+    skybatch: `submitted ${p.submitted.toFixed(2)}, 1st batch out ${p.firstQueued.toFixed(2)}, 1st running ${p.firstRunning.toFixed(2)}, last done ${p.lastDone.toFixed(2)}, finished ${p.finished.toFixed(2)}, returned ${p.returned.toFixed(2)}`,
+    peer: `alone: bundling ${s(db.bundleSeconds)}, line index ${s(db.indexSeconds)}`,
+    ratio: '',
+    target: '(context)',
+  });
   if (db.reduceSeconds !== undefined) {
     rows.push({ figure: `reduce of ${db.batchFiles} batch files, ${db.inputMb.toFixed(0)} MB in`, skybatch: s(db.reduceSeconds), peer: `byte copy of the same files: ${s(db.copySeconds)}`, ratio: x(db.reduceSeconds / db.copySeconds), target: '<= 2x byte copy', met: db.reduceSeconds <= 2 * db.copySeconds });
   }

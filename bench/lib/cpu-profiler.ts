@@ -11,6 +11,7 @@ import * as path from 'node:path';
 
 const dir = process.env.SKYBATCH_BENCH_PROFILE_DIR;
 if (dir) {
+  const argv = [...process.argv]; // mapper and reduce processes replace process.argv with the user's
   const session = new inspector.Session();
   session.connect();
   session.post('Profiler.enable');
@@ -26,7 +27,7 @@ if (dir) {
       fs.mkdirSync(dir, { recursive: true });
       const file = path.join(dir, `${Date.now()}-${process.pid}.cpuprofile`);
       fs.writeFileSync(file, JSON.stringify(res.profile));
-      fs.writeFileSync(`${file}.argv`, JSON.stringify(process.argv));
+      fs.writeFileSync(`${file}.argv`, JSON.stringify(argv));
     });
   };
   process.on('exit', write);

@@ -1,9 +1,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { bundleScript } from '../../runtime/client/bundle.js';
+import { CoordinatorClient } from '../../runtime/client/connection.js';
+import { buildIndex } from '../../formats/json-reader.js';
+import type { JobEvent } from '../../runtime/protocol.js';
 import type { Sandbox } from '../../test/harness.js';
 import { RssSampler, childPids, rssMb } from '../lib/proc.js';
 import { singleRun, splitRun } from '../peers/hand-loop.js';
-import { runScript } from './script.js';
+import { SCRIPTS, runScript } from './script.js';
 
 const WORDS = ['hello', 'world', 'sky', 'batch', 'prompt', 'embedding'];
 
@@ -37,6 +41,20 @@ export interface DoubleResult {
   /** Plain byte copy of the same batch files, in order, into one file. */
   copySeconds: number;
   batchFiles: number;
+  /** Where the job's wall time went, from the pool's events (seconds from the map() call). */
+  phases: Phases;
+  /** The client's fixed costs, measured on their own: esbuild bundling of the script, the line index pass over the input. */
+  bundleSeconds: number;
+  indexSeconds: number;
+}
+
+export interface Phases {
+  submitted: number;
+  firstQueued: number;
+  firstRunning: number;
+  lastDone: number;
+  finished: number;
+  returned: number;
 }
 
 /** The 1M-row double-text job against the hand loop (one process, and two by byte range), on the same input. */
@@ -47,19 +65,47 @@ export async function runDouble(sb: Sandbox, pool: string, rows: number, batchSi
   const handSeconds = await singleRun(input, out('hand.jsonl'));
   const splitSeconds = await splitRun(input, out('split.jsonl'), 2);
 
-  const coord = sb.coordinator(pool).pid;
+  // the client's fixed costs on their own, in this process (the script's process pays them too)
+  let t = performance.now();
+  await bundleScript(path.join(SCRIPTS, 'double.ts'));
+  const bundleSeconds = (performance.now() - t) / 1000;
+  t = performance.now();
+  await buildIndex(input);
+  const indexSeconds = (performance.now() - t) / 1000;
+
+  const c = sb.coordinator(pool);
+  const coord = c.pid;
+  const watcher = await CoordinatorClient.connect(c.url, c.token);
+  const seen: { at: number; e: JobEvent }[] = [];
+  watcher.onEvent((e) => seen.push({ at: Date.now(), e }));
+  await watcher.request({ type: 'subscribe' });
   const rss = new RssSampler(coord, 50);
   let reducePeakRssMb = 0;
   const reduceWatch = setInterval(() => {
     for (const pid of childPids(coord, 'reduce')) reducePeakRssMb = Math.max(reducePeakRssMb, rssMb(pid) ?? 0);
   }, 20);
-  let r: { jobId: string; seconds: number };
+  let r: { jobId: string; seconds: number; calledAt: number; returnedAt: number };
   try {
     r = await runScript(sb, 'double.ts', { POOL: pool, INPUT: input, OUTPUT: out('skybatch.jsonl'), BATCH_SIZE: String(batchSize) });
   } finally {
     rss.stop();
     clearInterval(reduceWatch);
+    watcher.close();
   }
+  const mine = seen.filter(({ e }) => ('jobId' in e ? e.jobId : 'job' in e ? e.job.jobId : undefined) === r.jobId);
+  const at = (pred: (e: JobEvent) => boolean, last = false) => {
+    const hits = mine.filter(({ e }) => pred(e));
+    const hit = last ? hits[hits.length - 1] : hits[0];
+    return hit ? (hit.at - r.calledAt) / 1000 : NaN;
+  };
+  const phases: Phases = {
+    submitted: at((e) => e.kind === 'jobSubmitted'),
+    firstQueued: at((e) => e.kind === 'batch' && e.state === 'queued'),
+    firstRunning: at((e) => e.kind === 'batch' && e.state === 'running'),
+    lastDone: at((e) => e.kind === 'batch' && e.state === 'done', true),
+    finished: at((e) => e.kind === 'jobFinished'),
+    returned: (r.returnedAt - r.calledAt) / 1000,
+  };
   const ours = fs.readFileSync(out('skybatch.jsonl'));
   const identical = { hand: ours.equals(fs.readFileSync(out('hand.jsonl'))), split: ours.equals(fs.readFileSync(out('split.jsonl'))) };
   const { copySeconds, files } = byteCopy(ours, batchSize, path.join(sb.dir, 'copy'));
@@ -76,6 +122,9 @@ export async function runDouble(sb: Sandbox, pool: string, rows: number, batchSi
     reduceSeconds: reduceTime(sb, r.jobId),
     copySeconds,
     batchFiles: files,
+    phases,
+    bundleSeconds,
+    indexSeconds,
   };
   for (const f of ['hand.jsonl', 'split.jsonl', 'skybatch.jsonl', 'rows.jsonl']) fs.rmSync(out(f), { force: true });
   return result;
