@@ -96,7 +96,7 @@ async function stopCoordinator(c: Coord): Promise<void> {
 async function status(c: Coord): Promise<PoolSummary> {
   const client = await CoordinatorClient.connect(c.url, c.token);
   try {
-    return await client.request<PoolSummary>({ type: 'status' });
+    return (await client.request({ type: 'status' })) as PoolSummary;
   } finally {
     client.close();
   }

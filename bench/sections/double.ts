@@ -1,13 +1,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { bundleScript } from '../../runtime/client/bundle.js';
 import { CoordinatorClient } from '../../runtime/client/connection.js';
 import { buildIndex } from '../../formats/json-reader.js';
 import type { JobEvent } from '../../runtime/protocol.js';
 import type { Sandbox } from '../../test/harness.js';
 import { RssSampler, childPids, rssMb } from '../lib/proc.js';
 import { singleRun, splitRun } from '../peers/hand-loop.js';
-import { SCRIPTS, runScript } from './script.js';
+import { runScript } from './script.js';
 
 const WORDS = ['hello', 'world', 'sky', 'batch', 'prompt', 'embedding'];
 
@@ -43,8 +42,7 @@ export interface DoubleResult {
   batchFiles: number;
   /** Where the job's wall time went, from the pool's events (seconds from the map() call). */
   phases: Phases;
-  /** The client's fixed costs, measured on their own: esbuild bundling of the script, the line index pass over the input. */
-  bundleSeconds: number;
+  /** The client's line index pass over the input, on its own (map() runs it alongside bundling, before submitting). */
   indexSeconds: number;
 }
 
@@ -65,11 +63,8 @@ export async function runDouble(sb: Sandbox, pool: string, rows: number, batchSi
   const handSeconds = await singleRun(input, out('hand.jsonl'));
   const splitSeconds = await splitRun(input, out('split.jsonl'), 2);
 
-  // the client's fixed costs on their own, in this process (the script's process pays them too)
-  let t = performance.now();
-  await bundleScript(path.join(SCRIPTS, 'double.ts'));
-  const bundleSeconds = (performance.now() - t) / 1000;
-  t = performance.now();
+  // the client's line index pass on its own, in this process (the script's process pays it too)
+  const t = performance.now();
   await buildIndex(input);
   const indexSeconds = (performance.now() - t) / 1000;
 
@@ -123,7 +118,6 @@ export async function runDouble(sb: Sandbox, pool: string, rows: number, batchSi
     copySeconds,
     batchFiles: files,
     phases,
-    bundleSeconds,
     indexSeconds,
   };
   for (const f of ['hand.jsonl', 'split.jsonl', 'skybatch.jsonl', 'rows.jsonl']) fs.rmSync(out(f), { force: true });

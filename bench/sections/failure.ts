@@ -79,7 +79,7 @@ export async function runFailure(sb: Sandbox, pool: string, sleepMs: number): Pr
     return { killed, frozen };
   } finally {
     if (frozenPid) kill(frozenPid, 'SIGCONT');
-    const jobs = (await client.request<{ jobs: { jobId: string; status: string }[] }>({ type: 'status' }).catch(() => ({ jobs: [] }))).jobs;
+    const jobs = (await client.request({ type: 'status' }).catch(() => ({ jobs: [] as { jobId: string; status: string }[] }))).jobs;
     for (const j of jobs) if (j.status === 'RUNNING' || j.status === 'PENDING') await client.request({ type: 'cancel', jobId: j.jobId }).catch(() => undefined);
     client.close();
     await job;
