@@ -82,6 +82,16 @@ const results: {
   failure?: FailureResult;
   scale?: ScaleResult;
 } = {};
+const failed: string[] = [];
+/** A section that breaks is reported and the others still run; the exit code says it broke. */
+async function guarded(name: Section, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    failed.push(`${name}: ${(err as Error)?.stack ?? String(err)}`);
+    log(`section ${name} failed: ${(err as Error)?.message ?? String(err)}`);
+  }
+}
 const load0 = os.loadavg();
 const t0 = performance.now();
 
@@ -92,7 +102,7 @@ try {
     await sb.applyPool('bench', 'pool:\n  workers: 2\n');
     await runScript(sb, 'noop.ts', { POOL: 'bench', BATCHES: '200' }); // warm-up: agents and their JIT, the bundle on workers
   }
-  if (want('dispatch')) {
+  if (want('dispatch')) await guarded('dispatch', async () => {
     log(`no-op dispatch: ${size.batches} batches at batchSize 1`);
     results.dispatch = await skybatchDispatch(sb, 'bench', size.batches);
     const bin = ensureRedisServer();
@@ -109,28 +119,28 @@ try {
         await redis.stop();
       }
     }
-  }
-  if (want('double')) {
+  });
+  if (want('double')) await guarded('double', async () => {
     log(`double-text: ${size.rows} rows, hand loop (1 and 2 processes) and skybatch`);
     results.double = await runDouble(sb, 'bench', size.rows, size.rowBatch);
-  }
-  if (want('cpu')) {
+  });
+  if (want('cpu')) await guarded('cpu', async () => {
     log('CPU-bound mapper on 1 and 2 workers');
     await sb.applyPool('bench1', 'pool:\n  workers: 1\n');
     results.cpu = await runCpu(sb, 'bench1', 'bench', size.cpuItems, size.cpuRounds, !smoke);
     await sb.cli(['pool', 'down', 'bench1', '-y']);
-  }
-  if (want('failure')) {
+  });
+  if (want('failure')) await guarded('failure', async () => {
     log('failure detection: SIGKILL of a worker, SIGSTOP of another');
     results.failure = await runFailure(sb, 'bench', size.sleepMs);
-  }
+  });
 } finally {
   await sb.cleanup();
 }
-if (want('scale')) {
+if (want('scale')) await guarded('scale', async () => {
   log(`scale: ${size.scale.workers} simulated workers, ${size.scale.batches} batches`);
   results.scale = await runScale({ ...size.scale, restart: true, log });
-}
+});
 
 const rows: Row[] = [];
 const d = results.dispatch;
@@ -187,6 +197,7 @@ if (sc) {
   });
   rows.push({ figure: `coordinator CPU per batch at ${sc.workers.toLocaleString('en-US')} workers`, skybatch: `${sc.steadyCoordCpuUsPerBatch.toFixed(0)} us`, peer: d ? `at 2 workers: ${d.coordCpuUsPerBatch.toFixed(0)} us` : '', ratio: d ? x(sc.steadyCoordCpuUsPerBatch / d.coordCpuUsPerBatch) : '', target: '(context)' });
   rows.push({ figure: `job status, wall time (${w})`, skybatch: `${sc.status}, ${s(sc.wallSeconds)}`, peer: '', ratio: '', target: 'SUCCEEDED', met: sc.status === 'SUCCEEDED' });
+  rows.push({ figure: 'last batch answered -> job finished (tail)', skybatch: s(sc.tailSeconds), peer: '', ratio: '', target: '(context)' });
   rows.push({ figure: 'coordinator RSS: peak', skybatch: mb(sc.rss.peak), peer: `at start ${mb(sc.rss.start)}`, ratio: '', target: '<= 300 MB', met: sc.rss.peak <= 300 });
   const growth = sc.rss.peakAfter10 - sc.rss.at10;
   rows.push({ figure: 'coordinator RSS after 10 % (freeze, restart left out)', skybatch: `+${mb(growth)}`, peer: `at 10 %: ${mb(sc.rss.at10)}`, ratio: '', target: 'flat: <= +10 % or +16 MB', met: growth <= Math.max(16, 0.1 * sc.rss.at10) });
@@ -215,4 +226,5 @@ const load1 = os.loadavg();
 console.log(`skybatch bench (${smoke ? 'smoke' : 'full'}): Node ${process.version}, ${os.cpus().length} CPUs, load average ${load0[0].toFixed(1)} at start, ${load1[0].toFixed(1)} at end, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 printTable(rows, (l) => console.log(l));
 if (args.json) fs.writeFileSync(args.json, JSON.stringify({ smoke, size, load: [load0, load1], results }, null, 1));
-if (db && !(db.identical.hand && db.identical.split)) process.exitCode = 1;
+for (const f of failed) console.log(`section failed: ${f}`);
+if (failed.length || (db && !(db.identical.hand && db.identical.split))) process.exitCode = 1;
