@@ -76,6 +76,7 @@ const tStart = performance.now();
 const log = (line: string) => process.stderr.write(`bench [${((performance.now() - tStart) / 1000).toFixed(1)} s]: ${line}\n`);
 const results: {
   dispatch?: DispatchResult;
+  python?: DispatchResult | { failed: string };
   bullmq?: { matched: BullmqResult; c8: BullmqResult } | { skipped: string };
   double?: DoubleResult;
   cpu?: CpuResult;
@@ -105,6 +106,8 @@ try {
   if (want('dispatch')) await guarded('dispatch', async () => {
     log(`no-op dispatch: ${size.batches} batches at batchSize 1`);
     results.dispatch = await skybatchDispatch(sb, 'bench', size.batches);
+    // the same no-op mapper in Python (sky.pythonFunction): the Python bridge's cost per batch
+    results.python = await skybatchDispatch(sb, 'bench', size.batches, 'noop-python.ts').catch((err: Error) => ({ failed: err.message.split('\n')[0] }));
     const bin = ensureRedisServer();
     if (!bin) {
       results.bullmq = { skipped: 'redis-server is not installed (and this is not root, so the bench cannot apt-get it)' };
@@ -153,6 +156,9 @@ if (d) {
   } else {
     rows.push({ figure: fig, skybatch: rate(d.perSec), peer: `BullMQ skipped: ${bq && 'skipped' in bq ? bq.skipped : 'not run'}`, ratio: '', target: '>= 2x BullMQ c=8' });
   }
+  const py = results.python;
+  if (py && 'perSec' in py) rows.push({ figure: 'the same no-op mapper in Python (sky.pythonFunction)', skybatch: rate(py.perSec), peer: `TypeScript mapper: ${rate(d.perSec)}`, ratio: x(py.perSec / d.perSec), target: '(context)' });
+  else if (py) rows.push({ figure: 'the same no-op mapper in Python (sky.pythonFunction)', skybatch: `failed: ${py.failed}`, peer: '', ratio: '', target: '(context)' });
   rows.push({ figure: 'coordinator CPU per no-op batch', skybatch: `${d.coordCpuUsPerBatch.toFixed(0)} us`, peer: '', ratio: '', target: '(context)' });
 }
 const db = results.double;
