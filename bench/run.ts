@@ -1,81 +1,236 @@
 /**
- * `npm run bench`: prints, in one run,
- *  (a) batches/s of a no-op mapper at batchSize 1 on a 2-worker local pool, and the
- *      coordinator's CPU cost per batch; the same with the no-op mapper in Python;
- *  (b) a 1M-row double-text job against a hand-written single-process stream doing the
- *      same work on the same file, as a ratio.
- * Targets (first): (a) >= 1,000 batches/s, (b) <= 2x.
+ * `npm run bench` (`node out/bench/run.js`): skybatch side by side with what a user would
+ * pick instead, every peer run by the bench itself in the same run, and one table of each
+ * figure, its peer, the ratio, the target and whether it is met (docs/bench.md).
+ *
+ *   --smoke           small sizes everywhere (under a minute; CI keeps the bench working with it)
+ *   --only a,b        sections: dispatch, double, cpu, failure, scale
+ *   --scale small     the scale section with 200 workers and 100,000 batches (full: 1,000 and 1,000,000)
+ *   --profile DIR     every Node process of the run writes a CPU profile into DIR
+ *                     (summarise with `node out/bench/profile-summary.js DIR`)
+ *   --json FILE       all raw figures as JSON
+ * Sizes can be overridden with BENCH_BATCHES (no-op dispatch), BENCH_ROWS (double-text),
+ * BENCH_SCALE_WORKERS and BENCH_SCALE_BATCHES.
+ * Exits non-zero when the bench itself breaks (or outputs differ), not when a target is missed.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
-import { ROOT, Sandbox } from '../test/harness.js';
+import { parseArgs } from 'node:util';
+import { WORKER_CREDIT } from '../runtime/protocol.js';
+import { Sandbox } from '../test/harness.js';
+import { runScale, type ScaleResult } from './load-gen.js';
+import { type Row, mb, printTable, rate, s, x } from './lib/table.js';
+import { runBullmq, type BullmqResult } from './peers/bullmq.js';
+import { ensureRedisServer, startRedis } from './peers/redis.js';
+import { runCpu, type CpuResult } from './sections/cpu.js';
+import { skybatchDispatch, type DispatchResult } from './sections/dispatch.js';
+import { runDouble, type DoubleResult } from './sections/double.js';
+import { runFailure, type FailureResult } from './sections/failure.js';
+import { runScript } from './sections/script.js';
 
-const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
-const BATCHES = Number(process.env.BENCH_BATCHES ?? 5000);
+const SECTIONS = ['dispatch', 'double', 'cpu', 'failure', 'scale'] as const;
+type Section = (typeof SECTIONS)[number];
 
-function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 1/100 s
+const { values: args } = parseArgs({
+  options: {
+    smoke: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    scale: { type: 'string', default: 'full' },
+    profile: { type: 'string' },
+    json: { type: 'string' },
+  },
+});
+const smoke = args.smoke!;
+const only = new Set((args.only ?? SECTIONS.join(',')).split(',').map((v) => v.trim()));
+for (const o of only) if (!SECTIONS.includes(o as Section)) throw new Error(`--only: unknown section '${o}' (sections: ${SECTIONS.join(', ')})`);
+if (!['full', 'small'].includes(args.scale!)) throw new Error(`--scale must be 'full' or 'small', got '${args.scale}'`);
+const want = (sec: Section) => only.has(sec);
+
+const size = {
+  batches: Number(process.env.BENCH_BATCHES ?? (smoke ? 300 : 20_000)),
+  rows: Number(process.env.BENCH_ROWS ?? (smoke ? 20_000 : 1_000_000)),
+  rowBatch: smoke ? 2000 : 10_000,
+  cpuItems: smoke ? 40 : 400,
+  cpuRounds: smoke ? 300 : 10_000,
+  scale: smoke
+    ? { workers: 10, batches: 3000, delayMs: 20, procs: 2, pauseSeconds: 0.5, maxSeconds: 60 }
+    : args.scale === 'small'
+      ? { workers: 200, batches: 100_000, delayMs: 0, procs: 2, pauseSeconds: 5, maxSeconds: 600 }
+      : { workers: 1000, batches: 1_000_000, delayMs: 0, procs: 4, pauseSeconds: 20, maxSeconds: 1800 },
+  sleepMs: smoke ? 150 : 300,
+};
+if (process.env.BENCH_SCALE_WORKERS) size.scale.workers = Number(process.env.BENCH_SCALE_WORKERS);
+if (process.env.BENCH_SCALE_BATCHES) size.scale.batches = Number(process.env.BENCH_SCALE_BATCHES);
+
+if (args.profile) {
+  const dir = path.resolve(args.profile);
+  fs.mkdirSync(dir, { recursive: true });
+  // children only: NODE_OPTIONS is read at start, so this process is not profiled
+  process.env.SKYBATCH_BENCH_PROFILE_DIR = dir;
+  const hook = new URL('./lib/cpu-profiler.js', import.meta.url).href;
+  process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import=${hook}`.trim();
 }
 
-async function baseline(input: string, output: string): Promise<number> {
-  const t0 = performance.now();
-  const out = fs.createWriteStream(output);
-  const rl = readline.createInterface({ input: fs.createReadStream(input), crlfDelay: Infinity });
-  for await (const line of rl) {
-    if (!line) continue;
-    const item = JSON.parse(line) as { text: unknown };
-    if (!out.write(JSON.stringify({ output: String(item.text).repeat(2) }) + '\n')) await new Promise<void>((r) => out.once('drain', () => r()));
+const tStart = performance.now();
+const log = (line: string) => process.stderr.write(`bench [${((performance.now() - tStart) / 1000).toFixed(1)} s]: ${line}\n`);
+const results: {
+  dispatch?: DispatchResult;
+  python?: DispatchResult | { failed: string };
+  bullmq?: { matched: BullmqResult; c8: BullmqResult } | { skipped: string };
+  double?: DoubleResult;
+  cpu?: CpuResult;
+  failure?: FailureResult;
+  scale?: ScaleResult;
+} = {};
+const failed: string[] = [];
+/** A section that breaks is reported and the others still run; the exit code says it broke. */
+async function guarded(name: Section, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    failed.push(`${name}: ${(err as Error)?.stack ?? String(err)}`);
+    log(`section ${name} failed: ${(err as Error)?.message ?? String(err)}`);
   }
-  await new Promise<void>((r) => out.end(r));
-  return (performance.now() - t0) / 1000;
 }
+const load0 = os.loadavg();
+const t0 = performance.now();
 
 const sb = new Sandbox('bench');
 try {
-  await sb.applyPool('bench', 'pool:\n  workers: 2\n');
-  const coord = sb.coordinator('bench').pid;
-
-  // (a)
-  await sb.run(path.join(ROOT, 'bench/scripts/noop.ts'), { POOL: 'bench', BATCHES: '200' }); // warm-up
-  const cpu0 = cpuSeconds(coord);
-  const a = await sb.run(path.join(ROOT, 'bench/scripts/noop.ts'), { POOL: 'bench', BATCHES: String(BATCHES) });
-  if (a.code !== 0) throw new Error(a.stderr);
-  const ra = JSON.parse(a.stdout.trim().split('\n').pop()!) as { seconds: number };
-  const coordMsPerBatch = ((cpuSeconds(coord) - cpu0) * 1000) / BATCHES;
-  const batchesPerSec = BATCHES / ra.seconds;
-  // (a) again with the no-op mapper in Python: the bridge's cost per batch
-  const ap = await sb.run(path.join(ROOT, 'bench/scripts/noop-python.ts'), { POOL: 'bench', BATCHES: String(BATCHES) });
-  if (ap.code !== 0) throw new Error(ap.stderr);
-  const pyBatchesPerSec = BATCHES / (JSON.parse(ap.stdout.trim().split('\n').pop()!) as { seconds: number }).seconds;
-
-  // (b)
-  const input = path.join(sb.dir, 'rows.jsonl');
-  const words = ['hello', 'world', 'sky', 'batch', 'prompt', 'embedding'];
-  const fd = fs.openSync(input, 'w');
-  let chunk = '';
-  for (let i = 0; i < ROWS; i++) {
-    chunk += `{"text": "${words[i % words.length]}-${i}"}\n`;
-    if (chunk.length > 1 << 20) {
-      fs.writeSync(fd, chunk);
-      chunk = '';
-    }
+  if (want('dispatch') || want('double') || want('cpu') || want('failure')) {
+    log('starting a 2-worker pool');
+    await sb.applyPool('bench', 'pool:\n  workers: 2\n');
+    await runScript(sb, 'noop.ts', { POOL: 'bench', BATCHES: '200' }); // warm-up: agents and their JIT, the bundle on workers
   }
-  fs.writeSync(fd, chunk);
-  fs.closeSync(fd);
-  const base = await baseline(input, path.join(sb.dir, 'baseline.jsonl'));
-  const b = await sb.run(path.join(ROOT, 'bench/scripts/double.ts'), { POOL: 'bench', INPUT: input, OUTPUT: path.join(sb.dir, 'out.jsonl') });
-  if (b.code !== 0) throw new Error(b.stderr);
-  const rb = JSON.parse(b.stdout.trim().split('\n').pop()!) as { seconds: number };
-  const same = fs.readFileSync(path.join(sb.dir, 'out.jsonl')).equals(fs.readFileSync(path.join(sb.dir, 'baseline.jsonl')));
-
-  const ok = (cond: boolean) => (cond ? 'meets target' : 'MISSES target');
-  console.log(`(a) no-op mapper, batchSize 1, 2 workers: ${BATCHES} batches in ${ra.seconds.toFixed(2)} s = ${batchesPerSec.toFixed(0)} batches/s (target >= 1000: ${ok(batchesPerSec >= 1000)})`);
-  console.log(`    coordinator CPU per batch: ${coordMsPerBatch.toFixed(3)} ms`);
-  console.log(`    the same no-op mapper in Python (sky.pythonFunction): ${pyBatchesPerSec.toFixed(0)} batches/s (${(pyBatchesPerSec / batchesPerSec).toFixed(2)}x the TypeScript mapper)`);
-  console.log(`(b) ${ROWS} rows double-text: skybatch ${rb.seconds.toFixed(2)} s (submit to merged output) vs single-process stream ${base.toFixed(2)} s = ${(rb.seconds / base).toFixed(2)}x (target <= 2x: ${ok(rb.seconds / base <= 2)}); outputs identical: ${same}`);
+  if (want('dispatch')) await guarded('dispatch', async () => {
+    log(`no-op dispatch: ${size.batches} batches at batchSize 1`);
+    results.dispatch = await skybatchDispatch(sb, 'bench', size.batches);
+    // the same no-op mapper in Python (sky.pythonFunction): the Python bridge's cost per batch
+    results.python = await skybatchDispatch(sb, 'bench', size.batches, 'noop-python.ts').catch((err: Error) => ({ failed: err.message.split('\n')[0] }));
+    const bin = ensureRedisServer();
+    if (!bin) {
+      results.bullmq = { skipped: 'redis-server is not installed (and this is not root, so the bench cannot apt-get it)' };
+    } else {
+      const redis = await startRedis(bin);
+      try {
+        log(`BullMQ: ${size.batches} no-op jobs, 2 workers, concurrency ${WORKER_CREDIT} and 8`);
+        const matched = await runBullmq(redis, { jobs: size.batches, workers: 2, concurrency: WORKER_CREDIT });
+        const c8 = await runBullmq(redis, { jobs: size.batches, workers: 2, concurrency: 8 });
+        results.bullmq = { matched, c8 };
+      } finally {
+        await redis.stop();
+      }
+    }
+  });
+  if (want('double')) await guarded('double', async () => {
+    log(`double-text: ${size.rows} rows, hand loop (1 and 2 processes) and skybatch`);
+    results.double = await runDouble(sb, 'bench', size.rows, size.rowBatch);
+  });
+  if (want('cpu')) await guarded('cpu', async () => {
+    log('CPU-bound mapper on 1 and 2 workers');
+    await sb.applyPool('bench1', 'pool:\n  workers: 1\n');
+    results.cpu = await runCpu(sb, 'bench1', 'bench', size.cpuItems, size.cpuRounds, !smoke);
+    await sb.cli(['pool', 'down', 'bench1', '-y']);
+  });
+  if (want('failure')) await guarded('failure', async () => {
+    log('failure detection: SIGKILL of a worker, SIGSTOP of another');
+    results.failure = await runFailure(sb, 'bench', size.sleepMs);
+  });
 } finally {
   await sb.cleanup();
 }
+if (want('scale')) await guarded('scale', async () => {
+  log(`scale: ${size.scale.workers} simulated workers, ${size.scale.batches} batches`);
+  results.scale = await runScale({ ...size.scale, restart: true, log });
+});
+
+const rows: Row[] = [];
+const d = results.dispatch;
+const bq = results.bullmq;
+if (d) {
+  const fig = `no-op dispatch, batchSize 1, 2 workers, ${d.batches.toLocaleString('en-US')} batches`;
+  if (bq && 'matched' in bq) {
+    rows.push({ figure: fig, skybatch: rate(d.perSec), peer: `BullMQ c=${WORKER_CREDIT}: ${rate(bq.matched.perSec, 'jobs/s')}`, ratio: x(d.perSec / bq.matched.perSec), target: '(context)' });
+    rows.push({ figure: fig, skybatch: rate(d.perSec), peer: `BullMQ c=8: ${rate(bq.c8.perSec, 'jobs/s')}`, ratio: x(d.perSec / bq.c8.perSec), target: '>= 2x BullMQ c=8', met: d.perSec >= 2 * bq.c8.perSec });
+  } else {
+    rows.push({ figure: fig, skybatch: rate(d.perSec), peer: `BullMQ skipped: ${bq && 'skipped' in bq ? bq.skipped : 'not run'}`, ratio: '', target: '>= 2x BullMQ c=8' });
+  }
+  const py = results.python;
+  if (py && 'perSec' in py) rows.push({ figure: 'the same no-op mapper in Python (sky.pythonFunction)', skybatch: rate(py.perSec), peer: `TypeScript mapper: ${rate(d.perSec)}`, ratio: x(py.perSec / d.perSec), target: '(context)' });
+  else if (py) rows.push({ figure: 'the same no-op mapper in Python (sky.pythonFunction)', skybatch: `failed: ${py.failed}`, peer: '', ratio: '', target: '(context)' });
+  rows.push({ figure: 'coordinator CPU per no-op batch', skybatch: `${d.coordCpuUsPerBatch.toFixed(0)} us`, peer: '', ratio: '', target: '(context)' });
+}
+const db = results.double;
+if (db) {
+  const fig = `${db.rows.toLocaleString('en-US')}-row double-text, warm 2-worker pool, map() to published output`;
+  rows.push({ figure: fig, skybatch: s(db.skybatchSeconds), peer: `hand loop, 1 process: ${s(db.handSeconds)}`, ratio: x(db.skybatchSeconds / db.handSeconds), target: '<= 0.8x hand loop', met: db.skybatchSeconds <= 0.8 * db.handSeconds });
+  rows.push({ figure: fig, skybatch: s(db.skybatchSeconds), peer: `hand loop, 2 processes by byte range: ${s(db.splitSeconds)}`, ratio: x(db.skybatchSeconds / db.splitSeconds), target: '(context)' });
+  rows.push({ figure: 'outputs byte for byte', skybatch: db.identical.hand && db.identical.split ? 'identical' : 'DIFFERENT', peer: 'both hand loops', ratio: '', target: 'identical', met: db.identical.hand && db.identical.split });
+  rows.push({ figure: `reduce of ${db.rows.toLocaleString('en-US')} rows: coordinator RSS growth`, skybatch: mb(db.coordRssPeak - db.coordRssBefore), peer: `(reduce process peak ${mb(db.reducePeakRssMb)})`, ratio: '', target: '<= 50 MB', met: db.coordRssPeak - db.coordRssBefore <= 50 });
+  const p = db.phases;
+  rows.push({
+    figure: 'where its wall time went (s from map())',
+    skybatch: `submitted ${p.submitted.toFixed(2)}, 1st batch out ${p.firstQueued.toFixed(2)}, 1st running ${p.firstRunning.toFixed(2)}, last done ${p.lastDone.toFixed(2)}, finished ${p.finished.toFixed(2)}, returned ${p.returned.toFixed(2)}`,
+    peer: `line index pass alone: ${s(db.indexSeconds)}`,
+    ratio: '',
+    target: '(context)',
+  });
+  if (db.reduceSeconds !== undefined) {
+    rows.push({ figure: `reduce of ${db.batchFiles} batch files, ${db.inputMb.toFixed(0)} MB in`, skybatch: s(db.reduceSeconds), peer: `byte copy of the same files: ${s(db.copySeconds)}`, ratio: x(db.reduceSeconds / db.copySeconds), target: '<= 2x byte copy', met: db.reduceSeconds <= 2 * db.copySeconds });
+  }
+}
+const c = results.cpu;
+if (c) {
+  rows.push({ figure: `CPU-bound mapper, ${c.items} items x ${c.rounds} sha256 rounds`, skybatch: `2 workers: ${s(c.twoWorkerSeconds)}`, peer: `1 worker: ${s(c.oneWorkerSeconds)}`, ratio: `${x(c.speedup)} speedup`, target: '>= 1.85x', met: c.speedup >= 1.85 });
+}
+const f = results.failure;
+if (f) {
+  rows.push({ figure: 'worker SIGKILLed -> its batch runs elsewhere', skybatch: s(f.killed.runningAgainSeconds), peer: `(noticed after ${s(f.killed.noticedSeconds)})`, ratio: '', target: '<= 5 s', met: f.killed.runningAgainSeconds <= 5 });
+  rows.push({ figure: 'worker frozen (SIGSTOP) -> its batch runs elsewhere', skybatch: s(f.frozen.runningAgainSeconds), peer: `(noticed after ${s(f.frozen.noticedSeconds)})`, ratio: '', target: '<= 5 s', met: f.frozen.runningAgainSeconds <= 5 });
+}
+const sc = results.scale;
+if (sc) {
+  const w = `${sc.workers.toLocaleString('en-US')} workers, ${sc.batches.toLocaleString('en-US')}-batch job`;
+  const c8 = bq && 'c8' in bq ? bq.c8.perSec : undefined;
+  rows.push({
+    figure: `dispatch at ${w} (10-30 %)`,
+    skybatch: rate(sc.steadyRate),
+    peer: c8 ? `BullMQ c=8 (2 workers): ${rate(c8, 'jobs/s')}` : '(BullMQ not run)',
+    ratio: c8 ? x(sc.steadyRate / c8) : '',
+    target: '>= 2x BullMQ c=8',
+    met: c8 ? sc.steadyRate >= 2 * c8 : undefined,
+  });
+  rows.push({ figure: `coordinator CPU per batch at ${sc.workers.toLocaleString('en-US')} workers`, skybatch: `${sc.steadyCoordCpuUsPerBatch.toFixed(0)} us`, peer: d ? `at 2 workers: ${d.coordCpuUsPerBatch.toFixed(0)} us` : '', ratio: d ? x(sc.steadyCoordCpuUsPerBatch / d.coordCpuUsPerBatch) : '', target: '(context)' });
+  rows.push({ figure: `job status, wall time (${w})`, skybatch: `${sc.status}, ${s(sc.wallSeconds)}`, peer: '', ratio: '', target: 'SUCCEEDED', met: sc.status === 'SUCCEEDED' });
+  rows.push({ figure: 'last batch answered -> job finished (tail)', skybatch: s(sc.tailSeconds), peer: '', ratio: '', target: '(context)' });
+  rows.push({ figure: 'coordinator RSS: peak', skybatch: mb(sc.rss.peak), peer: `at start ${mb(sc.rss.start)}`, ratio: '', target: '<= 300 MB', met: sc.rss.peak <= 300 });
+  const growth = sc.rss.peakAfter10 - sc.rss.at10;
+  rows.push({ figure: 'coordinator RSS after 10 % (freeze, restart left out)', skybatch: `+${mb(growth)}`, peer: `at 10 %: ${mb(sc.rss.at10)}`, ratio: '', target: 'flat: <= +10 % or +16 MB', met: growth <= Math.max(16, 0.1 * sc.rss.at10) });
+  if (sc.journalMbAtKill !== undefined) {
+    rows.push({ figure: 'journal size at 60 % / at the end', skybatch: `${sc.journalMbAtKill.toFixed(1)} / ${sc.journalMbEnd.toFixed(1)} MB`, peer: '', ratio: '', target: 'bounded: end <= 1.2x at 60 %', met: sc.journalMbEnd <= 1.2 * sc.journalMbAtKill });
+  }
+  if (sc.restart) {
+    rows.push({ figure: 'restart after SIGKILL at 60 %: start to listening (replay)', skybatch: s(sc.restart.listenSeconds), peer: `empty start: ${s(sc.restart.firstStartSeconds)}`, ratio: '', target: '<= 2 s', met: sc.restart.listenSeconds <= 2 });
+    rows.push({ figure: 'restart: start to serving a client / to dispatching again', skybatch: `${s(sc.restart.serveSeconds)} / ${s(sc.restart.dispatchSeconds)}`, peer: '', ratio: '', target: '(context)' });
+  }
+  if (sc.paused) {
+    const p = sc.paused;
+    const grew = p.rssEnd - p.rssBefore;
+    rows.push({
+      figure: `event subscriber frozen ${p.seconds.toFixed(0)} s: coordinator RSS growth`,
+      skybatch: `+${mb(grew)}`,
+      peer: `+${mb(p.baselineGrowthMb)} in the ${p.baselineSeconds.toFixed(0)} s before; ${mb(p.rssAfterKill)} after it was killed`,
+      ratio: '',
+      target: 'bounded: <= +32 MB',
+      met: grew <= 32,
+    });
+  }
+}
+
+const load1 = os.loadavg();
+console.log(`skybatch bench (${smoke ? 'smoke' : 'full'}): Node ${process.version}, ${os.cpus().length} CPUs, load average ${load0[0].toFixed(1)} at start, ${load1[0].toFixed(1)} at end, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+printTable(rows, (l) => console.log(l));
+if (args.json) fs.writeFileSync(args.json, JSON.stringify({ smoke, size, load: [load0, load1], results }, null, 1));
+for (const f of failed) console.log(`section failed: ${f}`);
+if (failed.length || (db && !(db.identical.hand && db.identical.split))) process.exitCode = 1;

@@ -1,0 +1,76 @@
+/**
+ * One load-generator process: holds `count` real ws connections to a coordinator, each
+ * speaking the worker protocol as runtime/worker/agent.ts does (hello with the pool token,
+ * welcome → ready, then batchStarted/batchDone for every batch, no-op or after a fixed
+ * delay), and reconnecting like the agent when the connection drops. Reports to its parent
+ * over IPC: how many are connected and ready, and how many batches it has answered.
+ *
+ *   node load-gen-worker.js URL TOKEN FIRST COUNT DELAY_MS
+ */
+import WebSocket from 'ws';
+import { PROTOCOL_VERSION, type CoordinatorToWorker, type WorkerMessage } from '../runtime/protocol.js';
+
+const [url, token, firstArg, countArg, delayArg] = process.argv.slice(2);
+const first = Number(firstArg);
+const count = Number(countArg);
+const delayMs = Number(delayArg);
+const RECONNECT_MS = 500; // as the agent
+
+let done = 0;
+let ready = 0;
+let stopping = false;
+
+function connect(n: number): void {
+  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } });
+  let isReady = false;
+  const send = (m: WorkerMessage): boolean => {
+    if (ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(m));
+    return true;
+  };
+  ws.on('open', () => send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, role: 'worker', name: `lg-${n}`, host: 'load-gen', pid: process.pid }));
+  ws.on('message', (data) => {
+    const msg = JSON.parse(data.toString()) as CoordinatorToWorker;
+    if (msg.type === 'welcome') {
+      send({ type: 'ready' });
+      isReady = true;
+      ready++;
+    } else if (msg.type === 'batch') {
+      const { jobId, index, attempt, start, end, wantSample } = msg;
+      send({ type: 'batchStarted', jobId, index, attempt });
+      const finish = () => {
+        // counted only when it reached an open socket: answers lost with a killed coordinator are not dispatches
+        if (send({ type: 'batchDone', jobId, index, attempt, items: end - start + 1, ...(wantSample ? { sample: [{ i: start }] } : {}) })) done++;
+      };
+      if (delayMs > 0) setTimeout(finish, delayMs);
+      else finish();
+    } else if (msg.type === 'shutdown') {
+      ws.close();
+    }
+  });
+  ws.on('error', () => undefined); // a refused connection ends in 'close', which retries
+  ws.on('close', () => {
+    if (isReady) ready--;
+    if (!stopping) setTimeout(() => connect(n), RECONNECT_MS);
+  });
+  sockets[n - first] = ws;
+}
+
+const sockets: WebSocket[] = [];
+// A few connections a tick, so a thousand workers do not all open in one burst.
+for (let i = 0; i < count; i++) setTimeout(() => connect(first + i), Math.floor(i / 20) * 5);
+
+let last = '';
+setInterval(() => {
+  const report = JSON.stringify({ done, ready });
+  if (report !== last) process.send?.({ done, ready });
+  last = report;
+}, 100);
+
+process.on('message', (m: { type: string }) => {
+  if (m.type !== 'stop') return;
+  stopping = true;
+  for (const ws of sockets) ws?.terminate();
+  setTimeout(() => process.exit(0), 50);
+});
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,23 @@
+import type { Sandbox } from '../../test/harness.js';
+import { runScript } from './script.js';
+
+export interface CpuResult {
+  items: number;
+  rounds: number;
+  oneWorkerSeconds: number;
+  twoWorkerSeconds: number;
+  speedup: number;
+}
+
+/** The CPU-bound mapper on a 1-worker pool and on a 2-worker pool, same job. */
+export async function runCpu(sb: Sandbox, onePool: string, twoPool: string, items: number, rounds: number, warmUp = true): Promise<CpuResult> {
+  const env = (pool: string) => ({ POOL: pool, ITEMS: String(items), ROUNDS: String(rounds), BATCH_SIZE: String(Math.max(1, Math.floor(items / 40))) });
+  // a short run on each first: the mapper's bundle and JIT warm, as on a pool in use
+  if (warmUp) {
+    await runScript(sb, 'cpu.ts', { ...env(onePool), ITEMS: '8', ROUNDS: '10' });
+    await runScript(sb, 'cpu.ts', { ...env(twoPool), ITEMS: '8', ROUNDS: '10' });
+  }
+  const one = await runScript<{ seconds: number }>(sb, 'cpu.ts', env(onePool));
+  const two = await runScript<{ seconds: number }>(sb, 'cpu.ts', env(twoPool));
+  return { items, rounds, oneWorkerSeconds: one.seconds, twoWorkerSeconds: two.seconds, speedup: one.seconds / two.seconds };
+}

@@ -1,0 +1,87 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CoordinatorClient } from '../../runtime/client/connection.js';
+import type { JobEvent } from '../../runtime/protocol.js';
+import type { Sandbox } from '../../test/harness.js';
+import { childPids, kill } from '../lib/proc.js';
+import { SCRIPTS } from './script.js';
+
+export interface FailureTimes {
+  /** Signal → the coordinator marks the batch failed/retrying (it noticed). */
+  noticedSeconds: number;
+  /** Signal → the batch runs again (a mapper took it), on any worker. */
+  runningAgainSeconds: number;
+}
+
+export interface FailureResult {
+  killed: FailureTimes;
+  frozen: FailureTimes;
+}
+
+type BatchEvent = Extract<JobEvent, { kind: 'batch' }>;
+
+/** The agent process of local worker `name` of `pool`. */
+function agentPid(sb: Sandbox, pool: string, name: string): number {
+  const pid = sb.workerPids(pool).find((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').join(' ').includes(`--name ${name} `));
+  if (!pid) throw new Error(`bench: no agent process for worker ${name} of pool ${pool}`);
+  return pid;
+}
+
+/**
+ * Runs a job of slow batches on the pool and, while it runs: SIGKILLs one worker (its
+ * agent and mapper, as when its machine dies) the moment one of its batches starts, then
+ * SIGSTOPs another worker's agent (frozen or partitioned: its socket stays open) the same
+ * way; times each until its batch runs again elsewhere. The job is cancelled afterwards.
+ */
+export async function runFailure(sb: Sandbox, pool: string, sleepMs: number): Promise<FailureResult> {
+  const c = sb.coordinator(pool);
+  const client = await CoordinatorClient.connect(c.url, c.token);
+  const waiters = new Set<(e: BatchEvent) => boolean>();
+  client.onEvent((e) => {
+    if (e.kind !== 'batch') return;
+    for (const w of waiters) if (w(e)) waiters.delete(w);
+  });
+  const next = (pred: (e: BatchEvent) => boolean, what: string, timeoutMs = 60_000) =>
+    new Promise<BatchEvent>((resolve, reject) => {
+      const t = setTimeout(() => (waiters.delete(w), reject(new Error(`bench: timed out waiting for ${what}`))), timeoutMs);
+      const w = (e: BatchEvent) => {
+        if (!pred(e)) return false;
+        clearTimeout(t);
+        resolve(e);
+        return true;
+      };
+      waiters.add(w);
+    });
+  await client.request({ type: 'subscribe' });
+  const job = sb.cli(['run', path.join(SCRIPTS, 'sleepy.ts')], { env: { POOL: pool, SLEEP_MS: String(sleepMs), ITEMS: '100000' } });
+  let frozenPid: number | undefined;
+  try {
+    const measure = async (victim: string, hit: (agent: number) => void): Promise<FailureTimes> => {
+      const started = await next((e) => e.state === 'running' && e.worker === victim, `a batch running on ${victim}`);
+      const agent = agentPid(sb, pool, victim);
+      const again = next((e) => e.index === started.index && e.state === 'running' && e.attempt !== started.attempt, `batch ${started.index} to run again`);
+      const noticed = next((e) => e.index === started.index && e.attempt === started.attempt && e.state !== 'running', `batch ${started.index} to be given up`);
+      const t0 = performance.now();
+      hit(agent);
+      const tNoticed = await noticed.then(() => performance.now());
+      await again;
+      return { noticedSeconds: (tNoticed - t0) / 1000, runningAgainSeconds: (performance.now() - t0) / 1000 };
+    };
+    const killed = await measure('local-0', (agent) => {
+      const mappers = childPids(agent);
+      kill(agent, 'SIGKILL');
+      for (const m of mappers) kill(m, 'SIGKILL');
+    });
+    const frozen = await measure('local-1', (agent) => {
+      frozenPid = agent;
+      kill(agent, 'SIGSTOP');
+    });
+    return { killed, frozen };
+  } finally {
+    if (frozenPid) kill(frozenPid, 'SIGCONT');
+    const jobs = (await client.request({ type: 'status' }).catch(() => ({ jobs: [] as { jobId: string; status: string }[] }))).jobs;
+    for (const j of jobs) if (j.status === 'RUNNING' || j.status === 'PENDING') await client.request({ type: 'cancel', jobId: j.jobId }).catch(() => undefined);
+    client.close();
+    await job;
+  }
+}
