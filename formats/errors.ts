@@ -45,7 +45,10 @@ export type ErrorCode =
   | 'SKYBATCH_E_NO_BUCKET'
   | 'SKYBATCH_E_ACCESS_DENIED'
   | 'SKYBATCH_E_BAD_CREDENTIALS'
-  | 'SKYBATCH_E_STORAGE';
+  | 'SKYBATCH_E_STORAGE'
+  | 'SKYBATCH_E_PATH_NOT_SHARED'
+  | 'SKYBATCH_E_HOST_UNREACHABLE'
+  | 'SKYBATCH_E_FENCED';
 
 /** Where an error happened; every field optional, all of them printed when present. */
 export interface ErrorContext {

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { isMap, LineCounter, parseDocument, Node as YamlNode } from 'yaml';
+import { isMap, isSeq, LineCounter, parseDocument, Node as YamlNode } from 'yaml';
 import { z } from 'zod';
 import { SkybatchError } from '../formats/errors.js';
 
@@ -34,14 +35,48 @@ const duration = z.unknown().transform((v, ctx) => {
   return seconds;
 });
 
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+/** One machine of an ssh pool: how to reach it, and what it has (the `host:` fields). */
+export const sshHostSchema = hostResourcesSchema
+  .extend({
+    /** IP address or host name (an alias of your ssh config works too). */
+    address: z.string().min(1),
+    /** Workers on this host are named NAME-0, NAME-1, ... (default: the address). */
+    name: z.string().regex(NAME, "expected letters, digits, '_', '-', '.'").optional(),
+    user: z.string().min(1).optional(),
+    port: z.number().int().min(1).max(65535).optional(),
+    identity_file: z.string().min(1).optional(),
+    /** The host's Node (default: `node` on the login PATH). */
+    node: z.string().min(1).optional(),
+    /** Where skybatch keeps its runtime and the workers' folders on the host (default ~/.skybatch-host). */
+    dir: z.string().min(1).optional(),
+  })
+  .strict();
+
+const sshOptionValue = z.union([z.string(), z.number(), z.boolean()]).transform((v) => (typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v)));
+
 const schema = z
   .object({
     pool: z
       .object({
         workers: z.number().int('expected a whole number').min(1, 'expected at least 1 worker').max(1024),
-        backend: z.literal('local').optional(),
+        /** local (default): processes on this machine; ssh: processes on the machines under `hosts:`. */
+        backend: z.enum(['local', 'ssh']).optional(),
+        /** A folder every host mounts at this same path: jobs may then use local paths inside it. */
+        shared_fs: z.string().refine((p) => path.isAbsolute(p), 'expected an absolute path').optional(),
       })
       .strict(),
+    hosts: z.array(sshHostSchema).min(1, 'expected at least one host').optional(),
+    /** How the ssh backend runs `ssh`: a config file (-F), a known_hosts file, and -o options. */
+    ssh: z
+      .object({
+        config: z.string().min(1).optional(),
+        known_hosts: z.string().min(1).optional(),
+        options: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9]*$/, 'expected an ssh option name like ServerAliveInterval'), sshOptionValue).optional(),
+      })
+      .strict()
+      .optional(),
     resources: z
       .object({
         cpus: quantity.optional(),
@@ -67,10 +102,28 @@ const schema = z
       .optional(),
     envs: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.union([z.string(), z.number(), z.boolean()]).transform(String)).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    const problem = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+    if (c.pool.backend === 'ssh') {
+      if (!c.hosts) problem(['pool', 'backend'], 'backend ssh needs a hosts: list (address, and user, port, identity_file, cpus, memory, accelerators as needed)');
+      if (c.host) problem(['host'], 'host: describes this machine for the local backend; an ssh pool describes each machine under hosts:');
+      const seen = new Map<string, number>();
+      c.hosts?.forEach((h, i) => {
+        const name = h.name ?? h.address;
+        if (seen.has(name)) problem(['hosts', i, h.name ? 'name' : 'address'], `host ${name} is listed twice (hosts[${seen.get(name)}] and hosts[${i}]); give each a distinct name`);
+        seen.set(name, i);
+      });
+    } else {
+      if (c.hosts) problem(['hosts'], 'only an ssh pool has hosts (set pool.backend: ssh)');
+      if (c.ssh) problem(['ssh'], 'only an ssh pool takes ssh settings (set pool.backend: ssh)');
+    }
+  });
 
 /** A validated pool.yaml. */
 export type PoolConfig = z.infer<typeof schema>;
+/** One entry of an ssh pool's `hosts:`. */
+export type SshHost = z.infer<typeof sshHostSchema>;
 
 /** How long `setup` may run when the pool file does not say (`setup_timeout`). */
 export const DEFAULT_SETUP_TIMEOUT_S = 30 * 60;
@@ -100,7 +153,7 @@ export function parsePoolConfig(text: string, file = 'pool.yaml', check?: (confi
   }
   const at = (fieldPath: string[], what: string) => {
     const line = lineOf(doc.contents as YamlNode | null, fieldPath, lineCounter);
-    const field = fieldPath.join('.') || '(top level)';
+    const field = fieldPath.map((k, i) => (/^\d+$/.test(k) ? `[${k}]` : i ? `.${k}` : k)).join('') || '(top level)';
     return { line, field, text: `${file}${line ? ` line ${line}` : ''}: ${field}: ${what}` };
   };
   const result = schema.safeParse(doc.toJS() ?? {});
@@ -116,7 +169,13 @@ export function parsePoolConfig(text: string, file = 'pool.yaml', check?: (confi
   });
 }
 
-/** Reads a pool file; relative TLS paths are taken from the file's own folder. */
+/** A path from a pool file: `~/x` in the home folder, relative paths from the file's folder. */
+function resolveFrom(file: string, p: string): string {
+  if (p === '~' || p.startsWith('~/')) return path.join(os.homedir(), p.slice(1));
+  return path.resolve(path.dirname(file), p);
+}
+
+/** Reads a pool file; relative paths (TLS, ssh files) are taken from the file's own folder. */
 export function readPoolConfig(file: string, check?: (config: PoolConfig) => ConfigProblem[]): PoolConfig {
   let text: string;
   try {
@@ -125,13 +184,18 @@ export function readPoolConfig(file: string, check?: (config: PoolConfig) => Con
     throw new SkybatchError('SKYBATCH_E_POOL_CONFIG', `cannot read pool file ${file}: ${(err as Error).message}`, { context: { path: file } });
   }
   const config = parsePoolConfig(text, file, check);
+  const mustExist = (field: string, p: string): string => {
+    const abs = resolveFrom(file, p);
+    if (!fs.existsSync(abs)) throw new SkybatchError('SKYBATCH_E_POOL_CONFIG', `${file}: ${field}: ${abs} does not exist`, { context: { path: file, field } });
+    return abs;
+  };
   const tls = config.coordinator?.tls;
-  if (tls) {
-    for (const k of ['cert', 'key'] as const) {
-      tls[k] = path.resolve(path.dirname(file), tls[k]);
-      if (!fs.existsSync(tls[k])) throw new SkybatchError('SKYBATCH_E_POOL_CONFIG', `${file}: coordinator.tls.${k}: ${tls[k]} does not exist`, { context: { path: file, field: `coordinator.tls.${k}` } });
-    }
-  }
+  if (tls) for (const k of ['cert', 'key'] as const) tls[k] = mustExist(`coordinator.tls.${k}`, tls[k]);
+  config.hosts?.forEach((h, i) => {
+    if (h.identity_file) h.identity_file = mustExist(`hosts[${i}].identity_file`, h.identity_file);
+  });
+  if (config.ssh?.config) config.ssh.config = mustExist('ssh.config', config.ssh.config);
+  if (config.ssh?.known_hosts) config.ssh.known_hosts = mustExist('ssh.known_hosts', config.ssh.known_hosts);
   return config;
 }
 
@@ -140,6 +204,13 @@ function lineOf(root: YamlNode | null, path: string[], lc: LineCounter): number 
   let node: unknown = root;
   let line = root?.range ? lc.linePos(root.range[0]).line : undefined;
   for (const key of path) {
+    if (isSeq(node) && /^\d+$/.test(key)) {
+      const item = node.items[Number(key)] as YamlNode | undefined;
+      if (!item) break;
+      if (item.range) line = lc.linePos(item.range[0]).line;
+      node = item;
+      continue;
+    }
     if (!isMap(node)) break;
     const pair = node.items.find((p) => String((p.key as { value?: unknown })?.value ?? p.key) === key);
     if (!pair) break;

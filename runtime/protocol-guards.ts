@@ -156,8 +156,26 @@ const workerSummary = exact<P.WorkerSummary>()(
     error: z.string().optional(),
   }),
 );
+const backendWorker = exact<P.BackendWorkerSummary>()(
+  z.object({
+    name: z.string(),
+    host: z.string(),
+    state: z.enum(['pending', 'starting', 'running', 'gone']),
+    reason: z.string().optional(),
+    since: z.string(),
+    failures: count,
+  }),
+);
 const poolSummary = exact<P.PoolSummary>()(
-  z.object({ pool: z.string(), url: z.string(), pid: z.number(), workersWanted: z.number(), workers: z.array(workerSummary), jobs: z.array(jobSummary) }),
+  z.object({
+    pool: z.string(),
+    url: z.string(),
+    pid: z.number(),
+    workersWanted: z.number(),
+    workers: z.array(workerSummary),
+    jobs: z.array(jobSummary),
+    backend: z.object({ kind: z.string(), workers: z.array(backendWorker) }).optional(),
+  }),
 );
 
 const jobEvent = exactUnion<P.JobEvent, 'kind'>('kind')(
@@ -219,6 +237,7 @@ const workerHello = exact<Extract<P.WorkerMessage, { type: 'hello' }>>()(
     host: z.string().max(256),
     pid: z.number().int(),
     resources: workerResources.optional(),
+    launch: z.string().max(256).optional(),
   }),
 );
 export const workerMessage = exactUnion<P.WorkerMessage, 'type'>('type')(

@@ -133,6 +133,24 @@ export interface WorkerSummary {
   error?: string;
 }
 
+/**
+ * A worker as its backend's engine sees it (the local process table, an ssh session, a
+ * Slurm job), which may differ from what the coordinator sees of its connection:
+ * `pending` (not started: waiting for a retry, a host, the engine's queue; `reason` says
+ * why), `starting` (launched, not up yet), `running`, `gone` (ended and not restarted;
+ * `reason` says why).
+ */
+export interface BackendWorkerSummary {
+  name: string;
+  host: string;
+  state: 'pending' | 'starting' | 'running' | 'gone';
+  reason?: string;
+  /** When it entered this state (ISO time). */
+  since: string;
+  /** Launches in a row that failed; 0 once one runs. */
+  failures: number;
+}
+
 export interface PoolSummary {
   pool: string;
   url: string;
@@ -140,6 +158,8 @@ export interface PoolSummary {
   workersWanted: number;
   workers: WorkerSummary[];
   jobs: JobSummary[];
+  /** The pool's backend (`local`, `ssh`) and the workers it started, by their names. */
+  backend?: { kind: string; workers: BackendWorkerSummary[] };
 }
 
 /** Coordinator → subscribers. The CLI progress bar and the notebook render the same events. */
@@ -208,7 +228,8 @@ export type CoordinatorToClient =
   | { type: 'error'; error: WireError };
 
 export type WorkerMessage =
-  | { type: 'hello'; protocolVersion: number; role: 'worker'; name: string; host: string; pid: number; resources?: WorkerResources }
+  /** `launch`: the id its backend gave this start of the worker; a stale start (an earlier launch that outlived a partition) is refused. */
+  | { type: 'hello'; protocolVersion: number; role: 'worker'; name: string; host: string; pid: number; resources?: WorkerResources; launch?: string }
   | { type: 'setupLog'; stream: 'stdout' | 'stderr'; line: string }
   | { type: 'ready' }
   | { type: 'setupFailed'; error: WireError }
@@ -240,6 +261,9 @@ export type CoordinatorToWorker =
   | { type: 'shutdown' }
   /** A refused frame: not valid, or a report on a batch or job this connection does not hold. */
   | { type: 'error'; error: WireError };
+
+/** The WebSocket close code for a worker the coordinator fenced off (a stale launch): it exits instead of reconnecting. */
+export const FENCED_CLOSE_CODE = 4001;
 
 /** How many batches a worker holds at once: one running and one prefetched. */
 export const WORKER_CREDIT = 2;

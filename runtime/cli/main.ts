@@ -56,10 +56,17 @@ pool
       }
       const s = p.status;
       say(`${p.pool}: running, ${s.workers.length}/${s.workersWanted} workers, coordinator ${s.url} (pid ${s.pid})`);
-      const rows = [['WORKER', 'HOST', 'STATE', 'JOB', 'DEVICES', 'BATCHES']];
-      for (const w of s.workers) rows.push([w.name, w.host, w.state, w.jobId ?? '-', describeResources(w.resources), w.batches.map((b) => `[${b[0]},${b[1]}]`).join(' ') || '-']);
+      // STATE is the coordinator's view of a worker's connection; ENGINE its backend's (ssh session, process).
+      const engine = new Map((s.backend?.workers ?? []).map((b) => [b.name, b]));
+      const rows = [['WORKER', 'HOST', 'STATE', 'JOB', 'DEVICES', 'BATCHES', 'ENGINE']];
+      for (const w of s.workers) {
+        rows.push([w.name, w.host, w.state, w.jobId ?? '-', describeResources(w.resources), w.batches.map((b) => `[${b[0]},${b[1]}]`).join(' ') || '-', engine.get(w.name)?.state ?? '-']);
+      }
+      const connected = new Set(s.workers.filter((w) => w.state !== 'gone').map((w) => w.name));
+      for (const b of engine.values()) if (!connected.has(b.name)) rows.push([b.name, b.host, '-', '-', '-', '-', b.state]);
       say(table(rows));
       for (const w of s.workers) for (const n of w.resources?.notes ?? []) say(`note: ${w.name}: ${n}`);
+      for (const b of engine.values()) if (b.reason && b.state !== 'running') say(`${b.state}: ${b.name} on ${b.host}: ${b.reason} (since ${b.since})`);
     }
   });
 

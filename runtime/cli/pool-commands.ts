@@ -9,10 +9,12 @@ import { buildId } from '../build-id.js';
 import { listJobIds, readJournal, readSpec } from '../coordinator/job-store.js';
 import { cancelJobsOnDisk } from '../coordinator/pool-down.js';
 import { probeHost } from '../host-resources.js';
-import { readPoolConfig } from '../pool-config.js';
+import { PoolConfig, readPoolConfig } from '../pool-config.js';
+import { planHostWorkers } from '../backends/host-placement.js';
+import { listenAddress } from '../backends/make-backend.js';
 import { FileLock } from '../file-lock.js';
 import { assertPoolName, isAlive, isCoordinatorOf, listPools, poolDir, poolLockFile, readCoordinator, writePrivate } from '../pool-store.js';
-import type { JobEvent, PoolSummary, WorkerResources } from '../protocol.js';
+import type { BackendWorkerSummary, JobEvent, PoolSummary, WorkerResources } from '../protocol.js';
 import { LocalPlan, planLocalWorkers } from '../worker-placement.js';
 
 const COORDINATOR_MAIN = fileURLToPath(new URL('../coordinator/main.js', import.meta.url));
@@ -20,6 +22,8 @@ const WORKER_MAIN = fileURLToPath(new URL('../worker/main.js', import.meta.url))
 const START_TIMEOUT_MS = 15_000;
 /** Longer than a coordinator start or stop under the lock takes, even on a loaded machine. */
 const LOCK_TIMEOUT_MS = 60_000;
+/** `pool apply` stops waiting for workers whose every launch failed this many times in a row. */
+const APPLY_GIVES_UP_AFTER = 3;
 
 export async function confirm(question: string, yes: boolean): Promise<boolean> {
   if (yes || !process.stdin.isTTY) return true;
@@ -55,16 +59,20 @@ function tail(file: string, lines = 20): string {
  */
 export async function applyPool(file: string, pool: string, opts: { yes: boolean; wait: boolean; log: (l: string) => void }): Promise<PoolSummary> {
   assertPoolName(pool);
-  // The local backend runs on this machine: a pool that cannot get its GPUs here is refused now.
+  // The local backend runs on this machine: a pool that cannot get its GPUs here is refused
+  // now; an ssh pool, one whose workers fit on no host.
   let plan: LocalPlan | undefined;
-  const config = readPoolConfig(file, (c) => (plan = planLocalWorkers(c, probeHost(c.host))).problems);
+  const config = readPoolConfig(file, (c) => (c.pool.backend === 'ssh' ? planHostWorkers(c).problems : (plan = planLocalWorkers(c, probeHost(c.host))).problems));
   for (const note of plan?.notes ?? []) opts.log(`note: ${note}`);
+  if (config.pool.backend === 'ssh') await listenAddress(config);
   const running = readCoordinator(pool);
+  if (running) assertSameBackend(pool, config);
   if (running?.build && running.build !== buildId()) {
     opts.log(`note: pool '${pool}' runs skybatch ${running.build} but this is ${buildId()}; run \`skybatch pool down ${pool} -y\` and apply again to upgrade its workers`);
   }
   const verb = running ? `Update pool '${pool}' to` : `Start pool '${pool}' with`;
-  if (!(await confirm(`${verb} ${config.pool.workers} local worker(s)?`, opts.yes))) throw new SkybatchError('SKYBATCH_E_CANCELLED', 'aborted');
+  const where = config.pool.backend === 'ssh' ? `worker(s) on ${config.hosts!.length} ssh host(s)` : 'local worker(s)';
+  if (!(await confirm(`${verb} ${config.pool.workers} ${where}?`, opts.yes))) throw new SkybatchError('SKYBATCH_E_CANCELLED', 'aborted');
   const dir = poolDir(pool);
   // Under the pool's lock, so two applies (or an apply and a down) never both find no
   // coordinator and start one each: the second waits here, then updates the one that runs.
@@ -97,6 +105,7 @@ export async function applyPool(file: string, pool: string, opts: { yes: boolean
     let status = await client.request({ type: 'subscribe' });
     if (attached) status = await client.request({ type: 'scale', workers: config.pool.workers });
     if (!opts.wait) return status;
+    const told = new Map<string, string>();
     for (;;) {
       const live = status.workers.filter((w) => w.state !== 'gone');
       const failed = live.filter((w) => w.state === 'failed');
@@ -110,6 +119,8 @@ export async function applyPool(file: string, pool: string, opts: { yes: boolean
       }
       const ready = live.filter((w) => w.state === 'idle' || w.state === 'busy');
       if (ready.length >= config.pool.workers) return status;
+      const stuck = engineTrouble(status, told, opts.log);
+      if (stuck) throw stuck;
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, 250);
         const off = client.onEvent((e) => {
@@ -125,6 +136,45 @@ export async function applyPool(file: string, pool: string, opts: { yes: boolean
   } finally {
     client.close();
   }
+}
+
+/**
+ * Says what the backend's engine reports for workers not up yet (once per new reason), and
+ * the error to stop waiting with when every one of them is gone or keeps failing to start:
+ * the pool stays up and keeps retrying them.
+ */
+function engineTrouble(status: PoolSummary, told: Map<string, string>, log: (line: string) => void): SkybatchError | undefined {
+  const up = new Set(status.workers.filter((w) => w.state === 'idle' || w.state === 'busy').map((w) => w.name));
+  const waiting = (status.backend?.workers ?? []).filter((w) => !up.has(w.name));
+  for (const w of waiting) {
+    if (!w.reason || (w.state !== 'pending' && w.state !== 'gone') || told.get(w.name) === w.reason) continue;
+    told.set(w.name, w.reason);
+    log(`note: worker ${w.name} on ${w.host}: ${w.state}: ${w.reason}`);
+  }
+  const hopeless = (w: BackendWorkerSummary) => w.state === 'gone' || (w.state === 'pending' && w.failures >= APPLY_GIVES_UP_AFTER);
+  if (!waiting.length || !waiting.every(hopeless)) return undefined;
+  const ready = status.workers.filter((w) => up.has(w.name)).length;
+  return new SkybatchError(
+    'SKYBATCH_E_HOST_UNREACHABLE',
+    `pool '${status.pool}' is up with ${ready}/${status.workersWanted} workers; these cannot start:\n${waiting.map((w) => `  ${w.name} on ${w.host}: ${w.reason ?? w.state}`).join('\n')}\nThe coordinator keeps retrying them (\`skybatch pool status ${status.pool}\` shows why); fix the cause, or apply again to retry at once.`,
+  );
+}
+
+/** What a running coordinator was started with and cannot change by itself: where and how it runs workers. */
+function assertSameBackend(pool: string, next: PoolConfig): void {
+  let current: PoolConfig;
+  try {
+    current = JSON.parse(fs.readFileSync(path.join(poolDir(pool), 'pool.json'), 'utf8')) as PoolConfig;
+  } catch {
+    return;
+  }
+  const key = (c: PoolConfig) => JSON.stringify([c.pool.backend ?? 'local', c.pool.shared_fs, c.hosts, c.ssh, c.coordinator]);
+  if (key(current) === key(next)) return;
+  throw new SkybatchError(
+    'SKYBATCH_E_POOL_CONFIG',
+    `pool '${pool}' runs with other backend settings (pool.backend, pool.shared_fs, hosts, ssh or coordinator changed); a running pool cannot switch them: run \`skybatch pool down ${pool} -y\`, then apply again`,
+    { context: { field: 'pool.backend' } },
+  );
 }
 
 export async function poolStatus(pool?: string): Promise<{ pool: string; running: boolean; status?: PoolSummary }[]> {

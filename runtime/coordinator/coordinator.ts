@@ -4,6 +4,7 @@ import { assertSeparateOutputs } from '../../formats/output-claims.js';
 import { errorsPath } from '../../formats/utils.js';
 import type { PoolConfig } from '../pool-config.js';
 import { JobEvent, JobRequest, JobSpec, JobSummary, PoolSummary, WORKER_CREDIT, WorkerMessage, WorkerSummary } from '../protocol.js';
+import { assertWorkersCanReach } from '../backends/shared-paths.js';
 import { BatchRecord, JobRun } from './job-run.js';
 import { Journal, allocateJobId, bundleFile, listJobIds, readJournal, readSpec, resumedSpec, saveBundle, writeSpec } from './job-store.js';
 import { loadForRestore, markUnrestorable } from './restore.js';
@@ -32,6 +33,10 @@ export class Coordinator {
   private retryTimer?: NodeJS.Timeout;
   private closed = false;
   private readonly sweeper = setInterval(() => this.sweepOverdue(), 1000);
+  /** Names of workers the pool is shrinking away: they get no new batches. */
+  private readonly draining = new Set<string>();
+  /** What the pool's backend sees of its workers, for `status` (set by whoever starts the backend). */
+  backendView?: () => PoolSummary['backend'];
 
   constructor(
     readonly pool: string,
@@ -67,6 +72,7 @@ export class Coordinator {
 
   addWorker(link: WorkerLink, hello: Extract<WorkerMessage, { type: 'hello' }>): string {
     const w = this.workers.add(link, hello);
+    if (this.draining.has(w.name)) w.draining = true;
     sendWelcome(w, this.config);
     this.emitWorker(w);
     return w.id;
@@ -291,6 +297,7 @@ export class Coordinator {
   }
 
   submit(req: JobRequest, bundle: string | undefined): JobSpec {
+    assertWorkersCanReach(req, this.config, this.pool);
     assertSeparateOutputs(req.writers, { errorsFile: req.onItemError === 'skip' && req.writers[0] ? errorsPath(req.writers[0].path) : undefined });
     if (bundle !== undefined) saveBundle(req.bundleHash, bundle);
     else if (!fs.existsSync(bundleFile(req.bundleHash))) {
@@ -331,6 +338,7 @@ export class Coordinator {
     }
     const replay = readJournal(jobId);
     if (replay.status === 'SUCCEEDED') throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} already succeeded; nothing to resume`, { context: { jobId } });
+    assertWorkersCanReach(req ?? spec, this.config, this.pool);
     const unrunnable = noWorkerCanRun(this.workers.all(), this.pool, this.config.pool.workers);
     if (unrunnable) throw unrunnable;
     if (req) {
@@ -535,6 +543,22 @@ export class Coordinator {
     if (Number.isFinite(due)) this.retryTimer = setTimeout(() => this.pump(), Math.max(0, due - Date.now()) + 5);
   }
 
+  /** The pool is shrinking: `name` gets no more batches. True when no worker of that name holds one now. */
+  drain(name: string): boolean {
+    this.draining.add(name);
+    let idle = true;
+    for (const w of this.workers.all()) {
+      if (w.name !== name) continue;
+      w.draining = true;
+      if (w.leased.size) idle = false;
+    }
+    return idle;
+  }
+
+  undrain(name: string): void {
+    this.draining.delete(name);
+  }
+
   subscribe(s: Subscriber): () => void {
     return this.events.subscribe(s);
   }
@@ -559,6 +583,7 @@ export class Coordinator {
       workersWanted: this.config.pool.workers,
       workers: this.workers.all().map((w) => this.workerSummary(w)),
       jobs: [...this.jobs.values()].map((r) => r.summary()),
+      ...(this.backendView ? { backend: this.backendView() } : {}),
     };
   }
 

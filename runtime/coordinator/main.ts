@@ -1,7 +1,8 @@
 /**
  * `node coordinator/main.js --pool NAME [--host H] [--port P]`: the long-running
  * coordinator of one pool, started detached by `skybatch pool apply`. Reads the applied
- * config from the pool folder, serves workers and clients, and starts local workers.
+ * config from the pool folder, serves workers and clients, and starts the pool's workers
+ * through its backend (local processes, or ssh sessions to other machines).
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -10,8 +11,9 @@ import { parseArgs } from 'node:util';
 import { buildId } from '../build-id.js';
 import type { PoolConfig } from '../pool-config.js';
 import { CoordinatorInfo, isCoordinatorOf, poolDir, writePrivate } from '../pool-store.js';
+import { coordinatorTls, listenAddress, makeBackend } from '../backends/make-backend.js';
+import { PoolSizer } from '../backends/pool-sizer.js';
 import { Coordinator } from './coordinator.js';
-import { LocalBackend } from './local-backend.js';
 import { CoordinatorServer } from './server.js';
 
 const { values } = parseArgs({ options: { pool: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' } } });
@@ -41,7 +43,32 @@ try {
 
 let server: CoordinatorServer;
 const coordinator = new Coordinator(pool, config, () => server.url(), process.pid, log);
-const backend = new LocalBackend(pool, () => server.url(), token, log, config.coordinator?.tls?.cert, () => coordinator.config);
+// Off loopback (other machines' workers dial in), it serves wss:// with the pool's certificate.
+let listening: Awaited<ReturnType<typeof listenAddress>>;
+let tlsFiles: ReturnType<typeof coordinatorTls>;
+try {
+  listening = await listenAddress(config, values.host);
+  tlsFiles = coordinatorTls(config, listening, dir, pool);
+} catch (err) {
+  log(`cannot start: ${(err as Error).message}`);
+  process.exit(1);
+}
+const scheme = tlsFiles ? 'wss' : 'ws';
+const backend = makeBackend({
+  pool,
+  poolDir: dir,
+  config: () => coordinator.config,
+  token,
+  log,
+  localUrl: () => server.url(),
+  hostUrl: (h) => {
+    const a = listening.dial(h);
+    return `${scheme}://${a.includes(':') ? `[${a}]` : a}:${new URL(server.url()).port}`;
+  },
+  tls: tlsFiles,
+});
+coordinator.backendView = () => ({ kind: backend.kind, workers: backend.workers() });
+const sizer = new PoolSizer(backend, coordinator, log);
 let stopping = false;
 
 /** `poolDown`: from `skybatch pool down`, whose running jobs end CANCELLED; a signal leaves them to resume on the next start. */
@@ -51,22 +78,23 @@ async function shutdown(poolDown = false): Promise<void> {
   log(poolDown ? 'shutting down (pool down)' : 'shutting down');
   if (poolDown) await coordinator.cancelForPoolDown();
   coordinator.close();
-  await backend.stopAll();
+  sizer.close();
+  await backend.teardown();
   await server.close();
   fs.rmSync(path.join(dir, 'coordinator.json'), { force: true });
   process.exit(0);
 }
 
-const tlsFiles = config.coordinator?.tls;
 const options = {
-  host: values.host ?? config.coordinator?.host ?? '127.0.0.1',
+  host: listening.bind,
   tls: tlsFiles ? { cert: fs.readFileSync(tlsFiles.cert), key: fs.readFileSync(tlsFiles.key) } : undefined,
   token,
   log,
+  admitWorker: (hello: { name: string; launch?: string }) => backend.admit?.(hello.name, hello.launch),
   onScale: (n: number) => {
     // `pool apply` on a running pool wrote the new config first; a changed setup runs again on every worker
     coordinator.reconfigure({ ...readConfig(), pool: { ...readConfig().pool, workers: n } });
-    backend.scale(n);
+    sizer.resize(n);
   },
   onShutdown: () => void shutdown(true),
 };
@@ -80,8 +108,8 @@ try {
 }
 const info: CoordinatorInfo = { pool, url, pid: process.pid, startedAt: new Date().toISOString(), build: buildId(), ca: tlsFiles?.cert };
 writePrivate(path.join(dir, 'coordinator.json'), JSON.stringify(info, null, 1));
-log(`coordinator of pool ${pool} listening on ${url}`);
-backend.scale(config.pool.workers);
+log(`coordinator of pool ${pool} listening on ${url}${tlsFiles && !config.coordinator?.tls ? ` (the pool's own certificate: ${tlsFiles.cert})` : ''}`);
+sizer.resize(config.pool.workers);
 
 process.on('SIGTERM', () => void shutdown());
 process.on('SIGINT', () => void shutdown());

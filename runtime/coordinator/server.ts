@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
 import { MAX_FRAME_BYTES, checkFrame, clientMessage, hello as helloMessage, workerMessage } from '../protocol-guards.js';
-import { ClientReplies, ClientRequest, CoordinatorToClient, CoordinatorToWorker, JobEvent, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
+import { ClientReplies, ClientRequest, CoordinatorToClient, CoordinatorToWorker, FENCED_CLOSE_CODE, JobEvent, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
 import type { Coordinator } from './coordinator.js';
 import { bundleFile } from './job-store.js';
 import * as fs from 'node:fs';
@@ -28,6 +28,8 @@ export interface ServerOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** Asked by a client's `scale` request; the local backend resizes. */
   onScale?: (workers: number) => void;
+  /** Whether to take a worker's hello: a reason to refuse it (a stale launch of its backend), or undefined. */
+  admitWorker?: (hello: Extract<WorkerMessage, { type: 'hello' }>) => string | undefined;
   onShutdown?: () => void;
 }
 
@@ -127,8 +129,11 @@ export class CoordinatorServer {
       ws.close(1008, closeReason(checked.error));
       return;
     }
-    if (checked.msg.role === 'worker') this.serveWorker(ws, checked.msg);
-    else this.serveClient(ws);
+    if (checked.msg.role === 'worker') {
+      const refusal = this.opts.admitWorker?.(checked.msg);
+      if (refusal === undefined) this.serveWorker(ws, checked.msg);
+      else this.fence(ws, checked.msg, refusal);
+    } else this.serveClient(ws);
   }
 
   private serveWorker(ws: WebSocket, hello: Extract<WorkerMessage, { type: 'hello' }>): void {
@@ -153,6 +158,14 @@ export class CoordinatorServer {
         this.coordinator.removeWorker(id, code === 1006 ? 'connection dropped or heartbeat missed' : `connection closed (${code})`);
       }),
     );
+  }
+
+  /** Refuses a worker its backend no longer runs; the close code tells it not to come back. */
+  private fence(ws: WebSocket, hello: Extract<WorkerMessage, { type: 'hello' }>, why: string): void {
+    const err = new SkybatchError('SKYBATCH_E_FENCED', `refused worker ${hello.name} (${hello.host}, pid ${hello.pid}): ${why}`, { context: { worker: hello.name } });
+    this.opts.log(err.message);
+    send(ws, { type: 'error', error: replyError(err) });
+    ws.close(FENCED_CLOSE_CODE, closeReason(err));
   }
 
   private serveClient(ws: WebSocket): void {

@@ -23,6 +23,8 @@ export interface WorkerEntry {
   setupKey?: string;
   /** Why its setup failed. */
   error?: string;
+  /** The pool is shrinking it away: it finishes what it holds and gets nothing new. */
+  draining?: boolean;
 }
 
 /** The workers connected to a coordinator, by connection id and by name. */
@@ -56,7 +58,7 @@ export class WorkerTable {
 
   /** Workers that finished setup and take batches. */
   ready(): WorkerEntry[] {
-    return this.all().filter((w) => w.state === 'idle' || w.state === 'busy');
+    return this.all().filter((w) => (w.state === 'idle' || w.state === 'busy') && !w.draining);
   }
 
   summary(w: WorkerEntry, run: JobRun | undefined): WorkerSummary {

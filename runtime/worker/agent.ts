@@ -11,7 +11,7 @@ import { forEachLine } from '../lines.js';
 import { DEFAULT_SETUP_TIMEOUT_S } from '../pool-config.js';
 import { assertBundleHash } from '../pool-store.js';
 import { checkFrame, coordinatorToWorker, mapperToAgent } from '../protocol-guards.js';
-import { CoordinatorToWorker, JobSpec, PROTOCOL_VERSION, WorkerMessage, WorkerResources } from '../protocol.js';
+import { CoordinatorToWorker, FENCED_CLOSE_CODE, JobSpec, PROTOCOL_VERSION, WorkerMessage, WorkerResources } from '../protocol.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
 import { canWatchMemory, capMemory, killTree } from './memory-watch.js';
 import { SetupProcess } from './setup-process.js';
@@ -34,6 +34,8 @@ export interface AgentOptions {
   reconnectTimeoutMs?: number;
   /** This worker's share of its host, from its backend: GPUs, pinned CPUs, a mapper memory limit. */
   resources?: WorkerResources;
+  /** The id its backend gave this start of the worker; the coordinator refuses a stale one. */
+  launch?: string;
   log?: (line: string) => void;
 }
 
@@ -112,7 +114,7 @@ export class WorkerAgent {
     ws.on('open', () => {
       lastPing = Date.now();
       this.lastConnected = Date.now();
-      this.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, role: 'worker', name: this.opts.name, host: os.hostname(), pid: process.pid, ...(this.resources ? { resources: this.resources } : {}) });
+      this.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, role: 'worker', name: this.opts.name, host: os.hostname(), pid: process.pid, ...(this.resources ? { resources: this.resources } : {}), ...(this.opts.launch ? { launch: this.opts.launch } : {}) });
     });
     ws.on('unexpected-response', (_req, res) => {
       this.log(`the coordinator at ${this.opts.url} refused this worker (HTTP ${res.statusCode}): check the pool token`);
@@ -123,7 +125,12 @@ export class WorkerAgent {
       if (checked.ok) this.onMessage(checked.msg);
       else this.log(`ignored a frame: ${checked.error.message}`);
     });
-    ws.on('close', () => this.onDisconnect());
+    ws.on('close', (code, reason) => {
+      if (code !== FENCED_CLOSE_CODE) return this.onDisconnect();
+      // Its backend started a newer copy of this worker (this one outlived its session): make way.
+      this.log(`the coordinator refused this worker: ${reason.toString()}; exiting`);
+      this.shutdown(3);
+    });
     ws.on('error', (err) => this.log(`connection error: ${err.message}`));
   }
 

@@ -1,12 +1,14 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HostFacts, probeHost } from '../host-resources.js';
 import type { PoolConfig } from '../pool-config.js';
 import { isAlive, poolDir } from '../pool-store.js';
-import type { WorkerResources } from '../protocol.js';
+import type { BackendWorkerSummary, WorkerResources } from '../protocol.js';
 import { planLocalWorkers } from '../worker-placement.js';
+import { EngineRecord, WorkerBackend } from './backend.js';
 
 const WORKER_MAIN = fileURLToPath(new URL('../worker/main.js', import.meta.url));
 const EXIT_AUTH_REFUSED = 2;
@@ -22,6 +24,7 @@ interface Slot {
   stopping: boolean;
   timer?: NodeJS.Timeout;
   exited?: Promise<void>;
+  engine: EngineRecord;
 }
 
 /**
@@ -34,7 +37,9 @@ interface Slot {
  * the host from `resources` (GPUs, CPUs pinned with taskset, a memory limit); a slot keeps
  * its share across restarts.
  */
-export class LocalBackend {
+export class LocalBackend implements WorkerBackend {
+  readonly kind = 'local';
+  readonly remote = false;
   private readonly slots = new Map<number, Slot>();
   private host?: { key: string; facts: HostFacts };
 
@@ -51,21 +56,30 @@ export class LocalBackend {
     return path.join(poolDir(this.pool), 'workers', String(index));
   }
 
-  scale(workers: number): void {
-    for (let i = 0; i < workers; i++) {
+  /** Takes the lowest free slots, so a pool restarted at its old size adopts the workers its last coordinator left. */
+  startWorkers(count: number): string[] {
+    const names: string[] = [];
+    for (let i = 0; names.length < count; i++) {
       if (this.slots.has(i)) continue;
-      const slot: Slot = { index: i, restarts: 0, stopping: false, startedAt: Date.now() };
+      const slot: Slot = { index: i, restarts: 0, stopping: false, startedAt: Date.now(), engine: new EngineRecord() };
       this.slots.set(i, slot);
       const orphan = this.orphanPid(i);
       if (orphan) this.adopt(slot, orphan);
       else this.start(slot);
+      names.push(slotName(i));
     }
-    for (const [i, slot] of this.slots) {
-      if (i >= workers) {
-        this.slots.delete(i);
-        this.stopSlot(slot);
-      }
-    }
+    return names;
+  }
+
+  async stopWorker(name: string): Promise<void> {
+    const slot = [...this.slots.values()].find((s) => slotName(s.index) === name);
+    if (!slot) return;
+    await this.stopSlots([slot], 3000);
+    this.slots.delete(slot.index);
+  }
+
+  workers(): BackendWorkerSummary[] {
+    return [...this.slots.values()].sort((a, b) => a.index - b.index).map((s) => s.engine.summary(slotName(s.index), os.hostname()));
   }
 
   /** The pid of a live worker of this slot left by an earlier coordinator, if any. */
@@ -94,7 +108,7 @@ export class LocalBackend {
     fs.mkdirSync(dir, { recursive: true });
     const out = fs.openSync(path.join(dir, 'worker.log'), 'a', 0o600);
     const share = this.share(slot.index);
-    const args = ['--enable-source-maps', WORKER_MAIN, '--coordinator', this.url(), '--name', `local-${slot.index}`, '--workdir', dir, '--resources', JSON.stringify(share.resources)];
+    const args = ['--enable-source-maps', WORKER_MAIN, '--coordinator', this.url(), '--name', slotName(slot.index), '--workdir', dir, '--resources', JSON.stringify(share.resources)];
     // taskset execs node in place: the pid (and so the pid file and adoption) stays the worker's.
     const [cmd, argv] = share.taskset ? [share.taskset, ['-c', share.resources.cpus!, process.execPath, ...args]] : [process.execPath, args];
     const proc = spawn(cmd, argv, {
@@ -105,12 +119,14 @@ export class LocalBackend {
     slot.pid = proc.pid;
     slot.startedAt = Date.now();
     fs.writeFileSync(path.join(dir, 'worker.pid'), String(proc.pid));
+    slot.engine.set('running');
     slot.exited = new Promise((resolve) => proc.on('exit', (code, signal) => (this.onExit(slot, signal ?? `code ${code}`, code, signal), resolve())));
   }
 
   private adopt(slot: Slot, pid: number): void {
     this.log(`adopting local worker ${slot.index} (pid ${pid}) left by the previous coordinator`);
     slot.pid = pid;
+    slot.engine.set('running');
     slot.exited = new Promise((resolve) => {
       const t = setInterval(() => {
         if (isAlive(pid)) return;
@@ -125,11 +141,16 @@ export class LocalBackend {
     slot.pid = undefined;
     if (slot.stopping || this.slots.get(slot.index) !== slot) return;
     this.log(`local worker ${slot.index} exited (${how})`);
-    if (code === EXIT_AUTH_REFUSED) return;
+    if (code === EXIT_AUTH_REFUSED) {
+      slot.engine.set('gone', `exited (${how}): the coordinator refused its token`);
+      return;
+    }
     // Backoff is for a worker that keeps failing at start; one killed from outside
     // (a preemption, the OOM killer, a test) comes back at once.
     if (signal || Date.now() - slot.startedAt > HEALTHY_RUN_MS) slot.restarts = 0;
     const delay = Math.min(30_000, 250 * 2 ** Math.min(slot.restarts++, 7));
+    slot.engine.failures = slot.restarts;
+    slot.engine.set('pending', `exited (${how}); restarting in ${(delay / 1000).toFixed(1)} s`);
     slot.timer = setTimeout(() => this.start(slot), delay);
   }
 
@@ -140,13 +161,18 @@ export class LocalBackend {
   }
 
   /** Stops every worker: SIGTERM, then SIGKILL for any still alive after `graceMs`. */
-  async stopAll(graceMs = 3000): Promise<void> {
+  async teardown(graceMs = 3000): Promise<void> {
     const slots = [...this.slots.values()];
     this.slots.clear();
+    await this.stopSlots(slots, graceMs);
+  }
+
+  private async stopSlots(slots: Slot[], graceMs: number): Promise<void> {
     await Promise.all(
       slots.map(async (s) => {
         const pid = s.pid;
         this.stopSlot(s);
+        s.engine.set('gone', 'stopped');
         if (!pid) return;
         const t = setTimeout(() => isAlive(pid) && process.kill(pid, 'SIGKILL'), graceMs);
         await s.exited;
@@ -155,3 +181,5 @@ export class LocalBackend {
     );
   }
 }
+
+const slotName = (index: number) => `local-${index}`;

@@ -1,0 +1,282 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { S3Storage } from '../../formats/storage/s3.js';
+import { CoordinatorClient } from '../../runtime/client/connection.js';
+import type { PoolSummary } from '../../runtime/protocol.js';
+import { ROOT, Sandbox, jsonl, mapperScript, readJsonl, waitFor } from '../harness.js';
+import { s3TestServer, uniqueName } from '../storage/conformance.js';
+import { forwardTcp } from './tcp-forward.js';
+
+const NETNS = path.join(ROOT, 'test', 'scaleout', 'netns-hosts.sh');
+
+/** Why this machine cannot make network namespaces (not root, no iproute2), or undefined when it can. */
+function netnsImpossible(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root to create network namespaces';
+  const probe = `skyprobe${process.pid}`;
+  const r = spawnSync('ip', ['netns', 'add', probe], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) return `ip netns add failed: ${r.error?.message ?? r.stderr.trim()}`;
+  spawnSync('ip', ['netns', 'del', probe]);
+  return undefined;
+}
+const skip = netnsImpossible();
+if (skip) process.stderr.write(`ssh pool tests skipped: ${skip}\n`);
+
+interface Net {
+  dir: string;
+  hostIp: string;
+  ip: Record<string, string>;
+  ns: Record<string, string>;
+  veth: Record<string, string>;
+}
+
+function readNet(dir: string): Net {
+  const env = Object.fromEntries(
+    fs
+      .readFileSync(path.join(dir, 'net.env'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split('=') as [string, string]),
+  );
+  const pick = (prefix: string) => Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
+  return { dir, hostIp: env.HOST_IP, ip: pick('IP_'), ns: pick('NS_'), veth: pick('VETH_') };
+}
+
+/** Processes in a host's namespace that belong to skybatch (its runtime folder is .skybatch-host). */
+function skybatchProcs(ns: string): { pid: number; argv: string[] }[] {
+  const r = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' });
+  const out: { pid: number; argv: string[] }[] = [];
+  for (const p of r.stdout.split('\n').filter(Boolean)) {
+    try {
+      const argv = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      const stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+      if (argv.some((a) => a.includes('/.skybatch-host/')) && stat[stat.lastIndexOf(')') + 2] !== 'Z') out.push({ pid: Number(p), argv });
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+/** ssh clients on this machine that talk to the test's hosts (their identity file is in the test's folder). */
+function sshClients(net: Net): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      if (path.basename(argv[0]) === 'ssh' && argv.some((a) => a.startsWith(net.dir))) out.push(Number(d));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+describe('a pool on two ssh hosts (network namespaces with their own sshd)', { skip }, () => {
+  const sb = new Sandbox('ssh');
+  let net: Net;
+  let netDir: string | undefined;
+  let s3: Awaited<ReturnType<typeof forwardTcp>>;
+  let bucket: string;
+  let s3env: Record<string, string>;
+  const shared = path.join(sb.dir, 'shared');
+
+  const poolYaml = (o: { workers: number; sharedFs?: string; hosts: Record<string, string>; resources?: string }) => `pool:
+  workers: ${o.workers}
+  backend: ssh
+${o.sharedFs ? `  shared_fs: ${o.sharedFs}\n` : ''}hosts:
+${Object.entries(o.hosts)
+  .map(([h, extra]) => `  - name: ${h}\n    address: ${net.ip[h]}\n    user: root\n    identity_file: ${net.dir}/id_ed25519\n${extra}`)
+  .join('')}ssh:
+  known_hosts: ${net.dir}/known_hosts
+  options:
+    ServerAliveInterval: 1
+    ServerAliveCountMax: 3
+    ConnectTimeout: 3
+${o.resources ?? ''}setup: echo "Setup complete!"
+`;
+
+  const status = async (pool: string): Promise<PoolSummary> => {
+    const c = sb.coordinator(pool) as { url: string; token: string; ca?: string };
+    const client = await CoordinatorClient.connect(c.url, c.token, c.ca);
+    try {
+      return await client.request({ type: 'status' });
+    } finally {
+      client.close();
+    }
+  };
+  const readS3 = async (uri: string) => {
+    const rgw = s3TestServer();
+    return new S3Storage({ endpoint: rgw.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey } }).get(uri);
+  };
+  const ready = (s: PoolSummary) => s.workers.filter((w) => w.state === 'idle' || w.state === 'busy');
+
+  before(async () => {
+    netDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sky-netns-'));
+    // The hosts see neither the repo nor the coordinator's state: only what the backend ships.
+    execFileSync('bash', [NETNS, 'up', netDir], { env: { ...process.env, SKY_NETNS_HIDE: `${ROOT} ${sb.home}` }, stdio: ['ignore', 'ignore', 'inherit'] });
+    net = readNet(netDir);
+    const rgw = s3TestServer();
+    const u = new URL(rgw.endpoint);
+    s3 = await forwardTcp(net.hostIp, { host: u.hostname, port: Number(u.port) });
+    s3env = { AWS_ENDPOINT_URL_S3: s3.url, AWS_ACCESS_KEY_ID: rgw.accessKeyId, AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey, AWS_REGION: 'us-east-1' };
+    bucket = uniqueName('skybatch-ssh');
+    const storage = new S3Storage({ endpoint: rgw.endpoint, credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey }, region: 'us-east-1', forcePathStyle: true });
+    await storage.client.send(new CreateBucketCommand({ Bucket: bucket }));
+    await storage.put(`s3://${bucket}/quick/data.jsonl`, fs.readFileSync(path.join(ROOT, 'samples/quickstart/data.jsonl')));
+    await storage.put(`s3://${bucket}/cut/in.jsonl`, jsonl(Array.from({ length: 24 }, (_, i) => ({ text: `item-${i}` }))));
+    await storage.put(`s3://${bucket}/gpu/in.jsonl`, jsonl([{ text: 'a' }, { text: 'b' }, { text: 'c' }, { text: 'd' }]));
+    fs.mkdirSync(shared, { recursive: true });
+  });
+
+  after(async () => {
+    if (net) for (const v of Object.values(net.veth)) spawnSync('ip', ['link', 'set', v, 'up']);
+    await sb.cleanup(); // stops the coordinators, and so their ssh sessions, first
+    await s3?.close();
+    if (netDir) {
+      execFileSync('bash', [NETNS, 'down', netDir], { stdio: 'ignore' });
+      fs.rmSync(netDir, { recursive: true, force: true });
+    }
+  });
+
+  test('2 hosts x 2 workers run the quickstart on S3 exactly, each worker from the runtime shipped to its host', async () => {
+    await sb.applyPool('wide', poolYaml({ workers: 4, sharedFs: shared, hosts: { h1: '    cpus: 2\n', h2: '    cpus: 2\n' }, resources: 'resources:\n  cpus: 1\n' }));
+    const s = await status('wide');
+    assert.deepEqual(ready(s).map((w) => `${w.name}@${w.host}`).sort(), ['h1-0@h1', 'h1-1@h1', 'h2-0@h2', 'h2-1@h2']);
+    assert.deepEqual(s.backend?.workers.map((w) => w.state), ['running', 'running', 'running', 'running']);
+    assert.match(s.url, new RegExp(`^wss://${net.hostIp.replace(/\./g, '\\.')}:\\d+$`), 'off loopback the coordinator serves wss://');
+
+    const out = `s3://${bucket}/quick/output.jsonl`;
+    const r = await sb.run(path.join(ROOT, 'samples/quickstart/double_text.ts'), { ...s3env, POOL: 'wide', INPUT: `s3://${bucket}/quick/data.jsonl`, OUTPUT: out });
+    assert.equal(r.code, 0, r.stderr);
+    const text = (await readS3(out)).toString();
+    assert.deepEqual(text.trim().split('\n').map((l) => JSON.parse(l)), [{ output: 'hellohello' }, { output: 'worldworld' }, { output: 'skysky' }, { output: 'batchbatch' }]);
+
+    // Each host runs its workers from ~/.skybatch-host/runtime/HASH, in their own folders; the repo is not even visible there.
+    for (const h of ['h1', 'h2']) {
+      const procs = skybatchProcs(net.ns[h]).filter((p) => p.argv.some((a) => a.endsWith('/out/runtime/worker/main.js')));
+      assert.equal(procs.length, 2, `two workers on ${h}: ${JSON.stringify(procs)}`);
+      for (const p of procs) {
+        const main = p.argv.find((a) => a.endsWith('/out/runtime/worker/main.js'))!;
+        assert.match(main, /^\/root\/\.skybatch-host\/runtime\/[0-9a-f]{64}\/out\/runtime\/worker\/main\.js$/);
+        assert.match(fs.readlinkSync(`/proc/${p.pid}/cwd`), new RegExp(`^/root/\\.skybatch-host/pools/wide/${h}-[01]$`));
+        assert.deepEqual(fs.readdirSync(`/proc/${p.pid}/root${ROOT}`), [], `the repo is hidden from ${h}`);
+      }
+    }
+  });
+
+  test('under pool.shared_fs a local path works; outside it the job is refused at submission', async () => {
+    fs.writeFileSync(path.join(shared, 'in.jsonl'), jsonl([{ text: 'x' }, { text: 'y' }, { text: 'z' }]));
+    const body = 'await sky.saveResults(batch.map((x) => ({ out: x.text + "!" })));';
+    const ok = sb.file('shared.ts', mapperScript({ input: path.join(shared, 'in.jsonl'), output: path.join(shared, 'out.jsonl'), pool: 'wide', body }));
+    const r = await sb.run(ok);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readJsonl(path.join(shared, 'out.jsonl')), [{ out: 'x!' }, { out: 'y!' }, { out: 'z!' }]);
+
+    const outside = path.join(path.dirname(sb.home), 'elsewhere', 'out.jsonl');
+    const bad = sb.file('outside.ts', mapperScript({ input: path.join(shared, 'in.jsonl'), output: outside, pool: 'wide', body }));
+    const refused = await sb.run(bad);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /SKYBATCH_E_PATH_NOT_SHARED/);
+    assert.ok(refused.stderr.includes(`its output ${outside} is a path on this machine outside pool.shared_fs`), refused.stderr);
+    assert.ok(!fs.existsSync(outside));
+  });
+
+  test('a host cut off mid-job: its batches finish on the other host, the output is exact, and the host rejoins when its link is back', async () => {
+    // h1's mappers are slow, so the batches it holds when cut are still running there.
+    const script = sb.file(
+      'cut.ts',
+      mapperScript({
+        input: `s3://${bucket}/cut/in.jsonl`,
+        output: `s3://${bucket}/cut/out.jsonl`,
+        pool: 'wide',
+        batchSize: 1,
+        prelude: "import * as os from 'node:os';",
+        body: 'await new Promise((r) => setTimeout(r, os.hostname() === "h1" ? 8000 : 250)); await sky.saveResults(batch.map((x) => ({ text: x.text, worker: process.env.SKYBATCH_WORKER })));',
+      }),
+    );
+    const run = sb.run(script, s3env);
+    const held = await waitFor(
+      'both h1 workers to hold batches',
+      async () => {
+        const h1 = (await status('wide')).workers.filter((w) => w.host === 'h1');
+        return h1.length === 2 && h1.every((w) => w.batches.length > 0) ? h1.flatMap((w) => w.batches) : undefined;
+      },
+      30_000,
+    );
+    execFileSync('ip', ['link', 'set', net.veth.h1, 'down']);
+    const r = await run;
+    assert.equal(r.code, 0, r.stderr);
+    const got = (await readS3(`s3://${bucket}/cut/out.jsonl`))
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { text: string; worker: string });
+    assert.deepEqual(got.map((g) => g.text), Array.from({ length: 24 }, (_, i) => `item-${i}`));
+    assert.ok(held.length >= 2);
+    for (const [start] of held) assert.match(got[start].worker, /^h2-/, `item ${start}, held by h1 when it was cut, finished on h2`);
+
+    // While cut off, the backend says why h1's workers are not running, and keeps retrying.
+    const cut = await waitFor('the backend to report h1 unreachable', async () => {
+      const b = (await status('wide')).backend!.workers.filter((w) => w.host === 'h1');
+      return b.every((w) => w.state === 'pending' && /ssh to h1 failed or was cut/.test(w.reason ?? '')) ? b : undefined;
+    }, 30_000);
+    assert.ok(cut.every((w) => w.failures >= 1));
+
+    execFileSync('ip', ['link', 'set', net.veth.h1, 'up']);
+    await waitFor('h1 to rejoin with both workers', async () => (ready(await status('wide')).filter((w) => w.host === 'h1').length === 2 ? true : undefined), 60_000);
+    // The launches from before the cut ended (sshd saw their session die, or the coordinator fenced them): two workers on h1, not four.
+    await waitFor('only the two new workers to run on h1', () => (skybatchProcs(net.ns.h1).filter((p) => p.argv.some((a) => a.endsWith('/worker/main.js'))).length === 2 ? true : undefined), 30_000);
+  });
+
+  test('pool down leaves no skybatch process on any host and no ssh session here', async () => {
+    const d = await sb.cli(['pool', 'down', 'wide', '-y']);
+    assert.equal(d.code, 0, d.stderr);
+    await waitFor('every skybatch process on the hosts to exit', () => (Object.values(net.ns).every((ns) => skybatchProcs(ns).length === 0) ? true : undefined), 15_000);
+    assert.deepEqual(sshClients(net), []);
+  });
+
+  test('workers land only on hosts with the GPU type they ask for, each with its own CUDA_VISIBLE_DEVICES; without shared_fs a local path is refused', async () => {
+    // h2 lists a T4 first, so its L4 is CUDA device 1 there.
+    await sb.applyPool('gpus', poolYaml({ workers: 2, hosts: { h1: '    accelerators: L4:1\n', h2: '    accelerators: { T4: 1, L4: 1 }\n' }, resources: 'resources:\n  accelerators: L4:1\n' }));
+    const s = await status('gpus');
+    assert.deepEqual(
+      ready(s).map((w) => [w.name, w.resources?.gpus]).sort(),
+      [
+        ['h1-0', [{ index: 0, name: 'L4' }]],
+        ['h2-0', [{ index: 1, name: 'L4' }]],
+      ],
+    );
+    const body = 'await new Promise((r) => setTimeout(r, 300)); await sky.saveResults(batch.map(() => ({ worker: process.env.SKYBATCH_WORKER, cuda: process.env.CUDA_VISIBLE_DEVICES })));';
+    const script = sb.file('gpu.ts', mapperScript({ input: `s3://${bucket}/gpu/in.jsonl`, output: `s3://${bucket}/gpu/out.jsonl`, pool: 'gpus', batchSize: 1, body }));
+    const r = await sb.run(script, { ...s3env, CUDA_VISIBLE_DEVICES: '7' });
+    assert.equal(r.code, 0, r.stderr);
+    const got = (await readS3(`s3://${bucket}/gpu/out.jsonl`))
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { worker: string; cuda: string });
+    assert.equal(got.length, 4);
+    for (const g of got) assert.equal(g.cuda, g.worker === 'h1-0' ? '0' : '1', JSON.stringify(g));
+
+    const local = sb.file('local.ts', mapperScript({ input: path.join(shared, 'in.jsonl'), output: `s3://${bucket}/gpu/never.jsonl`, pool: 'gpus', body: 'await sky.saveResults(batch);' }));
+    const refused = await sb.run(local, s3env);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /SKYBATCH_E_PATH_NOT_SHARED/);
+    assert.ok(refused.stderr.includes(`its input ${path.join(shared, 'in.jsonl')} is a path on this machine, and pool 'gpus' runs its workers on other machines (ssh: h1, h2)`), refused.stderr);
+    assert.match(refused.stderr, /pool\.shared_fs/);
+  });
+
+  test('a coordinator killed with SIGKILL leaves no worker behind on the hosts', async () => {
+    const { pid } = sb.coordinator('gpus');
+    assert.ok(Object.values(net.ns).every((ns) => skybatchProcs(ns).length > 0), 'workers run on both hosts');
+    process.kill(pid, 'SIGKILL');
+    await waitFor('every skybatch process on the hosts to exit', () => (Object.values(net.ns).every((ns) => skybatchProcs(ns).length === 0) ? true : undefined), 20_000);
+    await waitFor('the ssh sessions here to end', () => (sshClients(net).length === 0 ? true : undefined), 10_000);
+  });
+});
