@@ -107,7 +107,7 @@ const schema = z
     const problem = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
     if (c.pool.backend === 'ssh') {
       if (!c.hosts) problem(['pool', 'backend'], 'backend ssh needs a hosts: list (address, and user, port, identity_file, cpus, memory, accelerators as needed)');
-      if (c.host) problem(['host'], 'host: describes this machine for the local backend; an ssh pool describes each machine under hosts:');
+      if (c.host) problem(['host'], 'describes this machine, for the local backend; an ssh pool describes each of its machines under hosts:');
       const seen = new Map<string, number>();
       c.hosts?.forEach((h, i) => {
         const name = h.name ?? h.address;
