@@ -73,11 +73,15 @@ export function packageMissing(specifier: string, d: Pick<HookData, 'entryUrl' |
   const parts = specifier.split('/');
   const name = specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
   const project = path.dirname(entry);
-  const where = fs.existsSync(project) ? `in ${project} or the folders above it` : `because the script's folder ${project} does not exist on this machine`;
-  const err = new Error(
-    `package '${name}', imported by the job's script ${entry}, cannot be found on ${d.who}: not installed ${where}, nor in the worker's folder ${path.dirname(fileURLToPath(d.cwdUrl))}. ` +
-      `Install it in the script's project (npm install ${name}), or, for workers on another machine, install the project's packages there in the pool's setup.`,
-  ) as Error & { code: string };
+  const here = fs.existsSync(project);
+  const where = here ? `in ${project} or the folders above it` : `because the script's folder ${project} does not exist on this machine`;
+  // Shipping a project's packages to other machines (its node_modules packed once per lockfile hash) is the next step of issue 12.
+  const fix = here
+    ? `Install it in the script's project (npm install ${name}), or, for workers on another machine, install the project's packages there in the pool's setup.`
+    : `This worker runs on another machine than the script, and skybatch does not copy a project's packages to other machines yet: install them there in the pool's setup (packages in the worker's folder are found too, e.g. setup: npm install ${name}), or keep the project in a folder every host mounts (pool.shared_fs).`;
+  const err = new Error(`package '${name}', imported by the job's script ${entry}, cannot be found on ${d.who}: not installed ${where}, nor in the worker's folder ${path.dirname(fileURLToPath(d.cwdUrl))}. ${fix}`) as Error & {
+    code: string;
+  };
   err.code = 'SKYBATCH_E_PACKAGE_MISSING';
   return err;
 }

@@ -30,7 +30,7 @@ interface Entry {
 
 /**
  * Packs what a worker runs: skybatch's compiled engine (out/index.js, out/runtime,
- * out/formats), its package.json, and the installed production dependencies it resolves
+ * out/formats), its Python package, its package.json, and the installed production dependencies it resolves
  * (the same versions this machine runs, found as Node would find them, laid out so Node on
  * the host finds the same ones). The format is this file's own (one JSON header line, then
  * the bytes, per file; gzipped) so the host needs nothing but Node to unpack it: see
@@ -52,8 +52,20 @@ export function buildRuntimePack(): RuntimePack {
     const tmp = `${file}.${process.pid}.tmp`;
     fs.writeFileSync(tmp, gzipSync(raw, { level: 6 }));
     fs.renameSync(tmp, file);
+    forgetOldPacks(dir, file);
   }
   return { hash, file, bytes: fs.statSync(file).size, files: entries.length };
+}
+
+/** Keeps the newest few packs: each upgrade of skybatch makes one (a few MB). */
+function forgetOldPacks(dir: string, keep: string): void {
+  const packs = fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.pack.gz'))
+    .map((f) => path.join(dir, f))
+    .filter((f) => f !== keep)
+    .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+  for (const f of packs.slice(2)) fs.rmSync(f, { force: true });
 }
 
 function collect(): Entry[] {
@@ -64,6 +76,9 @@ function collect(): Entry[] {
   out.push({ from: path.join(PACKAGE_ROOT, 'package.json'), to: 'package.json', exec: false });
   out.push({ from: path.join(PACKAGE_ROOT, 'out', 'index.js'), to: 'out/index.js', exec: false });
   for (const d of ['runtime', 'formats']) addTree(path.join(PACKAGE_ROOT, 'out', d), `out/${d}`, (rel) => rel.endsWith('.js'));
+  // The `skybatch` Python package, for Python mappers (runtime/worker/python-bridge.ts finds it above itself).
+  const python = path.join(PACKAGE_ROOT, 'python');
+  if (fs.existsSync(python)) addTree(python, 'python', (rel) => !rel.split(path.sep).includes('__pycache__'));
 
   // Dependencies: packed path -> real folder. A dependency found in a node_modules above its
   // dependent goes to the pack's top node_modules unless another version holds that place;

@@ -147,8 +147,15 @@ describe('ssh commands', () => {
     for (const pair of ['-p 2222', '-l ubuntu', '-i /k/id', '-o UserKnownHostsFile=/k/known']) assert.ok(args.join(' ').includes(pair), pair);
   });
 
+  // `home` plays the host's home folder; the coordinator side (the pack's cache) gets its own SKYBATCH_HOME.
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'sky-launch-'));
-  after(() => fs.rmSync(home, { recursive: true, force: true }));
+  const skybatchHome = process.env.SKYBATCH_HOME;
+  process.env.SKYBATCH_HOME = path.join(home, 'coordinator-home');
+  after(() => {
+    if (skybatchHome === undefined) delete process.env.SKYBATCH_HOME;
+    else process.env.SKYBATCH_HOME = skybatchHome;
+    fs.rmSync(home, { recursive: true, force: true });
+  });
   const spec = { host: { address: 'h', dir: '~/sky' }, pool: "it's", name: 'h-0', url: 'wss://10.0.0.9:1234', launch: 'abc', resources: { gpus: [] } };
 
   test('a launch on a host without the runtime exits 75 (ship it) and never puts the token on the command line', () => {

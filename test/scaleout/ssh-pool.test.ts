@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { PNG } from 'pngjs';
 import { S3Storage } from '../../formats/storage/s3.js';
 import { CoordinatorClient } from '../../runtime/client/connection.js';
 import type { PoolSummary } from '../../runtime/protocol.js';
@@ -85,6 +86,8 @@ describe('a pool on two ssh hosts (network namespaces with their own sshd)', { s
   let bucket: string;
   let s3env: Record<string, string>;
   const shared = path.join(sb.dir, 'shared');
+  /** A project with its own packages, only on this machine: its parent folder is hidden from the hosts. */
+  const project = path.join(path.dirname(sb.home), 'client', 'project');
 
   const poolYaml = (o: { workers: number; sharedFs?: string; hosts: Record<string, string>; resources?: string }) => `pool:
   workers: ${o.workers}
@@ -110,16 +113,21 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
       client.close();
     }
   };
-  const readS3 = async (uri: string) => {
+  const s3Storage = () => {
     const rgw = s3TestServer();
-    return new S3Storage({ endpoint: rgw.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey } }).get(uri);
+    return new S3Storage({ endpoint: rgw.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey } });
   };
+  const readS3 = (uri: string) => s3Storage().get(uri);
   const ready = (s: PoolSummary) => s.workers.filter((w) => w.state === 'idle' || w.state === 'busy');
 
   before(async () => {
+    fs.mkdirSync(path.join(project, 'node_modules', 'tinypkg'), { recursive: true });
+    fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'client-project', private: true, type: 'module' }));
+    fs.writeFileSync(path.join(project, 'node_modules', 'tinypkg', 'package.json'), JSON.stringify({ name: 'tinypkg', version: '1.0.0', main: 'index.js' }));
+    fs.writeFileSync(path.join(project, 'node_modules', 'tinypkg', 'index.js'), 'module.exports = (s) => s.toUpperCase();\n');
     netDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sky-netns-'));
-    // The hosts see neither the repo nor the coordinator's state: only what the backend ships.
-    execFileSync('bash', [NETNS, 'up', netDir], { env: { ...process.env, SKY_NETNS_HIDE: `${ROOT} ${sb.home}` }, stdio: ['ignore', 'ignore', 'inherit'] });
+    // The hosts see neither the repo, nor the coordinator's state, nor the client's project: only what the backend ships.
+    execFileSync('bash', [NETNS, 'up', netDir], { env: { ...process.env, SKY_NETNS_HIDE: `${ROOT} ${sb.home} ${path.dirname(project)}` }, stdio: ['ignore', 'ignore', 'inherit'] });
     net = readNet(netDir);
     const rgw = s3TestServer();
     const u = new URL(rgw.endpoint);
@@ -130,6 +138,7 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
     await storage.client.send(new CreateBucketCommand({ Bucket: bucket }));
     await storage.put(`s3://${bucket}/quick/data.jsonl`, fs.readFileSync(path.join(ROOT, 'samples/quickstart/data.jsonl')));
     await storage.put(`s3://${bucket}/cut/in.jsonl`, jsonl(Array.from({ length: 24 }, (_, i) => ({ text: `item-${i}` }))));
+    await storage.put(`s3://${bucket}/img-in/prompts.jsonl`, fs.readFileSync(path.join(ROOT, 'samples/images/prompts.jsonl')));
     await storage.put(`s3://${bucket}/gpu/in.jsonl`, jsonl([{ text: 'a' }, { text: 'b' }, { text: 'c' }, { text: 'd' }]));
     fs.mkdirSync(shared, { recursive: true });
   });
@@ -168,6 +177,22 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
         assert.deepEqual(fs.readdirSync(`/proc/${p.pid}/root${ROOT}`), [], `the repo is hidden from ${h}`);
       }
     }
+  });
+
+  test('the image sample writes one real PNG per caption and its manifest to S3 from the remote workers', async () => {
+    const out = `s3://${bucket}/img`;
+    const r = await sb.run(path.join(ROOT, 'samples/images/generate_images.ts'), { ...s3env, POOL: 'wide', INPUT: `s3://${bucket}/img-in/prompts.jsonl`, OUTPUT_DIR: out, IMAGE_SIZE: '32' });
+    assert.equal(r.code, 0, r.stderr);
+    const prompts = readJsonl(path.join(ROOT, 'samples/images/prompts.jsonl')) as { prompt: string }[];
+    const storage = s3Storage();
+    const keys: string[] = [];
+    for await (const o of storage.list(`${out}/`)) keys.push(o.path.slice(out.length + 1));
+    const pngs = prompts.map((_, i) => `images/${String(i).padStart(8, '0')}.png`);
+    assert.deepEqual(keys.sort(), ['images/_manifest.jsonl', ...pngs, 'manifest.jsonl'].sort());
+    const png = PNG.sync.read(await storage.get(`${out}/${pngs[5]}`));
+    assert.deepEqual([png.width, png.height], [32, 32]);
+    const meta = (await storage.get(`${out}/manifest.jsonl`)).toString().trim().split('\n').map((l) => JSON.parse(l) as { prompt: string });
+    assert.deepEqual(meta.map((m) => m.prompt), prompts.map((p) => p.prompt));
   });
 
   test('under pool.shared_fs a local path works; outside it the job is refused at submission', async () => {
@@ -270,6 +295,25 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
     assert.match(refused.stderr, /SKYBATCH_E_PATH_NOT_SHARED/);
     assert.ok(refused.stderr.includes(`its input ${path.join(shared, 'in.jsonl')} is a path on this machine, and pool 'gpus' runs its workers on other machines (ssh: h1, h2)`), refused.stderr);
     assert.match(refused.stderr, /pool\.shared_fs/);
+  });
+
+  test("a job importing its project's packages says clearly that they are not on the hosts (shipping them is the next step)", async () => {
+    const script = path.join(project, 'job.ts');
+    fs.writeFileSync(
+      script,
+      mapperScript({
+        input: `s3://${bucket}/gpu/in.jsonl`,
+        output: `s3://${bucket}/gpu/pkg.jsonl`,
+        pool: 'gpus',
+        before: "const { default: shout } = await import('tinypkg');",
+        body: 'await sky.saveResults(batch.map((x) => ({ v: shout(String(x.text)) })));',
+      }),
+    );
+    const r = await sb.run(script, s3env);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /SKYBATCH_E_PACKAGE_MISSING/);
+    assert.match(r.stderr, /package 'tinypkg', imported by the job's script .*job\.ts, cannot be found on worker h[12]-0: not installed because the script's folder .* does not exist on this machine/);
+    assert.match(r.stderr, /skybatch does not copy a project's packages to other machines yet: install them there in the pool's setup/);
   });
 
   test('a coordinator killed with SIGKILL leaves no worker behind on the hosts', async () => {
