@@ -219,7 +219,7 @@ export class SshBackend implements WorkerBackend {
     else if (code === EXIT_SSH) why = `ssh to ${label} failed or was cut (${tail ?? 'exit 255'})`;
     else if (code === EXIT_NOT_FOUND) why = `${host.node ?? 'node'} was not found on ${label} (${tail ?? 'exit 127'}): install Node 20 or newer there, or set hosts[].node`;
     else if (signal) why = `its ssh session was killed by ${signal}`;
-    else why = `the worker exited with code ${code}${tail ? ` (${tail})` : ''}`;
+    else why = `its session on ${label} ended with code ${code}${tail ? ` (${tail})` : ''}`;
     this.retryLater(slot, why);
   }
 
