@@ -9,7 +9,8 @@ import { skybatchHome } from '../pool-store.js';
 const PACKAGE_ROOT = fs.realpathSync(fileURLToPath(new URL('../../../', import.meta.url)));
 /** Dependencies only a client needs (bundling, running TypeScript): big, and never used on a worker. */
 const CLIENT_ONLY = new Set(['esbuild', 'tsx']);
-const SKIP_FILE = /(\.d\.[cm]?ts|\.map|\.md|\.markdown)$/i;
+/** Never loaded by Node on a host: TypeScript sources and declarations, source maps, docs. */
+const SKIP_FILE = /\.([cm]?ts|map|md|markdown)$/i;
 
 /** The skybatch runtime a host needs to run workers: built once per content hash, cached under $SKYBATCH_HOME/runtime. */
 export interface RuntimePack {

@@ -14,6 +14,7 @@
 #
 # Usage:  netns-hosts.sh up DIR [h1 h2 ...]     (default h1 h2)
 #         netns-hosts.sh down DIR               (safe to run twice)
+#         netns-hosts.sh install DIR            (only the packages; DIR is not used)
 # Env:    SKY_NETNS_ID    [a-z0-9]{1,6}, default from DIR: names of the bridge/namespaces/veths
 #         SKY_NETNS_HIDE  space-separated absolute paths hosts must not see
 # Writes DIR/net.env (BRIDGE, HOST_IP, NS_hK, IP_hK, VETH_hK), DIR/id_ed25519 (client key),
@@ -53,21 +54,24 @@ down() {
   rm -f "$D/net.env"
 }
 
-if [ "$CMD" = down ]; then
-  down
-  exit 0
-fi
-[ "$CMD" = up ] || { echo "usage: netns-hosts.sh up|down DIR [hosts...]" >&2; exit 2; }
+install_packages() {
+  if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null || ! command -v ip >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends openssh-server openssh-client iproute2 >/dev/null 2>&1 ||
+      { apt-get update -qq && apt-get install -y -q --no-install-recommends openssh-server openssh-client iproute2 >/dev/null; }
+  fi
+}
+
+case $CMD in
+  down) down; exit 0 ;;
+  install) install_packages; exit 0 ;;
+  up) ;;
+  *) echo "usage: netns-hosts.sh up|down|install DIR [hosts...]" >&2; exit 2 ;;
+esac
 
 HOSTS=("$@")
 [ ${#HOSTS[@]} -gt 0 ] || HOSTS=(h1 h2)
-
-# --- packages, once per machine ------------------------------------------------------
-if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null || ! command -v ip >/dev/null; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q --no-install-recommends openssh-server openssh-client iproute2 >/dev/null 2>&1 ||
-    { apt-get update -qq && apt-get install -y -q --no-install-recommends openssh-server openssh-client iproute2 >/dev/null; }
-fi
+install_packages
 
 down   # a previous run of this DIR that was not taken down
 mkdir -p /run/sshd
