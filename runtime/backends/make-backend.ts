@@ -31,10 +31,11 @@ export async function listenAddress(config: PoolConfig, given?: string): Promise
     const bind = explicit ?? '127.0.0.1';
     return { bind, dial: () => '127.0.0.1', names: [bind, '127.0.0.1'] };
   }
-  const seen = new Map<SshHost, string>();
+  // by address: a `pool apply` on the running pool hands the backend new host objects
+  const seen = new Map<string, string>();
   for (const h of hosts) {
     try {
-      seen.set(h, await localAddressFor(h.address));
+      seen.set(h.address, await localAddressFor(h.address));
     } catch (err) {
       throw new SkybatchError(
         'SKYBATCH_E_POOL_CONFIG',
@@ -44,11 +45,11 @@ export async function listenAddress(config: PoolConfig, given?: string): Promise
     }
   }
   const addresses = [...new Set(seen.values())];
-  if (explicit) return { bind: explicit, dial: (h) => seen.get(h)!, names: [explicit, ...addresses, '127.0.0.1'] };
+  if (explicit) return { bind: explicit, dial: (h) => seen.get(h.address) ?? addresses[0], names: [explicit, ...addresses, '127.0.0.1'] };
   if (addresses.length > 1) {
     throw new SkybatchError(
       'SKYBATCH_E_POOL_CONFIG',
-      `the hosts reach this machine at different addresses (${hosts.map((h) => `${hostLabel(h)}: ${seen.get(h)}`).join(', ')}): set coordinator.host to the one to listen on, or 0.0.0.0 for all`,
+      `the hosts reach this machine at different addresses (${hosts.map((h) => `${hostLabel(h)}: ${seen.get(h.address)}`).join(', ')}): set coordinator.host to the one to listen on, or 0.0.0.0 for all`,
       { context: { field: 'coordinator.host' } },
     );
   }

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { planHostWorkers } from '../../runtime/backends/host-placement.js';
+import { listenAddress } from '../../runtime/backends/make-backend.js';
 import { buildRuntimePack, UNPACK_SCRIPT } from '../../runtime/backends/runtime-pack.js';
 import { assertWorkersCanReach } from '../../runtime/backends/shared-paths.js';
 import { EXIT_NO_RUNTIME, launchCommand, sshArgs } from '../../runtime/backends/ssh-command.js';
@@ -134,6 +135,28 @@ describe('which paths a remote pool refuses (pure logic)', () => {
     assert.equal(refusal(shared, '../../../mnt/shared/in.jsonl', 's3://b/o.jsonl'), undefined);
     const e = refusal(shared, '/mnt/shared2/in.jsonl', 's3://b/o.jsonl')!;
     assert.match(e.message, /outside pool\.shared_fs.*see only pool\.shared_fs \(\/mnt\/shared\)/);
+  });
+});
+
+describe('where the coordinator of an ssh pool listens', () => {
+  const pool = (extra = '') => parsePoolConfig(`pool:\n  workers: 2\n  backend: ssh\nhosts:\n  - address: 127.0.0.1\n  - address: 127.0.0.2\n${extra}`);
+
+  test('on the address of this machine its hosts reach (here loopback, so plain ws://)', async () => {
+    const l = await listenAddress(pool());
+    assert.equal(l.bind, '127.0.0.1');
+    assert.equal(l.dial({ address: '127.0.0.2' }), '127.0.0.1');
+  });
+
+  test('with coordinator.host 0.0.0.0, each host dials the address its route leaves from, and the certificate covers the wildcard too', async () => {
+    const l = await listenAddress(pool('coordinator:\n  host: 0.0.0.0\n'));
+    assert.equal(l.bind, '0.0.0.0');
+    assert.equal(l.dial({ address: '127.0.0.2' }), '127.0.0.1');
+    assert.deepEqual([...new Set(l.names)].sort(), ['0.0.0.0', '127.0.0.1']);
+  });
+
+  test('an explicit coordinator.host is used as is', async () => {
+    const l = await listenAddress(pool('coordinator:\n  host: 127.0.0.5\n'));
+    assert.deepEqual([l.bind, l.dial({ address: '127.0.0.2' })], ['127.0.0.5', '127.0.0.5']);
   });
 });
 
