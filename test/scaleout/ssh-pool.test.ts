@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -262,6 +262,26 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
     await waitFor('h1 to rejoin with both workers', async () => (ready(await status('wide')).filter((w) => w.host === 'h1').length === 2 ? true : undefined), 60_000);
     // The launches from before the cut ended (sshd saw their session die, or the coordinator fenced them): two workers on h1, not four.
     await waitFor('only the two new workers to run on h1', () => (skybatchProcs(net.ns.h1).filter((p) => p.argv.some((a) => a.endsWith('/worker/main.js'))).length === 2 ? true : undefined), 30_000);
+  });
+
+  test('a worker that says it is an earlier start of a slot is refused, exits, and leaves the slot to the running one', async () => {
+    const c = sb.coordinator('wide') as { url: string; token: string; ca: string; pid: number };
+    const before = ready(await status('wide')).map((w) => w.workerId).sort();
+    // its session is still open (stdin stays open): it leaves because it is refused, not because its lifeline ended
+    const proc = spawn(process.execPath, [path.join(ROOT, 'out/runtime/worker/main.js'), '--coordinator', c.url, '--name', 'h1-0', '--workdir', path.join(sb.dir, 'stale-h1-0'), '--launch', 'an-earlier-start', '--lifeline', 'stdin'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    proc.stdout.on('data', (d) => (out += d));
+    proc.stderr.on('data', (d) => (out += d));
+    proc.stdin.write(JSON.stringify({ token: c.token, ca: fs.readFileSync(c.ca, 'utf8') }) + '\n');
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
+    const code = await new Promise<number | null>((resolve) => proc.on('exit', resolve));
+    clearTimeout(timer);
+    assert.equal(code, 3, out);
+    assert.match(out, /the coordinator refused this worker: SKYBATCH_E_FENCED: refused worker h1-0 .*: a newer start of h1-0 runs/);
+    assert.match(fs.readFileSync(path.join(sb.home, 'pools', 'wide', 'coordinator.log'), 'utf8'), /refused worker h1-0 \([^)]*\): a newer start of h1-0 runs/);
+    assert.deepEqual(ready(await status('wide')).map((w) => w.workerId).sort(), before);
   });
 
   test('pool down leaves no skybatch process on any host and no ssh session here', async () => {
