@@ -1,0 +1,154 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { WireError } from '../../formats/errors.js';
+import { JobRun } from '../../runtime/coordinator/job-run.js';
+import { appendJournalRecord, Journal, readJournal } from '../../runtime/coordinator/job-store.js';
+import { jobDir } from '../../runtime/pool-store.js';
+import { spec } from './spec.js';
+
+const retryable: WireError = { code: 'SKYBATCH_E_MAPPER', message: 'boom', retryable: true } as WireError;
+let home: string;
+let saved: string | undefined;
+let nextId = 1;
+
+function newJob(): string {
+  const id = String(nextId++);
+  fs.mkdirSync(jobDir(id), { recursive: true });
+  return id;
+}
+
+function journalFile(id: string): string {
+  return path.join(jobDir(id), 'journal.jsonl');
+}
+
+describe('job journal', () => {
+  before(() => {
+    saved = process.env.SKYBATCH_HOME;
+    home = fs.mkdtempSync(path.join(os.tmpdir(), 'skybatch-unit-'));
+    process.env.SKYBATCH_HOME = home;
+  });
+  after(() => {
+    if (saved === undefined) delete process.env.SKYBATCH_HOME;
+    else process.env.SKYBATCH_HOME = saved;
+    fs.rmSync(home, { recursive: true, force: true });
+  });
+
+  it('replays commits, failures, splits, dead letters and status into a new JobRun', () => {
+    const id = newJob();
+    const s = spec({ jobId: id, total: 9, batchSize: 3, onItemError: 'skip', maxAttempts: 1 });
+    const j = new Journal(id);
+    const run = new JobRun(s, undefined, j);
+    run.setStatus('RUNNING');
+    const b0 = run.next(0)!;
+    const b1 = run.next(0)!;
+    run.lease(b0, 'w1');
+    run.lease(b1, 'w2');
+    run.commit(0, b0.current, 'w1', 3);
+    assert.equal(run.fail(1, b1.current, retryable), 'split');
+    run.split(1);
+    const single = run.next(0)!;
+    assert.equal(single.index, 3);
+    run.lease(single, 'w1');
+    assert.equal(run.fail(3, single.current, retryable), 'skip');
+    run.skip(3, { index: 3, error: retryable } as never);
+    j.close();
+
+    const state = readJournal(id);
+    assert.equal(state.status, 'RUNNING');
+    assert.equal(state.loads, 1);
+    assert.deepEqual([...state.committed], [[0, b0.current]]);
+    assert.deepEqual(state.winners, [{ start: 0, end: 2, attempt: b0.current }]);
+    assert.deepEqual(state.splits, [{ i: 1, base: 3 }]);
+    assert.deepEqual([...state.skipped], [3]);
+    assert.equal(state.deadLetters.length, 1);
+    assert.equal(state.itemsDone, 3);
+    assert.equal(state.retries, 2);
+
+    const again = new JobRun(s, state);
+    assert.equal(again.batches.length, 6);
+    assert.deepEqual(again.batches.map((b) => b.state), ['done', 'split', 'pending', 'skipped', 'pending', 'pending']);
+    assert.equal(again.batchesDone, 3);
+    assert.equal(again.itemsDone, 3);
+    assert.equal(again.itemsFailed, 1);
+    // What is left goes out: the split's remaining singles, then the untouched batch.
+    const left: number[] = [];
+    for (let b = again.next(0); b; b = again.next(0)) {
+      again.lease(b, 'w1');
+      left.push(b.index);
+    }
+    assert.deepEqual(left.sort((a, b) => a - b), [2, 4, 5]);
+  });
+
+  it('keeps the first commit of a batch, forgets a lost one, and voids publication on change', () => {
+    const id = newJob();
+    const lines = [
+      { e: 'commit', i: 0, s: 0, x: 9, a: 1, w: 'w1', n: 10 },
+      { e: 'commit', i: 0, s: 0, x: 9, a: 2, w: 'w2', n: 10 },
+      { e: 'commit', i: 1, s: 10, x: 19, a: 3, w: 'w1', n: 10 },
+      { e: 'published', at: 'T', outputs: [{ writer: 'jsonl', path: '/out' }] },
+    ];
+    fs.writeFileSync(journalFile(id), lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+    let state = readJournal(id);
+    assert.deepEqual([...state.committed], [[0, 1], [1, 3]]);
+    assert.equal(state.itemsDone, 20);
+    assert.deepEqual(state.published, { at: 'T', outputs: [{ writer: 'jsonl', path: '/out' }] });
+    assert.equal(state.attemptsUpTo, 3);
+
+    appendJournalRecord(id, { e: 'lost', i: 1, a: 3 });
+    state = readJournal(id);
+    assert.deepEqual([...state.committed], [[0, 1]]);
+    assert.equal(state.itemsDone, 10);
+    assert.equal(state.published, undefined, 'a lost batch voids the publication');
+  });
+
+  it('skips a torn last line, and the next writer starts on a line of its own', () => {
+    const id = newJob();
+    const good = JSON.stringify({ e: 'commit', i: 0, s: 0, x: 9, a: 1, w: 'w1', n: 10 });
+    fs.writeFileSync(journalFile(id), good + '\n' + '{"e":"commit","i":1,"s":10');
+    assert.deepEqual([...readJournal(id).committed], [[0, 1]]);
+
+    const j = new Journal(id);
+    j.append({ e: 'commit', i: 2, s: 20, x: 29, a: 5, w: 'w2', n: 10 });
+    j.close();
+    assert.deepEqual([...readJournal(id).committed], [[0, 1], [2, 5]]);
+    assert.match(fs.readFileSync(path.join(jobDir(id), 'job.log'), 'utf8'), /torn last line/);
+
+    appendJournalRecord(id, { e: 'status', status: 'RUNNING', at: 'T' });
+    fs.appendFileSync(journalFile(id), '{"e":"status"');
+    appendJournalRecord(id, { e: 'commit', i: 3, s: 30, x: 39, a: 6, w: 'w1', n: 10 });
+    assert.deepEqual([...readJournal(id).committed], [[0, 1], [2, 5], [3, 6]]);
+  });
+
+  it('reads a missing journal as a pending job', () => {
+    const state = readJournal(newJob());
+    assert.equal(state.status, 'PENDING');
+    assert.equal(state.loads, 0);
+    assert.equal(state.committed.size, 0);
+  });
+
+  it('never hands out an attempt number twice across loads, even with the status record lost', () => {
+    const id = newJob();
+    const s = spec({ jobId: id, total: 20 });
+    const seen = new Set<string>();
+    const attempts: number[] = [];
+    for (let load = 0; load < 3; load++) {
+      const j = new Journal(id);
+      const run = new JobRun(s, readJournal(id), j);
+      // The second load loses its status record (not written): the reservation covers it.
+      if (load !== 1) run.setStatus('RUNNING');
+      for (let b = run.next(0); b; b = run.next(0)) {
+        run.lease(b, 'w');
+        const key = `${b.index}:${b.current}`;
+        assert.ok(!seen.has(key), `batch ${b.index} attempt ${b.current} handed out again on load ${load}`);
+        seen.add(key);
+        attempts.push(b.current);
+      }
+      j.close();
+    }
+    const state = readJournal(id);
+    assert.ok(state.attemptsUpTo >= Math.max(...attempts));
+  });
+});
