@@ -3,7 +3,7 @@ import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
 import { assertSeparateOutputs } from '../../formats/output-claims.js';
 import { errorsPath } from '../../formats/utils.js';
 import type { PoolConfig } from '../pool-config.js';
-import { JobEvent, JobRequest, JobSpec, JobSummary, PoolSummary, WORKER_CREDIT, WorkerMessage, WorkerSummary } from '../protocol.js';
+import { JobEvent, JobRequest, JobSpec, JobSummary, PoolSummary, WorkerMessage, WorkerSummary } from '../protocol.js';
 import { assertWorkersCanReach } from '../backends/shared-paths.js';
 import { BatchRecord, JobRun } from './job-run.js';
 import { Journal, allocateJobId, bundleFile, listJobIds, readJournal, readSpec, resumedSpec, saveBundle, writeSpec } from './job-store.js';
@@ -13,7 +13,7 @@ import { checkJobSpec } from '../protocol-guards.js';
 import { poolDownError } from './pool-down.js';
 import { describeRerun, noWorkerCanRun, sendWelcome, setupKey } from './pool-setup.js';
 import { runReduce } from './reducer.js';
-import { stalledBatches } from './stalled-worker.js';
+import { nextRetryAt, overdueBatches, schedule, stalledWorkers } from './scheduler.js';
 import { WorkerEntry, WorkerLink, WorkerTable, holdsAttempt } from './worker-table.js';
 
 /** How long `pool down` lets a job that is merging its outputs finish (its CLI waits 15 s for the coordinator to stop). */
@@ -108,14 +108,12 @@ export class Coordinator {
         this.emit({ kind: 'log', worker: w.name, stream: msg.stream, line: `setup: ${msg.line}` });
         break;
       case 'ready':
-        w.state = 'idle';
-        w.error = undefined;
+        this.workers.setupDone(w);
         this.emitWorker(w);
         this.pump();
         break;
       case 'setupFailed':
-        w.state = 'failed';
-        w.error = msg.error.message;
+        this.workers.setupFailed(w, msg.error.message);
         this.emitWorker(w);
         this.emit({ kind: 'log', worker: w.name, stream: 'stderr', line: msg.error.message });
         this.failUnrunnableJobs();
@@ -134,7 +132,7 @@ export class Coordinator {
       case 'batchReleased': {
         const run = this.heldBy(w, msg);
         if (!run) break;
-        w.leased.delete(msg.index);
+        this.workers.unlease(w, msg.index);
         this.releaseBatch(run, msg.index, msg.attempt);
         this.pump();
         break;
@@ -205,8 +203,7 @@ export class Coordinator {
       });
       this.applyFailure(run, index, mine.attempt, toWireError(err));
     }
-    w.state = 'gone';
-    w.leased.clear();
+    this.workers.gone(w);
     this.emitWorker(w);
     this.failUnrunnableJobs();
     this.pump();
@@ -220,7 +217,7 @@ export class Coordinator {
     for (const index of [...w.leased]) {
       const held = run.heldBy(index, w.name);
       if (held?.started) continue;
-      w.leased.delete(index);
+      this.workers.unlease(w, index);
       if (!held) continue;
       const b = run.batches[index];
       run.log(`batch [${b.start}, ${b.end}] (attempt ${held.attempt}) was waiting on ${w.name} behind a mapper that is being stopped; given back`);
@@ -235,7 +232,7 @@ export class Coordinator {
   }
 
   private onBatchDone(w: WorkerEntry, msg: Extract<WorkerMessage, { type: 'batchDone' }>): void {
-    w.leased.delete(msg.index);
+    this.workers.unlease(w, msg.index);
     const run = this.jobs.get(msg.jobId);
     if (!run || run.isFinished) return;
     const won = run.commit(msg.index, msg.attempt, w.name, msg.items);
@@ -246,7 +243,7 @@ export class Coordinator {
     if (loser && won.loserAttempt !== undefined) {
       const b = run.batches[msg.index];
       run.log(`batch [${b.start}, ${b.end}]: the copy on ${w.name} finished first; stopping the one on ${loser.name} (attempt ${won.loserAttempt})`);
-      loser.leased.delete(msg.index);
+      this.workers.unlease(loser, msg.index);
       loser.link.send({ type: 'abortBatch', jobId: run.spec.jobId, index: msg.index, attempt: won.loserAttempt });
       this.reclaimQueued(loser, run);
     }
@@ -263,7 +260,7 @@ export class Coordinator {
   }
 
   private onBatchFailed(w: WorkerEntry, msg: Extract<WorkerMessage, { type: 'batchFailed' }>): void {
-    w.leased.delete(msg.index);
+    this.workers.unlease(w, msg.index);
     const run = this.jobs.get(msg.jobId);
     if (run && !run.isFinished) this.applyFailure(run, msg.index, msg.attempt, { ...msg.error, context: { ...msg.error.context, worker: w.name } }, msg.input);
     this.pump();
@@ -420,9 +417,7 @@ export class Coordinator {
     for (const w of this.workers.all()) {
       if (w.jobId !== run.spec.jobId) continue;
       w.link.send({ type: 'endJob', jobId: run.spec.jobId, reason });
-      w.jobId = undefined;
-      w.leased.clear();
-      if (w.state === 'busy') w.state = 'idle';
+      this.workers.endJob(w);
       this.emitWorker(w);
     }
   }
@@ -434,113 +429,74 @@ export class Coordinator {
     this.pump();
   }
 
-  /** Hands out batches: the oldest unfinished job first, round-robin over workers with credit. */
+  /** Applies the scheduler's decisions (see `schedule`) and sets the retry timer it asks for. */
   pump(): void {
     if (this.closed) return;
-    const key = setupKey(this.config);
-    for (const w of this.workers.all()) {
-      if (w.state === 'gone' || w.setupKey === key || w.leased.size > 0) continue;
-      w.state = 'setup';
-      w.jobId = undefined;
-      w.error = undefined;
-      sendWelcome(w, this.config);
-      this.emitWorker(w);
-    }
-    const run = this.queue.map((id) => this.jobs.get(id)!).find((r) => !r.isFinished && !r.allDone);
-    if (!run) return;
-    // a worker told to run a changed setup finishes what it holds, then runs it: it takes nothing new
-    const ready = this.workers.ready().filter((w) => w.setupKey === key);
-    const now = Date.now();
-    let gave = true;
-    while (gave) {
-      gave = false;
-      for (const w of ready) {
-        if (w.jobId && w.jobId !== run.spec.jobId && w.leased.size > 0) continue; // still finishing another job
-        if (w.leased.size >= WORKER_CREDIT) continue;
-        const b = run.next(now);
-        if (!b) break;
-        run.lease(b, w.name);
-        this.assign(run, w, b, b.current);
-        gave = true;
+    const plan = schedule({ queue: this.queue, jobs: this.jobs, workers: this.workers.all(), setupKey: setupKey(this.config), now: Date.now() });
+    for (const d of plan.decisions) {
+      if (d.kind === 'rerunSetup') {
+        this.workers.rerunSetup(d.worker);
+        sendWelcome(d.worker, this.config);
+        this.emitWorker(d.worker);
+      } else if (d.kind === 'assign') {
+        const b = d.batch;
+        if (d.backup) d.run.log(`batch [${b.start}, ${b.end}] is straggling on ${b.worker}; running a copy on ${d.worker.name}, first to finish wins`);
+        this.assign(d.run, d.worker, b, d.attempt);
+      } else if (this.workers.idleIfEmpty(d.worker)) {
+        this.emitWorker(d.worker);
       }
     }
-    // Nothing left to hand out: an idle worker runs a copy of the longest straggler.
-    for (const w of ready) {
-      if (w.leased.size > 0 || (w.jobId && w.jobId !== run.spec.jobId)) continue;
-      const b = run.straggler(now, w.name);
-      if (!b) break;
-      run.log(`batch [${b.start}, ${b.end}] is straggling on ${b.worker}; running a copy on ${w.name}, first to finish wins`);
-      this.assign(run, w, b, run.leaseBackup(b, w.name));
-    }
-    for (const w of ready) {
-      if (w.state === 'busy' && w.leased.size === 0) {
-        w.state = 'idle';
-        this.emitWorker(w);
-      }
-    }
-    this.armRetryTimer();
+    if (plan.wakeAt !== undefined) this.setRetryTimer(plan.wakeAt ?? undefined);
   }
 
   private assign(run: JobRun, w: WorkerEntry, b: BatchRecord, attempt: number): void {
-    if (w.jobId !== run.spec.jobId) {
-      w.jobId = run.spec.jobId;
-      w.link.send({ type: 'job', spec: run.spec });
-    }
+    const { newJob, becameBusy } = this.workers.assign(w, run.spec.jobId, b.index);
+    if (newJob) w.link.send({ type: 'job', spec: run.spec });
     if (run.status === 'PENDING') {
       run.setStatus('RUNNING');
       this.emit({ kind: 'jobSubmitted', job: run.summary() });
     }
-    w.leased.add(b.index);
     const wantSample = run.samplesWanted > 0;
     if (wantSample) run.samplesWanted--;
     w.link.send({ type: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, attempt, wantSample });
-    if (w.state !== 'busy') {
-      w.state = 'busy';
-      this.emitWorker(w);
-    }
+    if (becameBusy) this.emitWorker(w);
     this.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'queued', worker: w.name, attempt });
   }
 
-  /** Takes batches that ran past their timeout away from their (probably hung) mapper. */
+  /** Takes batches that ran past their timeout away from their (probably hung) mapper, and those of stalled workers. */
   private sweepOverdue(): void {
     const now = Date.now();
-    for (const run of this.jobs.values()) {
-      if (run.isFinished) continue;
-      for (const b of run.overdue(now)) {
-        const w = this.workers.byName(b.worker);
-        const attempt = b.current;
-        const err = new SkybatchError('SKYBATCH_E_BATCH_TIMEOUT', `job ${run.spec.jobId}: batch [${b.start}, ${b.end}] ran longer than ${run.batchTimeoutMs} ms on worker ${b.worker} (attempt ${attempt})`, {
-          retryable: true,
-          context: { jobId: run.spec.jobId, batch: [b.start, b.end], worker: b.worker, attempt },
-        });
-        if (w) {
-          w.leased.delete(b.index);
-          w.link.send({ type: 'abortBatch', jobId: run.spec.jobId, index: b.index, attempt });
-        }
-        this.applyFailure(run, b.index, attempt, toWireError(err));
-        if (w) this.reclaimQueued(w, run);
+    for (const { run, batch: b, attempt } of overdueBatches(this.jobs.values(), now)) {
+      const w = this.workers.byName(b.worker);
+      const err = new SkybatchError('SKYBATCH_E_BATCH_TIMEOUT', `job ${run.spec.jobId}: batch [${b.start}, ${b.end}] ran longer than ${run.batchTimeoutMs} ms on worker ${b.worker} (attempt ${attempt})`, {
+        retryable: true,
+        context: { jobId: run.spec.jobId, batch: [b.start, b.end], worker: b.worker, attempt },
+      });
+      if (w) {
+        this.workers.unlease(w, b.index);
+        w.link.send({ type: 'abortBatch', jobId: run.spec.jobId, index: b.index, attempt });
       }
+      this.applyFailure(run, b.index, attempt, toWireError(err));
+      if (w) this.reclaimQueued(w, run);
     }
-    for (const w of this.workers.all()) this.checkWaiting(w, now);
+    // A worker whose mapper takes none of the batches it holds: they go back, and its mapper is restarted.
+    for (const { worker: w, run, held } of stalledWorkers(this.workers.all(), this.jobs, now)) {
+      const first = run.batches[held[0].index];
+      run.log(`${w.name} did not start batch [${first.start}, ${first.end}] within ${run.batchTimeoutMs} ms (batchTimeoutMs) while running no other batch: its mapper looks hung; restarting it, its ${held.length} batch(es) given back`);
+      for (const h of held) w.link.send({ type: 'abortBatch', jobId: run.spec.jobId, index: h.index, attempt: h.attempt });
+      this.reclaimQueued(w, run);
+    }
     this.pump();
   }
 
-  /** A worker whose mapper takes none of the batches it holds (see `stalledBatches`): they go back, and its mapper is restarted. */
-  private checkWaiting(w: WorkerEntry, now: number): void {
-    const run = w.jobId ? this.jobs.get(w.jobId) : undefined;
-    const stalled = stalledBatches(w, run, now);
-    if (!run || !stalled) return;
-    const first = run.batches[stalled[0].index];
-    run.log(`${w.name} did not start batch [${first.start}, ${first.end}] within ${run.batchTimeoutMs} ms (batchTimeoutMs) while running no other batch: its mapper looks hung; restarting it, its ${stalled.length} batch(es) given back`);
-    for (const h of stalled) w.link.send({ type: 'abortBatch', jobId: run.spec.jobId, index: h.index, attempt: h.attempt });
-    this.reclaimQueued(w, run);
+  private armRetryTimer(): void {
+    this.setRetryTimer(nextRetryAt(this.jobs.values()));
   }
 
-  private armRetryTimer(): void {
-    const due = Math.min(...[...this.jobs.values()].filter((r) => !r.isFinished).map((r) => r.nextRetryAt() ?? Infinity));
+  private setRetryTimer(due: number | undefined): void {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
-    if (Number.isFinite(due)) this.retryTimer = setTimeout(() => this.pump(), Math.max(0, due - Date.now()) + 5);
+    if (due !== undefined) this.retryTimer = setTimeout(() => this.pump(), Math.max(0, due - Date.now()) + 5);
   }
 
   /** The pool is shrinking: `name` gets no more batches. True when no worker of that name holds one now. */

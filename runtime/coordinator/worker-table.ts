@@ -61,6 +61,62 @@ export class WorkerTable {
     return this.all().filter((w) => (w.state === 'idle' || w.state === 'busy') && !w.draining);
   }
 
+  /** Its setup finished: it takes batches. */
+  setupDone(w: WorkerEntry): void {
+    w.state = 'idle';
+    w.error = undefined;
+  }
+
+  setupFailed(w: WorkerEntry, why: string): void {
+    w.state = 'failed';
+    w.error = why;
+  }
+
+  /** Told to run a changed setup or envs: it forgets its job and takes nothing before it is ready again. */
+  rerunSetup(w: WorkerEntry): void {
+    w.state = 'setup';
+    w.jobId = undefined;
+    w.error = undefined;
+  }
+
+  /** Its connection went away (it is already out of the table): it holds nothing. */
+  gone(w: WorkerEntry): void {
+    w.state = 'gone';
+    w.leased.clear();
+  }
+
+  /**
+   * Hands it batch `index` of job `jobId`. Returns whether the worker is new to that job
+   * (it must be sent the job first) and whether it became busy.
+   */
+  assign(w: WorkerEntry, jobId: string, index: number): { newJob: boolean; becameBusy: boolean } {
+    const newJob = w.jobId !== jobId;
+    w.jobId = jobId;
+    w.leased.add(index);
+    const becameBusy = w.state !== 'busy';
+    w.state = 'busy';
+    return { newJob, becameBusy };
+  }
+
+  /** It no longer holds batch `index` (reported done, failed or given back, or taken away). */
+  unlease(w: WorkerEntry, index: number): void {
+    w.leased.delete(index);
+  }
+
+  /** Its job ended: it holds nothing, and a busy worker is idle. */
+  endJob(w: WorkerEntry): void {
+    w.jobId = undefined;
+    w.leased.clear();
+    if (w.state === 'busy') w.state = 'idle';
+  }
+
+  /** A busy worker holding nothing is idle. Returns whether it changed. */
+  idleIfEmpty(w: WorkerEntry): boolean {
+    if (w.state !== 'busy' || w.leased.size > 0) return false;
+    w.state = 'idle';
+    return true;
+  }
+
   summary(w: WorkerEntry, run: JobRun | undefined): WorkerSummary {
     const batches = [...w.leased].map((i) => run?.batches[i]).filter((b) => b !== undefined).map((b) => [b.start, b.end] as [number, number]);
     return { workerId: w.id, name: w.name, host: w.host, state: w.state, jobId: w.jobId, batches, ...(w.resources ? { resources: w.resources } : {}), ...(w.error ? { error: w.error } : {}) };

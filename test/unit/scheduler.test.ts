@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { JobRun } from '../../runtime/coordinator/job-run.js';
+import { Decision, nextRetryAt, overdueBatches, schedule, stalledWorkers } from '../../runtime/coordinator/scheduler.js';
+import type { WorkerEntry } from '../../runtime/coordinator/worker-table.js';
+import type { WorkerState } from '../../runtime/protocol.js';
+import { spec } from './spec.js';
+
+const KEY = 'setup-1';
+
+function worker(name: string, over: Partial<WorkerEntry> = {}): WorkerEntry {
+  return { id: name, name, host: 'h', link: { send() {}, close() {} }, state: 'idle' as WorkerState, leased: new Set(), setupKey: KEY, ...over };
+}
+
+/** Applies assignments the way the coordinator's worker table does, so the next round sees them. */
+function apply(decisions: Decision[]): void {
+  for (const d of decisions) {
+    if (d.kind === 'assign') {
+      d.worker.jobId = d.run.spec.jobId;
+      d.worker.leased.add(d.batch.index);
+      d.worker.state = 'busy';
+    }
+  }
+}
+
+function assigned(decisions: Decision[]): [string, number, boolean][] {
+  return decisions.flatMap((d) => (d.kind === 'assign' ? [[d.worker.name, d.batch.index, d.backup] as [string, number, boolean]] : []));
+}
+
+function jobs(...runs: JobRun[]): { queue: string[]; jobs: Map<string, JobRun> } {
+  return { queue: runs.map((r) => r.spec.jobId), jobs: new Map(runs.map((r) => [r.spec.jobId, r])) };
+}
+
+describe('scheduler', () => {
+  it('fills each ready worker up to its credit, round-robin, and leases what it hands out', () => {
+    const run = new JobRun(spec({ total: 100 }));
+    const w1 = worker('w1');
+    const w2 = worker('w2');
+    const plan = schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: 0 });
+    assert.deepEqual(assigned(plan.decisions), [['w1', 0, false], ['w2', 1, false], ['w1', 2, false], ['w2', 3, false]]);
+    assert.deepEqual(run.batches.slice(0, 5).map((b) => [b.state, b.worker]), [['running', 'w1'], ['running', 'w2'], ['running', 'w1'], ['running', 'w2'], ['pending', undefined]]);
+    assert.equal(plan.wakeAt, null, 'a job runs, no retry waits');
+    apply(plan.decisions);
+    assert.deepEqual(schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions, [], 'no credit left');
+  });
+
+  it('gives nothing to workers in setup, failed, or on a stale setup, and tells idle stale ones to run it again', () => {
+    const run = new JobRun(spec());
+    const setup = worker('setup', { state: 'setup' });
+    const failed = worker('failed', { state: 'failed' });
+    const staleIdle = worker('staleIdle', { setupKey: 'old' });
+    const staleBusy = worker('staleBusy', { setupKey: 'old', state: 'busy', jobId: '9', leased: new Set([0]) });
+    const plan = schedule({ ...jobs(run), workers: [setup, failed, staleIdle, staleBusy], setupKey: KEY, now: 0 });
+    assert.deepEqual(plan.decisions.map((d) => [d.kind, d.worker.name]), [['rerunSetup', 'staleIdle']]);
+    assert.ok(!plan.decisions.some((d) => d.worker === staleBusy), 'finishes what it holds first');
+    assert.deepEqual(assigned(plan.decisions), []);
+    assert.equal(run.batches[0].state, 'pending');
+  });
+
+  it('gives nothing new to a worker the pool is draining', () => {
+    const run = new JobRun(spec());
+    const draining = worker('w1', { draining: true });
+    const plan = schedule({ ...jobs(run), workers: [draining, worker('w2')], setupKey: KEY, now: 0 });
+    assert.deepEqual(assigned(plan.decisions), [['w2', 0, false], ['w2', 1, false]]);
+  });
+
+  it('serves the oldest unfinished job first and lets a worker finish another job’s batches before taking new ones', () => {
+    const old = new JobRun(spec({ jobId: '1', total: 10 }));
+    const young = new JobRun(spec({ jobId: '2', total: 40 }));
+    const finishing = worker('w1', { state: 'busy', jobId: '0', leased: new Set([3]) });
+    const free = worker('w2');
+    const plan = schedule({ ...jobs(old, young), workers: [finishing, free], setupKey: KEY, now: 0 });
+    assert.deepEqual(assigned(plan.decisions), [['w2', 0, false]]);
+    assert.ok(plan.decisions.every((d) => d.kind !== 'assign' || d.run === old));
+  });
+
+  it('runs a copy of a straggler on an idle worker once nothing is left to hand out', () => {
+    const run = new JobRun(spec({ total: 20 }));
+    const w1 = worker('w1');
+    const w2 = worker('w2');
+    const first = schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: 0 });
+    apply(first.decisions);
+    assert.deepEqual(assigned(first.decisions), [['w1', 0, false], ['w2', 1, false]]);
+    run.markStarted(0, run.batches[0].current);
+    run.markStarted(1, run.batches[1].current);
+    run.commit(1, run.batches[1].current, 'w2', 10);
+    w2.leased.delete(1);
+    const now = Date.now();
+    assert.deepEqual(assigned(schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now }).decisions), [], 'not straggling yet');
+    const later = schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: now + 60_000 });
+    assert.deepEqual(assigned(later.decisions), [['w2', 0, true]]);
+    const copy = later.decisions.find((d) => d.kind === 'assign')!;
+    assert.equal(copy.kind === 'assign' && copy.attempt, run.batches[0].backup!.attempt);
+  });
+
+  it('marks a busy worker holding nothing idle', () => {
+    const run = new JobRun(spec({ total: 20 }));
+    const w1 = worker('w1');
+    const w2 = worker('w2');
+    apply(schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions);
+    run.commit(0, run.batches[0].current, 'w1', 10);
+    w1.leased.clear();
+    const plan = schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: 0 });
+    assert.deepEqual(plan.decisions.map((d) => [d.kind, d.worker.name]), [['idle', 'w1']]);
+  });
+
+  it('asks for a wake-up only while a job runs, at its earliest retry', () => {
+    const run = new JobRun(spec({ retryBaseMs: 5000 }));
+    const w1 = worker('w1');
+    apply(schedule({ ...jobs(run), workers: [w1], setupKey: KEY, now: 0 }).decisions);
+    const b = run.batches[0];
+    run.fail(0, b.current, { code: 'SKYBATCH_E_MAPPER', message: 'x', retryable: true } as never);
+    w1.leased.delete(0);
+    const plan = schedule({ ...jobs(run), workers: [w1], setupKey: KEY, now: Date.now() });
+    assert.equal(plan.wakeAt, b.notBefore);
+    assert.equal(nextRetryAt([run]), b.notBefore);
+    assert.equal(schedule({ queue: [], jobs: new Map(), workers: [w1], setupKey: KEY, now: 0 }).wakeAt, undefined);
+  });
+
+  it('finds overdue batches of unfinished jobs only', () => {
+    const run = new JobRun(spec({ jobId: '1', batchTimeoutMs: 1000 }));
+    const done = new JobRun(spec({ jobId: '2', batchTimeoutMs: 1000 }));
+    for (const r of [run, done]) {
+      const b = r.next(0)!;
+      r.lease(b, 'w1');
+      r.markStarted(0, b.current);
+    }
+    done.status = 'CANCELLED';
+    const found = overdueBatches([run, done], Date.now() + 5000);
+    assert.deepEqual(found.map((o) => [o.run.spec.jobId, o.batch.index, o.attempt]), [['1', 0, run.batches[0].current]]);
+  });
+
+  it('finds a worker that has held unstarted batches past the batch timeout', () => {
+    const run = new JobRun(spec({ batchTimeoutMs: 1000 }));
+    const w1 = worker('w1');
+    apply(schedule({ ...jobs(run), workers: [w1], setupKey: KEY, now: 0 }).decisions);
+    const t = Date.now();
+    assert.deepEqual(stalledWorkers([w1], jobs(run).jobs, t), [], 'starts waiting');
+    const found = stalledWorkers([w1], jobs(run).jobs, t + 2000);
+    assert.deepEqual(found.map((s) => [s.worker.name, s.held.map((h) => h.index)]), [['w1', [0, 1]]]);
+  });
+});
