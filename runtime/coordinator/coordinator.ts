@@ -1,19 +1,16 @@
-import * as fs from 'node:fs';
 import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
-import { assertSeparateOutputs } from '../../formats/output-claims.js';
-import { errorsPath } from '../../formats/utils.js';
 import type { PoolConfig } from '../pool-config.js';
 import { JobEvent, JobRequest, JobSpec, JobSummary, PoolSummary, WorkerMessage, WorkerSummary } from '../protocol.js';
-import { assertWorkersCanReach } from '../backends/shared-paths.js';
 import { BatchRecord, JobRun } from './job-run.js';
-import { Journal, allocateJobId, bundleFile, listJobIds, readJournal, readSpec, resumedSpec, saveBundle, writeSpec } from './job-store.js';
-import { loadForRestore, markUnrestorable } from './restore.js';
+import { Journal } from './job-store.js';
 import { EventHub, Subscriber } from './event-hub.js';
-import { checkJobSpec } from '../protocol-guards.js';
+import { admitJob, admitResume } from './job-admission.js';
 import { poolDownError } from './pool-down.js';
 import { describeRerun, noWorkerCanRun, sendWelcome, setupKey } from './pool-setup.js';
 import { runReduce } from './reducer.js';
+import { restoreRuns } from './restore.js';
 import { nextRetryAt, overdueBatches, schedule, stalledWorkers } from './scheduler.js';
+import { refuse, sendBundle } from './worker-replies.js';
 import { WorkerEntry, WorkerLink, WorkerTable, holdsAttempt } from './worker-table.js';
 
 /** How long `pool down` lets a job that is merging its outputs finish (its CLI waits 15 s for the coordinator to stop). */
@@ -49,24 +46,12 @@ export class Coordinator {
     this.restoreJobs();
   }
 
-  /**
-   * Picks up this pool's unfinished jobs after a restart, keeping what was committed. A job
-   * that cannot be picked up is marked FAILED with the reason; the pool starts regardless.
-   */
+  /** Picks up this pool's unfinished jobs after a restart (see `restoreRuns`). */
   private restoreJobs(): void {
-    for (const id of listJobIds()) {
-      const found = loadForRestore(id, this.pool, this.log);
-      if (!found) continue;
-      try {
-        const run = new JobRun(found.spec, found.replay, new Journal(id));
-        run.setStatus(run.status); // a new load: later attempt numbers stay above this one's
-        run.log(`coordinator restarted: resuming with ${run.batchesDone}/${run.batches.length} batches already committed`);
-        this.jobs.set(id, run);
-        this.queue.push(id);
-        if (run.allDone) void this.finishJob(run);
-      } catch (err) {
-        markUnrestorable(id, `${(err as Error)?.message ?? String(err)}. Finished batches are kept; recover them with: skybatch recover ${id}`, this.log);
-      }
+    for (const run of restoreRuns(this.pool, this.log)) {
+      this.jobs.set(run.spec.jobId, run);
+      this.queue.push(run.spec.jobId);
+      if (run.allDone) void this.finishJob(run);
     }
   }
 
@@ -91,9 +76,11 @@ export class Coordinator {
     this.pump();
   }
 
+  private readonly unrunnable = () => noWorkerCanRun(this.workers.all(), this.pool, this.config.pool.workers);
+
   /** Jobs waiting for a worker when the last one able to run them failed its setup fail too, with its error. */
   private failUnrunnableJobs(): void {
-    const why = noWorkerCanRun(this.workers.all(), this.pool, this.config.pool.workers);
+    const why = this.unrunnable();
     if (!why) return;
     for (const run of [...this.jobs.values()]) {
       if (!run.isFinished && !run.allDone) this.failJob(run, toWireError(why, { jobId: run.spec.jobId }));
@@ -119,7 +106,7 @@ export class Coordinator {
         this.failUnrunnableJobs();
         break;
       case 'getBundle':
-        this.sendBundle(w, msg.hash);
+        sendBundle(w, msg.hash, this.log);
         break;
       case 'batchStarted': {
         const b = this.heldBy(w, msg)?.markStarted(msg.index, msg.attempt);
@@ -142,7 +129,7 @@ export class Coordinator {
         break;
       case 'jobFatal': {
         const run = this.jobs.get(msg.jobId);
-        if (w.jobId !== msg.jobId || !run) this.refuse(w, `jobFatal for job ${msg.jobId}: worker ${w.name} is not running that job`);
+        if (w.jobId !== msg.jobId || !run) refuse(w, this.log, `jobFatal for job ${msg.jobId}: worker ${w.name} is not running that job`);
         else if (!run.isFinished) this.failJob(run, { ...msg.error, context: { ...msg.error.context, worker: w.name } });
         break;
       }
@@ -159,28 +146,8 @@ export class Coordinator {
   private heldBy(w: WorkerEntry, msg: { type: string; jobId: string; index: number; attempt: number }): JobRun | undefined {
     const run = this.jobs.get(msg.jobId);
     if (holdsAttempt(w, run, msg)) return run;
-    this.refuse(w, `${msg.type} for job ${msg.jobId}, batch ${msg.index}, attempt ${msg.attempt}: worker ${w.name} does not hold that attempt (never leased to it, taken back, or the job ended)`);
+    refuse(w, this.log, `${msg.type} for job ${msg.jobId}, batch ${msg.index}, attempt ${msg.attempt}: worker ${w.name} does not hold that attempt (never leased to it, taken back, or the job ended)`);
     return undefined;
-  }
-
-  private refuse(w: WorkerEntry, message: string): void {
-    const err = new SkybatchError('SKYBATCH_E_NOT_LEASED', `refused ${message}`, { context: { worker: w.name } });
-    this.log(err.message);
-    w.link.send({ type: 'error', error: { code: err.code, message: err.message, retryable: false, context: err.context } });
-  }
-
-  private sendBundle(w: WorkerEntry, hash: string): void {
-    let code: string;
-    try {
-      code = fs.readFileSync(bundleFile(hash), 'utf8');
-    } catch (err) {
-      const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-      const message = `bundle ${hash} ${missing ? 'is not on this coordinator' : `cannot be read: ${(err as Error).message}`}`;
-      this.log(`worker ${w.name} asked for ${message}`);
-      w.link.send({ type: 'bundleUnavailable', hash, error: { code: 'SKYBATCH_E_NOT_FOUND', message, retryable: false } });
-      return;
-    }
-    w.link.send({ type: 'bundle', hash, code });
   }
 
   /** A worker's connection closed or stopped answering: its batches go back to the queue. */
@@ -189,10 +156,9 @@ export class Coordinator {
     if (!w) return;
     const run = w.jobId ? this.jobs.get(w.jobId) : undefined;
     for (const index of w.leased) {
-      const b = run?.batches[index];
-      if (!run || !b || b.state !== 'running') continue;
-      const mine = b.backup?.worker === w.name ? b.backup : b.worker === w.name ? { attempt: b.current, started: b.started } : undefined;
-      if (!mine) continue;
+      const mine = run?.heldBy(index, w.name); // its own lease or the straggler copy it ran
+      if (!run || !mine) continue;
+      const b = run.batches[index];
       if (!mine.started) {
         this.releaseBatch(run, index, mine.attempt); // only prefetched: not this batch's fault
         continue;
@@ -294,17 +260,7 @@ export class Coordinator {
   }
 
   submit(req: JobRequest, bundle: string | undefined): JobSpec {
-    assertWorkersCanReach(req, this.config, this.pool);
-    assertSeparateOutputs(req.writers, { errorsFile: req.onItemError === 'skip' && req.writers[0] ? errorsPath(req.writers[0].path) : undefined });
-    if (bundle !== undefined) saveBundle(req.bundleHash, bundle);
-    else if (!fs.existsSync(bundleFile(req.bundleHash))) {
-      throw new SkybatchError('SKYBATCH_E_PROTOCOL', `bundle ${req.bundleHash} is unknown to the coordinator; send it with the job`);
-    }
-    if (req.total <= 0) throw new SkybatchError('SKYBATCH_E_EMPTY_INPUT', `the input has no items (${req.reader.path || req.reader.type}): nothing to do`);
-    const unrunnable = noWorkerCanRun(this.workers.all(), this.pool, this.config.pool.workers);
-    if (unrunnable) throw unrunnable;
-    const spec: JobSpec = { ...req, jobId: allocateJobId(), pool: this.pool, createdAt: new Date().toISOString() };
-    writeSpec(spec);
+    const spec = admitJob(req, bundle, this.pool, this.config, this.unrunnable);
     const run = new JobRun(spec, undefined, new Journal(spec.jobId));
     run.setStatus('PENDING');
     run.log(`submitted from ${spec.scriptPath}: ${spec.total} items in ${run.batches.length} batches of ${spec.batchSize}`);
@@ -323,26 +279,7 @@ export class Coordinator {
   resume(jobId: string, req?: JobRequest, bundle?: string): JobSummary {
     const live = this.jobs.get(jobId);
     if (live && !live.isFinished) throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} is still ${live.status}; nothing to resume`, { context: { jobId } });
-    let raw: unknown;
-    try {
-      raw = readSpec(jobId);
-    } catch {
-      throw new SkybatchError('SKYBATCH_E_JOB_NOT_FOUND', `job ${jobId} not found`, { context: { jobId } });
-    }
-    let spec = checkJobSpec(raw, jobId);
-    if (spec.pool !== this.pool) {
-      throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} ran on pool '${spec.pool}', not '${this.pool}'`, { context: { jobId, field: 'poolName' } });
-    }
-    const replay = readJournal(jobId);
-    if (replay.status === 'SUCCEEDED') throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} already succeeded; nothing to resume`, { context: { jobId } });
-    assertWorkersCanReach(req ?? spec, this.config, this.pool);
-    const unrunnable = noWorkerCanRun(this.workers.all(), this.pool, this.config.pool.workers);
-    if (unrunnable) throw unrunnable;
-    if (req) {
-      if (bundle !== undefined) saveBundle(req.bundleHash, bundle);
-      spec = resumedSpec(spec, req);
-      writeSpec(spec);
-    }
+    const { spec, replay } = admitResume(jobId, this.pool, this.config, this.unrunnable, req, bundle);
     const run = new JobRun(spec, replay, new Journal(jobId));
     run.setStatus('PENDING');
     run.log(`resumed: ${run.batchesDone}/${run.batches.length} batches already committed`);

@@ -2,7 +2,30 @@ import * as fs from 'node:fs';
 import { SkybatchError, toWireError } from '../../formats/errors.js';
 import { checkJobSpec } from '../protocol-guards.js';
 import type { JobSpec, JobStatus } from '../protocol.js';
-import { Journal, JournalState, bundleFile, readJournal, readSpec } from './job-store.js';
+import { JobRun } from './job-run.js';
+import { Journal, JournalState, bundleFile, listJobIds, readJournal, readSpec } from './job-store.js';
+
+/**
+ * The runs of this pool's unfinished jobs, loaded again after a restart with what was
+ * committed. A job that cannot be picked up is marked FAILED with the reason; the pool
+ * starts regardless.
+ */
+export function restoreRuns(pool: string, log: (line: string) => void): JobRun[] {
+  const runs: JobRun[] = [];
+  for (const id of listJobIds()) {
+    const found = loadForRestore(id, pool, log);
+    if (!found) continue;
+    try {
+      const run = new JobRun(found.spec, found.replay, new Journal(id));
+      run.setStatus(run.status); // a new load: later attempt numbers stay above this one's
+      run.log(`coordinator restarted: resuming with ${run.batchesDone}/${run.batches.length} batches already committed`);
+      runs.push(run);
+    } catch (err) {
+      markUnrestorable(id, `${(err as Error)?.message ?? String(err)}. Finished batches are kept; recover them with: skybatch recover ${id}`, log);
+    }
+  }
+  return runs;
+}
 
 /**
  * What a restarting coordinator of `pool` needs to continue job `jobId`, or undefined when

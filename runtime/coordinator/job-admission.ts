@@ -1,0 +1,61 @@
+import * as fs from 'node:fs';
+import { SkybatchError } from '../../formats/errors.js';
+import { assertSeparateOutputs } from '../../formats/output-claims.js';
+import { errorsPath } from '../../formats/utils.js';
+import { assertWorkersCanReach } from '../backends/shared-paths.js';
+import type { PoolConfig } from '../pool-config.js';
+import { checkJobSpec } from '../protocol-guards.js';
+import type { JobRequest, JobSpec } from '../protocol.js';
+import { JournalState, allocateJobId, bundleFile, readJournal, readSpec, resumedSpec, saveBundle, writeSpec } from './job-store.js';
+
+/** Why no worker of the pool can run a job now (every one failed its setup), if so. */
+export type Unrunnable = () => SkybatchError | undefined;
+
+/**
+ * Checks a submitted job and stores it (bundle, job id, job.json): the pool's workers can
+ * reach its paths, its outputs do not overlap, its bundle is known, its input is not empty
+ * and some worker can run it.
+ */
+export function admitJob(req: JobRequest, bundle: string | undefined, pool: string, config: PoolConfig, unrunnable: Unrunnable): JobSpec {
+  assertWorkersCanReach(req, config, pool);
+  assertSeparateOutputs(req.writers, { errorsFile: req.onItemError === 'skip' && req.writers[0] ? errorsPath(req.writers[0].path) : undefined });
+  if (bundle !== undefined) saveBundle(req.bundleHash, bundle);
+  else if (!fs.existsSync(bundleFile(req.bundleHash))) {
+    throw new SkybatchError('SKYBATCH_E_PROTOCOL', `bundle ${req.bundleHash} is unknown to the coordinator; send it with the job`);
+  }
+  if (req.total <= 0) throw new SkybatchError('SKYBATCH_E_EMPTY_INPUT', `the input has no items (${req.reader.path || req.reader.type}): nothing to do`);
+  const why = unrunnable();
+  if (why) throw why;
+  const spec: JobSpec = { ...req, jobId: allocateJobId(), pool, createdAt: new Date().toISOString() };
+  writeSpec(spec);
+  return spec;
+}
+
+/**
+ * Checks that job `jobId` on disk can be resumed on `pool` (it exists, is this pool's, has
+ * not succeeded, the workers can reach its paths, some worker can run it) and, with `req` (a client's `resumeFrom`), stores
+ * its new spec. Returns the spec and the journal to continue from.
+ */
+export function admitResume(jobId: string, pool: string, config: PoolConfig, unrunnable: Unrunnable, req?: JobRequest, bundle?: string): { spec: JobSpec; replay: JournalState } {
+  let raw: unknown;
+  try {
+    raw = readSpec(jobId);
+  } catch {
+    throw new SkybatchError('SKYBATCH_E_JOB_NOT_FOUND', `job ${jobId} not found`, { context: { jobId } });
+  }
+  let spec = checkJobSpec(raw, jobId);
+  if (spec.pool !== pool) {
+    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} ran on pool '${spec.pool}', not '${pool}'`, { context: { jobId, field: 'poolName' } });
+  }
+  const replay = readJournal(jobId);
+  if (replay.status === 'SUCCEEDED') throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} already succeeded; nothing to resume`, { context: { jobId } });
+  assertWorkersCanReach(req ?? spec, config, pool);
+  const why = unrunnable();
+  if (why) throw why;
+  if (req) {
+    if (bundle !== undefined) saveBundle(req.bundleHash, bundle);
+    spec = resumedSpec(spec, req);
+    writeSpec(spec);
+  }
+  return { spec, replay };
+}
