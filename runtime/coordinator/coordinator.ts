@@ -3,6 +3,7 @@ import type { PoolConfig } from '../pool-config.js';
 import { JobEvent, JobRequest, JobSpec, JobSummary, PoolSummary, WorkerMessage, WorkerSummary } from '../protocol.js';
 import { BatchRecord, JobRun } from './job-run.js';
 import { Journal } from './job-store.js';
+import { BatchOutcomes } from './batch-outcomes.js';
 import { EventHub, Subscriber } from './event-hub.js';
 import { admitJob, admitResume } from './job-admission.js';
 import { poolDownError } from './pool-down.js';
@@ -34,6 +35,14 @@ export class Coordinator {
   private readonly draining = new Set<string>();
   /** What the pool's backend sees of its workers, for `status` (set by whoever starts the backend). */
   backendView?: () => PoolSummary['backend'];
+  private readonly outcomes = new BatchOutcomes({
+    workers: this.workers,
+    emit: (event) => this.emit(event),
+    progress: (run) => this.events.scheduleProgress(run),
+    finish: (run) => void this.finishJob(run),
+    fail: (run, error) => this.failJob(run, error),
+    retryLater: () => this.armRetryTimer(),
+  });
 
   constructor(
     readonly pool: string,
@@ -120,7 +129,7 @@ export class Coordinator {
         const run = this.heldBy(w, msg);
         if (!run) break;
         this.workers.unlease(w, msg.index);
-        this.releaseBatch(run, msg.index, msg.attempt);
+        this.outcomes.release(run, msg.index, msg.attempt);
         this.pump();
         break;
       }
@@ -155,72 +164,17 @@ export class Coordinator {
     const w = this.workers.remove(id);
     if (!w) return;
     const run = w.jobId ? this.jobs.get(w.jobId) : undefined;
-    for (const index of w.leased) {
-      const mine = run?.heldBy(index, w.name); // its own lease or the straggler copy it ran
-      if (!run || !mine) continue;
-      const b = run.batches[index];
-      if (!mine.started) {
-        this.releaseBatch(run, index, mine.attempt); // only prefetched: not this batch's fault
-        continue;
-      }
-      const err = new SkybatchError('SKYBATCH_E_WORKER_LOST', `job ${run.spec.jobId}: worker ${w.name} was lost (${why}) while holding batch [${b.start}, ${b.end}]`, {
-        retryable: true,
-        context: { jobId: run.spec.jobId, batch: [b.start, b.end], worker: w.name, attempt: mine.attempt },
-      });
-      this.applyFailure(run, index, mine.attempt, toWireError(err));
-    }
+    if (run) this.outcomes.workerLost(w, run, why);
     this.workers.gone(w);
     this.emitWorker(w);
     this.failUnrunnableJobs();
     this.pump();
   }
 
-  /**
-   * Gives back the batches a worker holds but has not started: they would wait behind a
-   * mapper that is hung or being stopped. Not a failure of those batches.
-   */
-  private reclaimQueued(w: WorkerEntry, run: JobRun): void {
-    for (const index of [...w.leased]) {
-      const held = run.heldBy(index, w.name);
-      if (held?.started) continue;
-      this.workers.unlease(w, index);
-      if (!held) continue;
-      const b = run.batches[index];
-      run.log(`batch [${b.start}, ${b.end}] (attempt ${held.attempt}) was waiting on ${w.name} behind a mapper that is being stopped; given back`);
-      this.releaseBatch(run, index, held.attempt);
-    }
-  }
-
-  private releaseBatch(run: JobRun, index: number, attempt: number): void {
-    if (!run.release(index, attempt)) return;
-    const b = run.batches[index];
-    this.emit({ kind: 'batch', jobId: run.spec.jobId, index, start: b.start, end: b.end, state: 'pending', attempt });
-  }
-
   private onBatchDone(w: WorkerEntry, msg: Extract<WorkerMessage, { type: 'batchDone' }>): void {
     this.workers.unlease(w, msg.index);
     const run = this.jobs.get(msg.jobId);
-    if (!run || run.isFinished) return;
-    const won = run.commit(msg.index, msg.attempt, w.name, msg.items);
-    if (!won) return;
-    // The losing copy of a straggler is stopped: its mapper may be hung, and the batches
-    // queued behind it would wait for it.
-    const loser = this.workers.byName(won.loser);
-    if (loser && won.loserAttempt !== undefined) {
-      const b = run.batches[msg.index];
-      run.log(`batch [${b.start}, ${b.end}]: the copy on ${w.name} finished first; stopping the one on ${loser.name} (attempt ${won.loserAttempt})`);
-      this.workers.unlease(loser, msg.index);
-      loser.link.send({ type: 'abortBatch', jobId: run.spec.jobId, index: msg.index, attempt: won.loserAttempt });
-      this.reclaimQueued(loser, run);
-    }
-    if (msg.deadLetters?.length) {
-      run.addDeadLetters(msg.deadLetters);
-      run.log(`${msg.deadLetters.length} item(s) skipped into errors.jsonl: ${msg.deadLetters.map((d) => `item ${d.index}: ${d.error}`).join('; ')}`);
-    }
-    const b = run.batches[msg.index];
-    this.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'done', worker: w.name, attempt: msg.attempt });
-    if (msg.sample) this.emit({ kind: 'sample', jobId: run.spec.jobId, start: b.start, results: msg.sample });
-    this.events.scheduleProgress(run);
+    if (!run || run.isFinished || !this.outcomes.done(w, run, msg)) return;
     if (run.allDone) void this.finishJob(run);
     else this.pump();
   }
@@ -228,35 +182,8 @@ export class Coordinator {
   private onBatchFailed(w: WorkerEntry, msg: Extract<WorkerMessage, { type: 'batchFailed' }>): void {
     this.workers.unlease(w, msg.index);
     const run = this.jobs.get(msg.jobId);
-    if (run && !run.isFinished) this.applyFailure(run, msg.index, msg.attempt, { ...msg.error, context: { ...msg.error.context, worker: w.name } }, msg.input);
+    if (run && !run.isFinished) this.outcomes.failed(run, msg.index, msg.attempt, { ...msg.error, context: { ...msg.error.context, worker: w.name } }, msg.input);
     this.pump();
-  }
-
-  private applyFailure(run: JobRun, index: number, attempt: number, error: WireError, input?: unknown[]): void {
-    const b = run.batches[index];
-    const outcome = run.fail(index, attempt, error);
-    if (outcome === 'stale') return;
-    run.log(`batch [${b.start}, ${b.end}] attempt ${attempt} failed: ${error.message}`);
-    const state = outcome === 'retry' ? 'retrying' : outcome === 'split' ? 'split' : outcome === 'skip' ? 'skipped' : 'failed';
-    this.emit({ kind: 'batch', jobId: run.spec.jobId, index, start: b.start, end: b.end, state, attempt, error });
-    this.events.scheduleProgress(run);
-    if (outcome === 'split') {
-      const singles = run.split(index);
-      run.log(`batch [${b.start}, ${b.end}] split into ${singles.length} single-item batches (onItemError: skip)`);
-      for (const s of singles) this.emit({ kind: 'batch', jobId: run.spec.jobId, index: s.index, start: s.start, end: s.end, state: 'pending', attempt: 0 });
-    } else if (outcome === 'skip') {
-      run.skip(index, { index: b.start, input: input?.[0] ?? null, error: error.message, code: error.code, stack: error.stack });
-      run.log(`item ${b.start} skipped into errors.jsonl: ${error.message}`);
-      if (run.allDone) void this.finishJob(run);
-    } else if (outcome === 'fatal') {
-      const final =
-        error.retryable && b.failures >= run.maxAttempts
-          ? { ...error, code: 'SKYBATCH_E_BATCH_FAILED', message: `batch [${b.start}, ${b.end}] failed ${b.failures} times; last error: ${error.message}` }
-          : error;
-      this.failJob(run, final);
-    } else {
-      this.armRetryTimer();
-    }
   }
 
   submit(req: JobRequest, bundle: string | undefined): JobSpec {
@@ -403,26 +330,8 @@ export class Coordinator {
   /** Takes batches that ran past their timeout away from their (probably hung) mapper, and those of stalled workers. */
   private sweepOverdue(): void {
     const now = Date.now();
-    for (const { run, batch: b, attempt } of overdueBatches(this.jobs.values(), now)) {
-      const w = this.workers.byName(b.worker);
-      const err = new SkybatchError('SKYBATCH_E_BATCH_TIMEOUT', `job ${run.spec.jobId}: batch [${b.start}, ${b.end}] ran longer than ${run.batchTimeoutMs} ms on worker ${b.worker} (attempt ${attempt})`, {
-        retryable: true,
-        context: { jobId: run.spec.jobId, batch: [b.start, b.end], worker: b.worker, attempt },
-      });
-      if (w) {
-        this.workers.unlease(w, b.index);
-        w.link.send({ type: 'abortBatch', jobId: run.spec.jobId, index: b.index, attempt });
-      }
-      this.applyFailure(run, b.index, attempt, toWireError(err));
-      if (w) this.reclaimQueued(w, run);
-    }
-    // A worker whose mapper takes none of the batches it holds: they go back, and its mapper is restarted.
-    for (const { worker: w, run, held } of stalledWorkers(this.workers.all(), this.jobs, now)) {
-      const first = run.batches[held[0].index];
-      run.log(`${w.name} did not start batch [${first.start}, ${first.end}] within ${run.batchTimeoutMs} ms (batchTimeoutMs) while running no other batch: its mapper looks hung; restarting it, its ${held.length} batch(es) given back`);
-      for (const h of held) w.link.send({ type: 'abortBatch', jobId: run.spec.jobId, index: h.index, attempt: h.attempt });
-      this.reclaimQueued(w, run);
-    }
+    for (const { run, batch, attempt } of overdueBatches(this.jobs.values(), now)) this.outcomes.timedOut(run, batch, attempt);
+    for (const { worker, run, held } of stalledWorkers(this.workers.all(), this.jobs, now)) this.outcomes.stalled(worker, run, held);
     this.pump();
   }
 

@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { WireError } from '../../formats/errors.js';
+import { BatchOutcomes } from '../../runtime/coordinator/batch-outcomes.js';
+import { JobRun } from '../../runtime/coordinator/job-run.js';
+import { schedule } from '../../runtime/coordinator/scheduler.js';
+import { WorkerEntry, WorkerTable } from '../../runtime/coordinator/worker-table.js';
+import type { CoordinatorToWorker, JobEvent } from '../../runtime/protocol.js';
+import { spec } from './spec.js';
+
+/** A worker table whose links record what they were sent, and the outcome handlers over it. */
+function setup(run: JobRun, names: string[]) {
+  const table = new WorkerTable();
+  const sent = new Map<string, CoordinatorToWorker[]>();
+  const workers = names.map((name) => {
+    const box: CoordinatorToWorker[] = [];
+    sent.set(name, box);
+    const w = table.add({ send: (m) => box.push(m), close() {} }, { type: 'hello', name, host: 'h' } as never);
+    table.setupDone(w);
+    w.setupKey = 'k';
+    return w;
+  });
+  const events: JobEvent[] = [];
+  const calls: string[] = [];
+  const outcomes = new BatchOutcomes({
+    workers: table,
+    emit: (e) => events.push(e),
+    progress: () => calls.push('progress'),
+    finish: () => calls.push('finish'),
+    fail: (_r, e) => calls.push(`fail ${e.code}`),
+    retryLater: () => calls.push('retryLater'),
+  });
+  const give = () => {
+    for (const d of schedule({ queue: [run.spec.jobId], jobs: new Map([[run.spec.jobId, run]]), workers: table.all(), setupKey: 'k', now: 0 }).decisions) {
+      if (d.kind === 'assign') table.assign(d.worker, run.spec.jobId, d.batch.index);
+    }
+  };
+  return { table, workers, sent, events, calls, outcomes, give };
+}
+
+const aborts = (box: CoordinatorToWorker[]) => box.filter((m) => m.type === 'abortBatch').map((m) => (m as { index: number }).index);
+
+describe('batch outcomes', () => {
+  it('stops the losing copy of a straggler and gives back what was queued behind it', () => {
+    const run = new JobRun(spec({ total: 30 }));
+    const { workers: [w1, w2], sent, outcomes, table, give } = setup(run, ['w1', 'w2']);
+    give(); // w1: 0, 2; w2: 1
+    run.markStarted(0, run.batches[0].current);
+    run.markStarted(1, run.batches[1].current);
+    assert.ok(outcomes.done(w2, run, { type: 'batchDone', jobId: '1', index: 1, attempt: run.batches[1].current, items: 10 } as never));
+    table.unlease(w2, 1);
+    const copy = run.leaseBackup(run.batches[0], 'w2');
+    table.assign(w2, '1', 0);
+    run.markStarted(0, copy);
+    table.unlease(w2, 0);
+    assert.ok(outcomes.done(w2, run, { type: 'batchDone', jobId: '1', index: 0, attempt: copy, items: 10 } as never));
+    assert.deepEqual(aborts(sent.get('w1')!), [0], 'the loser is stopped');
+    assert.deepEqual([...w1.leased], [], 'and holds nothing: batch 2 was only queued behind it');
+    assert.equal(run.batches[2].state, 'retrying');
+    assert.equal(run.next(0)!.index, 2, 'batch 2 goes out again at once');
+    assert.equal(outcomes.done(w1, run, { type: 'batchDone', jobId: '1', index: 0, attempt: 1, items: 10 } as never), false, 'the loser’s late result is ignored');
+  });
+
+  it('fails the started batches of a lost worker and gives back its prefetched ones', () => {
+    const run = new JobRun(spec({ retryBaseMs: 1000 }));
+    const { workers: [w1], events, calls, outcomes, give } = setup(run, ['w1']);
+    give(); // w1: 0, 1
+    run.markStarted(0, run.batches[0].current);
+    outcomes.workerLost(w1, run, 'socket closed');
+    assert.equal(run.batches[0].state, 'retrying');
+    assert.equal(run.batches[0].failures, 1);
+    assert.equal(run.batches[0].lastError?.code, 'SKYBATCH_E_WORKER_LOST');
+    assert.equal(run.batches[1].state, 'retrying');
+    assert.equal(run.batches[1].failures, 0, 'a prefetched batch is not charged');
+    assert.deepEqual(events.filter((e) => e.kind === 'batch').map((e) => [(e as { index: number }).index, (e as { state: string }).state]), [[0, 'retrying'], [1, 'pending']]);
+    assert.ok(calls.includes('retryLater'));
+  });
+
+  it('fails the job when a batch runs out of attempts, and finishes it when the last item is skipped', () => {
+    const err: WireError = { code: 'SKYBATCH_E_MAPPER', message: 'x', retryable: true } as WireError;
+    const failing = new JobRun(spec({ total: 10, maxAttempts: 1 }));
+    const a = setup(failing, ['w1']);
+    a.give();
+    a.outcomes.failed(failing, 0, failing.batches[0].current, err);
+    assert.deepEqual(a.calls.filter((c) => c.startsWith('fail')), ['fail SKYBATCH_E_BATCH_FAILED']);
+
+    const skipping = new JobRun(spec({ total: 1, batchSize: 1, maxAttempts: 1, onItemError: 'skip' }));
+    const b = setup(skipping, ['w1']);
+    b.give();
+    b.outcomes.failed(skipping, 0, skipping.batches[0].current, err, ['poison']);
+    assert.equal(skipping.batches[0].state, 'skipped');
+    assert.ok(b.calls.includes('finish'));
+  });
+
+  it('takes an overdue batch away from its worker and charges it', () => {
+    const run = new JobRun(spec({ batchTimeoutMs: 1000 }));
+    const { workers: [w1], sent, outcomes, give } = setup(run, ['w1']);
+    give();
+    run.markStarted(0, run.batches[0].current);
+    outcomes.timedOut(run, run.batches[0], run.batches[0].current);
+    assert.deepEqual(aborts(sent.get('w1')!), [0]);
+    assert.equal(run.batches[0].lastError?.code, 'SKYBATCH_E_BATCH_TIMEOUT');
+    assert.deepEqual([...w1.leased], [], 'its prefetched batch was given back too');
+    assert.equal(run.batches[1].failures, 0);
+  });
+});
