@@ -1,5 +1,4 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -9,12 +8,12 @@ import { SkybatchError, fromWireError, toWireError } from '../../formats/errors.
 import { buildId } from '../build-id.js';
 import { forEachLine } from '../lines.js';
 import { DEFAULT_SETUP_TIMEOUT_S } from '../pool-config.js';
-import { assertBundleHash } from '../pool-store.js';
 import { checkFrame, coordinatorToWorker, mapperToAgent } from '../protocol-guards.js';
 import { CoordinatorToWorker, FENCED_CLOSE_CODE, JobSpec, PROTOCOL_VERSION, WorkerMessage, WorkerResources } from '../protocol.js';
+import { BundleCache } from './bundle-cache.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
 import { canWatchMemory, capMemory, killTree } from './memory-watch.js';
-import { SetupProcess } from './setup-process.js';
+import { SetupRunner } from './setup.js';
 
 const MAPPER_PROCESS = fileURLToPath(new URL('./mapper-process.js', import.meta.url));
 const END_GRACE_MS = 30_000;
@@ -69,10 +68,9 @@ export class WorkerAgent {
   private job?: JobSpec;
   /** The mapper process of `job` that takes new batches. Decisions about it are synchronous, in message order. */
   private child?: MapperChild;
-  private bundleWaiters = new Map<string, { resolve: (code: string) => void; reject: (err: Error) => void }>();
   private setupEnv: Record<string, string> = {};
-  /** The setup that is running, if any. */
-  private setup?: { hash: string; proc: SetupProcess };
+  private readonly setup: SetupRunner;
+  private readonly bundles: BundleCache;
   private closed = false;
   private lastConnected = Date.now();
   private readonly log: (line: string) => void;
@@ -86,7 +84,16 @@ export class WorkerAgent {
     const r = opts.resources;
     this.resources = r?.memoryMb && !canWatchMemory ? { ...r, notes: [...(r.notes ?? []), `memory limit not enforced: no /proc on ${process.platform}`] } : r;
     // however this process ends, a setup it started does not outlive it
-    process.once('exit', () => this.setup?.proc.stop());
+    const send = (msg: WorkerMessage) => this.send(msg);
+    this.bundles = new BundleCache(opts.workdir, send);
+    this.setup = new SetupRunner({
+      workdir: opts.workdir,
+      worker: opts.name,
+      send,
+      log: this.log,
+      env: () => ({ ...withoutDeviceEnv(process.env), ...this.setupEnv, ...this.deviceEnv() }),
+    });
+    process.once('exit', () => this.setup.stop());
   }
 
   /**
@@ -158,17 +165,17 @@ export class WorkerAgent {
         this.killChild('the pool setup changed');
         this.job = undefined;
         this.setupEnv = msg.envs;
-        void this.runSetup(msg.setup, msg.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_S * 1000);
+        void this.setup.run(msg.setup, msg.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_S * 1000);
         break;
       case 'job':
         this.killChild('superseded by a new job');
         this.job = msg.spec;
         break;
       case 'bundle':
-        this.bundleWaiters.get(msg.hash)?.resolve(msg.code);
+        this.bundles.received(msg.hash, msg.code);
         break;
       case 'bundleUnavailable':
-        this.bundleWaiters.get(msg.hash)?.reject(fromWireError(msg.error));
+        this.bundles.unavailable(msg.hash, fromWireError(msg.error));
         break;
       case 'error':
         this.log(`the coordinator refused a message of this worker: ${msg.error.message}`);
@@ -186,64 +193,6 @@ export class WorkerAgent {
         this.shutdown(0);
         break;
     }
-  }
-
-  /**
-   * Runs `setup` once per working directory (a marker file holds the hash of the script that
-   * ran), in a process group of its own that is stopped on timeout, when a changed setup
-   * replaces it, and when the worker stops.
-   */
-  private async runSetup(setup: string | undefined, timeoutMs: number): Promise<void> {
-    const marker = path.join(this.opts.workdir, '.skybatch-setup-done');
-    const hash = createHash('sha256').update(setup ?? '').digest('hex');
-    const running = this.setup;
-    if (running?.hash === hash) return; // a reconnect while it runs: its end is reported on the new connection
-    this.setup = undefined;
-    running?.proc.stop();
-    if (!setup || (fs.existsSync(marker) && fs.readFileSync(marker, 'utf8') === hash)) {
-      this.send({ type: 'ready' });
-      return;
-    }
-    fs.rmSync(marker, { force: true });
-    this.log('running setup');
-    const proc = new SetupProcess({
-      script: setup,
-      cwd: this.opts.workdir,
-      env: { ...withoutDeviceEnv(process.env), ...this.setupEnv, ...this.deviceEnv() },
-      timeoutMs,
-      worker: this.opts.name,
-      onLine: (stream, line) => {
-        this.log(`setup: ${line}`);
-        this.send({ type: 'setupLog', stream, line });
-      },
-    });
-    const run = { hash, proc };
-    this.setup = run;
-    const error = await proc.result;
-    if (this.setup !== run) return; // replaced by a changed setup, or the worker is stopping
-    this.setup = undefined;
-    if (!error) {
-      fs.writeFileSync(marker, hash);
-      this.send({ type: 'ready' });
-    } else {
-      this.log(error.message);
-      this.send({ type: 'setupFailed', error: toWireError(error) });
-    }
-  }
-
-  private async bundlePath(hash: string): Promise<string> {
-    assertBundleHash(hash);
-    const dir = path.join(this.opts.workdir, '.skybatch-bundles');
-    const file = path.join(dir, `${hash}.mjs`);
-    if (fs.existsSync(file)) return file;
-    const code = await new Promise<string>((resolve, reject) => {
-      this.bundleWaiters.set(hash, { resolve, reject });
-      this.send({ type: 'getBundle', hash });
-    }).finally(() => this.bundleWaiters.delete(hash));
-    fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(`${file}.tmp`, code);
-    fs.renameSync(`${file}.tmp`, file);
-    return file;
   }
 
   private forwardBatch(msg: Extract<CoordinatorToWorker, { type: 'batch' }>): void {
@@ -276,7 +225,7 @@ export class WorkerAgent {
 
   private startChild(spec: JobSpec): MapperChild {
     const child: MapperChild = { jobId: spec.jobId, inflight: new Map(), gone: false, ending: false, stderrTail: [], tookBatch: false, spawned: Promise.resolve() };
-    child.spawned = this.bundlePath(spec.bundleHash).then(
+    child.spawned = this.bundles.path(spec.bundleHash).then(
       (bundlePath) => {
         if (child.gone) this.settle(child, 'was stopped before it started', false);
         else this.spawnMapper(child, spec, bundlePath);
@@ -450,7 +399,7 @@ export class WorkerAgent {
     if (this.closed) return;
     this.closed = true;
     this.killChild('worker shutting down');
-    this.setup?.proc.stop();
+    this.setup.stop();
     this.ws?.close();
     this.stopped();
     process.exitCode = code;
