@@ -1,0 +1,275 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SkybatchError, toWireError } from '../../formats/errors.js';
+import { buildId } from '../build-id.js';
+import { forEachLine } from '../lines.js';
+import { checkFrame, mapperToAgent } from '../protocol-guards.js';
+import type { CoordinatorToWorker, JobSpec, WorkerMessage } from '../protocol.js';
+import type { BundleCache } from './bundle-cache.js';
+import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
+import { canWatchMemory, capMemory, killTree } from './memory-watch.js';
+
+const MAPPER_PROCESS = fileURLToPath(new URL('./mapper-process.js', import.meta.url));
+const END_GRACE_MS = 30_000;
+const BUILD = buildId();
+const KILL_GRACE_MS = 3_000;
+
+/** Which GPUs a process sees is the worker's business, never the submitting client's. */
+export const DEVICE_ENV = ['CUDA_VISIBLE_DEVICES', 'CUDA_DEVICE_ORDER'];
+
+interface MapperChild {
+  jobId: string;
+  inflight: Map<number, { attempt: number; started: boolean; start: number; end: number }>;
+  /** The process, once the job's bundle is here and it was spawned. */
+  proc?: ChildProcess;
+  /** Settles once `proc` is spawned, or once the child was given up before that. */
+  spawned: Promise<void>;
+  /** Stopped, exited or superseded: it takes no more batches. */
+  gone: boolean;
+  ending: boolean;
+  stderrTail: string[];
+  /** Whether this process ever took a batch from load(). */
+  tookBatch: boolean;
+  /** Set when the agent stopped it for using more than `resources.memoryMb`. */
+  overMemoryMb?: number;
+}
+
+/** What the agent lends the supervisor: the connection, and what it knows of the worker and its job. */
+export interface SupervisorPorts {
+  workdir: string;
+  worker: string;
+  send: (msg: WorkerMessage) => void;
+  log: (line: string) => void;
+  bundles: BundleCache;
+  /** The mapper memory limit of this worker, if any (resources.memory). */
+  memoryMb?: number;
+  /** The pool's envs, and the GPUs this worker shows its processes. */
+  setupEnv: () => Record<string, string>;
+  deviceEnv: () => Record<string, string>;
+  /** The job the agent runs now, if any. */
+  currentJob: () => string | undefined;
+  /** The job's mapper cannot start here (its bundle is unavailable, ...). */
+  startFailed: (jobId: string, err: unknown) => void;
+}
+
+/**
+ * The mapper process of the agent's current job: started for the job's first batch, handed
+ * its batches, and when it goes away, its batches reported (a started one failed, the rest
+ * given back). Decisions about it are synchronous, in message order.
+ */
+export class MapperSupervisor {
+  /** The mapper process that takes new batches. */
+  private child?: MapperChild;
+
+  constructor(private readonly ports: SupervisorPorts) {}
+
+  /** Hands batch `msg` of job `spec` to the job's mapper process, starting one when there is none. */
+  forward(spec: JobSpec, msg: Extract<CoordinatorToWorker, { type: 'batch' }>): void {
+    if (!this.child || this.child.gone) this.child = this.startChild(spec);
+    const child = this.child;
+    child.inflight.set(msg.index, { attempt: msg.attempt, started: false, start: msg.start, end: msg.end });
+    const fwd: AgentToMapper = { type: 'batch', index: msg.index, start: msg.start, end: msg.end, attempt: msg.attempt, wantSample: msg.wantSample };
+    // A child that went away meanwhile reports this batch with the rest of its batches.
+    void child.spawned.then(() => {
+      if (child.gone || !child.proc?.connected) return;
+      try {
+        child.proc.send(fwd);
+      } catch (err) {
+        // the process is going away: its exit hands the batch back (it is in inflight)
+        this.ports.log(`batch ${msg.index} of job ${msg.jobId} not handed to its mapper process: ${(err as Error).message}`);
+      }
+    });
+  }
+
+  private startChild(spec: JobSpec): MapperChild {
+    const child: MapperChild = { jobId: spec.jobId, inflight: new Map(), gone: false, ending: false, stderrTail: [], tookBatch: false, spawned: Promise.resolve() };
+    child.spawned = this.ports.bundles.path(spec.bundleHash).then(
+      (bundlePath) => {
+        if (child.gone) this.settle(child, 'was stopped before it started', false);
+        else this.spawnMapper(child, spec, bundlePath);
+      },
+      (err: unknown) => {
+        child.gone = true;
+        child.inflight.clear();
+        if (this.child === child && this.ports.currentJob() === spec.jobId) {
+          this.child = undefined;
+          this.ports.startFailed(spec.jobId, err);
+        }
+      },
+    );
+    return child;
+  }
+
+  private spawnMapper(child: MapperChild, spec: JobSpec, bundlePath: string): void {
+    const cacheDir = path.join(this.ports.workdir, '.skybatch-cache', spec.jobId);
+    fs.mkdirSync(cacheDir, { recursive: true });
+    const env: NodeJS.ProcessEnv = {
+      ...withoutDeviceEnv(process.env),
+      ...this.ports.setupEnv(),
+      ...withoutDeviceEnv(spec.env),
+      ...this.ports.deviceEnv(),
+      SKYBATCH_JOB_ID: spec.jobId,
+      SKYBATCH_WORKER: this.ports.worker,
+      SKYBATCH_AGENT_BUILD: BUILD,
+    };
+    delete env.SKYBATCH_TOKEN;
+    const memoryMb = this.ports.memoryMb;
+    // V8's heap limit follows the worker's memory limit, so it collects garbage before the
+    // agent would see the process over its limit; the agent's RSS poll is what enforces it.
+    const nodeArgs = ['--enable-source-maps', ...(memoryMb ? [`--max-old-space-size=${memoryMb}`] : []), MAPPER_PROCESS];
+    const stdio: ('ignore' | 'pipe' | 'ipc')[] = ['ignore', 'pipe', 'pipe', 'ipc'];
+    const proc = spec.activateEnv
+      ? spawn('bash', ['-c', `${spec.activateEnv}\nexec "$0" "$@"`, process.execPath, ...nodeArgs], { cwd: this.ports.workdir, env, stdio })
+      : spawn(process.execPath, nodeArgs, { cwd: this.ports.workdir, env, stdio });
+    child.proc = proc;
+    if (memoryMb && canWatchMemory && proc.pid) {
+      const stop = capMemory(proc.pid, memoryMb * 2 ** 20, (rss) => {
+        child.overMemoryMb = Math.round(rss / 2 ** 20);
+        this.ports.log(`mapper of job ${spec.jobId} used ${child.overMemoryMb} MB, over its ${memoryMb} MB limit; stopped it`);
+      });
+      proc.once('exit', stop);
+    }
+    const relay = (stream: 'stdout' | 'stderr') => (line: string) => {
+      if (stream === 'stderr') {
+        child.stderrTail.push(line);
+        if (child.stderrTail.length > 10) child.stderrTail.shift();
+      }
+      this.ports.send({ type: 'log', jobId: spec.jobId, stream, line });
+    };
+    forEachLine(proc.stdout, relay('stdout'));
+    forEachLine(proc.stderr, relay('stderr'));
+    proc.on('message', (m: unknown) => {
+      const checked = checkFrame(mapperToAgent, m, `the mapper process of job ${spec.jobId}`);
+      if (checked.ok) this.onChildMessage(child, checked.msg);
+      else this.ports.log(`ignored a message: ${checked.error.message}`);
+    });
+    proc.on('exit', (code, signal) => this.onChildExit(child, code, signal));
+    proc.on('error', (err) => this.ports.log(`mapper process error: ${err.message}`));
+    const start: AgentToMapper = { type: 'start', spec, bundlePath, cacheDir };
+    proc.send(start);
+  }
+
+  private onChildMessage(child: MapperChild, m: MapperToAgent): void {
+    const jobId = child.jobId;
+    if (m.type === 'fatal') {
+      this.ports.send({ type: 'jobFatal', jobId, error: m.error });
+      return;
+    }
+    const entry = child.inflight.get(m.index);
+    if (entry?.attempt !== m.attempt) return;
+    if (m.type === 'batchStarted') entry.started = child.tookBatch = true;
+    else child.inflight.delete(m.index);
+    this.ports.send({ ...m, jobId });
+  }
+
+  private onChildExit(child: MapperChild, code: number | null, signal: NodeJS.Signals | null): void {
+    child.gone = true;
+    if (this.child === child) this.child = undefined;
+    const over = child.overMemoryMb;
+    const limit = `the ${this.ports.memoryMb} MB the pool gives it (resources.memory); raise resources.memory or lower batchSize`;
+    if (over !== undefined && !child.tookBatch && this.ports.currentJob() === child.jobId) {
+      // Its one-time setup alone is too big: every retry would end the same way.
+      const err = new SkybatchError('SKYBATCH_E_MEMORY_LIMIT', `job ${child.jobId}: the mapper process on worker ${this.ports.worker} used ${over} MB before taking its first batch, over ${limit}`, {
+        context: { jobId: child.jobId, worker: this.ports.worker },
+      });
+      this.ports.send({ type: 'jobFatal', jobId: child.jobId, error: toWireError(err) });
+      child.inflight.clear();
+      return;
+    }
+    this.settle(child, signal ? `was killed by ${signal}` : `exited with code ${code}`, true, over === undefined ? undefined : (batch) => `used ${over} MB while holding batch [${batch[0]}, ${batch[1]}], over ${limit}`);
+  }
+
+  /**
+   * Reports the batches a mapper process held when it went away: a started batch failed
+   * (when `charge`), one it never took is given back without counting against it.
+   */
+  private settle(child: MapperChild, how: string, charge: boolean, overMemory?: (batch: [number, number]) => string): void {
+    const tail = child.stderrTail.length ? `; last stderr:\n${child.stderrTail.join('\n')}` : '';
+    for (const [index, { attempt, started, start, end }] of child.inflight) {
+      if (!started || !charge) {
+        this.ports.send({ type: 'batchReleased', jobId: child.jobId, index, attempt });
+        continue;
+      }
+      const context = { jobId: child.jobId, batch: [start, end] as [number, number], worker: this.ports.worker, attempt };
+      const err = overMemory
+        ? new SkybatchError('SKYBATCH_E_MEMORY_LIMIT', `job ${child.jobId}: the mapper process on worker ${this.ports.worker} ${overMemory([start, end])}`, { retryable: true, context })
+        : new SkybatchError('SKYBATCH_E_WORKER_LOST', `job ${child.jobId}: the mapper process on worker ${this.ports.worker} ${how} while holding this batch${tail}`, { retryable: true, context });
+      this.ports.send({ type: 'batchFailed', jobId: child.jobId, index, attempt, error: toWireError(err) });
+    }
+    child.inflight.clear();
+  }
+
+  /**
+   * The coordinator took a batch away (it timed out, a copy elsewhere won, or it waited too
+   * long behind a mapper that does not take batches): that mapper process is hung or
+   * stale, so it goes (SIGKILL ends a stopped or spinning process too). Its other batches
+   * are reported when it exits; the next batch starts a fresh one.
+   */
+  abort(jobId: string, index: number, attempt: number): void {
+    const child = this.child;
+    if (!child || child.jobId !== jobId || child.inflight.get(index)?.attempt !== attempt) return;
+    // The coordinator has dealt with this attempt and taken back what the mapper had not started.
+    child.inflight.delete(index);
+    for (const [i, b] of child.inflight) if (!b.started) child.inflight.delete(i);
+    this.ports.log(`batch ${index} (attempt ${attempt}) of job ${jobId} was taken away; stopping its mapper process`);
+    this.child = undefined;
+    child.gone = true;
+    if (child.proc?.pid) killTree(child.proc.pid); // with what it started (a Python mapper, a model server)
+  }
+
+  /** The job ended: a mapper that is done ends gracefully, one still holding batches (a straggler's losing copy) or of a failed job is stopped. */
+  end(reason: 'done' | 'cancelled' | 'failed'): void {
+    const child = this.child;
+    this.child = undefined;
+    if (!child) return;
+    // A job that is done has every batch committed: a batch still in flight here is the
+    // losing copy of a straggler, and must not write into a job that is being reduced.
+    const zombie = child.inflight.size > 0;
+    child.inflight.clear();
+    child.gone = true;
+    void child.spawned.then(() => {
+      const proc = child.proc;
+      if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+      if (zombie) {
+        if (proc.pid) killTree(proc.pid);
+      } else if (reason === 'done') {
+        child.ending = true;
+        proc.send({ type: 'end' } satisfies AgentToMapper);
+        const timer = setTimeout(() => proc.kill('SIGKILL'), END_GRACE_MS);
+        proc.once('exit', () => clearTimeout(timer));
+      } else {
+        terminate(proc);
+      }
+    });
+  }
+
+  /** Stops the mapper process, if any, without reporting its batches (the coordinator took them back). */
+  kill(why: string): void {
+    const child = this.child;
+    this.child = undefined;
+    if (!child) return;
+    child.inflight.clear();
+    child.gone = true;
+    void child.spawned.then(() => {
+      if (!child.proc || child.proc.exitCode !== null || child.proc.signalCode !== null) return;
+      this.ports.log(`stopping mapper of job ${child.jobId}: ${why}`);
+      terminate(child.proc);
+    });
+  }
+}
+
+export function withoutDeviceEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  const out = { ...env };
+  for (const k of DEVICE_ENV) delete out[k];
+  return out;
+}
+
+function terminate(proc: ChildProcess): void {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  proc.kill('SIGTERM');
+  proc.kill('SIGCONT'); // a stopped process acts on SIGTERM only once it runs
+  const timer = setTimeout(() => proc.kill('SIGKILL'), KILL_GRACE_MS);
+  proc.once('exit', () => clearTimeout(timer));
+}
