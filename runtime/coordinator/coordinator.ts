@@ -31,8 +31,6 @@ export class Coordinator {
   private retryTimer?: NodeJS.Timeout;
   private closed = false;
   private readonly sweeper = setInterval(() => this.sweepOverdue(), 1000);
-  /** Names of workers the pool is shrinking away: they get no new batches. */
-  private readonly draining = new Set<string>();
   /** What the pool's backend sees of its workers, for `status` (set by whoever starts the backend). */
   backendView?: () => PoolSummary['backend'];
   private readonly outcomes = new BatchOutcomes({
@@ -66,7 +64,6 @@ export class Coordinator {
 
   addWorker(link: WorkerLink, hello: Extract<WorkerMessage, { type: 'hello' }>): string {
     const w = this.workers.add(link, hello);
-    if (this.draining.has(w.name)) w.draining = true;
     sendWelcome(w, this.config);
     this.emitWorker(w);
     return w.id;
@@ -347,18 +344,11 @@ export class Coordinator {
 
   /** The pool is shrinking: `name` gets no more batches. True when no worker of that name holds one now. */
   drain(name: string): boolean {
-    this.draining.add(name);
-    let idle = true;
-    for (const w of this.workers.all()) {
-      if (w.name !== name) continue;
-      w.draining = true;
-      if (w.leased.size) idle = false;
-    }
-    return idle;
+    return this.workers.drain(name);
   }
 
   undrain(name: string): void {
-    this.draining.delete(name);
+    this.workers.undrain(name);
   }
 
   subscribe(s: Subscriber): () => void {

@@ -31,9 +31,12 @@ export interface WorkerEntry {
 export class WorkerTable {
   private readonly byId = new Map<string, WorkerEntry>();
   private next = 1;
+  /** Names of workers the pool is shrinking away: a worker joining under one gets no new batches either. */
+  private readonly draining = new Set<string>();
 
   add(link: WorkerLink, hello: Extract<WorkerMessage, { type: 'hello' }>): WorkerEntry {
     const w: WorkerEntry = { id: `w${this.next++}`, name: hello.name, host: hello.host, resources: hello.resources, link, state: 'setup', leased: new Set() };
+    if (this.draining.has(w.name)) w.draining = true;
     this.byId.set(w.id, w);
     return w;
   }
@@ -59,6 +62,22 @@ export class WorkerTable {
   /** Workers that finished setup and take batches. */
   ready(): WorkerEntry[] {
     return this.all().filter((w) => (w.state === 'idle' || w.state === 'busy') && !w.draining);
+  }
+
+  /** The pool is shrinking: `name` gets no more batches. True when no worker of that name holds one now. */
+  drain(name: string): boolean {
+    this.draining.add(name);
+    let idle = true;
+    for (const w of this.all()) {
+      if (w.name !== name) continue;
+      w.draining = true;
+      if (w.leased.size) idle = false;
+    }
+    return idle;
+  }
+
+  undrain(name: string): void {
+    this.draining.delete(name);
   }
 
   /** Its setup finished: it takes batches. */
