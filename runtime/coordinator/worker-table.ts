@@ -59,11 +59,6 @@ export class WorkerTable {
     return [...this.byId.values()];
   }
 
-  /** Workers that finished setup and take batches. */
-  ready(): WorkerEntry[] {
-    return this.all().filter((w) => (w.state === 'idle' || w.state === 'busy') && !w.draining);
-  }
-
   /** The pool is shrinking: `name` gets no more batches. True when no worker of that name holds one now. */
   drain(name: string): boolean {
     this.draining.add(name);
