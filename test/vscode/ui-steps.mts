@@ -171,7 +171,7 @@ export function uiSteps(opts: { pool: string }) {
         const row = page.locator('.quick-input-list .monaco-list-row', { hasText: 'FAILED' }).first();
         await row.waitFor({ timeout: T });
         await row.click();
-        await page.locator('.notifications-toasts .notification-toast', { hasText: /Recovered job \d+/ }).waitFor({ timeout: T });
+        await page.locator('.notifications-toasts .notification-toast', { hasText: /Job \d+: recovered \d+ row/ }).waitFor({ timeout: T });
         await page.locator('.tabs-container .tab', { hasText: 'output.jsonl' }).waitFor({ timeout: T });
       },
     ],
