@@ -156,7 +156,7 @@ async function main(): Promise<number> {
       servers.push({ server, home });
       if (want('host')) {
         log(`extension-host tests (code-server ${server.url})`);
-        results.push(...(await runHostTests(browser, server, { folder: hostWs, extDir, testsPath: path.join(extDir, 'out/vscode-tests/index.cjs'), resultsFile, timeoutMs: 150_000, log })));
+        results.push(...(await runHostTests(browser, server, { folder: hostWs, extDir, testsPath: path.join(extDir, 'out/vscode-tests/index.cjs'), resultsFile, timeoutMs: 300_000, log })));
       }
       if (want('ui')) {
         log('UI tests');
