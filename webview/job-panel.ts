@@ -78,7 +78,7 @@ function renderWorkers(): void {
 }
 
 const SVG = 'http://www.w3.org/2000/svg';
-const CHART = { w: 480, h: 150, left: 46, right: 10, top: 12, bottom: 26 };
+const CHART = { w: 480, h: 160, left: 46, right: 14, top: 22, bottom: 26 };
 
 function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>, text?: string): SVGElementTagNameMap[K] {
   const e = document.createElementNS(SVG, tag);
@@ -131,7 +131,7 @@ function renderChart(): void {
   for (let t = 0; t <= span + 1e-9; t += xStep) kids.push(svg('text', { class: 'tick', x: x(t), y: top + ph + 16, 'text-anchor': 'middle' }, `${fmt(t)} s`));
   kids.push(svg('line', { class: 'axis', x1: left, x2: left, y1: top, y2: top + ph }));
   kids.push(svg('line', { class: 'axis', x1: left, x2: left + pw, y1: top + ph, y2: top + ph }));
-  kids.push(svg('text', { class: 'axis-title', x: left + 4, y: top + 2 }, 'items/s'));
+  kids.push(svg('text', { class: 'axis-title', x: left, y: top - 10, 'text-anchor': 'middle' }, 'items/s'));
   if (series.length) {
     const d = series.map((p, i) => `${i ? 'L' : 'M'}${x(p.t).toFixed(1)},${y(p.rate).toFixed(1)}`).join(' ');
     kids.push(svg('path', { class: average ? 'series average' : 'series', d }));

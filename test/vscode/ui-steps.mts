@@ -151,8 +151,9 @@ export function uiSteps(opts: { pool: string }) {
         await f.locator('#gallery img').first().waitFor({ timeout: T });
         await f.locator('vscode-data-grid#workers vscode-data-grid-row').nth(1).waitFor({ timeout: T });
         // The job ended before the panel opened: its throughput is drawn on axes, as its average.
-        await f.locator('#chart line.axis').nth(1).waitFor({ timeout: T });
-        await f.locator('#chart path.series.average').waitFor({ timeout: T });
+        // (attached, not visible: a horizontal line has no height, which Playwright calls hidden)
+        await f.locator('#chart line.axis').nth(1).waitFor({ state: 'attached', timeout: T });
+        await f.locator('#chart path.series.average').waitFor({ state: 'attached', timeout: T });
         if ((await f.locator('#chart text.tick').count()) < 4) throw new Error('the throughput chart has no axis labels');
       },
     ],
