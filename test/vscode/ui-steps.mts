@@ -190,7 +190,9 @@ export function uiSteps(opts: { pool: string }) {
         await out.getByText('mapper cell, line 2, in mapper:').first().waitFor({ timeout: T });
         await out.getByText('deliberate failure on item 7').first().waitFor({ timeout: T });
         const mapperCell = page.locator('.notebook-editor .code-cell-row', { hasText: 'for await (const batch of sky.load())' }).first();
-        await mapperCell.locator('.codicon-error').first().waitFor({ timeout: T });
+        await mapperCell.locator('.codicon-notebook-state-error').first().waitFor({ timeout: T });
+        // VS Code's own "Go To" (most recently failed cell) knows it too.
+        await page.locator('.notebook-toolbar-container .action-item', { hasText: 'Go To' }).first().waitFor({ timeout: T });
         await out.locator('a[href*="execution_count"]').first().click();
         await page.locator('.notebook-editor .code-cell-row.focused', { hasText: 'for await (const batch of sky.load())' }).first().waitFor({ timeout: T });
         await out.getByText('mapper cell, line 2, in mapper:').first().scrollIntoViewIfNeeded();
