@@ -236,13 +236,14 @@ export function uiSteps(opts: { pool: string }) {
     [
       "the Pools view title's Apply Pool asks which pool the file creates or changes",
       async ({ page, shots }) => {
-        const pools = page.locator('.pane-header', { hasText: 'Pools' }).first();
-        if (!(await pools.isVisible().catch(() => false))) await page.locator('.activitybar .action-item a[aria-label="Sky Batch"]').click();
-        const rows = page.locator('.pane-body .monaco-list-row');
+        // The view's only pane has no header of its own: its title actions sit in the side bar's title.
+        const sidebar = page.locator('.part.sidebar');
+        const row = sidebar.locator('.monaco-list-row', { hasText: opts.pool }).first();
+        if (!(await row.isVisible().catch(() => false))) await page.locator('.activitybar .action-item a[aria-label="Sky Batch"]').click();
         // A selected pool used to be the target of the title action, without a question.
-        await rows.filter({ hasText: opts.pool }).first().click();
-        await pools.hover();
-        await pools.locator('a.action-label[aria-label="Apply Pool"]').click();
+        await row.click();
+        await sidebar.hover();
+        await sidebar.locator('a.action-label[aria-label="Apply Pool"]').first().click();
         const input = page.locator('.quick-input-widget input');
         await page.locator('.quick-input-widget input[placeholder="Apply which pool file?"]').waitFor({ timeout: T });
         await input.fill('images/pool.yaml');
