@@ -48,7 +48,10 @@ function renderHeader(): void {
   $('ring').hidden = !(m.live && (j.status === 'RUNNING' || j.status === 'PENDING'));
   $('cancel').hidden = !(j.status === 'RUNNING' || j.status === 'PENDING');
   $('recover').hidden = !(j.status === 'FAILED' || j.status === 'CANCELLED');
-  $('error').textContent = j.error ? `[${j.error.code}] ${j.error.message}` : '';
+  // A cancel is what someone asked for: said plainly, not as an error.
+  const cancelled = j.status === 'CANCELLED';
+  $('error').textContent = j.error ? (cancelled ? `Cancelled: ${j.error.message}` : `[${j.error.code}] ${j.error.message}`) : '';
+  $('error').className = cancelled ? 'note' : '';
 }
 
 function renderGrid(): void {

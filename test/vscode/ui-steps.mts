@@ -320,6 +320,7 @@ export function uiSteps(opts: { pool: string }) {
         const busy = await panel.locator('#grid .batch.running, #grid .batch.queued, #grid .batch.retrying').count();
         if (busy) throw new Error(`the cancelled job's panel still shows ${busy} running or queued batches`);
         await panel.locator('#bar.CANCELLED').waitFor({ timeout: T });
+        await panel.locator('#error.note', { hasText: 'Cancelled: ' }).waitFor({ timeout: T });
         await waitOutput(page, `.skybatch-job[data-job="${job}"][data-status="CANCELLED"]`, 60_000);
         if (await outputs(page).locator('.skybatch-job .skybatch-error').count()) throw new Error('the cancel is shown as an error');
         await outputs(page).locator('.skybatch-note', { hasText: 'Cancelled' }).first().waitFor({ timeout: T });
