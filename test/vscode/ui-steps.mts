@@ -184,17 +184,25 @@ export function uiSteps(opts: { pool: string }) {
     [
       "the mapper's error is under the mapper cell, which shows failed, and its link goes to the line",
       async ({ page }) => {
+        const out = outputs(page);
+        const mapperRow = page.locator('.notebook-editor .code-cell-row.focused', { hasText: 'for await (const batch of sky.load())' }).first();
+        // The run cell's output names the cell by role; the link (the extension's output renderer) goes there.
+        await waitOutput(page, 'a.skybatch-link[data-skybatch-goto]', 60_000);
+        await out.locator('a.skybatch-link[data-skybatch-goto]').first().click();
+        await mapperRow.waitFor({ timeout: T });
         // VS Code's error renderer draws the traceback; its "Cell In[n], line m" is a link to the cell's line.
         await waitOutput(page, 'a[href*="execution_count"]', 60_000, 'start');
-        const out = outputs(page);
         await out.getByText('mapper cell, line 2, in mapper:').first().waitFor({ timeout: T });
         await out.getByText('deliberate failure on item 7').first().waitFor({ timeout: T });
         const mapperCell = page.locator('.notebook-editor .code-cell-row', { hasText: 'for await (const batch of sky.load())' }).first();
         await mapperCell.locator('.codicon-notebook-state-error').first().waitFor({ timeout: T });
         // VS Code's own "Go To" (most recently failed cell) knows it too.
         await page.locator('.notebook-toolbar-container .action-item', { hasText: 'Go To' }).first().waitFor({ timeout: T });
+        // Away from the mapper cell, then back through the traceback's link.
+        await page.locator('.notebook-editor .code-cell-row', { hasText: 'poolFile' }).first().click();
+        await mapperRow.waitFor({ state: 'detached', timeout: T });
         await out.locator('a[href*="execution_count"]').first().click();
-        await page.locator('.notebook-editor .code-cell-row.focused', { hasText: 'for await (const batch of sky.load())' }).first().waitFor({ timeout: T });
+        await mapperRow.waitFor({ timeout: T });
         await out.getByText('mapper cell, line 2, in mapper:').first().scrollIntoViewIfNeeded();
       },
     ],
@@ -220,6 +228,9 @@ export function uiSteps(opts: { pool: string }) {
         await waitOutput(page, '.skybatch-job[data-status="SUCCEEDED"]', 90_000);
         const file = path.join(ws!, 'samples', 'failing', 'output', 'output.jsonl');
         const full = fs.readFileSync(file, 'utf8');
+        // The output path is a link that opens the file.
+        await outputs(page).locator('.skybatch-outputs a.skybatch-link').first().click();
+        await page.locator('.tabs-container .tab', { hasText: 'output.jsonl' }).waitFor({ timeout: T });
         await palette(page, 'Sky Batch: Recover Partial Results');
         const row = page.locator('.quick-input-list .monaco-list-row', { hasText: 'FAILED' }).first();
         await row.waitFor({ timeout: T });
