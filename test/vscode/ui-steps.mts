@@ -204,6 +204,8 @@ export function uiSteps(opts: { pool: string }) {
         await out.locator('a[href*="execution_count"]').first().click();
         await mapperRow.waitFor({ timeout: T });
         await out.getByText('mapper cell, line 2, in mapper:').first().scrollIntoViewIfNeeded();
+        // Leave the cell's text editor: VS Code shows no extension toasts to someone typing, and the next step waits for one.
+        await page.keyboard.press('Escape');
       },
     ],
     [
