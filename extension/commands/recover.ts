@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as vscode from 'vscode';
 import type { JobSummary } from '../../runtime/protocol.js';
 import { cliError, runCli } from '../cli-process.js';
-import { laterWriters, type LaterWriter } from '../core/later-writers.js';
+import { otherOwners, publishOf, type OutputOwner, type Publish } from '../core/output-publishers.js';
 import type { Engine } from '../engine.js';
 import { jobIdOf, pickJob } from './pick.js';
 
@@ -19,47 +19,56 @@ export async function openOutput(output: string): Promise<void> {
   else await vscode.window.showTextDocument(uri, { preview: false });
 }
 
-/** Every job as its record on disk says (a finished job's record is final; running ones do not matter here). */
-function jobsOnDisk(e: Engine): JobSummary[] {
-  return e.journal.listJobIds().flatMap((id) => {
+/** Every job as its record on disk says (a finished job's record is final), with what it last published. */
+function jobsOnDisk(e: Engine): { jobs: JobSummary[]; publishes: Publish[] } {
+  const jobs: JobSummary[] = [];
+  const publishes: Publish[] = [];
+  for (const id of e.journal.listJobIds()) {
     try {
-      return [e.jobs.jobFromDisk(id)];
+      const job = e.jobs.jobFromDisk(id);
+      jobs.push(job);
+      const p = publishOf(job, e.journal.readJournal(id).published);
+      if (p) publishes.push(p);
     } catch {
-      return [];
+      // a job folder being written or removed: it owns nothing yet
     }
-  });
+  }
+  return { jobs, publishes };
 }
 
 const when = (iso?: string) => (iso ? new Date(iso).toLocaleString() : '?');
 
-/** Asks before recovering `job` over outputs a later job wrote; true when the user agrees. */
-async function confirmReplace(job: JobSummary, later: LaterWriter[]): Promise<boolean> {
-  const newest = later[0];
-  const others = later.length > 1 ? ` (and ${later.length - 1} more job${later.length > 2 ? 's' : ''}: ${later.slice(1).map((w) => w.job.jobId).join(', ')})` : '';
+/** Asks before recovering `job` over outputs another job wrote; true when the user agrees. */
+async function confirmReplace(job: JobSummary, owners: OutputOwner[]): Promise<boolean> {
+  const first = owners[0];
+  const others = owners.length > 1 ? ` (and job${owners.length > 2 ? 's' : ''} ${owners.slice(1).map((o) => o.job.jobId).join(', ')})` : '';
+  const ended = job.status === 'CANCELLED' ? 'was cancelled' : 'failed';
   const detail =
-    `Job ${newest.job.jobId} succeeded at ${when(newest.job.finishedAt)} and wrote ${newest.outputs.join(', ')}${others}. ` +
-    `Job ${job.jobId} ${job.status === 'CANCELLED' ? 'was cancelled' : 'failed'} earlier, at ${when(job.finishedAt ?? job.createdAt)}. ` +
+    `Job ${first.job.jobId} wrote ${first.outputs.join(', ')} at ${when(first.at)}${others}. ` +
+    `Job ${job.jobId} ${ended} ${first.later ? 'before that' : 'after that'}, at ${when(job.finishedAt ?? job.createdAt)}. ` +
     `Recovering job ${job.jobId} replaces that output with its ${job.batchesDone}/${job.batchesTotal} finished batches (${job.itemsDone} items).`;
-  const answer = await vscode.window.showWarningMessage(`Replace the output of the newer job ${newest.job.jobId} with job ${job.jobId}'s partial results?`, { modal: true, detail }, 'Replace Output');
+  const message = `Replace the output of the ${first.later ? 'newer ' : ''}job ${first.job.jobId} with job ${job.jobId}'s partial results?`;
+  const answer = await vscode.window.showWarningMessage(message, { modal: true, detail }, 'Replace Output');
   return answer === 'Replace Output';
 }
 
 /**
  * "Recover Partial Results": merges a failed or cancelled job's finished batches into its
  * outputs (`skybatch recover`: every writer's reduce, then cleanup) and opens the output.
- * When a later job has written one of those outputs since, it asks first (`{ replaceNewer:
- * true }` as second argument answers for callers that already asked).
+ * When an output holds what another job published, it asks first (`{ replaceOthers: true }`
+ * as second argument answers for callers that already asked).
  */
 export function registerRecover(engine: () => Promise<Engine>, log: vscode.OutputChannel, refresh: () => void): vscode.Disposable {
-  return vscode.commands.registerCommand('skybatch.recoverPartialResults', async (arg?: unknown, opts?: { replaceNewer?: boolean }): Promise<JobSummary | undefined> => {
+  return vscode.commands.registerCommand('skybatch.recoverPartialResults', async (arg?: unknown, opts?: { replaceOthers?: boolean }): Promise<JobSummary | undefined> => {
     const e = await engine();
     let jobId = jobIdOf(arg);
     if (!jobId) jobId = (await pickJob(e, ['FAILED', 'CANCELLED'], 'Recover the finished batches of which job?', 'No failed or cancelled job to recover.'))?.jobId;
     if (!jobId) return undefined;
     const job = e.jobs.jobFromDisk(jobId);
-    const later = laterWriters(job, jobsOnDisk(e));
-    if (later.length && !opts?.replaceNewer && !(await confirmReplace(job, later))) {
-      log.appendLine(`[recover ${jobId}] not recovered: job ${later[0].job.jobId} wrote ${later[0].outputs.join(', ')} later`);
+    const { jobs, publishes } = jobsOnDisk(e);
+    const owners = otherOwners(job, publishes, jobs);
+    if (owners.length && !opts?.replaceOthers && !(await confirmReplace(job, owners))) {
+      log.appendLine(`[recover ${jobId}] not recovered: ${owners[0].outputs.join(', ')} holds job ${owners[0].job.jobId}'s output`);
       return undefined;
     }
     const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Recovering job ${jobId}` }, () =>

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { generateJobScript } from '../../extension/core/job-script.js';
-import { laterWriters } from '../../extension/core/later-writers.js';
+import { otherOwners, publishOf } from '../../extension/core/output-publishers.js';
 import type { NotebookCellData } from '../../extension/core/notebook-format.js';
 import { formatTraceback, mapStack, parseFrame, scriptMapOf, splitHead } from '../../extension/core/script-map.js';
 import type { JobSummary } from '../../runtime/protocol.js';
@@ -112,22 +112,37 @@ describe('mapping stacks of the generated script back to cells', () => {
   });
 });
 
-describe('jobs that wrote an output after a job ended', () => {
+describe('whose output a recover would replace', () => {
   const job = (jobId: string, status: JobSummary['status'], finishedAt: string | undefined, outputs = ['/w/out.jsonl']): JobSummary => ({
-    jobId, pool: 'p', status, scriptPath: '/w/s.ts', createdAt: '2026-01-01T10:00:00Z', finishedAt, batchesTotal: 3, batchesDone: 1, itemsTotal: 6, itemsDone: 2, retries: 0, outputs,
+    jobId, pool: 'p', status, scriptPath: '/w/s.ts', createdAt: '2026-01-01T10:00:00Z', finishedAt, batchesTotal: 3, batchesDone: 1, itemsDone: 2, itemsTotal: 6, retries: 0, outputs,
   });
-  test('a later success on the same output counts; earlier, failed, running or other outputs do not', () => {
-    const old = job('3', 'FAILED', '2026-01-01T10:05:00Z');
-    const jobs = [
-      old,
-      job('2', 'SUCCEEDED', '2026-01-01T10:01:00Z'),
-      job('4', 'FAILED', '2026-01-01T10:06:00Z'),
-      job('5', 'SUCCEEDED', '2026-01-01T10:07:00Z', ['/w/other.jsonl']),
-      job('6', 'RUNNING', undefined),
-      job('7', 'SUCCEEDED', '2026-01-01T10:08:00Z', ['/w/x', '/w/out.jsonl']),
-      job('8', 'SUCCEEDED', '2026-01-01T10:09:00Z'),
-    ];
-    assert.deepEqual(laterWriters(old, jobs).map((w) => [w.job.jobId, w.outputs]), [['8', ['/w/out.jsonl']], ['7', ['/w/out.jsonl']]]);
-    assert.deepEqual(laterWriters(jobs[6], jobs), []);
+  const old = job('3', 'FAILED', '2026-01-01T10:05:00Z', ['/w/out.jsonl', '/w/img/']);
+  const jobs = [
+    old,
+    job('2', 'SUCCEEDED', '2026-01-01T10:01:00Z'),
+    job('4', 'FAILED', '2026-01-01T10:06:00Z'),
+    job('5', 'SUCCEEDED', '2026-01-01T10:07:00Z', ['/w/other.jsonl']),
+    job('6', 'RUNNING', undefined),
+    job('8', 'SUCCEEDED', '2026-01-01T10:09:00Z', ['/w/out.jsonl', '/w/img/']),
+  ];
+
+  test('the last publisher of each output, when another job: a later success, named with the outputs it owns', () => {
+    const publishes = jobs.map((j) => publishOf(j)).filter((p) => p !== undefined);
+    const owners = otherOwners(old, publishes, jobs);
+    assert.deepEqual(owners.map((o) => [o.job.jobId, o.outputs, o.later]), [['8', ['/w/out.jsonl', '/w/img/'], true]]);
+  });
+
+  test("a journal's published record counts (a recovery publishes too), an output left as it was does not", () => {
+    const recovered = publishOf(jobs[2], { at: '2026-01-01T10:10:00Z', outputs: [{ path: '/w/out.jsonl', written: true }, { path: '/w/img/', written: false }] })!;
+    const publishes = [...jobs.map((j) => publishOf(j)).filter((p) => p !== undefined), recovered];
+    const owners = otherOwners(old, publishes, jobs);
+    assert.deepEqual(owners.map((o) => [o.job.jobId, o.outputs]), [['4', ['/w/out.jsonl']], ['8', ['/w/img/']]]);
+  });
+
+  test('an earlier success is still another job\'s output; a job that published already is not merged again', () => {
+    const publishes = [publishOf(jobs[1])!];
+    assert.deepEqual(otherOwners(old, publishes, jobs).map((o) => [o.job.jobId, o.later]), [['2', false]]);
+    const own = publishOf(old, { at: '2026-01-01T10:11:00Z', outputs: [{ path: '/w/out.jsonl' }] })!;
+    assert.deepEqual(otherOwners(old, [...publishes, own], jobs), []);
   });
 });

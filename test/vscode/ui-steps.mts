@@ -220,30 +220,42 @@ export function uiSteps(opts: { pool: string }) {
       },
     ],
     [
-      'recovering the failed job over the output a newer job wrote asks first',
+      'recovering a failed job over the output a newer job wrote asks first',
       async ({ page, ws, shots }) => {
+        // The failing job again (its batches not merged yet), then the fixed job succeeds into the same output.
+        await palette(page, 'View: Close All Editors');
+        await page.locator('.tabs-container .tab').first().waitFor({ state: 'detached', timeout: T });
+        await openFile(page, 'failing.skybatch');
+        await page.locator('.notebook-editor.notebookOverlay .code-cell-row').first().waitFor({ timeout: T });
+        // Its last run's output comes back with the notebook (reattach): that job was recovered already.
+        await waitOutput(page, '.skybatch-job[data-status="FAILED"]', 60_000);
+        const before = await outputs(page).locator('.skybatch-job').first().getAttribute('data-job');
+        await runAll(page);
+        await waitOutput(page, `.skybatch-job[data-status="FAILED"][data-job]:not([data-job=""]):not([data-job="${before}"])`, 90_000);
+        const failed = await outputs(page).locator('.skybatch-job[data-status="FAILED"]').first().getAttribute('data-job');
         await palette(page, 'View: Close All Editors');
         await page.locator('.tabs-container .tab').first().waitFor({ state: 'detached', timeout: T });
         await openFile(page, 'fixed.skybatch');
         await page.locator('.notebook-editor.notebookOverlay .code-cell-row').first().waitFor({ timeout: T });
         await runAll(page);
         await waitOutput(page, '.skybatch-job[data-status="SUCCEEDED"]', 90_000);
+        const newer = await outputs(page).locator('.skybatch-job[data-status="SUCCEEDED"]').first().getAttribute('data-job');
         const file = path.join(ws!, 'samples', 'failing', 'output', 'output.jsonl');
         const full = fs.readFileSync(file, 'utf8');
+        if (full.trim().split('\n').length !== 12) throw new Error(`the fixed job wrote ${full.trim().split('\n').length} rows, not 12`);
         // The output path is a link that opens the file.
         await outputs(page).locator('.skybatch-outputs a.skybatch-link').first().click();
         await page.locator('.tabs-container .tab', { hasText: 'output.jsonl' }).waitFor({ timeout: T });
         await palette(page, 'Sky Batch: Recover Partial Results');
-        const row = page.locator('.quick-input-list .monaco-list-row', { hasText: 'FAILED' }).first();
+        const row = page.locator('.quick-input-list .monaco-list-row', { hasText: `job ${failed}` }).first();
         await row.waitFor({ timeout: T });
         await row.click();
-        const dialog = page.locator('.monaco-dialog-box', { hasText: /newer job \d+/ });
+        const dialog = page.locator('.monaco-dialog-box', { hasText: `Replace the output of the newer job ${newer} with job ${failed}'s partial results?` });
         await dialog.waitFor({ timeout: T });
         await page.screenshot({ path: path.join(shots, '11-a-recover-asks-before-replacing-a-newer-output.png') });
         await dialog.locator('.dialog-buttons a.monaco-button', { hasText: 'Cancel' }).click();
         await dialog.waitFor({ state: 'detached', timeout: T });
         if (fs.readFileSync(file, 'utf8') !== full) throw new Error('the newer output was replaced although the question was declined');
-        if (full.trim().split('\n').length !== 12) throw new Error(`the fixed job wrote ${full.trim().split('\n').length} rows, not 12`);
       },
     ],
     [
