@@ -1,16 +1,18 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { NotebookProblem } from './core/cell-problem.js';
-import { generateJobScript, locate } from './core/job-script.js';
+import { generateJobScript } from './core/job-script.js';
 import { JobTracker } from './core/job-tracker.js';
 import type { RunSettings } from './core/run-settings.js';
+import { scriptMapOf, type ScriptMap } from './core/script-map.js';
 import type { NotebookDiagnostics } from './diagnostics.js';
 import type { Engine } from './engine.js';
-import { JobLauncher } from './job-launcher.js';
+import { JobLauncher, scriptPathFor } from './job-launcher.js';
 import { CellJobOutput, jobOutput } from './job-output.js';
 import type { JobRecord, JobRecords } from './job-records.js';
 import { watchJob } from './job-watch.js';
 import { ensurePool } from './pool-starter.js';
+import { RunErrors } from './run-errors.js';
 import { NOTEBOOK_TYPE, cellsOf, roleOf } from './serializer.js';
 
 interface ActiveRun {
@@ -18,6 +20,8 @@ interface ActiveRun {
   jobId?: string;
   launcher?: JobLauncher;
   stop?: () => void;
+  /** Interrupted before the job was submitted: the script was stopped on the user's word. */
+  killed?: boolean;
 }
 
 export interface ControllerDeps {
@@ -35,9 +39,19 @@ export function outputCellOf(doc: vscode.NotebookDocument): vscode.NotebookCell 
   return code.find((c) => roleOf(c) === 'run') ?? code[code.length - 1];
 }
 
+/** How an error position names a cell: by its role ("mapper cell"), not by an index that counts Markdown cells. */
+export function cellLabel(doc: vscode.NotebookDocument, index: number): string {
+  if (index < 0 || index >= doc.cellCount) return 'notebook';
+  const cell = doc.cellAt(index);
+  const role = roleOf(cell);
+  if (!role) return `Markdown cell ${index + 1}`;
+  const same = doc.getCells().filter((c) => roleOf(c) === role);
+  return same.length > 1 ? `${role} cell ${same.indexOf(cell) + 1}` : `${role} cell`;
+}
+
 function problemsOutput(doc: vscode.NotebookDocument, problems: NotebookProblem[]): vscode.NotebookCellOutput {
   const errors = problems.filter((p) => p.severity === 'error');
-  const text = [`The job was not started: ${errors.length} problem(s) in the notebook.`, ...errors.map((p) => `cell ${p.cell + 1}, line ${p.line + 1}: ${p.message}`)].join('\n');
+  const text = [`The job was not started: ${errors.length} problem(s) in the notebook.`, ...errors.map((p) => `${cellLabel(doc, p.cell)}, line ${p.line + 1}: ${p.message}`)].join('\n');
   return new vscode.NotebookCellOutput([vscode.NotebookCellOutputItem.stderr(text)], { skybatch: { problems: errors.length, notebook: doc.uri.toString() } });
 }
 
@@ -48,6 +62,8 @@ function problemsOutput(doc: vscode.NotebookDocument, problems: NotebookProblem[
 export class BatchJobController implements vscode.Disposable {
   readonly controller: vscode.NotebookController;
   private readonly runs = new Map<string, ActiveRun>();
+  /** Per notebook: the cells whose error output the last run put there. */
+  private readonly errorCells = new Map<string, vscode.NotebookCell[]>();
   private order = 0;
 
   constructor(private readonly deps: ControllerDeps) {
@@ -75,6 +91,9 @@ export class BatchJobController implements vscode.Disposable {
       void vscode.window.showInformationMessage('A job of this notebook is running; interrupt it first to start another.');
       return;
     }
+    // Every cell runs again: the last run's errors are history.
+    this.deps.diagnostics.clearRuntime(doc);
+    this.clearErrorOutputs(doc, cells);
     for (const c of cells) {
       if (c.index === target.index || c.kind !== vscode.NotebookCellKind.Code) continue;
       const e = this.controller.createNotebookCellExecution(c);
@@ -97,6 +116,29 @@ export class BatchJobController implements vscode.Disposable {
     }
   }
 
+  /** Removes the error outputs the notebook's last run put under its cells (the cells being run now clear their own). */
+  private clearErrorOutputs(doc: vscode.NotebookDocument, running: readonly vscode.NotebookCell[]): void {
+    const key = doc.uri.toString();
+    for (const c of this.errorCells.get(key) ?? []) {
+      if (c.index < 0 || c.notebook !== doc || running.includes(c)) continue;
+      try {
+        const e = this.controller.createNotebookCellExecution(c);
+        e.start();
+        void e.clearOutput();
+        e.end(undefined);
+      } catch {
+        // the cell has an execution of its own meanwhile
+      }
+    }
+    this.errorCells.delete(key);
+  }
+
+  private runErrors(doc: vscode.NotebookDocument, map: ScriptMap): RunErrors {
+    const errors = new RunErrors({ controller: this.controller, diagnostics: this.deps.diagnostics, nextOrder: () => ++this.order }, doc, map);
+    this.errorCells.set(doc.uri.toString(), errors.shown);
+    return errors;
+  }
+
   private async runJob(doc: vscode.NotebookDocument, target: vscode.NotebookCell, exec: vscode.NotebookCellExecution, run: ActiveRun): Promise<void> {
     const { problems, settings } = await this.deps.diagnostics.validate(doc);
     if (!settings || problems.some((p) => p.severity === 'error')) {
@@ -108,7 +150,11 @@ export class BatchJobController implements vscode.Disposable {
     const engine = await this.deps.engine();
     const tracker = new JobTracker(settings.pool);
     run.pool = settings.pool;
-    const record = (): JobRecord => ({ notebook: doc.uri.toString(), cell: target.index, pool: settings.pool, jobId: tracker.state.jobId, state: tracker.state });
+    const script = generateJobScript(cellsOf(doc), settings, path.basename(doc.uri.fsPath));
+    // Kept for the run (the script file is not): maps the stacks of its failures back to cells.
+    const map = scriptMapOf(script, scriptPathFor(doc.uri.fsPath));
+    const errors = this.runErrors(doc, map);
+    const record = (): JobRecord => ({ notebook: doc.uri.toString(), cell: target.index, pool: settings.pool, jobId: tracker.state.jobId, state: tracker.state, script: map });
     const out = new CellJobOutput(exec, tracker, () => void this.deps.records.put(record()));
     void out.flush();
     const cancelled = { value: false };
@@ -118,10 +164,10 @@ export class BatchJobController implements vscode.Disposable {
       return this.finish(exec, out, tracker);
     }
     if (cancelled.value) {
-      tracker.fail('SKYBATCH_E_CANCELLED', 'interrupted before the job was submitted');
+      tracker.cancel('interrupted before the job was submitted');
       return this.finish(exec, out, tracker);
     }
-    const script = generateJobScript(cellsOf(doc), settings, path.basename(doc.uri.fsPath));
+    let lastBatchError: { message: string; stack?: string } | undefined;
     const launcher = new JobLauncher({
       cli: engine.cli,
       notebookPath: doc.uri.fsPath,
@@ -130,6 +176,10 @@ export class BatchJobController implements vscode.Disposable {
       onEvent: (e) => {
         const hadId = tracker.state.jobId;
         if (!tracker.handle(e)) return;
+        if (e.kind === 'batch' && e.error && (e.state === 'retrying' || e.state === 'failed')) {
+          lastBatchError = e.error;
+          errors.batchFailed(e);
+        }
         if (!hadId && tracker.state.jobId) {
           run.jobId = tracker.state.jobId;
           this.deps.log.appendLine(`job ${run.jobId} submitted to pool ${settings.pool} from ${doc.uri.fsPath}`);
@@ -144,11 +194,23 @@ export class BatchJobController implements vscode.Disposable {
     });
     run.launcher = launcher;
     const result = await launcher.run();
+    let failure: { message: string; stack?: string } | undefined;
+    let fallbackLine: number | undefined;
     if (!tracker.finished) {
       const err = result.error ?? { code: 'SKYBATCH_E_SCRIPT', message: `the job script exited with code ${result.code} before the job finished` };
-      tracker.fail(err.code, err.message);
-      const at = result.error?.scriptLine !== undefined ? locate(script.spans, result.error.scriptLine) : undefined;
-      if (at) this.deps.diagnostics.report(doc, at.cell, at.line, `[${err.code}] ${err.message.split('\n')[0]}`);
+      if (run.killed) tracker.cancel('interrupted before the job was submitted');
+      else tracker.fail(err.code, err.message, Date.now(), result.error?.stack);
+      failure = run.killed ? undefined : { message: err.message, stack: result.error?.stack };
+      fallbackLine = result.error?.scriptLine;
+    } else if (tracker.state.status === 'FAILED') {
+      const e = tracker.state.error;
+      failure = e?.stack ? e : (lastBatchError ?? e);
+    }
+    if (failure) {
+      const at = await errors.failed(failure, { fallbackLine, jobId: tracker.state.jobId });
+      if (at) tracker.state.errorAt = at;
+    } else if (tracker.state.status === 'SUCCEEDED') {
+      this.deps.diagnostics.downgradeRuntime(doc, '(a later attempt of the batch succeeded)');
     }
     return this.finish(exec, out, tracker);
   }
@@ -157,7 +219,9 @@ export class BatchJobController implements vscode.Disposable {
     tracker.state.finishedAt ??= Date.now();
     await out.close();
     if (tracker.state.jobId) this.deps.onJob?.(tracker.state.jobId, tracker.state.pool);
-    exec.end(tracker.state.status === 'SUCCEEDED', tracker.state.finishedAt);
+    // A cancel is what the user asked for: neither a success nor a failure.
+    const status = tracker.state.status;
+    exec.end(status === 'SUCCEEDED' ? true : status === 'CANCELLED' ? undefined : false, tracker.state.finishedAt);
   }
 
   private async interrupt(doc: vscode.NotebookDocument): Promise<void> {
@@ -172,6 +236,7 @@ export class BatchJobController implements vscode.Disposable {
         void vscode.window.showErrorMessage(`Cancel job ${run.jobId}: ${(err as Error).message}`);
       }
     } else {
+      run.killed = true;
       run.launcher?.kill();
     }
   }
@@ -189,17 +254,24 @@ export class BatchJobController implements vscode.Disposable {
     exec.start(rec.state.startedAt);
     if (tracker.finished || !rec.jobId) {
       await exec.replaceOutput(jobOutput(tracker));
-      exec.end(tracker.state.status === 'SUCCEEDED', tracker.state.finishedAt ?? Date.now());
+      const status = tracker.state.status;
+      exec.end(status === 'SUCCEEDED' ? true : status === 'CANCELLED' ? undefined : false, tracker.state.finishedAt ?? Date.now());
       return;
     }
     const run: ActiveRun = { pool: rec.pool, jobId: rec.jobId };
     this.runs.set(key, run);
+    const errors = rec.script && this.runErrors(doc, rec.script);
     const out = new CellJobOutput(exec, tracker, () => void this.deps.records.put({ ...rec, state: tracker.state }));
     try {
       const engine = await this.deps.engine();
       let watch;
+      let lastBatchError: { message: string; stack?: string } | undefined;
       try {
-        watch = await watchJob(engine, rec.pool, rec.jobId, (e) => tracker.handle(e) && out.update());
+        watch = await watchJob(engine, rec.pool, rec.jobId, (e) => {
+          if (!tracker.handle(e)) return;
+          if (e.kind === 'batch' && e.error && (e.state === 'retrying' || e.state === 'failed')) (lastBatchError = e.error), errors?.batchFailed(e);
+          out.update();
+        });
       } catch {
         // The pool is gone: the job's record on disk is its last word.
         tracker.summary(engine.jobs.jobFromDisk(rec.jobId));
@@ -212,6 +284,12 @@ export class BatchJobController implements vscode.Disposable {
       const how = await watch.ended;
       watch.close();
       if (how === 'disconnected' && !tracker.finished) tracker.fail('SKYBATCH_E_PROTOCOL', `lost the connection to pool '${rec.pool}' while following job ${rec.jobId}`);
+      else if (tracker.state.status === 'FAILED' && errors) {
+        const e = tracker.state.error;
+        const failure = e?.stack ? e : (lastBatchError ?? e);
+        const at = failure && (await errors.failed(failure, { jobId: rec.jobId }));
+        if (at) tracker.state.errorAt = at;
+      }
       await this.finish(exec, out, tracker);
     } finally {
       this.runs.delete(key);

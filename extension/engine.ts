@@ -19,7 +19,7 @@ export interface Engine {
   poolStore: typeof PoolStore;
   pools: Pick<typeof PoolCommands, 'poolStatus'>;
   jobs: Pick<typeof JobCommands, 'listJobs' | 'jobFromDisk' | 'cancelJob'>;
-  journal: Pick<typeof JobStore, 'readJournal' | 'readSpec'>;
+  journal: Pick<typeof JobStore, 'readJournal' | 'readSpec' | 'listJobIds'>;
   connection: typeof Connection;
 }
 

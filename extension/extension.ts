@@ -2,8 +2,8 @@ import * as vscode from 'vscode';
 import { registerCellRoles } from './commands/cell-role.js';
 import { registerCancelJob } from './commands/job-commands.js';
 import { registerNewJob } from './commands/new-job.js';
-import { registerApplyPool, registerTearDownPool } from './commands/pool-commands.js';
-import { registerRecover } from './commands/recover.js';
+import { registerApplyPool, registerReapplyPool, registerTearDownPool } from './commands/pool-commands.js';
+import { registerRecover, registerResume } from './commands/recover.js';
 import { registerShowJobPanel, registerShowScript } from './commands/show-commands.js';
 import { BatchJobController } from './controller.js';
 import { NotebookDiagnostics } from './diagnostics.js';
@@ -11,6 +11,7 @@ import { engine, setEngineRoot } from './engine.js';
 import { JobPanels, registerJobPanels } from './job-panel.js';
 import { JobRecords } from './job-records.js';
 import { PoolsTree, registerPoolsTree } from './pools-tree.js';
+import { registerOutputLinks } from './output-links.js';
 import { registerReattach } from './reattach.js';
 import { registerSerializer } from './serializer.js';
 
@@ -44,9 +45,12 @@ export function activate(context: vscode.ExtensionContext): SkybatchApi {
     registerReattach(controller, records),
     registerNewJob(),
     registerApplyPool(engine, log, refresh),
+    registerReapplyPool(engine, log, refresh),
     registerTearDownPool(engine, log, refresh),
     registerCancelJob(engine, refresh),
     registerRecover(engine, log, refresh),
+    registerResume(engine, log, refresh),
+    registerOutputLinks(),
     registerShowJobPanel(panels, records, controller),
     registerShowScript(diagnostics),
     vscode.commands.registerCommand('skybatch.refreshPools', refresh),

@@ -19,7 +19,7 @@ export interface LaunchOptions {
 export interface LaunchResult {
   code: number;
   /** The script's failure as the CLI or Node printed it, when it exited non-zero. */
-  error?: { code: string; message: string; scriptLine?: number };
+  error?: { code: string; message: string; scriptLine?: number; stack?: string };
 }
 
 /** The generated script's path: hidden, next to the notebook, so relative imports and paths mean what they mean in the notebook. */
@@ -84,10 +84,11 @@ export class JobLauncher {
     const base = path.basename(this.scriptPath).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     const at = new RegExp(`${base}:(\\d+)`).exec(stderr);
     const scriptLine = at ? Number(at[1]) - 1 : undefined;
+    // What Node printed from the error's first line on: its frames and its causes' frames.
     const sky = /^\w*Error \[([A-Z_]+)\]: ([\s\S]*?)(?:\n\s+at |\n--- where|$)/m.exec(stderr);
-    if (sky) return { code: sky[1], message: sky[2].trim(), scriptLine };
+    if (sky) return { code: sky[1], message: sky[2].trim(), scriptLine, stack: stderr.slice(sky.index) };
     const plain = /^(\w*Error): (.*)$/m.exec(stderr);
-    if (plain) return { code: 'SKYBATCH_E_SCRIPT', message: `${plain[1]}: ${plain[2]}`, scriptLine };
+    if (plain) return { code: 'SKYBATCH_E_SCRIPT', message: `${plain[1]}: ${plain[2]}`, scriptLine, stack: stderr.slice(plain.index) };
     return undefined;
   }
 }

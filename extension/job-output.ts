@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import { renderHtml, renderText } from './core/output-render.js';
+import { JOB_OUTPUT_MIME, renderHtml, renderText } from './core/output-render.js';
 import type { JobTracker } from './core/job-tracker.js';
 
 const THROTTLE_MS = 250;
@@ -7,7 +7,8 @@ const THROTTLE_MS = 250;
 export function jobOutput(tracker: JobTracker): vscode.NotebookCellOutput {
   const s = tracker.state;
   return new vscode.NotebookCellOutput(
-    [vscode.NotebookCellOutputItem.text(renderHtml(s), 'text/html'), vscode.NotebookCellOutputItem.text(renderText(s), 'text/plain')],
+    // The HTML goes to the extension's own renderer (its links act); text/plain is the same for readers and tests.
+    [vscode.NotebookCellOutputItem.text(renderHtml(s), JOB_OUTPUT_MIME), vscode.NotebookCellOutputItem.text(renderText(s), 'text/plain')],
     { skybatch: { jobId: s.jobId, pool: s.pool, status: s.status } },
   );
 }

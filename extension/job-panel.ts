@@ -46,7 +46,7 @@ export function panelHtml(webview: vscode.Webview, media: vscode.Uri, nonce: str
 <div class="legend"><span class="batch pending"></span>pending <span class="batch queued"></span>queued <span class="batch running"></span>running <span class="batch retrying"></span>retrying <span class="batch done"></span>done <span class="batch failed"></span>failed <span class="batch split"></span>split <span class="batch skipped"></span>skipped</div></section>
 <section class="two">
   <div><h2>Workers</h2><vscode-data-grid id="workers" aria-label="Workers" grid-template-columns="1fr 1fr 0.7fr 2fr"></vscode-data-grid></div>
-  <div><h2>Throughput</h2><svg id="chart" viewBox="0 0 480 120" preserveAspectRatio="none"><path d="M0,0"></path></svg><div id="chart-label" class="muted"></div></div>
+  <div><h2>Throughput</h2><svg id="chart" viewBox="0 0 480 160" role="img" aria-label="Throughput over time, items per second"></svg><div id="chart-label" class="muted"></div></div>
 </section>
 <section id="gallery-section" hidden><h2>Images</h2><div id="gallery" class="gallery"></div></section>
 <section><h2>Sample outputs</h2><table id="samples"></table></section>

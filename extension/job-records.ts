@@ -1,5 +1,6 @@
 import type * as vscode from 'vscode';
 import type { JobViewState } from './core/job-tracker.js';
+import type { ScriptMap } from './core/script-map.js';
 
 /** The last run of a notebook: enough to reattach to it or show its summary after a reload. */
 export interface JobRecord {
@@ -9,6 +10,8 @@ export interface JobRecord {
   pool: string;
   jobId?: string;
   state: JobViewState;
+  /** Where the run's generated script lines came from: a reattached run that fails maps its error back to cells. */
+  script?: ScriptMap;
 }
 
 const KEY = 'skybatch.jobRecords';

@@ -1,6 +1,7 @@
 // Builds the VS Code extension: type-checks it (tsconfig.extension.json), bundles
 // extension/extension.ts to out/extension/extension.cjs (CommonJS, for the extension
-// host; `vscode` and the engine's npm packages stay external), webview/ to out/webview/,
+// host; `vscode` and the engine's npm packages stay external), webview/ to out/webview/
+// (the job panel's script and the cell output renderer),
 // copies the webview toolkit and static files there, and bundles the in-VS-Code tests to
 // out/vscode-tests/. Needs the engine built first (`npm run build`): the extension loads
 // out/runtime at run time.
@@ -37,6 +38,15 @@ await Promise.all([
     bundle: true,
     platform: 'browser',
     format: 'iife',
+    target: 'es2022',
+    logLevel: 'warning',
+  }),
+  esbuild.build({
+    entryPoints: [path.join(root, 'webview/output-renderer.ts')],
+    outfile: out('webview', 'output-renderer.js'),
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
     target: 'es2022',
     logLevel: 'warning',
   }),

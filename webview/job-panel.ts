@@ -7,6 +7,9 @@ const vscode = acquireVsCodeApi();
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const MAX_POINTS = 120;
 const MAX_IMAGES = 48;
+const FINISHED = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
+/** States of a batch someone still works on: none is left once the job ended. */
+const IN_FLIGHT = new Set<BatchState>(['queued', 'running', 'retrying']);
 
 interface Model {
   job?: JobSummary;
@@ -40,11 +43,15 @@ function renderHeader(): void {
   badge.className = `status ${j.status}`;
   const pct = j.batchesTotal ? Math.floor((100 * j.batchesDone) / j.batchesTotal) : 0;
   $('bar').style.width = `${j.status === 'SUCCEEDED' ? 100 : pct}%`;
+  $('bar').className = j.status;
   $('numbers').textContent = `${j.batchesDone}/${j.batchesTotal} batches · ${j.itemsDone}/${j.itemsTotal} items · ${j.retries} retries · ${m.batches.filter((b) => b === 'failed').length} failed`;
   $('ring').hidden = !(m.live && (j.status === 'RUNNING' || j.status === 'PENDING'));
   $('cancel').hidden = !(j.status === 'RUNNING' || j.status === 'PENDING');
   $('recover').hidden = !(j.status === 'FAILED' || j.status === 'CANCELLED');
-  $('error').textContent = j.error ? `[${j.error.code}] ${j.error.message}` : '';
+  // A cancel is what someone asked for: said plainly, not as an error.
+  const cancelled = j.status === 'CANCELLED';
+  $('error').textContent = j.error ? (cancelled ? `Cancelled: ${j.error.message}` : `[${j.error.code}] ${j.error.message}`) : '';
+  $('error').className = cancelled ? 'note' : '';
 }
 
 function renderGrid(): void {
@@ -73,22 +80,72 @@ function renderWorkers(): void {
     .map((w) => ({ Worker: w.name, Host: w.host, State: w.state, Doing: w.batches.length ? `job ${w.jobId}: ${w.batches.map((b) => `[${b[0]}, ${b[1]}]`).join(' ')}` : w.jobId ? `job ${w.jobId}` : '—' }));
 }
 
+const SVG = 'http://www.w3.org/2000/svg';
+const CHART = { w: 480, h: 160, left: 46, right: 14, top: 22, bottom: 26 };
+
+function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>, text?: string): SVGElementTagNameMap[K] {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+/** A round step for about `n` ticks over [0, max]. */
+function tickStep(max: number, n = 3): number {
+  const raw = max / n;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw) ?? raw;
+}
+
+const fmt = (v: number) => (v >= 100 || Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1));
+
+/**
+ * Throughput over time with its axes: the live rate while the panel follows the job; for a
+ * job that ended before the panel opened, its average rate over its whole run (the journal
+ * keeps no times per batch).
+ */
 function renderChart(): void {
-  const svg = $('chart') as unknown as SVGSVGElement;
-  const W = 480;
-  const H = 120;
-  const pts = m.points;
-  const max = Math.max(1, ...pts.map((p) => p.rate));
-  const t0 = pts[0]?.t ?? 0;
-  const span = Math.max(1, (pts[pts.length - 1]?.t ?? 1) - t0);
-  const d = pts.map((p, i) => `${i ? 'L' : 'M'}${((p.t - t0) / span) * (W - 10) + 5},${H - 5 - (p.rate / max) * (H - 20)}`).join(' ');
-  (svg.querySelector('path') as SVGPathElement).setAttribute('d', d || 'M0,0');
+  const chart = $('chart') as unknown as SVGSVGElement;
+  const { w, h, left, right, top, bottom } = CHART;
+  const pw = w - left - right;
+  const ph = h - top - bottom;
   const j = m.job;
   const took = j?.finishedAt ? (Date.parse(j.finishedAt) - Date.parse(j.createdAt)) / 1000 : 0;
+  const pts = m.points;
+  let series: { t: number; rate: number }[] = [];
+  let average = false;
+  if (pts.length) series = pts.map((p) => ({ t: (p.t - pts[0].t) / 1000, rate: p.rate }));
+  else if (j && took > 0 && j.itemsDone > 0) {
+    series = [{ t: 0, rate: j.itemsDone / took }, { t: took, rate: j.itemsDone / took }];
+    average = true;
+  }
+  const peak = Math.max(0, ...series.map((p) => p.rate));
+  const yStep = tickStep(Math.max(peak, 1));
+  const yMax = Math.ceil(Math.max(peak, 1) / yStep) * yStep;
+  const span = Math.max(1, series.length ? series[series.length - 1].t : took || 10);
+  const xStep = tickStep(span);
+  const x = (t: number) => left + (t / span) * pw;
+  const y = (r: number) => top + ph - (r / yMax) * ph;
+  const kids: SVGElement[] = [];
+  for (let v = 0; v <= yMax + 1e-9; v += yStep) {
+    kids.push(svg('line', { class: 'grid-line', x1: left, x2: left + pw, y1: y(v), y2: y(v) }));
+    kids.push(svg('text', { class: 'tick', x: left - 6, y: y(v) + 4, 'text-anchor': 'end' }, fmt(v)));
+  }
+  for (let t = 0; t <= span + 1e-9; t += xStep) kids.push(svg('text', { class: 'tick', x: x(t), y: top + ph + 16, 'text-anchor': 'middle' }, `${fmt(t)} s`));
+  kids.push(svg('line', { class: 'axis', x1: left, x2: left, y1: top, y2: top + ph }));
+  kids.push(svg('line', { class: 'axis', x1: left, x2: left + pw, y1: top + ph, y2: top + ph }));
+  kids.push(svg('text', { class: 'axis-title', x: left, y: top - 10, 'text-anchor': 'middle' }, 'items/s'));
+  if (series.length) {
+    const d = series.map((p, i) => `${i ? 'L' : 'M'}${x(p.t).toFixed(1)},${y(p.rate).toFixed(1)}`).join(' ');
+    kids.push(svg('path', { class: average ? 'series average' : 'series', d }));
+  } else {
+    kids.push(svg('text', { class: 'empty', x: left + pw / 2, y: top + ph / 2, 'text-anchor': 'middle' }, 'no throughput yet'));
+  }
+  chart.replaceChildren(...kids);
   $('chart-label').textContent = pts.length
-    ? `${pts[pts.length - 1].rate.toFixed(1)} items/s now · peak ${max.toFixed(1)} items/s`
-    : j && took > 0
-      ? `finished before this panel opened: ${j.itemsDone} items in ${took.toFixed(1)} s (${(j.itemsDone / took).toFixed(1)} items/s on average)`
+    ? `${pts[pts.length - 1].rate.toFixed(1)} items/s ${j && FINISHED.has(j.status) ? 'at the end' : 'now'} · peak ${peak.toFixed(1)} items/s`
+    : average && j
+      ? `finished before this panel opened: ${j.itemsDone} items in ${took.toFixed(1)} s (${(j.itemsDone / took).toFixed(1)} items/s on average, drawn dashed)`
       : 'no throughput yet';
 }
 
@@ -121,8 +178,12 @@ function apply(e: JobEvent): void {
   const id = m.job?.jobId;
   switch (e.kind) {
     case 'jobSubmitted':
-    case 'jobFinished':
       if (e.job.jobId === id) m.job = e.job;
+      break;
+    case 'jobFinished':
+      if (e.job.jobId !== id) return;
+      m.job = e.job;
+      endJob();
       break;
     case 'progress':
       if (e.jobId !== id || !m.job) return;
@@ -155,6 +216,18 @@ function apply(e: JobEvent): void {
   renderHeader();
 }
 
+/**
+ * The job ended (cancelled, failed or done): batches that were queued or running on a
+ * worker were abandoned with it and go back to pending, as the coordinator records them;
+ * no `batch` event says so.
+ */
+function endJob(): void {
+  m.batches = m.batches.map((b) => (IN_FLIGHT.has(b) ? 'pending' : b));
+  m.live = false;
+  renderGrid();
+  renderChart();
+}
+
 function load(s: PanelSnapshot): void {
   m.job = s.job;
   m.batchSize = s.batchSize;
@@ -163,6 +236,7 @@ function load(s: PanelSnapshot): void {
   m.workers = new Map(s.workers.map((w) => [w.workerId, w]));
   m.samples = s.samples;
   m.live = s.live;
+  if (FINISHED.has(s.job.status)) m.batches = m.batches.map((b) => (IN_FLIGHT.has(b) ? 'pending' : b));
   vscode.setState({ pool: s.job.pool, jobId: s.job.jobId });
   renderHeader();
   renderGrid();

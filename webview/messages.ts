@@ -32,3 +32,9 @@ export interface PanelState {
   pool: string;
   jobId: string;
 }
+
+/** Job cell output → extension: what a clicked link in the output asks for (webview/output-renderer.ts). */
+export type FromOutput =
+  | { type: 'open'; path: string }
+  | { type: 'command'; command: 'recover' | 'resume' | 'panel'; jobId: string }
+  | { type: 'goto'; cell: number; line: number };

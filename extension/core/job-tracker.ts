@@ -27,7 +27,9 @@ export interface JobViewState {
   samples: SampleRow[];
   logs: string[];
   outputs: string[];
-  error?: { code: string; message: string };
+  error?: { code: string; message: string; stack?: string };
+  /** Where a failure was raised, when it came from a cell ("mapper cell, line 3"); `cell` is its index in the notebook. */
+  errorAt?: { label: string; cell: number; line: number };
   recoverCommand?: string;
   startedAt: number;
   finishedAt?: number;
@@ -105,7 +107,7 @@ export class JobTracker {
     s.itemsTotal = j.itemsTotal;
     s.retries = Math.max(s.retries, j.retries);
     s.outputs = j.outputs;
-    if (j.error) s.error = { code: j.error.code, message: j.error.message };
+    if (j.error) s.error = { code: j.error.code, message: j.error.message, ...(j.error.stack ? { stack: j.error.stack } : {}) };
     if (['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(j.status)) {
       s.retrying = 0;
       if (j.status === 'SUCCEEDED') s.failed = 0;
@@ -126,9 +128,16 @@ export class JobTracker {
   }
 
   /** A failure before the job existed (bundling, pool not found, reader errors). */
-  fail(code: string, message: string, now = Date.now()): void {
+  fail(code: string, message: string, now = Date.now(), stack?: string): void {
     this.state.status = 'FAILED';
-    this.state.error = { code, message };
+    this.state.error = { code, message, ...(stack ? { stack } : {}) };
+    this.state.finishedAt = now;
+  }
+
+  /** Stopped on the user's word before the job was submitted: not a failure. */
+  cancel(message: string, now = Date.now()): void {
+    this.state.status = 'CANCELLED';
+    this.state.error = { code: 'SKYBATCH_E_CANCELLED', message };
     this.state.finishedAt = now;
   }
 }

@@ -1,11 +1,27 @@
 import { formatEta, type JobViewState, type SampleRow } from './job-tracker.js';
 
+/** The mime of a job's HTML cell output, drawn by the extension's renderer `skybatch.job-output`. */
+export const JOB_OUTPUT_MIME = 'application/vnd.skybatch.job-output';
+
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 const PNG_URL = /^data:image\/png;base64,[A-Za-z0-9+/=]+$/;
 
 function imageOf(v: unknown): string | undefined {
   const url = v && typeof v === 'object' ? (v as { $image?: unknown }).$image : undefined;
   return typeof url === 'string' && PNG_URL.test(url) ? url : undefined;
+}
+
+const LINK_STYLE = 'color: var(--vscode-textLink-foreground, #3794ff); text-decoration: underline; cursor: pointer';
+
+/**
+ * A link the Sky Batch output renderer acts on (webview/output-renderer.ts): notebook
+ * outputs may not run extension commands through `command:` links, so the renderer posts
+ * the `data-*` attributes to the extension instead.
+ */
+function link(text: string, data: Record<string, string>, tag: 'a' | 'code' = 'a'): string {
+  const attrs = Object.entries(data).map(([k, v]) => ` data-skybatch-${k}="${esc(v)}"`).join('');
+  const inner = tag === 'code' ? `<code>${esc(text)}</code>` : esc(text);
+  return `<a class="skybatch-link" role="link" tabindex="0"${attrs} style="${LINK_STYLE}">${inner}</a>`;
 }
 
 function percent(s: JobViewState): number {
@@ -48,8 +64,9 @@ function field(r: SampleRow, col: string): unknown {
 /** The job's cell output as plain text: what tests read and what screen readers get. */
 export function renderText(s: JobViewState): string {
   const out = [headline(s), `progress ${percent(s)}% · ${statusLine(s)}`];
-  if (s.error) out.push(`error [${s.error.code}]: ${s.error.message}`);
-  if (s.recoverCommand && s.status !== 'SUCCEEDED') out.push(`recover finished batches: ${s.recoverCommand} (or "Sky Batch: Recover Partial Results")`);
+  if (s.error) out.push(s.status === 'CANCELLED' ? `cancelled: ${s.error.message}` : `error [${s.error.code}]: ${s.error.message}`);
+  if (s.errorAt) out.push(`raised in the ${s.errorAt.label}, line ${s.errorAt.line + 1}`);
+  if (s.recoverCommand && s.status !== 'SUCCEEDED') out.push(`recover finished batches: ${s.recoverCommand} (or "Sky Batch: Recover Partial Results"); run the rest: "Sky Batch: Resume Job"`);
   if (s.samples.length) {
     const cols = columnsOf(s.samples);
     out.push(`sample outputs (${s.samples.length}):`, ['#', ...cols].join('\t'));
@@ -73,8 +90,15 @@ export function renderHtml(s: JobViewState): string {
       `<span class="skybatch-percent">${pct}%</span></div>`,
   );
   h.push(`<div class="skybatch-stats">${esc(statusLine(s))}</div>`);
-  if (s.error) h.push(`<pre style="white-space: pre-wrap; color: #f14c4c; margin: 6px 0">${esc(`[${s.error.code}] ${s.error.message}`)}</pre>`);
-  if (s.recoverCommand && s.status !== 'SUCCEEDED') h.push(`<div>Recover the finished batches with <code>${esc(s.recoverCommand)}</code> or <b>Sky Batch: Recover Partial Results</b>.</div>`);
+  if (s.error && s.status === 'CANCELLED') h.push(`<div class="skybatch-note" style="margin: 6px 0; opacity: .85">Cancelled: ${esc(s.error.message)}</div>`);
+  else if (s.error) h.push(`<pre class="skybatch-error" style="white-space: pre-wrap; color: #f14c4c; margin: 6px 0">${esc(`[${s.error.code}] ${s.error.message}`)}</pre>`);
+  if (s.errorAt) h.push(`<div class="skybatch-error-at">Raised in ${link(`the ${s.errorAt.label}, line ${s.errorAt.line + 1}`, { goto: String(s.errorAt.cell), line: String(s.errorAt.line) })} (the traceback is under that cell).</div>`);
+  if (s.jobId && s.recoverCommand && s.status !== 'SUCCEEDED') {
+    h.push(
+      `<div class="skybatch-actions" style="margin: 4px 0">${link('Recover partial results', { command: 'recover', job: s.jobId })} (merge the finished batches into the outputs, like <code>${esc(s.recoverCommand)}</code>) · ` +
+        `${link('Resume', { command: 'resume', job: s.jobId })} (run the batches that did not finish) · ${link('Show job panel', { command: 'panel', job: s.jobId })}</div>`,
+    );
+  }
   const images = s.samples.flatMap((r) => columnsOf([r]).map((c) => ({ index: r.index, url: imageOf(field(r, c)) })).filter((x) => x.url));
   if (images.length) {
     h.push(`<div style="margin-top: 8px; font-weight: 600">Image previews</div><div class="skybatch-gallery" style="display: flex; flex-wrap: wrap; gap: 6px">`);
@@ -95,7 +119,11 @@ export function renderHtml(s: JobViewState): string {
     }
     h.push(`</table>`);
   }
-  if (s.status === 'SUCCEEDED' && s.outputs.length) h.push(`<div style="margin-top: 6px">Outputs: ${s.outputs.map((o) => `<code>${esc(o)}</code>`).join(', ')}</div>`);
+  if (s.status === 'SUCCEEDED' && s.outputs.length) {
+    // Cloud objects have no local file to open: they stay text.
+    const one = (o: string) => (/^(s3|gs):\/\//.test(o) ? `<code>${esc(o)}</code>` : link(o, { open: o }, 'code'));
+    h.push(`<div class="skybatch-outputs" style="margin-top: 6px">Outputs: ${s.outputs.map(one).join(', ')}</div>`);
+  }
   if (s.logs.length) h.push(`<details style="margin-top: 6px"><summary>Log (${s.logs.length} lines)</summary><pre style="white-space: pre-wrap; font-size: 12px">${esc(s.logs.join('\n'))}</pre></details>`);
   h.push(`</div>`);
   return h.join('\n');

@@ -78,4 +78,32 @@ describe('cell output', () => {
     assert.match(html, /a&lt;b/);
     assert.equal(formatEta(125, 1), '2m05s');
   });
+
+  const summary = (status: 'SUCCEEDED' | 'FAILED' | 'CANCELLED', outputs: string[] = []) => ({ jobId: '9', pool: 'p', status, scriptPath: 's', createdAt: '', batchesTotal: 2, batchesDone: 1, itemsTotal: 4, itemsDone: 2, retries: 0, outputs });
+
+  test('a cancel is told as such, not as an error, and offers recover and resume links', () => {
+    const t = new JobTracker('p', 0);
+    t.handle({ kind: 'jobFinished', job: { ...summary('CANCELLED'), error: { code: 'SKYBATCH_E_CANCELLED', message: 'job 9 was cancelled', retryable: false } }, recoverCommand: 'skybatch recover 9' });
+    const text = renderText(t.state);
+    assert.match(text, /cancelled: job 9 was cancelled/);
+    assert.doesNotMatch(text, /error \[/);
+    const html = renderHtml(t.state);
+    assert.doesNotMatch(html, /skybatch-error/);
+    assert.match(html, /data-skybatch-command="recover" data-skybatch-job="9"/);
+    assert.match(html, /data-skybatch-command="resume" data-skybatch-job="9"/);
+  });
+
+  test('a failure names the cell it came from by role, with a link to its line; local outputs are links, cloud ones text', () => {
+    const t = new JobTracker('p', 0);
+    t.handle({ kind: 'jobFinished', job: { ...summary('FAILED'), error: { code: 'SKYBATCH_E_BATCH_FAILED', message: 'boom', retryable: false } }, recoverCommand: 'skybatch recover 9' });
+    t.state.errorAt = { label: 'mapper cell', cell: 3, line: 1 };
+    assert.match(renderText(t.state), /raised in the mapper cell, line 2/);
+    assert.match(renderHtml(t.state), /data-skybatch-goto="3" data-skybatch-line="1"[^>]*>the mapper cell, line 2</);
+    const ok = new JobTracker('p', 0);
+    ok.handle({ kind: 'jobFinished', job: summary('SUCCEEDED', ['/w/out "x".jsonl', 's3://b/k']) });
+    const html = renderHtml(ok.state);
+    assert.match(html, /data-skybatch-open="\/w\/out &quot;x&quot;\.jsonl"/);
+    assert.match(html, /<code>s3:\/\/b\/k<\/code>/);
+    assert.doesNotMatch(html, /data-skybatch-open="s3/);
+  });
 });

@@ -44,6 +44,9 @@ poolFile: ../images/pool.yaml
 \`\`\`
 `;
 
+/** The failing job, fixed: it succeeds and writes the output the failed job would have (the recover question's newer job). */
+const FIXED_NOTEBOOK = FAILING_NOTEBOOK.replace('# A job that fails on purpose', '# The same job, fixed').replace("  if (batch.some((item) => item.n === 7)) throw new Error('deliberate failure on item 7');\n", '');
+
 /** 150 batches of 400 ms each on the pool's 2 workers (about 30 s): long enough to reload the page mid-job and see both reattach (about 7 s) while it runs. */
 const SLOW_NOTEBOOK = `# A slow job, for the reload test
 
@@ -85,6 +88,7 @@ function prepareWorkspaces(run: string): { hostWs: string; uiWs: string } {
   const failing = path.join(uiWs, 'samples', 'failing');
   fs.mkdirSync(failing, { recursive: true });
   fs.writeFileSync(path.join(failing, 'failing.skybatch'), FAILING_NOTEBOOK);
+  fs.writeFileSync(path.join(failing, 'fixed.skybatch'), FIXED_NOTEBOOK);
   fs.writeFileSync(path.join(failing, 'data.jsonl'), Array.from({ length: 12 }, (_, n) => JSON.stringify({ n })).join('\n') + '\n');
   const slow = path.join(uiWs, 'samples', 'slow');
   fs.mkdirSync(slow, { recursive: true });
@@ -156,13 +160,13 @@ async function main(): Promise<number> {
       servers.push({ server, home });
       if (want('host')) {
         log(`extension-host tests (code-server ${server.url})`);
-        results.push(...(await runHostTests(browser, server, { folder: hostWs, extDir, testsPath: path.join(extDir, 'out/vscode-tests/index.cjs'), resultsFile, timeoutMs: 150_000, log })));
+        results.push(...(await runHostTests(browser, server, { folder: hostWs, extDir, testsPath: path.join(extDir, 'out/vscode-tests/index.cjs'), resultsFile, timeoutMs: 300_000, log })));
       }
       if (want('ui')) {
         log('UI tests');
         const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
         await page.goto(workbenchUrl(server, uiWs, extDir));
-        results.push(...(await runUiSteps({ page, shots, log }, uiSteps({ pool: 'image-pool' }))));
+        results.push(...(await runUiSteps({ page, shots, log, ws: uiWs }, uiSteps({ pool: 'image-pool' }))));
         await page.close();
       }
     }
@@ -181,7 +185,7 @@ async function main(): Promise<number> {
       const vsixShots = path.join(shots, 'vsix');
       fs.rmSync(vsixShots, { recursive: true, force: true });
       fs.mkdirSync(vsixShots, { recursive: true });
-      results.push(...(await runUiSteps({ page, shots: vsixShots, log, label: 'vsix' }, uiSteps({ pool: 'image-pool' }).slice(0, 5))));
+      results.push(...(await runUiSteps({ page, shots: vsixShots, log, label: 'vsix', ws: uiWs }, uiSteps({ pool: 'image-pool' }).slice(0, 5))));
       await page.close();
     }
   } catch (err) {

@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Frame, FrameLocator, Page } from 'playwright-core';
 import type { TestResult } from './host-run.mjs';
@@ -8,6 +9,8 @@ export interface UiContext {
   log: (l: string) => void;
   /** Names the run in test titles: `ui` unless told. */
   label?: string;
+  /** The workspace folder VS Code has open. */
+  ws?: string;
 }
 
 const T = 60_000;
@@ -43,11 +46,19 @@ async function toBottom(page: Page): Promise<void> {
   await page.mouse.wheel(0, 20_000);
 }
 
-/** Waits for `sel` in the notebook's outputs, scrolling to the end meanwhile. */
-async function waitOutput(page: Page, sel: string, timeout: number): Promise<void> {
+/** Scrolls the notebook to its start. */
+async function toTop(page: Page): Promise<void> {
+  const box = await page.locator('.notebook-editor.notebookOverlay').first().boundingBox();
+  if (!box) return;
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.wheel(0, -20_000);
+}
+
+/** Waits for `sel` in the notebook's outputs, scrolling to the end (or the start) meanwhile. */
+async function waitOutput(page: Page, sel: string, timeout: number, where: 'end' | 'start' = 'end'): Promise<void> {
   const deadline = Date.now() + timeout;
   for (;;) {
-    await toBottom(page);
+    await (where === 'end' ? toBottom(page) : toTop(page));
     if (await outputs(page).locator(sel).first().isVisible().catch(() => false)) return;
     if (Date.now() > deadline) throw new Error(`the notebook output did not show ${sel} within ${timeout / 1000} s`);
     await page.waitForTimeout(500);
@@ -139,6 +150,11 @@ export function uiSteps(opts: { pool: string }) {
         if (await f.locator('#grid .batch:not(.done)').count()) throw new Error('not every batch is done in the grid');
         await f.locator('#gallery img').first().waitFor({ timeout: T });
         await f.locator('vscode-data-grid#workers vscode-data-grid-row').nth(1).waitFor({ timeout: T });
+        // The job ended before the panel opened: its throughput is drawn on axes, as its average.
+        // (attached, not visible: a horizontal line has no height, which Playwright calls hidden)
+        await f.locator('#chart line.axis').nth(1).waitFor({ state: 'attached', timeout: T });
+        await f.locator('#chart path.series.average').waitFor({ state: 'attached', timeout: T });
+        if ((await f.locator('#chart text.tick').count()) < 4) throw new Error('the throughput chart has no axis labels');
       },
     ],
     [
@@ -161,7 +177,35 @@ export function uiSteps(opts: { pool: string }) {
         await runAll(page);
         const out = outputs(page);
         await waitOutput(page, '.skybatch-job[data-status="FAILED"]', 90_000);
-        await out.getByText('Recover Partial Results').first().waitFor({ timeout: T });
+        await out.getByText('Recover partial results').first().waitFor({ timeout: T });
+        await out.getByText('raised in the mapper cell, line 2').first().waitFor({ timeout: T });
+      },
+    ],
+    [
+      "the mapper's error is under the mapper cell, which shows failed, and its link goes to the line",
+      async ({ page }) => {
+        const out = outputs(page);
+        const mapperRow = page.locator('.notebook-editor .code-cell-row.focused', { hasText: 'for await (const batch of sky.load())' }).first();
+        // The run cell's output names the cell by role; the link (the extension's output renderer) goes there.
+        await waitOutput(page, 'a.skybatch-link[data-skybatch-goto]', 60_000);
+        await out.locator('a.skybatch-link[data-skybatch-goto]').first().click();
+        await mapperRow.waitFor({ timeout: T });
+        // VS Code's error renderer draws the traceback; its "Cell In[n], line m" is a link to the cell's line.
+        await waitOutput(page, 'a[href*="execution_count"]', 60_000, 'start');
+        await out.getByText('mapper cell, line 2, in mapper:').first().waitFor({ timeout: T });
+        await out.getByText('deliberate failure on item 7').first().waitFor({ timeout: T });
+        const mapperCell = page.locator('.notebook-editor .code-cell-row', { hasText: 'for await (const batch of sky.load())' }).first();
+        await mapperCell.locator('.codicon-notebook-state-error').first().waitFor({ timeout: T });
+        // VS Code's own "Go To" (most recently failed cell) knows it too.
+        await page.locator('.notebook-toolbar-container .action-item', { hasText: 'Go To' }).first().waitFor({ timeout: T });
+        // Away from the mapper cell, then back through the traceback's link.
+        await page.locator('.notebook-editor .code-cell-row', { hasText: 'poolFile' }).first().click();
+        await mapperRow.waitFor({ state: 'detached', timeout: T });
+        await out.locator('a[href*="execution_count"]').first().click();
+        await mapperRow.waitFor({ timeout: T });
+        await out.getByText('mapper cell, line 2, in mapper:').first().scrollIntoViewIfNeeded();
+        // Leave the cell's text editor: VS Code shows no extension toasts to someone typing, and the next step waits for one.
+        await page.keyboard.press('Escape');
       },
     ],
     [
@@ -173,6 +217,68 @@ export function uiSteps(opts: { pool: string }) {
         await row.click();
         await page.locator('.notifications-toasts .notification-toast', { hasText: /Job \d+: recovered \d+ row/ }).waitFor({ timeout: T });
         await page.locator('.tabs-container .tab', { hasText: 'output.jsonl' }).waitFor({ timeout: T });
+      },
+    ],
+    [
+      'recovering a failed job over the output a newer job wrote asks first',
+      async ({ page, ws, shots }) => {
+        // The failing job again (its batches not merged yet), then the fixed job succeeds into the same output.
+        await palette(page, 'View: Close All Editors');
+        await page.locator('.tabs-container .tab').first().waitFor({ state: 'detached', timeout: T });
+        await openFile(page, 'failing.skybatch');
+        await page.locator('.notebook-editor.notebookOverlay .code-cell-row').first().waitFor({ timeout: T });
+        // Its last run's output comes back with the notebook (reattach): that job was recovered already.
+        await waitOutput(page, '.skybatch-job[data-status="FAILED"]', 60_000);
+        const before = await outputs(page).locator('.skybatch-job').first().getAttribute('data-job');
+        await runAll(page);
+        await waitOutput(page, `.skybatch-job[data-status="FAILED"][data-job]:not([data-job=""]):not([data-job="${before}"])`, 90_000);
+        const failed = await outputs(page).locator('.skybatch-job[data-status="FAILED"]').first().getAttribute('data-job');
+        await palette(page, 'View: Close All Editors');
+        await page.locator('.tabs-container .tab').first().waitFor({ state: 'detached', timeout: T });
+        await openFile(page, 'fixed.skybatch');
+        await page.locator('.notebook-editor.notebookOverlay .code-cell-row').first().waitFor({ timeout: T });
+        await runAll(page);
+        await waitOutput(page, '.skybatch-job[data-status="SUCCEEDED"]', 90_000);
+        const newer = await outputs(page).locator('.skybatch-job[data-status="SUCCEEDED"]').first().getAttribute('data-job');
+        const file = path.join(ws!, 'samples', 'failing', 'output', 'output.jsonl');
+        const full = fs.readFileSync(file, 'utf8');
+        if (full.trim().split('\n').length !== 12) throw new Error(`the fixed job wrote ${full.trim().split('\n').length} rows, not 12`);
+        // The output path is a link that opens the file.
+        await outputs(page).locator('.skybatch-outputs a.skybatch-link').first().click();
+        await page.locator('.tabs-container .tab', { hasText: 'output.jsonl' }).waitFor({ timeout: T });
+        await palette(page, 'Sky Batch: Recover Partial Results');
+        const row = page.locator('.quick-input-list .monaco-list-row', { hasText: `job ${failed}` }).first();
+        await row.waitFor({ timeout: T });
+        await row.click();
+        const dialog = page.locator('.monaco-dialog-box', { hasText: `Replace the output of the newer job ${newer} with job ${failed}'s partial results?` });
+        await dialog.waitFor({ timeout: T });
+        await page.screenshot({ path: path.join(shots, '11-a-recover-asks-before-replacing-a-newer-output.png') });
+        await dialog.locator('.dialog-buttons a.monaco-button', { hasText: 'Cancel' }).click();
+        await dialog.waitFor({ state: 'detached', timeout: T });
+        if (fs.readFileSync(file, 'utf8') !== full) throw new Error('the newer output was replaced although the question was declined');
+      },
+    ],
+    [
+      "the Pools view title's Apply Pool asks which pool the file creates or changes",
+      async ({ page, shots }) => {
+        // The view's only pane has no header of its own: its title actions sit in the side bar's title.
+        const sidebar = page.locator('.part.sidebar');
+        const row = sidebar.locator('.monaco-list-row', { hasText: opts.pool }).first();
+        if (!(await row.isVisible().catch(() => false))) await page.locator('.activitybar .action-item a[aria-label="Sky Batch"]').click();
+        // A selected pool used to be the target of the title action, without a question.
+        await row.click();
+        await sidebar.hover();
+        await sidebar.locator('a.action-label[aria-label="Apply Pool"]').first().click();
+        const input = page.locator('.quick-input-widget input');
+        await page.locator('.quick-input-widget input[placeholder="Apply which pool file?"]').waitFor({ timeout: T });
+        await input.fill('images/pool.yaml');
+        await page.locator('.quick-input-list .monaco-list-row', { hasText: 'images/pool.yaml' }).first().click();
+        await page.locator('.quick-input-widget input[placeholder="Which pool does pool.yaml create or change?"]').waitFor({ timeout: T });
+        await page.locator('.quick-input-list .monaco-list-row', { hasText: 'New pool' }).first().waitFor({ timeout: T });
+        await page.locator('.quick-input-list .monaco-list-row', { hasText: opts.pool }).first().waitFor({ timeout: T });
+        await page.screenshot({ path: path.join(shots, '12-a-apply-pool-asks-which-pool.png') });
+        await page.keyboard.press('Escape');
+        await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: T });
       },
     ],
     [
@@ -200,7 +306,7 @@ export function uiSteps(opts: { pool: string }) {
         await panel.locator('#grid .batch.done').first().waitFor({ timeout: T });
         const open = await panel.locator('#grid .batch:not(.done)').count();
         log(`    reload at ${before}%, reattached output first seen at ${after}%, restored panel with ${open} unfinished batches`);
-        await page.screenshot({ path: path.join(shots, '10-a-reattached-while-the-job-runs.png') });
+        await page.screenshot({ path: path.join(shots, '13-a-reattached-while-the-job-runs.png') });
         await waitOutput(page, `.skybatch-job[data-job="${job}"][data-status="SUCCEEDED"]`, 120_000);
         const pct = await outputs(page).locator('.skybatch-percent').first().innerText();
         if (pct.trim() !== '100%') throw new Error(`progress shows ${pct}`);
@@ -223,6 +329,26 @@ export function uiSteps(opts: { pool: string }) {
         await panel.locator('#grid .batch.done').first().waitFor({ timeout: T });
         const left = await panel.locator('#grid .batch:not(.done)').count();
         if (left) throw new Error(`the restored panel shows ${left} batches not done`);
+      },
+    ],
+    [
+      'a job cancelled from its panel leaves no running or queued batch there, and its cell shows the cancel as no error',
+      async ({ page }) => {
+        await runAll(page);
+        await waitOutput(page, '.skybatch-job[data-status="RUNNING"][data-job]:not([data-job=""])', 60_000);
+        const job = await outputs(page).locator('.skybatch-job[data-status="RUNNING"]').first().getAttribute('data-job');
+        await palette(page, 'Sky Batch: Show Job Panel');
+        const panel = await panelFrame(page, job!);
+        await panel.locator('#grid .batch.running').first().waitFor({ timeout: T });
+        await panel.locator('#cancel').click();
+        await panel.locator('#status', { hasText: 'CANCELLED' }).waitFor({ timeout: T });
+        const busy = await panel.locator('#grid .batch.running, #grid .batch.queued, #grid .batch.retrying').count();
+        if (busy) throw new Error(`the cancelled job's panel still shows ${busy} running or queued batches`);
+        await panel.locator('#bar.CANCELLED').waitFor({ timeout: T });
+        await panel.locator('#error.note', { hasText: 'Cancelled: ' }).waitFor({ timeout: T });
+        await waitOutput(page, `.skybatch-job[data-job="${job}"][data-status="CANCELLED"]`, 60_000);
+        if (await outputs(page).locator('.skybatch-job .skybatch-error').count()) throw new Error('the cancel is shown as an error');
+        await outputs(page).locator('.skybatch-note', { hasText: 'Cancelled' }).first().waitFor({ timeout: T });
       },
     ],
   ];

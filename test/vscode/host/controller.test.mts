@@ -4,6 +4,18 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { api, defineSuite, notebookText, openNotebook, outputText, POOL, runAll, runCell, waitFor, WS, write } from './helpers.mjs';
 
+const JOB_OUTPUT_MIME = 'application/vnd.skybatch.job-output';
+
+function cellByRole(doc: vscode.NotebookDocument, role: string): vscode.NotebookCell {
+  return doc.getCells().find((c) => c.metadata.role === role)!;
+}
+
+/** The error output under a cell, as VS Code's error renderer gets it. */
+function errorOf(cell: vscode.NotebookCell): { name: string; message: string; stack: string } | undefined {
+  const item = cell.outputs.flatMap((o) => o.items).find((i) => i.mime === 'application/vnd.code.notebook.error');
+  return item && JSON.parse(new TextDecoder().decode(item.data));
+}
+
 export const POOL_YAML = 'pool:\n  workers: 2\nresources:\n  cpus: 1+\nsetup: echo ready\n';
 const data = (n: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ text: `t${i}` })).join('\n') + '\n';
 export const SLOW_MAPPER = 'for await (const batch of sky.load()) {\n  await new Promise((r) => setTimeout(r, 500));\n  await sky.saveResults(batch.map(() => ({ ok: 1 })));\n}';
@@ -38,8 +50,10 @@ export const controllerSuite = defineSuite('notebook controller', (t) => {
     const out = fs.readFileSync(path.join(path.dirname(file), 'output/output.jsonl'), 'utf8').trim().split('\n');
     assert.deepEqual(out, ['t0t0', 't1t1', 't2t2', 't3t3', 't4t4', 't5t5'].map((output) => JSON.stringify({ output })));
     await waitFor('the generated script to be removed', () => !fs.existsSync(path.join(path.dirname(file), '.job.skybatch.ts')), 10_000);
-    const html = new TextDecoder().decode(runCell(editor.notebook).outputs[0].items.find((i) => i.mime === 'text/html')!.data);
+    const html = new TextDecoder().decode(runCell(editor.notebook).outputs[0].items.find((i) => i.mime === JOB_OUTPUT_MIME)!.data);
     assert.match(html, /aria-valuenow="100"/);
+    // Output paths are links the output renderer opens.
+    assert.match(html, /data-skybatch-open="[^"]*output\/output\.jsonl"/);
   });
 
   t.test('interrupt cancels the job and the pool keeps running', async () => {
@@ -51,6 +65,11 @@ export const controllerSuite = defineSuite('notebook controller', (t) => {
     await vscode.commands.executeCommand('notebook.cancelExecution', editor.notebook.uri);
     const text = await waitFor('the job to be cancelled', () => /: CANCELLED/.test(outputText(cell)) && outputText(cell));
     assert.match(text, /skybatch recover \d+/);
+    // A cancel the user asked for is no error: no error line, no red mark on the cell.
+    assert.doesNotMatch(text, /error \[/);
+    assert.match(text, /cancelled: /);
+    await waitFor('the run cell execution to end', () => cell.executionSummary?.timing?.endTime !== undefined);
+    assert.equal(cell.executionSummary?.success, undefined, 'a cancelled run is neither a success nor a failure');
     const { tree } = await api();
     const snap = await tree.refresh();
     assert.ok(snap.pools.find((p) => p.pool === POOL)?.running, 'the pool still runs');
@@ -61,7 +80,7 @@ export const controllerSuite = defineSuite('notebook controller', (t) => {
     const editor = await openNotebook(file);
     const text = await runAll(editor);
     assert.match(text, /The job was not started: 1 problem/);
-    assert.match(text, /cell 5, line 2: 'batchSize' must be a positive integer/);
+    assert.match(text, /run cell, line 2: 'batchSize' must be a positive integer/);
   });
 
   t.test('a script error is reported in the output and on the cell it came from', async () => {
@@ -72,6 +91,66 @@ export const controllerSuite = defineSuite('notebook controller', (t) => {
     const text = await runAll(editor);
     assert.match(text, /: FAILED/);
     assert.match(text, /missing\.jsonl/);
+    // The reader caused it: the error is under the reader cell, which is marked failed.
+    assert.match(text, /raised in the reader cell, line 1/);
+    const reader = cellByRole(editor.notebook, 'reader');
+    const err = await waitFor('the error under the reader cell', () => errorOf(reader));
+    assert.match(err.message, /missing\.jsonl: no such file/);
+    assert.match(err.stack, /JsonReader\.length/);
+    assert.equal(reader.executionSummary?.success, false);
+  });
+
+  t.test('a mapper that throws: its traceback is under the mapper cell, which is marked failed; the diagnostic outlives 10 s of job updates and goes when the cell is edited', async () => {
+    const mapper = [
+      'for await (const batch of sky.load()) {',
+      '  await new Promise((r) => setTimeout(r, 300));',
+      "  if (batch.some((x) => x.text === 't3')) throw new Error('deliberate failure on t3');",
+      '  await sky.saveResults(batch.map((item) => ({ output: item.text })));',
+      '}',
+    ].join('\n');
+    // Item 3 fails 3 times, 4 s and 8 s apart, while the other 79 items keep the job busy.
+    const file = quickNotebook('throws', { mapper, settings: `pool: ${POOL}\nbatchSize: 1\nmaxAttempts: 3\nretryBaseMs: 4000`, items: 80 });
+    const editor = await openNotebook(file);
+    const doc = editor.notebook;
+    const mapperCell = cellByRole(doc, 'mapper');
+    const { diagnostics } = await api();
+    const ours = () => diagnostics.get(mapperCell.document.uri).filter((d) => /deliberate failure on t3/.test(d.message));
+    void vscode.commands.executeCommand('notebook.execute', doc.uri);
+    const first = await waitFor('a diagnostic on the mapper cell', () => ours()[0], 60_000);
+    assert.equal(first.range.start.line, 2, 'on the line that threw');
+    assert.equal(first.severity, vscode.DiagnosticSeverity.Error);
+    let updates = 0;
+    const sub = vscode.workspace.onDidChangeNotebookDocument((e) => {
+      if (e.notebook === doc && e.cellChanges.some((c) => c.outputs)) updates++;
+    });
+    try {
+      const until = Date.now() + 10_000;
+      while (Date.now() < until) {
+        assert.equal(ours().length, 1, `the diagnostic is still there after ${updates} output updates`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    } finally {
+      sub.dispose();
+    }
+    assert.ok(updates >= 5, `the job kept updating its output meanwhile (${updates} updates)`);
+    const text = await waitFor('the job to fail', () => /: FAILED/.test(outputText(runCell(doc))) && outputText(runCell(doc)), 90_000);
+    assert.match(text, /raised in the mapper cell, line 3/);
+    const err = await waitFor('the error under the mapper cell', () => errorOf(mapperCell));
+    assert.equal(err.message, 'deliberate failure on t3');
+    const order = mapperCell.executionSummary?.executionOrder;
+    assert.equal(mapperCell.executionSummary?.success, false, 'the mapper cell is marked failed');
+    assert.match(err.stack, /mapper cell, line 3, in mapper:/);
+    assert.ok(err.stack.includes(`Cell In[${order}], line 3`), err.stack);
+    assert.ok(err.stack.includes("----> 3   if (batch.some((x) => x.text === 't3')) throw new Error('deliberate failure on t3');"), err.stack);
+    assert.ok(err.stack.indexOf('mapper cell') < err.stack.indexOf('skybatch and Node frames'), 'user frames first');
+    assert.match(ours()[0].message, /job \d+ failed/);
+    // Validation (which runs on every change) keeps it; editing the cell drops it.
+    await diagnostics.validate(doc);
+    assert.equal(ours().length, 1);
+    const edit = new vscode.WorkspaceEdit();
+    edit.insert(mapperCell.document.uri, new vscode.Position(0, 0), '// fixed\n');
+    await vscode.workspace.applyEdit(edit);
+    await waitFor('the diagnostic to go once the cell is edited', () => ours().length === 0, 10_000);
   });
 
   t.test('reattaches a notebook to its running job, and shows a finished job again', async () => {
