@@ -34,8 +34,9 @@ async function openFile(page: Page, name: string): Promise<void> {
   const input = page.locator('.quick-input-widget input');
   await input.waitFor({ state: 'visible', timeout: 10_000 });
   await input.fill(name);
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ timeout: 10_000 });
-  await page.keyboard.press('Enter');
+  // Click the row itself: Enter takes the top row, which may still be a recently opened file
+  // while the list catches up with the query.
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().click({ timeout: 10_000 });
 }
 
 /** Scrolls the notebook to its end, where the run cell shows the job (outputs render only when in view). */
