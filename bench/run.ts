@@ -107,7 +107,7 @@ try {
     log(`no-op dispatch: ${size.batches} batches at batchSize 1`);
     results.dispatch = await skybatchDispatch(sb, 'bench', size.batches);
     // the same no-op mapper in Python (sky.pythonFunction): the Python bridge's cost per batch
-    results.python = await skybatchDispatch(sb, 'bench', size.batches, 'noop-python.ts').catch((err: Error) => ({ failed: err.message.split('\n')[0] }));
+    results.python = await skybatchDispatch(sb, 'bench', size.batches, 'python').catch((err: Error) => ({ failed: err.message.split('\n')[0] }));
     const bin = ensureRedisServer();
     if (!bin) {
       results.bullmq = { skipped: 'redis-server is not installed (and this is not root, so the bench cannot apt-get it)' };

@@ -1,5 +1,6 @@
 // Bench (a): a no-op mapper at batchSize 1, through a writer that stores nothing, so what is
-// measured is the engine's own cost per batch.
+// measured is the engine's own cost per batch. MAPPER=python runs the same no-op in Python
+// (noop.py), so the difference between the two figures is the Python bridge.
 import * as sky from 'skybatch';
 
 @sky.registry.INPUT_READER_REGISTRY.typeRegister('bench-range')
@@ -19,9 +20,12 @@ class Discard extends sky.OutputWriter<Record<string, never>> {
   }
 }
 
-const noop = sky.remoteFunction(async function noop() {
-  for await (const batch of sky.load()) await sky.saveResults(batch);
-});
+const noop =
+  process.env.MAPPER === 'python'
+    ? sky.pythonFunction('noop.py', 'noop')
+    : sky.remoteFunction(async function noop() {
+        for await (const batch of sky.load()) await sky.saveResults(batch);
+      });
 
 const count = Number(process.env.BATCHES ?? 5000);
 const t0 = performance.now();
