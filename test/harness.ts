@@ -161,6 +161,11 @@ console.log('RESULT', job.jobId, job.status);
 `;
 }
 
+/** Mapper-script code that waits until `file` exists (the test's gate); the script must import `fs`. */
+export function untilFileExists(file: string, pollMs = 50): string {
+  return `while (!fs.existsSync(${JSON.stringify(file)})) await new Promise((r) => setTimeout(r, ${pollMs}));`;
+}
+
 export function jsonl(rows: unknown[]): string {
   return rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
 }

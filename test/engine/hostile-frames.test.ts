@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { CoordinatorClient } from '../../runtime/client/connection.js';
-import { Sandbox, jsonl, mapperScript, readJsonl, waitFor } from '../harness.js';
+import { Sandbox, jsonl, mapperScript, readJsonl, untilFileExists, waitFor } from '../harness.js';
 
 const POOL = 'wire';
 
@@ -220,7 +220,7 @@ describe('a coordinator no frame can kill', () => {
         output: path.join(sb.dir, 'fence', 'out.jsonl'),
         pool: POOL,
         prelude: `import * as fs from 'node:fs';`,
-        body: `while (!fs.existsSync(${JSON.stringify(release)})) await new Promise((r) => setTimeout(r, 50));\n    ${SAVE}`,
+        body: `${untilFileExists(release)}\n    ${SAVE}`,
       }),
     );
     const run = sb.run(script);

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { JobSummary } from '../../runtime/protocol.js';
-import { Result, Sandbox, jsonl, mapperScript, readJsonl, waitFor } from '../harness.js';
+import { Result, Sandbox, jsonl, mapperScript, readJsonl, untilFileExists, waitFor } from '../harness.js';
 
 const POOL = 'reconnect';
 const POOL_YAML = 'pool:\n  workers: 2\n';
@@ -45,7 +45,7 @@ describe('a waiting client outlives its connection', () => {
         pool: POOL,
         batchSize: 3,
         before: `const fs = await import('node:fs');`,
-        body: `if (batch[0].i >= 9) while (!fs.existsSync(${JSON.stringify(gate)})) await new Promise((r) => setTimeout(r, 50));
+        body: `if (batch[0].i >= 9) ${untilFileExists(gate)}
     await sky.saveResults(batch.map((x) => ({ out: x.i * 2 })));`,
         extra: opts.extra,
         prelude: opts.prelude,

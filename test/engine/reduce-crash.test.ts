@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Sandbox, jsonl, listFiles, readJsonl, waitFor } from '../harness.js';
+import { Sandbox, jsonl, listFiles, readJsonl, untilFileExists, waitFor } from '../harness.js';
 
 const POOL = 'reducecrash';
 const N = 12;
@@ -141,7 +141,7 @@ describe('reduce checks that every committed batch is there before it publishes'
 import * as sky from 'skybatch';
 const mapper = sky.remoteFunction(async function mapper() {
   for await (const batch of sky.load()) {
-    if (batch.some((x) => x.text === 't${N - 1}')) while (!fs.existsSync(${JSON.stringify(gate)})) await new Promise((r) => setTimeout(r, 25));
+    if (batch.some((x) => x.text === 't${N - 1}')) ${untilFileExists(gate, 25)}
     await sky.saveResults(batch.map((x) => ({ out: String(x.text).toUpperCase() })));
   }
 });

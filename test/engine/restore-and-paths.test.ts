@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Sandbox, jsonl, listFiles, mapperScript, readJsonl, waitFor } from '../harness.js';
+import { Sandbox, jsonl, listFiles, mapperScript, readJsonl, untilFileExists, waitFor } from '../harness.js';
 
 const SAVE = `await sky.saveResults(batch.map((x) => ({ out: x.text })));`;
 
@@ -46,7 +46,7 @@ describe('a pool restarts whatever state its jobs are in', () => {
         output: path.join(sb.dir, 'a', 'out.jsonl'),
         pool: POOL,
         prelude: `import * as fs from 'node:fs';`,
-        body: `while (!fs.existsSync(${JSON.stringify(never)})) await new Promise((r) => setTimeout(r, 50));\n    ${SAVE}`,
+        body: `${untilFileExists(never)}\n    ${SAVE}`,
       }),
     );
     const scriptB = sb.file('b.ts', mapperScript({ input: path.join(sb.dir, 'in.jsonl'), output: path.join(sb.dir, 'b', 'out.jsonl'), pool: POOL, body: SAVE }));
