@@ -98,6 +98,20 @@ export function isAlive(pid: number): boolean {
 }
 
 /**
+ * The pid in `<workdir>/worker.pid` when that process is a live skybatch worker of that
+ * folder (its command line says so), not a later process that was given a dead worker's pid.
+ */
+export function liveWorkerPid(workdir: string): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(path.join(workdir, 'worker.pid'), 'utf8'));
+    const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return isAlive(pid) && args.some((a) => /worker[\\/]main\.[cm]?[jt]s$/.test(a)) && args.includes(workdir) ? pid : undefined;
+  } catch {
+    return undefined; // no pid file, or that process is gone
+  }
+}
+
+/**
  * Whether `pid` is a live coordinator of `pool` (its command line says so), not some later
  * process that was given the pid of a coordinator that died. Without procfs: whether it runs.
  */

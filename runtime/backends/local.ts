@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HostFacts, probeHost } from '../host-resources.js';
 import type { PoolConfig } from '../pool-config.js';
-import { isAlive, poolDir } from '../pool-store.js';
+import { isAlive, liveWorkerPid, poolDir } from '../pool-store.js';
 import type { BackendWorkerSummary, WorkerResources } from '../protocol.js';
 import { planLocalWorkers } from '../worker-placement.js';
 import { EngineRecord, WorkerBackend } from './backend.js';
@@ -84,13 +84,7 @@ export class LocalBackend implements WorkerBackend {
 
   /** The pid of a live worker of this slot left by an earlier coordinator, if any. */
   private orphanPid(index: number): number | undefined {
-    try {
-      const pid = Number(fs.readFileSync(path.join(this.workerDir(index), 'worker.pid'), 'utf8'));
-      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      return isAlive(pid) && cmd.includes(WORKER_MAIN) ? pid : undefined;
-    } catch {
-      return undefined;
-    }
+    return liveWorkerPid(this.workerDir(index));
   }
 
   /** Slot `index`'s share of the host; `pool apply` already refused a pool that does not fit. */

@@ -13,12 +13,11 @@ import { PoolConfig, readPoolConfig } from '../pool-config.js';
 import { planHostWorkers } from '../backends/host-placement.js';
 import { listenAddress } from '../backends/make-backend.js';
 import { FileLock } from '../file-lock.js';
-import { assertPoolName, isAlive, isCoordinatorOf, listPools, poolDir, poolLockFile, readCoordinator, writePrivate } from '../pool-store.js';
+import { assertPoolName, isAlive, isCoordinatorOf, listPools, liveWorkerPid, poolDir, poolLockFile, readCoordinator, writePrivate } from '../pool-store.js';
 import type { BackendWorkerSummary, JobEvent, PoolSummary, WorkerResources } from '../protocol.js';
 import { LocalPlan, planLocalWorkers } from '../worker-placement.js';
 
 const COORDINATOR_MAIN = fileURLToPath(new URL('../coordinator/main.js', import.meta.url));
-const WORKER_MAIN = fileURLToPath(new URL('../worker/main.js', import.meta.url));
 const START_TIMEOUT_MS = 15_000;
 /** Longer than a coordinator start or stop under the lock takes, even on a loaded machine. */
 const LOCK_TIMEOUT_MS = 60_000;
@@ -314,12 +313,7 @@ function stopLeftoverWorkers(pool: string): void {
     return;
   }
   for (const d of dirs) {
-    try {
-      const pid = Number(fs.readFileSync(path.join(root, d, 'worker.pid'), 'utf8'));
-      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (isAlive(pid) && cmd.includes(WORKER_MAIN) && cmd.includes(path.join(root, d))) signal(pid, 'SIGKILL');
-    } catch {
-      // no pid file, or the process is gone
-    }
+    const pid = liveWorkerPid(path.join(root, d));
+    if (pid !== undefined) signal(pid, 'SIGKILL');
   }
 }

@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { WORKER_UP_MARKER } from '../backends/backend.js';
+import { liveWorkerPid } from '../pool-store.js';
 import { WorkerAgent } from './agent.js';
 
 const { values } = parseArgs({
@@ -112,16 +113,14 @@ async function readSecrets(): Promise<z.infer<typeof secretsSchema>> {
  */
 function replaceEarlierLaunch(dir: string): void {
   fs.mkdirSync(dir, { recursive: true });
-  const pidFile = path.join(dir, 'worker.pid');
-  try {
-    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
-    const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    if (pid !== process.pid && cmd.some((a) => a.endsWith(path.join('worker', 'main.js'))) && cmd.includes(dir)) {
+  const pid = liveWorkerPid(dir);
+  if (pid !== undefined && pid !== process.pid) {
+    try {
       process.kill(pid, 'SIGKILL');
       process.stdout.write(`[${name}] stopped pid ${pid}, an earlier start of this worker\n`);
+    } catch {
+      // it exited meanwhile
     }
-  } catch {
-    // no pid file, or that process is gone
   }
-  fs.writeFileSync(pidFile, String(process.pid));
+  fs.writeFileSync(path.join(dir, 'worker.pid'), String(process.pid));
 }
