@@ -41,7 +41,8 @@ async function openFile(page: Page, name: string): Promise<void> {
 
 /** Scrolls the notebook to its end, where the run cell shows the job (outputs render only when in view). */
 async function toBottom(page: Page): Promise<void> {
-  const box = await page.locator('.notebook-editor.notebookOverlay').first().boundingBox();
+  // Not there yet (a reload restores the notebook in 6–30 s): the caller's deadline decides, not the locator's own 30 s wait.
+  const box = await page.locator('.notebook-editor.notebookOverlay').first().boundingBox({ timeout: 1000 }).catch(() => null);
   if (!box) return;
   await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
   await page.mouse.wheel(0, 20_000);
@@ -49,7 +50,8 @@ async function toBottom(page: Page): Promise<void> {
 
 /** Scrolls the notebook to its start. */
 async function toTop(page: Page): Promise<void> {
-  const box = await page.locator('.notebook-editor.notebookOverlay').first().boundingBox();
+  // Not there yet (a reload restores the notebook in 6–30 s): the caller's deadline decides, not the locator's own 30 s wait.
+  const box = await page.locator('.notebook-editor.notebookOverlay').first().boundingBox({ timeout: 1000 }).catch(() => null);
   if (!box) return;
   await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
   await page.mouse.wheel(0, -20_000);
