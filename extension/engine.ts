@@ -3,8 +3,8 @@ import { pathToFileURL } from 'node:url';
 import type * as Connection from '../runtime/client/connection.js';
 import type * as JobCommands from '../runtime/cli/job-commands.js';
 import type * as PoolCommands from '../runtime/cli/pool-commands.js';
-import type * as JobStore from '../runtime/coordinator/job-store.js';
-import type * as PoolStore from '../runtime/pool-store.js';
+import type * as JobStore from '../runtime/store/job-store.js';
+import type * as PoolStore from '../runtime/store/pool-store.js';
 
 /**
  * The skybatch engine, loaded from the built ESM files next to this extension. The
@@ -38,10 +38,10 @@ const load = <T>(rel: string): Promise<T> => import(pathToFileURL(path.join(root
 export function engine(): Promise<Engine> {
   loading ??= (async () => {
     const [poolStore, pools, jobs, journal, connection] = await Promise.all([
-      load<typeof PoolStore>('runtime/pool-store.js'),
+      load<typeof PoolStore>('runtime/store/pool-store.js'),
       load<typeof PoolCommands>('runtime/cli/pool-commands.js'),
       load<typeof JobCommands>('runtime/cli/job-commands.js'),
-      load<typeof JobStore>('runtime/coordinator/job-store.js'),
+      load<typeof JobStore>('runtime/store/job-store.js'),
       load<typeof Connection>('runtime/client/connection.js'),
     ]);
     return { root, cli: path.join(root, 'bin', 'skybatch.js'), poolStore, pools, jobs, journal, connection };

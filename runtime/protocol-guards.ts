@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { ErrorCode, SkybatchError } from '../formats/errors.js';
 import { FORMAT_NAME_PATTERN } from '../formats/registry.js';
 import { DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE_MS } from './coordinator/job-run.js';
-import { BUNDLE_HASH_PATTERN, JOB_ID_PATTERN, POOL_NAME_PATTERN } from './pool-store.js';
+import { BUNDLE_HASH_PATTERN, JOB_ID_PATTERN, POOL_NAME_PATTERN } from './store/pool-store.js';
 import type * as P from './protocol.js';
 import type { AgentToMapper, MapperToAgent } from './worker/mapper-ipc.js';
 

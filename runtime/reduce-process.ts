@@ -8,8 +8,8 @@
 import * as path from 'node:path';
 import { toWireError } from '../formats/errors.js';
 import { loadBundle, makeWriters } from './bundle-loader.js';
-import { bundleFile, readJournal, readSpec } from './coordinator/job-store.js';
-import { jobDir } from './pool-store.js';
+import { bundleFile, readJournal, readSpec } from './store/job-store.js';
+import { jobDir } from './store/pool-store.js';
 import { FileLock } from './file-lock.js';
 import { reduceJob } from './reduce-step.js';
 

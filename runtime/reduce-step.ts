@@ -10,7 +10,7 @@ import { removeStalePartials } from '../formats/storage/local.js';
 import { schemeOf } from '../formats/storage/storage.js';
 import { errorsPath, saveJsonlToCloud } from '../formats/utils.js';
 import { runWriterStep } from './bundle-loader.js';
-import { JournalState, PublishedOutput, appendJournalRecord } from './coordinator/job-store.js';
+import { JournalState, PublishedOutput, appendJournalRecord } from './store/job-store.js';
 import { MissingBatch, PlannedWinner, planReduce } from './coordinator/reduce-plan.js';
 import type { JobSpec } from './protocol.js';
 

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HostFacts, probeHost } from '../host-resources.js';
 import type { PoolConfig } from '../pool-config.js';
-import { isAlive, liveWorkerPid, poolDir } from '../pool-store.js';
+import { isAlive, liveWorkerPid, poolDir } from '../store/pool-store.js';
 import type { BackendWorkerSummary, WorkerResources } from '../protocol.js';
 import { planLocalWorkers } from '../worker-placement.js';
 import { EngineRecord, WorkerBackend } from './backend.js';

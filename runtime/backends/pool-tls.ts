@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { SkybatchError } from '../../formats/errors.js';
-import { writePrivate } from '../pool-store.js';
+import { writePrivate } from '../store/pool-store.js';
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);

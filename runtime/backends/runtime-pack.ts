@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { skybatchHome } from '../pool-store.js';
+import { skybatchHome } from '../store/pool-store.js';
 
 /** This installation of skybatch: the folder with its package.json (this file is out/runtime/backends/). */
 const PACKAGE_ROOT = fs.realpathSync(fileURLToPath(new URL('../../../', import.meta.url)));

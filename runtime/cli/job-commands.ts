@@ -6,10 +6,10 @@ import { Job, follow } from '../client/dataset.js';
 import { followJob, isFinished } from '../client/job-follower.js';
 import { ProgressView } from '../client/progress.js';
 import { JobRun } from '../coordinator/job-run.js';
-import { listJobIds, readJournal, readSpec } from '../coordinator/job-store.js';
+import { listJobIds, readJournal, readSpec } from '../store/job-store.js';
 import { runReduce } from '../coordinator/reducer.js';
 import type { ReduceReport } from '../reduce-step.js';
-import { assertJobId, jobDir, readCoordinator } from '../pool-store.js';
+import { assertJobId, jobDir, readCoordinator } from '../store/pool-store.js';
 import { checkJobSpec } from '../protocol-guards.js';
 import type { JobEvent, JobSummary } from '../protocol.js';
 

@@ -6,14 +6,14 @@ import { fileURLToPath } from 'node:url';
 import { SkybatchError } from '../../formats/errors.js';
 import { CoordinatorClient } from '../client/connection.js';
 import { buildId } from '../build-id.js';
-import { listJobIds, readJournal, readSpec } from '../coordinator/job-store.js';
+import { listJobIds, readJournal, readSpec } from '../store/job-store.js';
 import { cancelJobsOnDisk } from '../coordinator/pool-down.js';
 import { probeHost } from '../host-resources.js';
 import { PoolConfig, readPoolConfig } from '../pool-config.js';
 import { planHostWorkers } from '../backends/host-placement.js';
 import { listenAddress } from '../backends/make-backend.js';
 import { FileLock } from '../file-lock.js';
-import { assertPoolName, isAlive, isCoordinatorOf, listPools, liveWorkerPid, poolDir, poolLockFile, readCoordinator, writePrivate } from '../pool-store.js';
+import { assertPoolName, isAlive, isCoordinatorOf, listPools, liveWorkerPid, poolDir, poolLockFile, readCoordinator, writePrivate } from '../store/pool-store.js';
 import type { BackendWorkerSummary, JobEvent, PoolSummary, WorkerResources } from '../protocol.js';
 import { LocalPlan, planLocalWorkers } from '../worker-placement.js';
 

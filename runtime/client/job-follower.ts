@@ -1,6 +1,6 @@
 import { SkybatchError } from '../../formats/errors.js';
 import { JobRun } from '../coordinator/job-run.js';
-import { readJournal, readSpec } from '../coordinator/job-store.js';
+import { readJournal, readSpec } from '../store/job-store.js';
 import type { JobEvent, JobStatus, JobSummary } from '../protocol.js';
 import { CoordinatorClient } from './connection.js';
 

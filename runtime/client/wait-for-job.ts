@@ -1,5 +1,5 @@
 import { SkybatchError } from '../../formats/errors.js';
-import { JOB_ID_PATTERN } from '../pool-store.js';
+import { JOB_ID_PATTERN } from '../store/pool-store.js';
 import type { JobEvent } from '../protocol.js';
 import { Job, defaultView, follow } from './dataset.js';
 import { recordedJob } from './job-follower.js';

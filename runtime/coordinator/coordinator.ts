@@ -2,7 +2,7 @@ import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
 import type { PoolConfig } from '../pool-config.js';
 import { JobEvent, JobRequest, JobSpec, JobSummary, PoolSummary, WorkerMessage, WorkerSummary } from '../protocol.js';
 import { BatchRecord, JobRun } from './job-run.js';
-import { Journal } from './job-store.js';
+import { Journal } from '../store/job-store.js';
 import { BatchOutcomes } from './batch-outcomes.js';
 import { EventHub, Subscriber } from './event-hub.js';
 import { admitJob, admitResume } from './job-admission.js';

@@ -6,7 +6,7 @@ import { assertWorkersCanReach } from '../backends/shared-paths.js';
 import type { PoolConfig } from '../pool-config.js';
 import { checkJobSpec } from '../protocol-guards.js';
 import type { JobRequest, JobSpec } from '../protocol.js';
-import { JournalState, allocateJobId, bundleFile, readJournal, readSpec, resumedSpec, saveBundle, writeSpec } from './job-store.js';
+import { JournalState, allocateJobId, bundleFile, readJournal, readSpec, resumedSpec, saveBundle, writeSpec } from '../store/job-store.js';
 
 /** Why no worker of the pool can run a job now (every one failed its setup), if so. */
 export type Unrunnable = () => SkybatchError | undefined;

@@ -1,6 +1,6 @@
 import type { WireError } from '../../formats/errors.js';
 import type { BatchInfo, BatchState, DeadLetter, JobSpec, JobStatus, JobSummary } from '../protocol.js';
-import { Journal, JournalState } from './job-store.js';
+import { Journal, JournalState } from '../store/job-store.js';
 
 export interface BatchRecord {
   index: number;

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildId } from '../build-id.js';
 import type { PoolConfig } from '../pool-config.js';
-import { CoordinatorInfo, isCoordinatorOf, poolDir, writePrivate } from '../pool-store.js';
+import { CoordinatorInfo, isCoordinatorOf, poolDir, writePrivate } from '../store/pool-store.js';
 import { coordinatorTls, listenAddress, makeBackend } from '../backends/make-backend.js';
 import { PoolSizer } from '../backends/pool-sizer.js';
 import { Coordinator } from './coordinator.js';

@@ -1,6 +1,6 @@
 import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
 import { JobRun } from './job-run.js';
-import { Journal, listJobIds, readJournal, readSpec } from './job-store.js';
+import { Journal, listJobIds, readJournal, readSpec } from '../store/job-store.js';
 
 /** How a job that `pool down` stopped ends: CANCELLED, with how to continue it or keep what finished. */
 export function poolDownError(jobId: string, pool: string, done: number, total: number): WireError {

@@ -1,7 +1,7 @@
 import type { Winner } from '../../formats/attempts.js';
 import type { JobSpec } from '../protocol.js';
 import { JobRun } from './job-run.js';
-import type { JournalState } from './job-store.js';
+import type { JournalState } from '../store/job-store.js';
 
 /** A batch the reduce step will publish: its winner, and the rows its files must hold. */
 export interface PlannedWinner extends Winner {

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { SkybatchError } from '../../formats/errors.js';
 import { forEachLine } from '../lines.js';
 import type { ReduceReport } from '../reduce-step.js';
-import { readSpec } from './job-store.js';
+import { readSpec } from '../store/job-store.js';
 
 const REDUCE_PROCESS = fileURLToPath(new URL('../reduce-process.js', import.meta.url));
 

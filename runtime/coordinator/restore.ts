@@ -3,7 +3,7 @@ import { SkybatchError, toWireError } from '../../formats/errors.js';
 import { checkJobSpec } from '../protocol-guards.js';
 import type { JobSpec, JobStatus } from '../protocol.js';
 import { JobRun } from './job-run.js';
-import { Journal, JournalState, bundleFile, listJobIds, readJournal, readSpec } from './job-store.js';
+import { Journal, JournalState, bundleFile, listJobIds, readJournal, readSpec } from '../store/job-store.js';
 
 /**
  * The runs of this pool's unfinished jobs, loaded again after a restart with what was

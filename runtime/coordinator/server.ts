@@ -7,7 +7,7 @@ import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
 import { MAX_FRAME_BYTES, checkFrame, clientMessage, hello as helloMessage, workerMessage } from '../protocol-guards.js';
 import { ClientReplies, ClientRequest, CoordinatorToClient, CoordinatorToWorker, FENCED_CLOSE_CODE, JobEvent, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
 import type { Coordinator } from './coordinator.js';
-import { bundleFile } from './job-store.js';
+import { bundleFile } from '../store/job-store.js';
 import * as fs from 'node:fs';
 
 const HEARTBEAT_MS = 1000;

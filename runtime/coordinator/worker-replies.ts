@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import { SkybatchError } from '../../formats/errors.js';
-import { bundleFile } from './job-store.js';
+import { bundleFile } from '../store/job-store.js';
 import type { WorkerEntry } from './worker-table.js';
 
 /** Refuses a worker's report (`SKYBATCH_E_NOT_LEASED`), noting it in the coordinator's log. */

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { assertBundleHash } from '../pool-store.js';
+import { assertBundleHash } from '../store/pool-store.js';
 import type { WorkerMessage } from '../protocol.js';
 
 /**

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { WORKER_UP_MARKER } from '../backends/backend.js';
-import { liveWorkerPid } from '../pool-store.js';
+import { liveWorkerPid } from '../store/pool-store.js';
 import { WorkerAgent } from './agent.js';
 
 const { values } = parseArgs({

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { JobRun } from '../../runtime/coordinator/job-run.js';
-import { Journal, readJournal } from '../../runtime/coordinator/job-store.js';
+import { Journal, readJournal } from '../../runtime/store/job-store.js';
 import type { JobSpec } from '../../runtime/protocol.js';
 import { Sandbox, alive, jsonl, mapperScript, readJsonl, waitFor } from '../harness.js';
 

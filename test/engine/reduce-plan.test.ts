@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { appendJournalRecord, readJournal } from '../../runtime/coordinator/job-store.js';
+import { appendJournalRecord, readJournal } from '../../runtime/store/job-store.js';
 import { planReduce } from '../../runtime/coordinator/reduce-plan.js';
 import type { JobSpec } from '../../runtime/protocol.js';
 

@@ -5,8 +5,8 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { WireError } from '../../formats/errors.js';
 import { JobRun } from '../../runtime/coordinator/job-run.js';
-import { appendJournalRecord, Journal, readJournal } from '../../runtime/coordinator/job-store.js';
-import { jobDir } from '../../runtime/pool-store.js';
+import { appendJournalRecord, Journal, readJournal } from '../../runtime/store/job-store.js';
+import { jobDir } from '../../runtime/store/pool-store.js';
 import { spec } from './spec.js';
 
 const retryable: WireError = { code: 'SKYBATCH_E_MAPPER', message: 'boom', retryable: true } as WireError;

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Winner } from '../../formats/attempts.js';
 import type { WireError } from '../../formats/errors.js';
-import { bundlePath, jobDir, jobsDir, writePrivate } from '../pool-store.js';
+import { bundlePath, jobDir, jobsDir, writePrivate } from './pool-store.js';
 import { SkybatchError } from '../../formats/errors.js';
 import type { DeadLetter, JobRequest, JobSpec, JobStatus } from '../protocol.js';
 
