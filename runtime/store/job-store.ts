@@ -53,6 +53,8 @@ export interface JournalState {
   skipped: Set<number>;
   itemsDone: number;
   retries: number;
+  /** Failed attempts in journal order (retried or not): batch, attempt, worker, error code. */
+  failures: { i: number; a: number; w?: string; code: string }[];
   /** How many times the job was started or loaded again (status records). */
   loads: number;
   /** The outputs were published over the current winners (no commit since): only cleanup remains. */
@@ -125,7 +127,7 @@ export function listJobIds(): string[] {
 
 /** Replays a journal. A torn last line (a crash mid-write) is ignored; `Journal` drops it before appending. */
 export function readJournal(jobId: string): JournalState {
-  const state: JournalState = { status: 'PENDING', committed: new Map(), commits: new Map(), winners: [], splits: [], deadLetters: [], skipped: new Set(), itemsDone: 0, retries: 0, loads: 0, attemptsUpTo: 0 };
+  const state: JournalState = { status: 'PENDING', committed: new Map(), commits: new Map(), winners: [], splits: [], deadLetters: [], skipped: new Set(), itemsDone: 0, retries: 0, failures: [], loads: 0, attemptsUpTo: 0 };
   let text = '';
   try {
     text = fs.readFileSync(path.join(jobDir(jobId), 'journal.jsonl'), 'utf8');
@@ -159,6 +161,7 @@ export function readJournal(jobId: string): JournalState {
       state.published = { at: r.at, outputs: r.outputs };
     } else if (r.e === 'fail') {
       state.retries++;
+      state.failures.push({ i: r.i, a: r.a, code: r.code, ...(r.w ? { w: r.w } : {}) });
     } else if (r.e === 'split') {
       state.splits.push({ i: r.i, base: r.base });
     } else if (r.e === 'dead') {
