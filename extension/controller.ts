@@ -169,7 +169,7 @@ export class BatchJobController implements vscode.Disposable {
     }
     let lastBatchError: { message: string; stack?: string } | undefined;
     const launcher = new JobLauncher({
-      cli: engine.cli,
+      engine,
       notebookPath: doc.uri.fsPath,
       script,
       env: settings.env,

@@ -1,25 +1,25 @@
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type * as Connection from '../runtime/client/connection.js';
-import type * as JobCommands from '../runtime/cli/job-commands.js';
-import type * as PoolCommands from '../runtime/cli/pool-commands.js';
-import type * as JobStore from '../runtime/store/job-store.js';
-import type * as PoolStore from '../runtime/store/pool-store.js';
+import type * as ErrorChannel from '../runtime/control/error-channel.js';
+import type * as Jobs from '../runtime/control/jobs.js';
+import type * as Pools from '../runtime/control/pools.js';
 
 /**
  * The skybatch engine, loaded from the built ESM files next to this extension. The
  * extension is CommonJS (the extension host's loader); the engine is ESM and finds its
  * child-process entry points through `import.meta.url`, so it is imported, not bundled.
- * Only reads and light requests run in the extension host; anything that spawns
- * long-lived processes goes through the CLI (see cli-process.ts).
+ * The extension reaches it only through its control API (runtime/control/: the same calls
+ * the CLI makes) and the client connection. Only reads and light requests run in the
+ * extension host; anything that spawns or stops long-lived processes goes through the CLI
+ * (see cli-process.ts), whose failures arrive on its error channel.
  */
 export interface Engine {
   root: string;
   cli: string;
-  poolStore: typeof PoolStore;
-  pools: Pick<typeof PoolCommands, 'poolStatus'>;
-  jobs: Pick<typeof JobCommands, 'listJobs' | 'jobFromDisk' | 'cancelJob'>;
-  journal: Pick<typeof JobStore, 'readJournal' | 'readSpec' | 'listJobIds'>;
+  pools: Pick<typeof Pools, 'poolStatus' | 'poolRunning' | 'listPools'>;
+  jobs: Pick<typeof Jobs, 'listJobs' | 'jobView' | 'jobFromDisk' | 'jobsOnDisk' | 'cancelJob' | 'resumeJob' | 'batchOfItem'>;
+  errors: Pick<typeof ErrorChannel, 'ERROR_FD_ENV' | 'readReportedError'>;
   connection: typeof Connection;
 }
 
@@ -37,14 +37,13 @@ const load = <T>(rel: string): Promise<T> => import(pathToFileURL(path.join(root
 
 export function engine(): Promise<Engine> {
   loading ??= (async () => {
-    const [poolStore, pools, jobs, journal, connection] = await Promise.all([
-      load<typeof PoolStore>('runtime/store/pool-store.js'),
-      load<typeof PoolCommands>('runtime/cli/pool-commands.js'),
-      load<typeof JobCommands>('runtime/cli/job-commands.js'),
-      load<typeof JobStore>('runtime/store/job-store.js'),
+    const [pools, jobs, errors, connection] = await Promise.all([
+      load<typeof Pools>('runtime/control/pools.js'),
+      load<typeof Jobs>('runtime/control/jobs.js'),
+      load<typeof ErrorChannel>('runtime/control/error-channel.js'),
       load<typeof Connection>('runtime/client/connection.js'),
     ]);
-    return { root, cli: path.join(root, 'bin', 'skybatch.js'), poolStore, pools, jobs, journal, connection };
+    return { root, cli: path.join(root, 'bin', 'skybatch.js'), pools, jobs, errors, connection };
   })();
   loading.catch(() => (loading = undefined));
   return loading;

@@ -4,11 +4,12 @@ import * as path from 'node:path';
 import type { JobEvent } from '../runtime/protocol.js';
 import { cliError, runCli } from './cli-process.js';
 import type { JobScript } from './core/job-script.js';
+import type { Engine } from './engine.js';
 
 const EVENT_PREFIX = 'SKYBATCH_EVENT ';
 
 export interface LaunchOptions {
-  cli: string;
+  engine: Pick<Engine, 'cli' | 'errors'>;
   notebookPath: string;
   script: JobScript;
   env?: Record<string, string>;
@@ -44,7 +45,7 @@ export class JobLauncher {
   async run(): Promise<LaunchResult> {
     fs.writeFileSync(this.scriptPath, this.opts.script.code);
     try {
-      const r = await runCli(this.opts.cli, ['run', this.scriptPath], {
+      const r = await runCli(this.opts.engine, ['run', this.scriptPath], {
         cwd: path.dirname(this.opts.notebookPath),
         env: { SKYBATCH_EVENTS: 'jsonl', ...this.opts.env },
         onSpawn: (p) => {
@@ -67,7 +68,8 @@ export class JobLauncher {
         onStderrLine: (line) => this.opts.onOutput(line, 'stderr'),
       });
       if (r.code === 0) return { code: 0 };
-      return { code: r.code, error: this.scriptError(r.stderr) ?? cliError(r) };
+      const error = cliError(r);
+      return { code: r.code, error: { code: error.code, message: error.message, stack: error.stack, scriptLine: error.stack ? this.scriptLine(error.stack) : undefined } };
     } finally {
       fs.rmSync(this.scriptPath, { force: true });
     }
@@ -79,16 +81,13 @@ export class JobLauncher {
     this.proc?.kill('SIGTERM');
   }
 
-  /** An uncaught error of the script: `Name [CODE]: message` (skybatch errors) or Node's `file:line` header. */
-  private scriptError(stderr: string): LaunchResult['error'] | undefined {
-    const base = path.basename(this.scriptPath).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    const at = new RegExp(`${base}:(\\d+)`).exec(stderr);
-    const scriptLine = at ? Number(at[1]) - 1 : undefined;
-    // What Node printed from the error's first line on: its frames and its causes' frames.
-    const sky = /^\w*Error \[([A-Z_]+)\]: ([\s\S]*?)(?:\n\s+at |\n--- where|$)/m.exec(stderr);
-    if (sky) return { code: sky[1], message: sky[2].trim(), scriptLine, stack: stderr.slice(sky.index) };
-    const plain = /^(\w*Error): (.*)$/m.exec(stderr);
-    if (plain) return { code: 'SKYBATCH_E_SCRIPT', message: `${plain[1]}: ${plain[2]}`, scriptLine, stack: stderr.slice(plain.index) };
+  /** The generated script's line (0-based) that the first frame in it names. */
+  private scriptLine(stack: string): number | undefined {
+    const base = path.basename(this.scriptPath);
+    for (const line of stack.split('\n')) {
+      const i = line.indexOf(`${base}:`);
+      if (i >= 0) return Number.parseInt(line.slice(i + base.length + 1), 10) - 1;
+    }
     return undefined;
   }
 }

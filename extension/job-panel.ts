@@ -1,6 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { BatchState } from '../runtime/protocol.js';
 import type { FromPanel, PanelSnapshot, PanelState, ToPanel } from '../webview/messages.js';
@@ -57,21 +55,19 @@ export function panelHtml(webview: vscode.Webview, media: vscode.Uri, nonce: str
 /**
  * The job as the panel first shows it: numbers and every batch's state, attempt and worker
  * from the coordinator when the pool runs (its `batches` answer, asked after subscribing, so
- * the live events that follow apply on top); else committed batches from the journal.
+ * the live events that follow apply on top); else the batch table as the job's journal
+ * records it (committed, split, skipped, and the failure that ended a failed job).
  */
 async function snapshotOf(engine: Engine, state: PanelState, records: JobRecords, onLive: (close: () => void) => void, post: (m: ToPanel) => void): Promise<PanelSnapshot> {
-  const spec = engine.journal.readSpec(state.jobId);
-  const journal = engine.journal.readJournal(state.jobId);
-  let job = engine.jobs.jobFromDisk(state.jobId);
-  // The journal names committed batches, and failed attempts: a failed job's last failure is its failed batch.
-  const fails = journalFails(engine, state.jobId);
-  const lastFail = job.status === 'FAILED' ? fails[fails.length - 1] : undefined;
-  let batches: BatchState[] = Array.from({ length: job.batchesTotal }, (_, i) => (journal.committed.has(i) ? 'done' : i === lastFail ? 'failed' : 'pending'));
+  const view = engine.jobs.jobView(state.jobId);
+  let job = view.summary;
+  let batches: BatchState[] = view.batches.map((b) => b.state);
   let seededFrom: PanelSnapshot['seededFrom'] = 'journal';
-  let details: PanelSnapshot['details'];
+  // Ranges as the journal numbers them: after a split they are not index × batchSize.
+  let details: PanelSnapshot['details'] = view.batches.map(({ start, end, attempt }) => ({ start, end, attempt }));
   let workers: PanelSnapshot['workers'] = [];
   let live = false;
-  if (engine.poolStore.readCoordinator(state.pool)) {
+  if (engine.pools.poolRunning(state.pool)) {
     try {
       const w = await watchPool(engine, state.pool, (event) => post({ type: 'event', event }), () => post({ type: 'disconnected', reason: `the connection to pool '${state.pool}' closed` }));
       onLive(w.close);
@@ -84,9 +80,13 @@ async function snapshotOf(engine: Engine, state: PanelState, records: JobRecords
         seededFrom = 'coordinator';
         details = infos.map(({ start, end, attempt, worker }) => ({ start, end, attempt, ...(worker ? { worker } : {}) }));
       } else {
+        // A coordinator that cannot list batches: what its workers hold runs.
         for (const wk of workers) {
           if (wk.jobId !== state.jobId) continue;
-          for (const [start] of wk.batches) if (batches[Math.floor(start / spec.batchSize)] === 'pending') batches[Math.floor(start / spec.batchSize)] = 'running';
+          for (const [start] of wk.batches) {
+            const i = engine.jobs.batchOfItem(view.batches, start);
+            if (i !== undefined && batches[i] === 'pending') batches[i] = 'running';
+          }
         }
       }
     } catch {
@@ -94,24 +94,7 @@ async function snapshotOf(engine: Engine, state: PanelState, records: JobRecords
     }
   }
   const samples = records.byJob(state.jobId)?.state.samples ?? [];
-  return { job, batchSize: spec.batchSize, batches, details, workers, samples, live, seededFrom };
-}
-
-/** Batch indexes of the journal's `fail` records, in order. */
-function journalFails(engine: Engine, jobId: string): number[] {
-  try {
-    const text = fs.readFileSync(path.join(engine.poolStore.jobDir(jobId), 'journal.jsonl'), 'utf8');
-    return text.split('\n').flatMap((l) => {
-      try {
-        const r = JSON.parse(l) as { e?: string; i?: number };
-        return r.e === 'fail' && typeof r.i === 'number' ? [r.i] : [];
-      } catch {
-        return [];
-      }
-    });
-  } catch {
-    return [];
-  }
+  return { job, batchSize: view.spec.batchSize, batches, details, workers, samples, live, seededFrom };
 }
 
 const OPEN_KEY = 'skybatch.openJobPanels';

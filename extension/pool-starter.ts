@@ -7,10 +7,10 @@ import type { Engine } from './engine.js';
 
 /** Applies a pool file through the CLI (the coordinator it starts must outlive the extension host). */
 export async function applyPoolFile(engine: Engine, file: string, pool: string, log: (line: string) => void): Promise<void> {
-  const r = await runCli(engine.cli, ['pool', 'apply', file, '--pool', pool, '-y'], { cwd: path.dirname(file), onStderrLine: log, onStdoutLine: log });
+  const r = await runCli(engine, ['pool', 'apply', file, '--pool', pool, '-y'], { cwd: path.dirname(file), onStderrLine: log, onStdoutLine: log });
   if (r.code !== 0) {
     const e = cliError(r);
-    throw new Error(`[${e.code}] ${e.message}`);
+    throw Object.assign(new Error(`[${e.code}] ${e.message}`), { code: e.code, context: e.context });
   }
 }
 
@@ -20,7 +20,7 @@ export async function applyPoolFile(engine: Engine, file: string, pool: string, 
  * Resolves false when the user declines or no pool file exists.
  */
 export async function ensurePool(engine: Engine, settings: RunSettings, dir: string, log: (line: string) => void): Promise<boolean> {
-  if (process.env.SKYBATCH_COORDINATOR_URL || engine.poolStore.readCoordinator(settings.pool)) return true;
+  if (process.env.SKYBATCH_COORDINATOR_URL || engine.pools.poolRunning(settings.pool)) return true;
   const file = path.resolve(dir, settings.poolFile ?? 'pool.yaml');
   if (!fs.existsSync(file)) {
     void vscode.window.showErrorMessage(`Pool '${settings.pool}' is not running and ${file} does not exist: add 'poolFile:' to the run cell or run "Sky Batch: Apply Pool".`);

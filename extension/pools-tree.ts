@@ -154,7 +154,7 @@ export class PoolsTree implements vscode.TreeDataProvider<PoolsNode>, vscode.Dis
   private async load(): Promise<Snapshot> {
     const e = await this.engine();
     const pools = [];
-    for (const name of e.poolStore.listPools()) {
+    for (const name of e.pools.listPools()) {
       try {
         pools.push(...(await e.pools.poolStatus(name)));
       } catch {

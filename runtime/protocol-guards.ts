@@ -54,7 +54,7 @@ const errorContext = exact<import('../formats/errors.js').ErrorContext>()(
     field: z.string().optional(),
   }),
 );
-const wireError = exact<import('../formats/errors.js').WireError>()(
+export const wireError = exact<import('../formats/errors.js').WireError>()(
   z.object({ code: z.string(), message: z.string(), stack: z.string().optional(), retryable: z.boolean(), context: errorContext.optional() }),
 );
 const deadLetter = exact<P.DeadLetter>()(z.object({ index: count, input: z.unknown(), error: z.string(), code: z.string(), stack: z.string().optional() }));

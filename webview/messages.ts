@@ -13,7 +13,7 @@ export interface PanelSnapshot {
   batchSize: number;
   /** State of every batch by index. */
   batches: BatchState[];
-  /** Each batch's items, attempt and worker, by index, when the coordinator told them (split batches' single-item batches follow the original ones). */
+  /** Each batch's items, attempt and worker, by index, as the coordinator or the job's journal tells them (split batches' single-item batches follow the original ones). */
   details?: BatchDetail[];
   workers: WorkerSummary[];
   samples: { index: number; value: unknown }[];

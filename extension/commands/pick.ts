@@ -33,13 +33,13 @@ export async function pickJob(engine: Engine, statuses: JobStatus[], placeHolder
 }
 
 export async function pickPool(engine: Engine, placeHolder: string): Promise<string | undefined> {
-  const pools = engine.poolStore.listPools();
+  const pools = engine.pools.listPools();
   if (!pools.length) {
     void vscode.window.showInformationMessage('There are no pools. Start one with "Sky Batch: Apply Pool".');
     return undefined;
   }
   const pick = await vscode.window.showQuickPick(
-    pools.map((p) => ({ label: p, description: engine.poolStore.readCoordinator(p) ? 'running' : 'not running' })),
+    pools.map((p) => ({ label: p, description: engine.pools.poolRunning(p) ? 'running' : 'not running' })),
     { placeHolder },
   );
   return pick?.label;

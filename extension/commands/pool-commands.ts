@@ -29,8 +29,8 @@ const POOL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 /** Asks which pool a pool file creates or changes: one of the known pools, or a new one by name. */
 async function pickTargetPool(e: Engine, file: string): Promise<string | undefined> {
   const base = path.basename(file);
-  const known = e.poolStore.listPools().map((p) => {
-    const running = !!e.poolStore.readCoordinator(p);
+  const known = e.pools.listPools().map((p) => {
+    const running = e.pools.poolRunning(p);
     return { label: p, description: running ? `running · change it to what ${base} says` : `not running · start it from ${base}`, pool: p };
   });
   const pick = await vscode.window.showQuickPick([{ label: '$(add) New pool…', description: `start a new pool from ${base}`, pool: undefined }, ...known], {
@@ -99,7 +99,7 @@ export function registerTearDownPool(engine: () => Promise<Engine>, log: vscode.
       const ok = await vscode.window.showWarningMessage(`Tear down pool '${pool}'? Its workers stop; finished jobs' records are kept.`, { modal: true }, 'Tear Down');
       if (ok !== 'Tear Down') return false;
     }
-    const r = await runCli(e.cli, ['pool', 'down', pool, '-y'], { onStderrLine: (l) => log.appendLine(`[pool ${pool}] ${l}`) });
+    const r = await runCli(e, ['pool', 'down', pool, '-y'], { onStderrLine: (l) => log.appendLine(`[pool ${pool}] ${l}`) });
     refresh();
     if (r.code !== 0) {
       const err = cliError(r);

@@ -23,15 +23,11 @@ export async function openOutput(output: string): Promise<void> {
 function jobsOnDisk(e: Engine): { jobs: JobSummary[]; publishes: Publish[] } {
   const jobs: JobSummary[] = [];
   const publishes: Publish[] = [];
-  for (const id of e.journal.listJobIds()) {
-    try {
-      const job = e.jobs.jobFromDisk(id);
-      jobs.push(job);
-      const p = publishOf(job, e.journal.readJournal(id).published);
-      if (p) publishes.push(p);
-    } catch {
-      // a job folder being written or removed: it owns nothing yet
-    }
+  // a job folder being written or removed is left out: it owns nothing yet
+  for (const view of e.jobs.jobsOnDisk()) {
+    jobs.push(view.summary);
+    const p = publishOf(view.summary, view.published);
+    if (p) publishes.push(p);
   }
   return { jobs, publishes };
 }
@@ -72,7 +68,7 @@ export function registerRecover(engine: () => Promise<Engine>, log: vscode.Outpu
       return undefined;
     }
     const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Recovering job ${jobId}` }, () =>
-      runCli(e.cli, ['recover', jobId], { onStderrLine: (l) => log.appendLine(`[recover ${jobId}] ${l}`) }),
+      runCli(e, ['recover', jobId], { onStderrLine: (l) => log.appendLine(`[recover ${jobId}] ${l}`) }),
     );
     refresh();
     if (r.code !== 0) {
@@ -94,13 +90,18 @@ export function registerResume(engine: () => Promise<Engine>, log: vscode.Output
     const e = await engine();
     const jobId = jobIdOf(arg) ?? (await pickJob(e, ['FAILED', 'CANCELLED'], 'Resume which job?', 'No failed or cancelled job to resume.'))?.jobId;
     if (!jobId) return undefined;
-    const r = await runCli(e.cli, ['jobs', 'resume', jobId, '--no-wait'], { onStderrLine: (l) => log.appendLine(`[resume ${jobId}] ${l}`) });
-    refresh();
-    if (r.code !== 0) {
-      const err = cliError(r);
-      void vscode.window.showErrorMessage(`Resume job ${jobId}: [${err.code}] ${err.message}`);
+    // A request to the coordinator, like cancel: the control API's errors carry their codes.
+    try {
+      await e.jobs.resumeJob(jobId, { wait: false });
+    } catch (err) {
+      const { code, message } = err as { code?: string; message: string };
+      log.appendLine(`[resume ${jobId}] error [${code ?? 'SKYBATCH_E_SCRIPT'}]: ${message}`);
+      void vscode.window.showErrorMessage(`Resume job ${jobId}: [${code ?? 'SKYBATCH_E_SCRIPT'}] ${message}`);
       return undefined;
+    } finally {
+      refresh();
     }
+    log.appendLine(`[resume ${jobId}] resumed`);
     void vscode.window.showInformationMessage(`Job ${jobId} resumed: its unfinished batches run again.`);
     await vscode.commands.executeCommand('skybatch.showJobPanel', jobId);
     return jobId;

@@ -1,119 +1,79 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SkybatchError } from '../../formats/errors.js';
-import { CoordinatorClient } from '../client/connection.js';
-import { Job, follow } from '../client/dataset.js';
-import { followJob, isFinished } from '../client/job-follower.js';
+import type { Command } from 'commander';
 import { ProgressView } from '../client/progress.js';
-import { JobRun } from '../coordinator/job-run.js';
-import { listJobIds, readJournal, readSpec } from '../store/job-store.js';
-import { runReduce } from '../coordinator/reducer.js';
-import type { ReduceReport } from '../reduce-step.js';
-import { assertJobId, jobDir, readCoordinator } from '../store/pool-store.js';
-import { checkJobSpec } from '../protocol-guards.js';
-import type { JobEvent, JobSummary } from '../protocol.js';
+import { waitForJob } from '../client/wait-for-job.js';
+import { cancelJob, jobLogs, listJobs, recoverJob, recoverSummary, resumeJob } from '../control/jobs.js';
+import { note, say, table } from './output.js';
 
-/** A job's summary as recorded on disk (what a stopped coordinator last wrote). */
-export function jobFromDisk(jobId: string): JobSummary {
-  assertJobId(jobId);
-  let raw;
-  try {
-    raw = readSpec(jobId);
-  } catch {
-    throw new SkybatchError('SKYBATCH_E_JOB_NOT_FOUND', `job ${jobId} not found`, { context: { jobId } });
-  }
-  // checked before the batch table is built: a spec with batchSize 0 would never finish building it
-  return new JobRun(checkJobSpec(raw, jobId), readJournal(jobId)).summary();
-}
+/** `skybatch jobs queue | cancel | resume | wait | logs` and `skybatch recover`. */
+export function registerJobCommands(program: Command): void {
+  const jobs = program.command('jobs').description('list, cancel and read the logs of jobs');
 
-/** Every job, live from running coordinators where possible, else from disk. */
-export async function listJobs(pool?: string): Promise<JobSummary[]> {
-  const jobs = new Map<string, JobSummary>();
-  for (const id of listJobIds()) {
-    const s = jobFromDisk(id);
-    if (!pool || s.pool === pool) jobs.set(id, s);
-  }
-  const pools = new Set([...jobs.values()].map((j) => j.pool));
-  for (const p of pools) {
-    if (!readCoordinator(p)) continue;
-    const client = await CoordinatorClient.forPool(p);
-    try {
-      for (const j of (await client.request({ type: 'status' })).jobs) jobs.set(j.jobId, j);
-    } finally {
-      client.close();
-    }
-  }
-  return [...jobs.values()].sort((a, b) => Number(a.jobId) - Number(b.jobId));
-}
+  jobs
+    .command('queue')
+    .option('--pool <name>', 'only this pool')
+    .option('--json', 'print a JSON array of job summaries (for scripts)', false)
+    .description('list jobs with their status and progress')
+    .action(async (o: { pool?: string; json: boolean }) => {
+      const list = await listJobs(o.pool);
+      if (o.json) {
+        say(JSON.stringify(list, null, 2));
+        return;
+      }
+      if (!list.length) {
+        say('no jobs');
+        return;
+      }
+      const rows = [['ID', 'POOL', 'STATUS', 'BATCHES', 'ITEMS', 'SUBMITTED', 'SCRIPT']];
+      for (const j of list) {
+        rows.push([j.jobId, j.pool, j.status, `${j.batchesDone}/${j.batchesTotal}`, `${j.itemsDone}/${j.itemsTotal}`, j.createdAt.replace('T', ' ').slice(0, 19), path.basename(j.scriptPath)]);
+      }
+      say(table(rows));
+    });
 
-export async function cancelJob(jobId: string): Promise<JobSummary> {
-  const job = jobFromDisk(jobId);
-  if (!readCoordinator(job.pool)) {
-    throw new SkybatchError('SKYBATCH_E_POOL_NOT_FOUND', `job ${jobId}'s pool '${job.pool}' is not running, so the job is not running either (status ${job.status})`, { context: { jobId } });
-  }
-  const client = await CoordinatorClient.forPool(job.pool);
-  try {
-    return await client.request({ type: 'cancel', jobId });
-  } finally {
-    client.close();
-  }
-}
+  jobs
+    .command('cancel')
+    .argument('<jobId>')
+    .description('cancel a job; the pool keeps running and finished batches are kept')
+    .action(async (jobId: string) => {
+      const j = await cancelJob(jobId);
+      say(`job ${jobId}: ${j.status} (${j.batchesDone}/${j.batchesTotal} batches done); recover them with: skybatch recover ${jobId}`);
+    });
 
-/** `skybatch jobs resume`: runs a failed or cancelled job's unfinished batches, following its progress. */
-export async function resumeJob(jobId: string, opts: { wait: boolean }): Promise<Job> {
-  const job = jobFromDisk(jobId);
-  const client = await CoordinatorClient.forPool(job.pool);
-  try {
-    const early: JobEvent[] = [];
-    client.onEvent((e) => early.push(e));
-    await client.request({ type: 'resume', jobId });
-    const handle = new Job(jobId, job.pool, 'PENDING');
-    if (opts.wait) await follow(client, handle, early, new ProgressView(jobId));
-    return handle;
-  } finally {
-    client.close();
-  }
-}
+  jobs
+    .command('resume')
+    .argument('<jobId>')
+    .option('--no-wait', 'return once the job is queued')
+    .description('run the batches of a failed or cancelled job that did not finish')
+    .action(async (jobId: string, o: { wait: boolean }) => {
+      const j = await resumeJob(jobId, { wait: o.wait, show: o.wait ? new ProgressView(jobId) : undefined });
+      say(`job ${jobId} ${o.wait ? j.status : 'resumed'}`);
+    });
 
-/** Prints a job's log; with `follow`, keeps printing its live log until the job ends. */
-export async function jobLogs(jobId: string, follow: boolean, print: (line: string) => void): Promise<void> {
-  const job = jobFromDisk(jobId);
-  const file = path.join(jobDir(jobId), 'job.log');
-  if (fs.existsSync(file)) for (const line of fs.readFileSync(file, 'utf8').trimEnd().split('\n')) print(line);
-  if (!follow || isFinished(job.status)) return;
-  // Like map(), the follower outlives coordinator restarts and dropped connections.
-  const final = await followJob(jobId, {
-    poolName: job.pool,
-    show: (e: JobEvent) => {
-      if (e.kind === 'log' && e.jobId === jobId) print(`[${e.worker ?? 'coordinator'}] ${e.line}`);
-    },
-  });
-  print(`[coordinator] job ${jobId} ${final.status}`);
-}
+  jobs
+    .command('wait')
+    .argument('<jobId>')
+    .option('--pool <name>', "the job's pool (default: the one its record names)")
+    .description('wait for a job to end, showing its progress; exits 0 only if it succeeded')
+    .action(async (jobId: string, o: { pool?: string }) => {
+      const j = await waitForJob(jobId, { poolName: o.pool });
+      say(`job ${jobId}: ${j.status} (${j.summary?.batchesDone}/${j.summary?.batchesTotal} batches, ${j.summary?.itemsDone} items) into ${j.summary?.outputs.join(', ')}`);
+    });
 
-/**
- * `skybatch recover JOB_ID`: merges a failed or cancelled job's finished batches into its
- * outputs (every writer's reduceResults), then removes its temp files unless `keepTemp`.
- * Idempotent: run again (or after a reduce by hand), it finds nothing to merge and leaves
- * the outputs as they are.
- */
-export async function recoverJob(jobId: string, opts: { keepTemp: boolean; log: (l: string) => void }): Promise<{ job: JobSummary; report: ReduceReport }> {
-  const job = jobFromDisk(jobId);
-  if ((job.status === 'RUNNING' || job.status === 'PENDING') && readCoordinator(job.pool)) {
-    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} is still ${job.status}; cancel it first with \`skybatch jobs cancel ${jobId}\``, { context: { jobId } });
-  }
-  const report = await runReduce(jobId, opts.log, { cleanup: !opts.keepTemp, recover: true });
-  return { job, report };
-}
+  jobs
+    .command('logs')
+    .argument('<jobId>')
+    .option('-f, --follow', 'keep printing until the job ends', false)
+    .description("print a job's log: mapper output and what the coordinator did")
+    .action(async (jobId: string, o: { follow: boolean }) => jobLogs(jobId, o.follow, say));
 
-/** The one-line outcome of a recover: the rows it actually wrote, or that it left the outputs alone. */
-export function recoverSummary(report: ReduceReport): string {
-  const written = report.alreadyPublished ? [] : report.outputs.filter((o) => o.written !== false);
-  if (!written.length) {
-    const when = report.alreadyPublished ? ` (they were published at ${report.alreadyPublished})` : '';
-    return `job ${report.jobId}: nothing to merge, output left as is${when}`;
-  }
-  const rows = written.reduce((n, o) => n + (o.rows ?? 0), 0);
-  const counted = written.some((o) => o.rows !== undefined);
-  return `job ${report.jobId}: recovered ${counted ? `${rows} row(s)` : 'the finished batches'} into ${written.map((o) => o.path).join(', ')}`;
+  program
+    .command('recover')
+    .argument('<jobId>')
+    .option('--keep-temp', 'keep the temporary batch files (for debugging)', false)
+    .description("merge a failed or cancelled job's finished batches into its outputs, then clean up")
+    .action(async (jobId: string, o: { keepTemp: boolean }) => {
+      const { report } = await recoverJob(jobId, { keepTemp: o.keepTemp, log: note });
+      say(recoverSummary(report));
+    });
 }

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SkybatchError } from '../../formats/errors.js';
+import { errorFd } from '../control/error-channel.js';
 
 const REGISTER_HOOKS = new URL('./register-hooks.js', import.meta.url).href;
 
@@ -14,7 +15,10 @@ export async function runScript(script: string, args: string[]): Promise<number>
   const file = path.resolve(script);
   if (!fs.existsSync(file)) throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `script ${file} does not exist`, { context: { path: file } });
   const tsx = import.meta.resolve('tsx');
-  const child = spawn(process.execPath, ['--enable-source-maps', '--import', tsx, '--import', REGISTER_HOOKS, file, ...args], { stdio: 'inherit' });
+  // The script reports its own uncaught error on the caller's error channel (register-hooks.ts).
+  const fd = errorFd();
+  const stdio = Array.from({ length: Math.max(3, (fd ?? 0) + 1) }, (_, i) => (i < 3 ? 'inherit' : i === fd ? fd : 'ignore'));
+  const child = spawn(process.execPath, ['--enable-source-maps', '--import', tsx, '--import', REGISTER_HOOKS, file, ...args], { stdio });
   const forward = (sig: NodeJS.Signals) => child.kill(sig);
   process.on('SIGINT', forward);
   process.on('SIGTERM', forward);
