@@ -9,6 +9,7 @@ import { readBundleHeader, type BundleHeader } from './bundle-header.js';
 import { asPackageError, installHost } from './host-packages.js';
 import { becomeHost, mapperById, mapperBySite, onlyMapperNamed, type MapperFn } from './mapper-api.js';
 import { ignoreFrameFile } from './mapper-site.js';
+import type { PackageApi } from './package-api.js';
 import type { FormatSpec, JobSpec } from './protocol.js';
 
 export const RUNTIME_KEY = Symbol.for('skybatch.runtime');
@@ -21,9 +22,10 @@ export const RUNTIME_KEY = Symbol.for('skybatch.runtime');
  * its registries and `load()`/`saveResults()` are ours; its packages resolve from the
  * user's project (host-packages.ts). A `ds.map()` that still runs here (a mapper created
  * inside a `main()` that also submits) never resolves on a host: no job is resubmitted.
+ * `runtime` is the package's API as the host process loaded it (package-api.ts): the loader
+ * is handed it rather than importing the package that re-exports the loader itself.
  */
-export async function loadBundle(file: string): Promise<BundleHeader | undefined> {
-  const runtime = await import('../index.js');
+export async function loadBundle(file: string, runtime: PackageApi): Promise<BundleHeader | undefined> {
   (globalThis as Record<symbol, unknown>)[RUNTIME_KEY] = runtime;
   const header = readBundleHeader(file);
   if (header) installHost(file, header, runtime);

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { SkybatchError } from '../formats/errors.js';
 import type { BundleHeader } from './bundle-header.js';
+import { PACKAGE_API_URL } from './package-api.js';
 import { isInstalledFor, isPackageSpecifier, packageMissing, type HookData } from './package-hooks.js';
 
 export const HOST_KEY = Symbol.for('skybatch.host');
@@ -29,7 +30,7 @@ function who(): string {
 export function installHost(bundleFile: string, header: BundleHeader, runtime: object): void {
   const entryUrl = pathToFileURL(header.entry).href;
   const cwdUrl = pathToFileURL(path.join(process.cwd(), 'noop.js')).href;
-  const data: HookData = { bundleUrl: pathToFileURL(bundleFile).href, entryUrl, cwdUrl, runtimeUrl: new URL('../index.js', import.meta.url).href, who: who() };
+  const data: HookData = { bundleUrl: pathToFileURL(bundleFile).href, entryUrl, cwdUrl, runtimeUrl: PACKAGE_API_URL, who: who() };
   // The hooks run in a thread of their own, which costs a process ~0.2 s to start: only bundles that import packages as ES modules need them.
   if (header.esmImports !== false) {
     if (typeof register !== 'function') {

@@ -8,6 +8,7 @@
 import * as path from 'node:path';
 import { toWireError } from '../formats/errors.js';
 import { loadBundle, makeWriters } from './bundle-loader.js';
+import { loadPackageApi } from './package-api.js';
 import { bundleFile, readJournal, readSpec } from './store/job-store.js';
 import { jobDir } from './store/pool-store.js';
 import { FileLock } from './file-lock.js';
@@ -36,7 +37,7 @@ try {
   });
   let report;
   try {
-    await loadBundle(bundleFile(spec.bundleHash));
+    await loadBundle(bundleFile(spec.bundleHash), await loadPackageApi());
     // read under the lock: a reduce that held it before may have published meanwhile
     report = await reduceJob(spec, readJournal(jobId), makeWriters(spec.writers), { recover: flags.includes('--recover'), cleanup: !flags.includes('--no-cleanup'), say });
   } finally {

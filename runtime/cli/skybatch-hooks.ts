@@ -3,7 +3,7 @@
  * installation wherever the script lives, and the user's own TypeScript files load as ES
  * modules (so top-level await works) even outside a `"type": "module"` package.
  */
-const INDEX = new URL('../../index.js', import.meta.url).href;
+import { PACKAGE_API_URL as INDEX } from '../package-api.js';
 
 interface Context {
   format?: string | null;

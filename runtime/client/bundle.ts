@@ -6,6 +6,7 @@ import type { Plugin } from 'esbuild';
 import { SkybatchError } from '../../formats/errors.js';
 import { headerLine, type BundleHeader } from '../bundle-header.js';
 import { RUNTIME_KEY } from '../bundle-loader.js';
+import { loadPackageApi } from '../package-api.js';
 import { rewriteImportMeta } from './import-meta.js';
 import { projectOf } from './project.js';
 import { pruneEntry, type FormatRoot, type MapperRoot } from './prune.js';
@@ -64,7 +65,7 @@ async function build(req: BundleRequest): Promise<Bundle> {
   const project = projectOf(entry);
   const external = new Set(req.external ?? []);
   const imported = new Map<string, Set<string>>(); // package specifier → how it is imported (esbuild's import kinds)
-  const runtime = (await import('../../index.js')) as Record<string, unknown>;
+  const runtime = await loadPackageApi();
   const names = Object.keys(runtime).filter((n) => n !== 'default' && /^[A-Za-z_$][\w$]*$/.test(n));
   const key = RUNTIME_KEY.description;
   const shim: Plugin = {

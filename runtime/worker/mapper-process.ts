@@ -12,6 +12,7 @@ import type { OutputWriter } from '../../formats/output-writer.js';
 import { buildId } from '../build-id.js';
 import { agentToMapper, checkFrame } from '../protocol-guards.js';
 import { asWriter, jobMapper, loadBundle, makeReader, makeWriters } from '../bundle-loader.js';
+import { loadPackageApi } from '../package-api.js';
 import { asPackageError } from '../host-packages.js';
 import { FailedItem, isFailedItem, setMapperContext } from '../mapper-api.js';
 import type { DeadLetter, JobSpec } from '../protocol.js';
@@ -203,7 +204,7 @@ async function start(msg: Extract<AgentToMapper, { type: 'start' }>): Promise<vo
     if (process.env.SKYBATCH_AGENT_BUILD && process.env.SKYBATCH_AGENT_BUILD !== buildId()) {
       throw new SkybatchError('SKYBATCH_E_PROTOCOL', `skybatch on worker ${process.env.SKYBATCH_WORKER} was reinstalled or rebuilt after the worker started (${process.env.SKYBATCH_AGENT_BUILD} → ${buildId()}); restart the pool: skybatch pool down ${spec.pool} -y, then pool apply`);
     }
-    const header = await loadBundle(msg.bundlePath);
+    const header = await loadBundle(msg.bundlePath, await loadPackageApi());
     const python = spec.python;
     const fn = python ? pythonMapper({ ...spec, python }, { cacheDir, current: () => bridgeBatch(current) }) : jobMapper(spec, header);
     if (!fn) {
