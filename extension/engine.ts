@@ -18,7 +18,7 @@ export interface Engine {
   root: string;
   cli: string;
   pools: Pick<typeof Pools, 'poolStatus' | 'poolRunning' | 'listPools'>;
-  jobs: Pick<typeof Jobs, 'listJobs' | 'jobView' | 'jobFromDisk' | 'jobsOnDisk' | 'cancelJob' | 'resumeJob' | 'batchOfItem'>;
+  jobs: Pick<typeof Jobs, 'listJobs' | 'jobView' | 'jobFromDisk' | 'jobsOnDisk' | 'cancelJob' | 'resumeJob' | 'batchOfItem' | 'recoverSummary'>;
   errors: Pick<typeof ErrorChannel, 'ERROR_FD_ENV' | 'readReportedError'>;
   connection: typeof Connection;
 }

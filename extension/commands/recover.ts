@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as vscode from 'vscode';
 import type { JobSummary } from '../../runtime/protocol.js';
+import type { ReduceReport } from '../../runtime/reduce-step.js';
 import { cliError, runCli } from '../cli-process.js';
 import { otherOwners, publishOf, type OutputOwner, type Publish } from '../core/output-publishers.js';
 import type { Engine } from '../engine.js';
@@ -68,7 +69,7 @@ export function registerRecover(engine: () => Promise<Engine>, log: vscode.Outpu
       return undefined;
     }
     const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Recovering job ${jobId}` }, () =>
-      runCli(e, ['recover', jobId], { onStderrLine: (l) => log.appendLine(`[recover ${jobId}] ${l}`) }),
+      runCli(e, ['recover', jobId, '--json'], { onStderrLine: (l) => log.appendLine(`[recover ${jobId}] ${l}`) }),
     );
     refresh();
     if (r.code !== 0) {
@@ -76,8 +77,8 @@ export function registerRecover(engine: () => Promise<Engine>, log: vscode.Outpu
       void vscode.window.showErrorMessage(`Recover job ${jobId}: [${err.code}] ${err.message}`);
       return undefined;
     }
-    // the CLI's own summary: the rows it actually wrote, or that there was nothing to merge
-    const summary = r.stdout.trim().split('\n').pop() || `job ${jobId} recovered`;
+    // what it merged, as the CLI says it: the rows it actually wrote, or that there was nothing to merge
+    const summary = e.jobs.recoverSummary(JSON.parse(r.stdout.trim().split('\n').pop()!) as ReduceReport);
     void vscode.window.showInformationMessage(summary.replace(/^job /, 'Job '));
     if (job.outputs[0]) await openOutput(job.outputs[0]);
     return job;

@@ -71,9 +71,10 @@ export function registerJobCommands(program: Command): void {
     .command('recover')
     .argument('<jobId>')
     .option('--keep-temp', 'keep the temporary batch files (for debugging)', false)
+    .option('--json', 'print what was merged as JSON (for programs)', false)
     .description("merge a failed or cancelled job's finished batches into its outputs, then clean up")
-    .action(async (jobId: string, o: { keepTemp: boolean }) => {
+    .action(async (jobId: string, o: { keepTemp: boolean; json: boolean }) => {
       const { report } = await recoverJob(jobId, { keepTemp: o.keepTemp, log: note });
-      say(recoverSummary(report));
+      say(o.json ? JSON.stringify(report) : recoverSummary(report));
     });
 }

@@ -49,6 +49,14 @@ describe('recovery is idempotent', () => {
     assert.match(second.stdout, new RegExp(`job ${jobId}: nothing to merge, output left as is`));
     assert.ok(fs.readFileSync(out).equals(bytes), 'the second recover left the output alone');
     assert.deepEqual(listFiles(path.dirname(out)), ['out.jsonl']);
+
+    // what a program (the extension) reads instead of the sentence
+    const json = await sb.cli(['recover', jobId, '--json']);
+    assert.equal(json.code, 0, json.stderr);
+    const report = JSON.parse(json.stdout) as { jobId: string; alreadyPublished?: string; outputs: { path: string }[] };
+    assert.equal(report.jobId, jobId);
+    assert.ok(report.alreadyPublished, 'the report says the outputs were published already');
+    assert.ok(fs.readFileSync(out).equals(bytes));
   });
 
   test('recover after a by-hand reduceResults(42) + cleanup(42) (a number id) leaves the output alone', async () => {
