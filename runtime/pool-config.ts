@@ -54,6 +54,33 @@ export const sshHostSchema = hostResourcesSchema
   })
   .strict();
 
+/** A Slurm time limit as sbatch takes it: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS, or UNLIMITED. */
+const slurmTime = z.union([
+  z.number().int('expected whole minutes').positive(),
+  z.string().regex(/^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE)$/, 'expected a Slurm time limit like 90, 2:00:00 or 1-12:00:00'),
+]);
+
+/** A Slurm pool's workers: one sbatch job each, running the skybatch runtime on `pool.shared_fs`. */
+export const slurmSchema = z
+  .object({
+    partition: z.string().min(1).optional(),
+    account: z.string().min(1).optional(),
+    /** Each worker job's time limit (sbatch --time); a worker whose job ends is submitted again. */
+    time: slurmTime.optional(),
+    /** More sbatch options, each `--name` or `--name=value`, e.g. `--qos=high` or `--constraint=a100`. */
+    options: z.array(z.string().regex(/^--[a-z][a-z0-9-]*(=.*)?$/s, 'expected an sbatch option like --qos=high (long form, value after =)')).optional(),
+    /** Node on the compute nodes (default: `node` on the job's PATH). */
+    node: z.string().min(1).optional(),
+    /**
+     * A skybatch installation the nodes see (the package folder, with out/runtime/worker/main.js).
+     * Default: the coordinator copies its own runtime to pool.shared_fs/.skybatch/runtime/HASH once.
+     */
+    runtime: z.string().refine((p) => path.isAbsolute(p), 'expected an absolute path').optional(),
+    /** Where each node keeps its workers' folders (default: $TMPDIR or /tmp, per user). */
+    workdir: z.string().min(1).optional(),
+  })
+  .strict();
+
 const sshOptionValue = z.union([z.string(), z.number(), z.boolean()]).transform((v) => (typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v)));
 
 const schema = z
@@ -61,8 +88,8 @@ const schema = z
     pool: z
       .object({
         workers: z.number().int('expected a whole number').min(1, 'expected at least 1 worker').max(1024),
-        /** local (default): processes on this machine; ssh: processes on the machines under `hosts:`. */
-        backend: z.enum(['local', 'ssh']).optional(),
+        /** local (default): processes on this machine; ssh: processes on the machines under `hosts:`; slurm: one Slurm job per worker. */
+        backend: z.enum(['local', 'ssh', 'slurm']).optional(),
         /** A folder every host mounts at this same path: jobs may then use local paths inside it. */
         shared_fs: z.string().refine((p) => path.isAbsolute(p), 'expected an absolute path').optional(),
       })
@@ -77,6 +104,7 @@ const schema = z
       })
       .strict()
       .optional(),
+    slurm: slurmSchema.optional(),
     resources: z
       .object({
         cpus: quantity.optional(),
@@ -118,10 +146,18 @@ const schema = z
       if (c.hosts) problem(['hosts'], 'only an ssh pool has hosts (set pool.backend: ssh)');
       if (c.ssh) problem(['ssh'], 'only an ssh pool takes ssh settings (set pool.backend: ssh)');
     }
+    if (c.pool.backend === 'slurm') {
+      if (!c.pool.shared_fs) problem(['pool', 'backend'], 'backend slurm needs pool.shared_fs: a folder every node mounts at the same path (the runtime, the pool token and the job logs go there)');
+      if (c.host) problem(['host'], 'describes this machine, for the local backend; a Slurm pool asks the cluster for each worker with resources:');
+    } else if (c.slurm) {
+      problem(['slurm'], 'only a Slurm pool takes slurm settings (set pool.backend: slurm)');
+    }
   });
 
 /** A validated pool.yaml. */
 export type PoolConfig = z.infer<typeof schema>;
+/** A Slurm pool's `slurm:` settings. */
+export type SlurmSettings = z.infer<typeof slurmSchema>;
 /** One entry of an ssh pool's `hosts:`. */
 export type SshHost = z.infer<typeof sshHostSchema>;
 
@@ -196,6 +232,12 @@ export function readPoolConfig(file: string, check?: (config: PoolConfig) => Con
   });
   if (config.ssh?.config) config.ssh.config = mustExist('ssh.config', config.ssh.config);
   if (config.ssh?.known_hosts) config.ssh.known_hosts = mustExist('ssh.known_hosts', config.ssh.known_hosts);
+  // a Slurm pool's coordinator writes the runtime and the token there, and reads the job logs
+  if (config.pool.backend === 'slurm' && config.pool.shared_fs) mustExist('pool.shared_fs', config.pool.shared_fs);
+  const runtime = config.slurm?.runtime;
+  if (runtime && !fs.existsSync(path.join(runtime, 'out', 'runtime', 'worker', 'main.js'))) {
+    throw new SkybatchError('SKYBATCH_E_POOL_CONFIG', `${file}: slurm.runtime: ${runtime} is not a skybatch installation (no out/runtime/worker/main.js in it)`, { context: { path: file, field: 'slurm.runtime' } });
+  }
   return config;
 }
 

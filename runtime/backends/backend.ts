@@ -8,7 +8,7 @@ export type EngineState = BackendWorkerSummary['state'];
 
 /**
  * What starts and stops a pool's workers: processes on this machine (local), ssh sessions
- * to other machines (ssh), and later Slurm jobs or autoscaled cloud machines. Every worker
+ * to other machines (ssh), Slurm jobs (slurm), and later autoscaled cloud machines. Every worker
  * it starts dials the coordinator like a worker started by hand (`skybatch worker
  * --coordinator URL --token T`), so the coordinator never depends on the backend to know
  * who works: a backend only says what its engine sees, and the coordinator's own view (the
@@ -20,7 +20,7 @@ export type EngineState = BackendWorkerSummary['state'];
  * batches or not.
  */
 export interface WorkerBackend {
-  readonly kind: 'local' | 'ssh';
+  readonly kind: 'local' | 'ssh' | 'slurm';
   /** Whether its workers run on other machines (jobs' local paths are then refused unless `pool.shared_fs`). */
   readonly remote: boolean;
   /**

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SkybatchError } from '../../formats/errors.js';
@@ -6,6 +7,7 @@ import type { WorkerBackend } from './backend.js';
 import { hostLabel } from './host-placement.js';
 import { LocalBackend } from './local.js';
 import { isLoopback, isWildcard, localAddressFor, poolCertificate } from './pool-tls.js';
+import { SlurmBackend } from './slurm.js';
 import { SshBackend } from './ssh.js';
 
 /** Where the coordinator listens, and the address each host dials it at. */
@@ -24,9 +26,10 @@ export interface Listening {
  * the address its own route leaves from.
  */
 export async function listenAddress(config: PoolConfig, given?: string): Promise<Listening> {
-  const hosts = config.pool.backend === 'ssh' ? (config.hosts ?? []) : [];
   const explicit = given ?? config.coordinator?.host;
   if (explicit && !isWildcard(explicit)) return { bind: explicit, dial: () => explicit, names: [explicit, '127.0.0.1'] };
+  // A Slurm pool's nodes are not known in advance: they reach this machine the way the controller does.
+  const hosts = config.pool.backend === 'ssh' ? (config.hosts ?? []) : config.pool.backend === 'slurm' ? [await slurmController()] : [];
   if (!hosts.length) {
     const bind = explicit ?? '127.0.0.1';
     return { bind, dial: () => '127.0.0.1', names: [bind, '127.0.0.1'] };
@@ -67,6 +70,25 @@ export function coordinatorTls(config: PoolConfig, listening: Listening, poolDir
   return poolCertificate(poolDir, pool, listening.names);
 }
 
+/**
+ * The Slurm controller as a host to reach (from `scontrol show config`): this machine's
+ * address on the route to it is the one a Slurm pool's coordinator listens on by default.
+ */
+async function slurmController(): Promise<SshHost> {
+  const text = await new Promise<string>((resolve, reject) =>
+    execFile('scontrol', ['show', 'config'], { timeout: 30_000 }, (err, stdout, stderr) => (err ? reject(new Error(stderr.trim().split('\n').at(-1) || err.message)) : resolve(stdout))),
+  ).catch((err: Error) => {
+    throw new SkybatchError('SKYBATCH_E_POOL_CONFIG', `cannot ask Slurm where its controller is (scontrol show config: ${err.message}); set coordinator.host in the pool file to an address of this machine the nodes can dial`, {
+      context: { field: 'coordinator.host' },
+    });
+  });
+  const addr = /^SlurmctldAddr\s*=\s*(\S+)/m.exec(text)?.[1];
+  const host = /^SlurmctldHost\[0\]\s*=\s*([^\s(]+)(?:\(([^)]+)\))?/m.exec(text);
+  const address = addr && addr !== '(null)' ? addr : (host?.[2] ?? host?.[1]);
+  if (!address) throw new SkybatchError('SKYBATCH_E_POOL_CONFIG', 'scontrol show config names no SlurmctldHost; set coordinator.host in the pool file to an address of this machine the nodes can dial', { context: { field: 'coordinator.host' } });
+  return { name: 'the Slurm controller', address };
+}
+
 export interface BackendContext {
   pool: string;
   poolDir: string;
@@ -91,6 +113,18 @@ export function makeBackend(ctx: BackendContext): WorkerBackend {
       caPem: ctx.tls ? fs.readFileSync(ctx.tls.cert, 'utf8') : undefined,
       log: ctx.log,
       logDir: path.join(ctx.poolDir, 'workers'),
+    });
+  }
+  if (config.pool.backend === 'slurm') {
+    return new SlurmBackend({
+      pool: ctx.pool,
+      poolDir: ctx.poolDir,
+      config: ctx.config,
+      // the nodes dial the address on the route to the controller (any host stands for them all)
+      url: () => ctx.hostUrl({ address: '' }),
+      token: ctx.token,
+      caPem: ctx.tls ? fs.readFileSync(ctx.tls.cert, 'utf8') : undefined,
+      log: ctx.log,
     });
   }
   return new LocalBackend(ctx.pool, ctx.localUrl, ctx.token, ctx.log, ctx.tls?.cert, ctx.config);

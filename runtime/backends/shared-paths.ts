@@ -6,7 +6,7 @@ import type { JobRequest } from '../protocol.js';
 
 /** Whether a pool's workers run on machines other than the coordinator's. */
 export function hasRemoteWorkers(config: PoolConfig): boolean {
-  return config.pool.backend === 'ssh';
+  return config.pool.backend === 'ssh' || config.pool.backend === 'slurm';
 }
 
 /** The absolute local path a reader or writer path names, or undefined for a URL (s3://, gs://, ...) or no path. */
@@ -25,7 +25,8 @@ export function localPathOf(p: string, cwd: string): string | undefined {
 export function assertWorkersCanReach(req: Pick<JobRequest, 'reader' | 'writers' | 'cwd'>, config: PoolConfig, pool: string): void {
   if (!hasRemoteWorkers(config)) return;
   const shared = config.pool.shared_fs;
-  const where = `pool '${pool}' runs its workers on other machines (${config.pool.backend}: ${(config.hosts ?? []).map((h) => h.name ?? h.address).join(', ')})`;
+  const machines = config.pool.backend === 'slurm' ? `Slurm jobs${config.slurm?.partition ? ` in partition ${config.slurm.partition}` : ''}` : `ssh: ${(config.hosts ?? []).map((h) => h.name ?? h.address).join(', ')}`;
+  const where = `pool '${pool}' runs its workers on other machines (${machines})`;
   const uses: [string, string][] = [['input', req.reader.path], ...req.writers.map((w, i): [string, string] => [req.writers.length > 1 ? `output ${i + 1}` : 'output', w.path])];
   for (const [field, p] of uses) {
     const local = localPathOf(p, req.cwd);

@@ -11,6 +11,8 @@ import { probeHost } from '../host-resources.js';
 import { PoolConfig, readPoolConfig } from '../pool-config.js';
 import { planHostWorkers } from '../backends/host-placement.js';
 import { listenAddress } from '../backends/make-backend.js';
+import { cancelLeftoverSlurmJobs } from '../backends/slurm.js';
+import { slurmOptionProblems } from '../backends/slurm-command.js';
 import { FileLock } from '../file-lock.js';
 import { assertPoolName, isAlive, isCoordinatorOf, listPools, liveWorkerPid, poolDir, poolLockFile, readCoordinator, writePrivate } from '../store/pool-store.js';
 import type { BackendWorkerSummary, JobEvent, PoolSummary } from '../protocol.js';
@@ -65,16 +67,24 @@ export async function applyPool(file: string, pool: string, opts: { confirm?: Co
   // The local backend runs on this machine: a pool that cannot get its GPUs here is refused
   // now; an ssh pool, one whose workers fit on no host.
   let plan: LocalPlan | undefined;
-  const config = readPoolConfig(file, (c) => (c.pool.backend === 'ssh' ? planHostWorkers(c).problems : (plan = planLocalWorkers(c, probeHost(c.host))).problems));
+  // (Slurm itself judges a Slurm pool's resources, at sbatch)
+  const config = readPoolConfig(file, (c) =>
+    c.pool.backend === 'ssh' ? planHostWorkers(c).problems : c.pool.backend === 'slurm' ? slurmOptionProblems(c) : (plan = planLocalWorkers(c, probeHost(c.host))).problems,
+  );
   for (const note of plan?.notes ?? []) opts.log(`note: ${note}`);
-  if (config.pool.backend === 'ssh') await listenAddress(config);
+  if (config.pool.backend === 'ssh' || config.pool.backend === 'slurm') await listenAddress(config);
   const running = readCoordinator(pool);
   if (running) assertSameBackend(pool, config);
   if (running?.build && running.build !== buildId()) {
     opts.log(`note: pool '${pool}' runs skybatch ${running.build} but this is ${buildId()}; run \`skybatch pool down ${pool} -y\` and apply again to upgrade its workers`);
   }
   const verb = running ? `Update pool '${pool}' to` : `Start pool '${pool}' with`;
-  const where = config.pool.backend === 'ssh' ? `worker(s) on ${config.hosts!.length} ssh host(s)` : 'local worker(s)';
+  const where =
+    config.pool.backend === 'ssh'
+      ? `worker(s) on ${config.hosts!.length} ssh host(s)`
+      : config.pool.backend === 'slurm'
+        ? `worker(s) as Slurm jobs${config.slurm?.partition ? ` in partition ${config.slurm.partition}` : ''}`
+        : 'local worker(s)';
   if (opts.confirm && !(await opts.confirm(`${verb} ${config.pool.workers} ${where}?`))) throw new SkybatchError('SKYBATCH_E_CANCELLED', 'aborted');
   const dir = poolDir(pool);
   // Under the pool's lock, so two applies (or an apply and a down) never both find no
@@ -171,11 +181,11 @@ function assertSameBackend(pool: string, next: PoolConfig): void {
   } catch {
     return;
   }
-  const key = (c: PoolConfig) => JSON.stringify([c.pool.backend ?? 'local', c.pool.shared_fs, c.hosts, c.ssh, c.coordinator]);
+  const key = (c: PoolConfig) => JSON.stringify([c.pool.backend ?? 'local', c.pool.shared_fs, c.hosts, c.ssh, c.slurm, c.coordinator]);
   if (key(current) === key(next)) return;
   throw new SkybatchError(
     'SKYBATCH_E_POOL_CONFIG',
-    `pool '${pool}' runs with other backend settings (pool.backend, pool.shared_fs, hosts, ssh or coordinator changed); a running pool cannot switch them: run \`skybatch pool down ${pool} -y\`, then apply again`,
+    `pool '${pool}' runs with other backend settings (pool.backend, pool.shared_fs, hosts, ssh, slurm or coordinator changed); a running pool cannot switch them: run \`skybatch pool down ${pool} -y\`, then apply again`,
     { context: { field: 'pool.backend' } },
   );
 }
@@ -218,6 +228,8 @@ export async function poolDown(pool: string, opts: { confirm?: Confirm; log?: (l
     const c = readCoordinator(pool);
     if (c) await stopCoordinator(pool, c);
     stopLeftoverWorkers(pool);
+    const jobs = cancelLeftoverSlurmJobs(poolDir(pool));
+    if (jobs.length) opts.log?.(`cancelled Slurm job(s) ${jobs.join(', ')} left by the pool's coordinator`);
     // the coordinator cancels its jobs itself; these were left by one that had died or did not answer
     cancelJobsOnDisk(pool);
     for (const id of unfinished) {

@@ -51,6 +51,8 @@ export class CoordinatorServer {
   private readonly http: http.Server;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   private heartbeat?: NodeJS.Timeout;
+  /** Connected workers that came with a backend's launch id, by name. */
+  private readonly launched = new Map<string, Map<WebSocket, Extract<WorkerMessage, { type: 'hello' }>>>();
 
   constructor(
     private readonly coordinator: Coordinator,
@@ -131,8 +133,9 @@ export class CoordinatorServer {
     }
     if (checked.msg.role === 'worker') {
       const refusal = this.opts.admitWorker?.(checked.msg);
-      if (refusal === undefined) this.serveWorker(ws, checked.msg);
-      else this.fence(ws, checked.msg, refusal);
+      if (refusal !== undefined) return this.fence(ws, checked.msg, refusal);
+      this.fenceEarlierLaunches(ws, checked.msg);
+      this.serveWorker(ws, checked.msg);
     } else this.serveClient(ws);
   }
 
@@ -158,6 +161,29 @@ export class CoordinatorServer {
         this.coordinator.removeWorker(id, code === 1006 ? 'connection dropped or heartbeat missed' : `connection closed (${code})`);
       }),
     );
+  }
+
+  /**
+   * The backend just admitted this launch of a worker, so it is the current one: any other
+   * launch of that name still connected (an earlier Slurm run that kept its connection while
+   * Slurm gave up on its node, an ssh session that outlived its replacement) is fenced off,
+   * so one worker slot never has two live workers.
+   */
+  private fenceEarlierLaunches(ws: WebSocket, hello: Extract<WorkerMessage, { type: 'hello' }>): void {
+    const launch = hello.launch;
+    if (launch === undefined) return;
+    let byWs = this.launched.get(hello.name);
+    if (!byWs) this.launched.set(hello.name, (byWs = new Map()));
+    for (const [other, earlier] of byWs) {
+      if (earlier.launch === launch) continue;
+      byWs.delete(other);
+      this.fence(other, earlier, `launch ${launch} of ${hello.name} (${hello.host}, pid ${hello.pid}) replaced it (this one was launch ${earlier.launch})`);
+    }
+    byWs.set(ws, hello);
+    ws.once('close', () => {
+      byWs.delete(ws);
+      if (!byWs.size && this.launched.get(hello.name) === byWs) this.launched.delete(hello.name);
+    });
   }
 
   /** Refuses a worker its backend no longer runs; the close code tells it not to come back. */
