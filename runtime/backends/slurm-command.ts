@@ -149,7 +149,7 @@ const squeueJson = z.object({
         nodes: z.string().optional(),
         restart_cnt: num.optional(),
         exit_code: z
-          .union([num, z.object({ return_code: num.optional(), signal: z.object({ id: num.optional() }).passthrough().optional() }).passthrough()])
+          .union([z.number(), z.object({ return_code: num.optional(), signal: z.object({ id: num.optional() }).passthrough().optional() }).passthrough()])
           .optional(),
       })
       .passthrough(),

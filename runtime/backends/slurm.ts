@@ -359,11 +359,11 @@ export class SlurmBackend implements WorkerBackend {
       : 'and squeue no longer lists it';
     const tail = this.logTail(slot, id);
     const why = `Slurm job ${id} ended (${how})${tail ? `: ${tail}` : ''}`;
-    this.opts.log(`worker ${slot.name}: ${why}`);
     slot.jobId = undefined;
     this.saveJobs();
     if (job?.exitCode === EXIT_AUTH_REFUSED) {
       slot.engine.set('gone', `${why}: the coordinator refused its token`);
+      this.opts.log(`worker ${slot.name}: ${why}: the coordinator refused its token; not submitting it again`);
       return;
     }
     if (slot.runningSince !== undefined && Date.now() - slot.runningSince > HEALTHY_RUN_MS) slot.engine.failures = 0;

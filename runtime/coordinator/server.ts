@@ -177,7 +177,7 @@ export class CoordinatorServer {
     for (const [other, earlier] of byWs) {
       if (earlier.launch === launch) continue;
       byWs.delete(other);
-      this.fence(other, earlier, `launch ${launch} of ${hello.name} (${hello.host}, pid ${hello.pid}) replaced it (this one was launch ${earlier.launch})`);
+      this.fence(other, earlier, `launch ${launch} (pid ${hello.pid}) replaced launch ${earlier.launch}`);
     }
     byWs.set(ws, hello);
     ws.once('close', () => {

@@ -131,13 +131,16 @@ AccountingStorageType=accounting_storage/none
 MinJobAge=300
 MpiDefault=none
 SchedulerType=sched/backfill
+# A job that waits for Resources stops the main scheduler from starting the jobs queued behind
+# it in its partition: only backfill does, every bf_interval seconds (30 by default).
+SchedulerParameters=bf_interval=1
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
 SlurmdTimeout=20
 SlurmctldTimeout=20
 InactiveLimit=0
-KillWait=5
+KillWait=2
 GresTypes=gpu
 NodeName=cpu0 NodeHostname=$HOST NodeAddr=127.0.0.1 Port=$((PORT + 1)) CPUs=2 Sockets=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=2000 State=UNKNOWN
 NodeName=gpu0 NodeHostname=$HOST NodeAddr=127.0.0.1 Port=$((PORT + 2)) CPUs=2 Sockets=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=2000 Gres=gpu:L4:1 State=UNKNOWN
