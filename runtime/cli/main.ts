@@ -40,8 +40,9 @@ program
   .option('--name <name>', 'worker name', `${os.hostname()}-${process.pid}`)
   .option('--workdir <dir>', 'working directory (setup runs here once)')
   .option('--ca <file>', 'PEM certificate to trust for a wss:// coordinator (default: $SKYBATCH_CA)')
+  .option('--launch <id>', "which start of this worker it is, for a backend that fences earlier starts (e.g. a pod's UID); the coordinator's backend must know it")
   .description('start a worker by hand that joins a pool')
-  .action((o: { coordinator: string; token?: string; name: string; workdir?: string; ca?: string }) => runWorker(o));
+  .action((o: { coordinator: string; token?: string; name: string; workdir?: string; ca?: string; launch?: string }) => runWorker(o));
 
 try {
   await program.parseAsync(process.argv);

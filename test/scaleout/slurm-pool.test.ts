@@ -175,7 +175,6 @@ ${resources}`;
     const log = fs.readFileSync(path.join(sb.home, 'pools', 'cpus', 'coordinator.log'), 'utf8');
     assert.match(log, new RegExp(`worker slurm-0: Slurm job ${cancelled} ended \\(CANCELLED`));
     assert.match(log, new RegExp(`worker slurm-0: submitted Slurm job ${again.id}`));
-    if (process.env.DEBUG_SLURM_TEST) process.stderr.write(fs.readFileSync(path.join(sb.home, 'pools', 'cpus', 'coordinator.log'), 'utf8'));
   });
 
   test('a worker from an earlier Slurm job of a slot is refused; a newer run of the current job replaces the one connected', async () => {
