@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { PoolConfig } from '../pool-config.js';
@@ -398,15 +398,24 @@ function readJobsFile(poolDir: string): Record<string, string> {
 
 /**
  * For `pool down` after a coordinator that died: cancels the Slurm jobs it had submitted
- * (its record in the pool folder). Returns their ids; a failing scancel is not an error here.
+ * (its record in the pool folder) and waits, like `teardown`, until squeue shows them ended.
+ * Returns their ids; a failing scancel or squeue is not an error here (nothing more to do).
  */
-export function cancelLeftoverSlurmJobs(poolDir: string): string[] {
+export async function cancelLeftoverSlurmJobs(poolDir: string): Promise<string[]> {
   const ids = Object.values(readJobsFile(poolDir));
   if (!ids.length) return [];
-  try {
-    execFileSync('scancel', ids, { stdio: 'ignore', timeout: COMMAND_TIMEOUT_MS });
-  } catch {
-    // the jobs ended already, or Slurm is not reachable from here: nothing more pool down can do
+  await run('scancel', ids);
+  const deadline = Date.now() + END_WAIT_MS;
+  while (Date.now() < deadline) {
+    const r = await run('squeue', ['--json']);
+    let jobs: SlurmJob[];
+    try {
+      jobs = parseSqueueJson(r.stdout);
+    } catch {
+      break; // no --json here: the jobs were asked to end, which is all that can be checked
+    }
+    if (!ids.some((id) => jobs.some((j) => j.id === id && !hasEnded(j)))) break;
+    await new Promise((resolve) => setTimeout(resolve, 250));
   }
   return ids;
 }

@@ -228,7 +228,7 @@ export async function poolDown(pool: string, opts: { confirm?: Confirm; log?: (l
     const c = readCoordinator(pool);
     if (c) await stopCoordinator(pool, c);
     stopLeftoverWorkers(pool);
-    const jobs = cancelLeftoverSlurmJobs(poolDir(pool));
+    const jobs = await cancelLeftoverSlurmJobs(poolDir(pool));
     if (jobs.length) opts.log?.(`cancelled Slurm job(s) ${jobs.join(', ')} left by the pool's coordinator`);
     // the coordinator cancels its jobs itself; these were left by one that had died or did not answer
     cancelJobsOnDisk(pool);

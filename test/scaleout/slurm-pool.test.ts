@@ -209,14 +209,28 @@ ${resources}`;
     await waitFor('slurm-1 to run again in a new job', async () => (ready(await status('cpus')).filter((w) => w.name === 'slurm-1').length === 1 && jobOf('cpus', 'slurm-1') ? true : undefined), 30_000);
   });
 
-  test('pool down cancels every job: nothing is left in squeue, and no worker process', async () => {
+  test("a coordinator killed with SIGKILL: the next one adopts its Slurm jobs, whose workers rejoin without a new sbatch", async () => {
+    const before = ['slurm-0', 'slurm-1'].map((w) => jobOf('cpus', w)!.id);
+    process.kill(sb.coordinator('cpus').pid, 'SIGKILL');
+    await sb.applyPool('cpus', poolYaml(2, '  cpus: 1\n  memory: 0.25\n'), env);
+    const s = await status('cpus');
+    assert.deepEqual(ready(s).map((w) => w.name).sort(), ['slurm-0', 'slurm-1']);
+    assert.deepEqual(['slurm-0', 'slurm-1'].map((w) => jobOf('cpus', w)?.id), before, 'the same Slurm jobs run');
+    const log = fs.readFileSync(path.join(sb.home, 'pools', 'cpus', 'coordinator.log'), 'utf8');
+    const since = log.slice(log.lastIndexOf('listening on'));
+    assert.match(since, new RegExp(`worker slurm-0: adopting Slurm job ${before[0]} left by the previous coordinator`));
+    assert.doesNotMatch(since, /submitted Slurm job/);
+  });
+
+  test('pool down cancels every job, also after its coordinator was killed: nothing is left in squeue, and no worker process', async () => {
     assert.ok(workerProcs().length >= 3, 'workers run before pool down');
+    process.kill(sb.coordinator('cpus').pid, 'SIGKILL');
     for (const pool of ['gpus', 'cpus']) {
       const d = await sb.cli(['pool', 'down', pool, '-y'], { env });
       assert.equal(d.code, 0, d.stderr);
     }
     assert.deepEqual(squeue(), []);
     await waitFor('every worker process to exit', () => (workerProcs().length === 0 ? true : undefined), 15_000);
-    assert.ok(!fs.existsSync(path.join(shared, '.skybatch', 'pools', 'cpus', 'token')), "the pool token is removed from the shared folder");
+    assert.ok(!fs.existsSync(path.join(shared, '.skybatch', 'pools', 'gpus', 'token')), 'the pool token is removed from the shared folder');
   });
 });
