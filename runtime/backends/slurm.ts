@@ -266,11 +266,12 @@ export class SlurmBackend implements WorkerBackend {
       this.saveJobs();
       this.opts.log(`worker ${slot.name}: submitted Slurm job ${id} (sbatch ${args.slice(4).join(' ')})`);
     })();
-    slot.submitting = job.then(
+    const submitting = job.then(
       () => undefined,
       (err: Error) => this.retryLater(slot, err.message),
     );
-    void slot.submitting.finally(() => (slot.submitting = undefined));
+    slot.submitting = submitting;
+    void submitting.finally(() => slot.submitting === submitting && (slot.submitting = undefined));
   }
 
   private retryLater(slot: Slot, why: string): void {

@@ -118,6 +118,18 @@ ${resources}`;
     assert.match(shown.stdout, /pending: slurm-1 on slurm: Slurm job \d+ is PENDING: Resources/);
   });
 
+  test("a worker Slurm can never place: pool apply stops waiting and says what sbatch said", async () => {
+    const file = sb.file('huge.pool.yaml', poolYaml(1, '  accelerators: L4:2\n'));
+    const r = await sb.cli(['pool', 'apply', file, '--pool', 'huge', '-y'], { env });
+    try {
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /SKYBATCH_E_HOST_UNREACHABLE/);
+      assert.match(r.stderr, /slurm-0 on slurm: sbatch failed: Batch job submission failed: Requested node configuration is not available; submitting again in \d+ s/);
+    } finally {
+      assert.equal((await sb.cli(['pool', 'down', 'huge', '-y'], { env })).code, 0);
+    }
+  });
+
   test('a job on the GPU worker completes exactly, in the Slurm job on gpu0 with the GPU Slurm gave it', async () => {
     fs.writeFileSync(path.join(shared, 'gpu-in.jsonl'), jsonl(['a', 'b', 'c', 'd', 'e'].map((text) => ({ text }))));
     const script = sb.file(
