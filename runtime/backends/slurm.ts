@@ -5,18 +5,14 @@ import type { PoolConfig } from '../pool-config.js';
 import type { BackendWorkerSummary } from '../protocol.js';
 import { EngineRecord, restartDelayMs, WorkerBackend } from './backend.js';
 import { buildRuntimePack, UNPACK_SCRIPT } from './runtime-pack.js';
-import { batchScript, hasEnded, parseLaunch, parseSqueueFormat, parseSqueueJson, resourceOptions, SlurmJob, SQUEUE_FORMAT } from './slurm-command.js';
+import { CommandResult, commandError, END_WAIT_MS, readJobsFile, SLURM_JOBS_FILE, slurmCommand as run, SqueueReader } from './slurm-client.js';
+import { batchScript, hasEnded, parseLaunch, resourceOptions, SlurmJob } from './slurm-command.js';
 
 /** The worker's exit code when the coordinator refused its token (worker/agent.ts). */
 const EXIT_AUTH_REFUSED = 2;
 /** A job whose worker ran this long before it ended is submitted again without a growing backoff. */
 const HEALTHY_RUN_MS = 10_000;
 const POLL_MS = 1000;
-/** How long `stopWorker` and `teardown` wait for squeue to show their jobs ended. */
-const END_WAIT_MS = 20_000;
-const COMMAND_TIMEOUT_MS = 30_000;
-/** The coordinator's record of its jobs (pool folder), so a restarted coordinator adopts them and `pool down` cancels them. */
-export const SLURM_JOBS_FILE = 'slurm-jobs.json';
 
 export interface SlurmBackendOptions {
   pool: string;
@@ -50,32 +46,6 @@ interface Slot {
   node?: string;
 }
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  error?: Error;
-}
-
-function run(cmd: string, args: string[], input?: string): Promise<Result> {
-  return new Promise((resolve) => {
-    const env = { ...process.env };
-    // the pool token reaches a worker only through its file on the shared file system
-    delete env.SKYBATCH_TOKEN;
-    delete env.SKYBATCH_CA;
-    const proc = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env, timeout: COMMAND_TIMEOUT_MS });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d) => (stdout += d));
-    proc.stderr.on('data', (d) => (stderr += d));
-    proc.stdin.on('error', () => {});
-    proc.stdin.end(input ?? '');
-    proc.on('error', (error) => resolve({ code: null, stdout, stderr, error }));
-    proc.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-const firstLine = (r: Result) => (r.error?.message ?? r.stderr.trim().split('\n').filter(Boolean).at(-1) ?? `exit ${r.code}`).replace(/^s\w+: error: /, '');
 
 /**
  * Workers as Slurm jobs, one `sbatch` per worker, each running `skybatch worker` from a
@@ -99,11 +69,11 @@ export class SlurmBackend implements WorkerBackend {
   private runtime?: Promise<string>;
   private poller?: NodeJS.Timeout;
   private polling = false;
-  private json = true;
-  private squeueTrouble?: string;
+  private readonly queue: SqueueReader;
   private closed = false;
 
   constructor(private readonly opts: SlurmBackendOptions) {
+    this.queue = new SqueueReader(opts.log);
     const config = opts.config();
     this.shared = path.join(config.pool.shared_fs!, '.skybatch', 'pools', opts.pool);
     fs.mkdirSync(path.join(this.shared, 'logs'), { recursive: true, mode: 0o700 });
@@ -182,20 +152,8 @@ export class SlurmBackend implements WorkerBackend {
     await Promise.all(slots.map((s) => s.submitting));
     const ids = [...slots.flatMap((s) => (s.jobId ? [s.jobId] : [])), ...more];
     for (const s of slots) s.engine.set('gone', 'stopped');
-    if (!ids.length) return;
-    const r = await run('scancel', ids);
-    if (r.code !== 0) this.opts.log(`scancel ${ids.join(' ')}: ${firstLine(r)}`);
-    const deadline = Date.now() + END_WAIT_MS;
-    for (;;) {
-      const jobs = await this.squeue();
-      const live = jobs ? ids.filter((id) => jobs.some((j) => j.id === id && !hasEnded(j))) : ids;
-      if (!live.length) return;
-      if (Date.now() > deadline) {
-        this.opts.log(`Slurm job(s) ${live.join(', ')} still listed by squeue ${END_WAIT_MS / 1000} s after scancel`);
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    const live = await this.queue.cancel(ids);
+    if (live.length) this.opts.log(`Slurm job(s) ${live.join(', ')} still listed by squeue ${END_WAIT_MS / 1000} s after scancel`);
   }
 
   /** The runtime folder the nodes run: `slurm.runtime`, or the coordinator's own, unpacked once onto the shared file system. */
@@ -209,7 +167,7 @@ export class SlurmBackend implements WorkerBackend {
       if (fs.existsSync(path.join(dir, '.complete'))) return dir;
       fs.mkdirSync(root, { recursive: true });
       const t0 = Date.now();
-      const r = await new Promise<Result>((resolve) => {
+      const r = await new Promise<CommandResult>((resolve) => {
         const proc = spawn(process.execPath, ['-e', UNPACK_SCRIPT, root, pack.hash], { stdio: ['pipe', 'pipe', 'pipe'] });
         let stderr = '';
         proc.stderr.on('data', (d) => (stderr += d));
@@ -218,7 +176,7 @@ export class SlurmBackend implements WorkerBackend {
         proc.on('error', (error) => resolve({ code: null, stdout: '', stderr, error }));
         proc.on('close', (code) => resolve({ code, stdout: '', stderr }));
       });
-      if (r.code !== 0) throw new Error(`cannot copy the skybatch runtime to ${root}: ${firstLine(r)}`);
+      if (r.code !== 0) throw new Error(`cannot copy the skybatch runtime to ${root}: ${commandError(r)}`);
       this.opts.log(`copied the skybatch runtime ${pack.hash.slice(0, 12)} (${pack.files} files) to ${dir} in ${Date.now() - t0} ms`);
       return dir;
     })();
@@ -256,7 +214,7 @@ export class SlurmBackend implements WorkerBackend {
       ];
       const r = await run('sbatch', args, script);
       const id = /^(\d+)/.exec(r.stdout.trim())?.[1];
-      if (r.code !== 0 || !id) throw new Error(`sbatch failed: ${firstLine(r)}`);
+      if (r.code !== 0 || !id) throw new Error(`sbatch failed: ${commandError(r)}`);
       if (slot.stopping || this.closed) {
         await run('scancel', [id]);
         return;
@@ -283,28 +241,6 @@ export class SlurmBackend implements WorkerBackend {
     slot.timer = setTimeout(() => this.submit(slot), delay);
   }
 
-  /** Every job squeue knows, or undefined when squeue fails (said once in the log, until it works again). */
-  private async squeue(): Promise<SlurmJob[] | undefined> {
-    let r = this.json ? await run('squeue', ['--json']) : undefined;
-    if (r && r.code !== 0 && /json/i.test(r.stderr)) {
-      this.opts.log(`squeue --json is not supported here (${firstLine(r)}); reading squeue -o '${SQUEUE_FORMAT}' instead`);
-      this.json = false;
-    }
-    if (!this.json) r = await run('squeue', ['--noheader', '--me', '--states=all', `--format=${SQUEUE_FORMAT}`]);
-    try {
-      if (r!.code !== 0) throw new Error(firstLine(r!));
-      const jobs = this.json ? parseSqueueJson(r!.stdout) : parseSqueueFormat(r!.stdout);
-      if (this.squeueTrouble) this.opts.log('squeue answers again');
-      this.squeueTrouble = undefined;
-      return jobs;
-    } catch (err) {
-      const why = (err as Error).message;
-      if (this.squeueTrouble !== why) this.opts.log(`squeue failed: ${why}`);
-      this.squeueTrouble = why;
-      return undefined;
-    }
-  }
-
   private async poll(): Promise<void> {
     if (this.polling || this.closed) return;
     this.polling = true;
@@ -312,7 +248,7 @@ export class SlurmBackend implements WorkerBackend {
       // only jobs known before squeue ran are judged by its answer (one submitted meanwhile is not in it)
       const asked = [...this.slots.values()].flatMap((s) => (s.jobId && !s.stopping ? [[s, s.jobId] as const] : []));
       if (!asked.length && !this.leftover.size) return;
-      const jobs = await this.squeue();
+      const jobs = await this.queue.jobs();
       if (!jobs || this.closed) return;
       const byId = new Map(jobs.map((j) => [j.id, j]));
       for (const [slot, id] of asked) {
@@ -389,34 +325,4 @@ export class SlurmBackend implements WorkerBackend {
   }
 }
 
-function readJobsFile(poolDir: string): Record<string, string> {
-  try {
-    return JSON.parse(fs.readFileSync(path.join(poolDir, SLURM_JOBS_FILE), 'utf8')) as Record<string, string>;
-  } catch {
-    return {};
-  }
-}
 
-/**
- * For `pool down` after a coordinator that died: cancels the Slurm jobs it had submitted
- * (its record in the pool folder) and waits, like `teardown`, until squeue shows them ended.
- * Returns their ids; a failing scancel or squeue is not an error here (nothing more to do).
- */
-export async function cancelLeftoverSlurmJobs(poolDir: string): Promise<string[]> {
-  const ids = Object.values(readJobsFile(poolDir));
-  if (!ids.length) return [];
-  await run('scancel', ids);
-  const deadline = Date.now() + END_WAIT_MS;
-  while (Date.now() < deadline) {
-    const r = await run('squeue', ['--json']);
-    let jobs: SlurmJob[];
-    try {
-      jobs = parseSqueueJson(r.stdout);
-    } catch {
-      break; // no --json here: the jobs were asked to end, which is all that can be checked
-    }
-    if (!ids.some((id) => jobs.some((j) => j.id === id && !hasEnded(j)))) break;
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  return ids;
-}

@@ -11,7 +11,7 @@ import { probeHost } from '../host-resources.js';
 import { PoolConfig, readPoolConfig } from '../pool-config.js';
 import { planHostWorkers } from '../backends/host-placement.js';
 import { listenAddress } from '../backends/make-backend.js';
-import { cancelLeftoverSlurmJobs } from '../backends/slurm.js';
+import { cancelLeftoverSlurmJobs } from '../backends/slurm-client.js';
 import { slurmOptionProblems } from '../backends/slurm-command.js';
 import { FileLock } from '../file-lock.js';
 import { assertPoolName, isAlive, isCoordinatorOf, listPools, liveWorkerPid, poolDir, poolLockFile, readCoordinator, writePrivate } from '../store/pool-store.js';
