@@ -1,12 +1,11 @@
 import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { EVENT_PREFIX } from '../runtime/job-events.js';
 import type { JobEvent } from '../runtime/protocol.js';
 import { cliError, runCli } from './cli-process.js';
 import type { JobScript } from './core/job-script.js';
 import type { Engine } from './engine.js';
-
-const EVENT_PREFIX = 'SKYBATCH_EVENT ';
 
 export interface LaunchOptions {
   engine: Pick<Engine, 'cli' | 'errors'>;

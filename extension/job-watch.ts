@@ -1,3 +1,4 @@
+import { isTerminal } from '../runtime/job-events.js';
 import type { BatchInfo, JobEvent, JobSummary } from '../runtime/protocol.js';
 import type { Engine } from './engine.js';
 
@@ -11,8 +12,6 @@ export interface JobWatch {
   close(): void;
 }
 
-const FINISHED = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
-
 /** Follows one job on its pool's coordinator (reattach, the job panel). */
 export async function watchJob(engine: Engine, pool: string, jobId: string, onEvent: (e: JobEvent) => void): Promise<JobWatch> {
   const client = await engine.connection.CoordinatorClient.forPool(pool);
@@ -25,7 +24,7 @@ export async function watchJob(engine: Engine, pool: string, jobId: string, onEv
   client.onClose(() => finish('disconnected'));
   const summary = await client.request({ type: 'subscribe', jobId });
   const batches = summary ? await batchesOf(client, jobId) : undefined;
-  if (summary && FINISHED.has(summary.status)) finish('finished');
+  if (summary && isTerminal(summary.status)) finish('finished');
   return { summary, batches, ended, close: () => client.close() };
 }
 

@@ -1,4 +1,5 @@
 import * as vscode from 'vscode';
+import { applyToJobs, applyToWorkers } from '../runtime/job-events.js';
 import type { JobEvent, JobSummary, PoolSummary, WorkerSummary } from '../runtime/protocol.js';
 import type { Engine } from './engine.js';
 import { watchPool } from './job-watch.js';
@@ -116,31 +117,14 @@ export class PoolsTree implements vscode.TreeDataProvider<PoolsNode>, vscode.Dis
     this.live.clear();
   }
 
-  /** Applies one pushed event to the pool's status: workers, their batches and job progress change in place. */
+  /** Applies one pushed event to the pool's status: workers, their batches and job progress (see runtime/job-events.ts). */
   private apply(pool: string, ev: JobEvent): void {
     const status = this.snapshot.pools.find((p) => p.pool === pool)?.status;
     if (!status) return;
-    if (ev.kind === 'batch') {
-      const range = (b: [number, number]) => b[0] === ev.start && b[1] === ev.end;
-      const holder = ev.state === 'queued' || ev.state === 'running' ? status.workers.find((x) => x.name === ev.worker) : undefined;
-      for (const w of status.workers) {
-        if (w === holder || w.jobId !== ev.jobId || !w.batches.some(range)) continue;
-        w.batches = w.batches.filter((b) => !range(b));
-        if (!w.batches.length && w.state === 'busy') w.state = 'idle';
-      }
-      if (holder && !holder.batches.some(range)) Object.assign(holder, { state: 'busy', jobId: ev.jobId, batches: [...holder.batches, [ev.start, ev.end]] });
-    } else if (ev.kind === 'worker') {
-      const i = status.workers.findIndex((w) => w.workerId === ev.worker.workerId);
-      if (i >= 0) status.workers[i] = ev.worker;
-      else status.workers.push(ev.worker);
-    } else if (ev.kind === 'jobSubmitted' || ev.kind === 'jobFinished') {
-      status.jobs = [...status.jobs.filter((j) => j.jobId !== ev.job.jobId), ev.job];
-    } else if (ev.kind === 'progress') {
-      const j = status.jobs.find((x) => x.jobId === ev.jobId);
-      if (!j) return;
-      Object.assign(j, { batchesDone: ev.batchesDone, batchesTotal: ev.batchesTotal, itemsDone: ev.itemsDone, itemsTotal: ev.itemsTotal });
-      if (j.status === 'PENDING') j.status = 'RUNNING';
-    } else return;
+    const workers = applyToWorkers(status.workers, ev);
+    const jobs = applyToJobs(status.jobs, ev);
+    if (workers === status.workers && jobs === status.jobs) return;
+    Object.assign(status, { workers, jobs });
     this.schedule();
   }
 

@@ -1,3 +1,4 @@
+import { applyEvent, isTerminal, settleBatches } from '../runtime/job-events.js';
 import type { BatchState, JobEvent, JobSummary, WorkerSummary } from '../runtime/protocol.js';
 import type { BatchDetail, FromPanel, PanelSnapshot, PanelState, ToPanel } from './messages.js';
 
@@ -7,9 +8,6 @@ const vscode = acquireVsCodeApi();
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const MAX_POINTS = 120;
 const MAX_IMAGES = 48;
-const FINISHED = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
-/** States of a batch someone still works on: none is left once the job ended. */
-const IN_FLIGHT = new Set<BatchState>(['queued', 'running', 'retrying']);
 
 interface Model {
   job?: JobSummary;
@@ -143,7 +141,7 @@ function renderChart(): void {
   }
   chart.replaceChildren(...kids);
   $('chart-label').textContent = pts.length
-    ? `${pts[pts.length - 1].rate.toFixed(1)} items/s ${j && FINISHED.has(j.status) ? 'at the end' : 'now'} · peak ${peak.toFixed(1)} items/s`
+    ? `${pts[pts.length - 1].rate.toFixed(1)} items/s ${j && isTerminal(j.status) ? 'at the end' : 'now'} · peak ${peak.toFixed(1)} items/s`
     : average && j
       ? `finished before this panel opened: ${j.itemsDone} items in ${took.toFixed(1)} s (${(j.itemsDone / took).toFixed(1)} items/s on average, drawn dashed)`
       : 'no throughput yet';
@@ -175,29 +173,25 @@ function renderSamples(): void {
 }
 
 function apply(e: JobEvent): void {
-  const id = m.job?.jobId;
+  const before = m.job;
+  if (before) m.job = applyEvent(before, e);
   switch (e.kind) {
     case 'jobSubmitted':
-      if (e.job.jobId === id) m.job = e.job;
       break;
     case 'jobFinished':
-      if (e.job.jobId !== id) return;
-      m.job = e.job;
+      if (m.job === before) return;
       endJob();
       break;
     case 'progress':
-      if (e.jobId !== id || !m.job) return;
-      Object.assign(m.job, { batchesDone: e.batchesDone, batchesTotal: e.batchesTotal, itemsDone: e.itemsDone, itemsTotal: e.itemsTotal });
-      if (m.job.status === 'PENDING') m.job.status = 'RUNNING';
+      if (m.job === before) return;
       m.points.push({ t: Date.now(), rate: e.itemsPerSec });
       if (m.points.length > MAX_POINTS) m.points.shift();
       renderChart();
       break;
     case 'batch':
-      if (e.jobId !== id) return;
+      if (e.jobId !== m.job?.jobId) return;
       m.batches[e.index] = e.state;
       m.details[e.index] = { start: e.start, end: e.end, attempt: e.attempt, ...(e.worker ? { worker: e.worker } : {}) };
-      if (e.state === 'retrying' && m.job) m.job.retries++;
       renderGrid();
       break;
     case 'worker':
@@ -205,7 +199,7 @@ function apply(e: JobEvent): void {
       renderWorkers();
       break;
     case 'sample':
-      if (e.jobId !== id) return;
+      if (e.jobId !== m.job?.jobId) return;
       e.results.forEach((value, k) => m.samples.some((s) => s.index === e.start + k) || m.samples.push({ index: e.start + k, value }));
       m.samples.sort((a, b) => a.index - b.index);
       renderSamples();
@@ -216,13 +210,9 @@ function apply(e: JobEvent): void {
   renderHeader();
 }
 
-/**
- * The job ended (cancelled, failed or done): batches that were queued or running on a
- * worker were abandoned with it and go back to pending, as the coordinator records them;
- * no `batch` event says so.
- */
+/** The job ended (cancelled, failed or done): see `settleBatches`. */
 function endJob(): void {
-  m.batches = m.batches.map((b) => (IN_FLIGHT.has(b) ? 'pending' : b));
+  m.batches = settleBatches(m.batches);
   m.live = false;
   renderGrid();
   renderChart();
@@ -236,7 +226,7 @@ function load(s: PanelSnapshot): void {
   m.workers = new Map(s.workers.map((w) => [w.workerId, w]));
   m.samples = s.samples;
   m.live = s.live;
-  if (FINISHED.has(s.job.status)) m.batches = m.batches.map((b) => (IN_FLIGHT.has(b) ? 'pending' : b));
+  if (isTerminal(s.job.status)) m.batches = settleBatches(m.batches);
   vscode.setState({ pool: s.job.pool, jobId: s.job.jobId });
   renderHeader();
   renderGrid();

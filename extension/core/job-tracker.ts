@@ -1,3 +1,4 @@
+import { batchFailureLine, eventJobId, foldCounts, isTerminal } from '../../runtime/job-events.js';
 import type { BatchInfo, JobEvent, JobStatus, JobSummary } from '../../runtime/protocol.js';
 
 export interface SampleRow {
@@ -53,13 +54,13 @@ export class JobTracker {
   }
 
   get finished(): boolean {
-    return ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(this.state.status);
+    return isTerminal(this.state.status);
   }
 
   /** Applies an event; returns whether it concerned this job. */
   handle(e: JobEvent, now = Date.now()): boolean {
     const s = this.state;
-    const id = 'jobId' in e ? e.jobId : 'job' in e ? e.job.jobId : undefined;
+    const id = eventJobId(e);
     if (e.kind === 'jobSubmitted' && !s.jobId) s.jobId = e.job.jobId;
     if (id !== undefined && s.jobId !== undefined && id !== s.jobId) return false;
     switch (e.kind) {
@@ -67,14 +68,15 @@ export class JobTracker {
         this.summary(e.job);
         return true;
       case 'progress':
-        Object.assign(s, { batchesDone: e.batchesDone, batchesTotal: e.batchesTotal, itemsDone: e.itemsDone, itemsTotal: e.itemsTotal, itemsPerSec: e.itemsPerSec, retrying: e.retrying, failed: e.failed });
-        if (s.status === 'PENDING') s.status = 'RUNNING';
+        foldCounts(s, e);
+        Object.assign(s, { itemsPerSec: e.itemsPerSec, retrying: e.retrying, failed: e.failed });
         return true;
-      case 'batch':
-        if (e.state === 'retrying') s.retries++;
-        if (e.error && (e.state === 'retrying' || e.state === 'failed')) this.log(`batch [${e.start}, ${e.end}] attempt ${e.attempt} ${e.state === 'retrying' ? 'failed, retrying' : 'failed'}: ${e.error.message.split('\n')[0]}`);
-        if (s.status === 'PENDING') s.status = 'RUNNING';
+      case 'batch': {
+        foldCounts(s, e);
+        const failure = batchFailureLine(e);
+        if (failure) this.log(failure);
         return true;
+      }
       case 'sample':
         e.results.forEach((value, k) => {
           if (s.samples.length < MAX_SAMPLES && !s.samples.some((r) => r.index === e.start + k)) s.samples.push({ index: e.start + k, value });
@@ -108,7 +110,7 @@ export class JobTracker {
     s.retries = Math.max(s.retries, j.retries);
     s.outputs = j.outputs;
     if (j.error) s.error = { code: j.error.code, message: j.error.message, ...(j.error.stack ? { stack: j.error.stack } : {}) };
-    if (['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(j.status)) {
+    if (isTerminal(j.status)) {
       s.retrying = 0;
       if (j.status === 'SUCCEEDED') s.failed = 0;
     }
@@ -140,14 +142,4 @@ export class JobTracker {
     this.state.error = { code: 'SKYBATCH_E_CANCELLED', message };
     this.state.finishedAt = now;
   }
-}
-
-/** Seconds left at the current rate, as `1m05s`; `?` while the rate is unknown. */
-export function formatEta(itemsLeft: number, perSec: number): string {
-  if (itemsLeft <= 0) return '0s';
-  if (!perSec || !Number.isFinite(perSec)) return '?';
-  const sec = Math.round(itemsLeft / perSec);
-  if (sec >= 3600) return `${Math.floor(sec / 3600)}h${String(Math.floor((sec % 3600) / 60)).padStart(2, '0')}m`;
-  if (sec >= 60) return `${Math.floor(sec / 60)}m${String(sec % 60).padStart(2, '0')}s`;
-  return `${sec}s`;
 }

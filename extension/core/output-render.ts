@@ -1,4 +1,5 @@
-import { formatEta, type JobViewState, type SampleRow } from './job-tracker.js';
+import { formatEta } from '../../runtime/job-events.js';
+import type { JobViewState, SampleRow } from './job-tracker.js';
 
 /** The mime of a job's HTML cell output, drawn by the extension's renderer `skybatch.job-output`. */
 export const JOB_OUTPUT_MIME = 'application/vnd.skybatch.job-output';

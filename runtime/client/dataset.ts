@@ -9,6 +9,7 @@ import { JsonReader } from '../../formats/json-reader.js';
 import { JsonWriter } from '../../formats/json-writer.js';
 import { INPUT_READER_REGISTRY, OUTPUT_WRITER_REGISTRY } from '../../formats/registries.js';
 import { errorsPath } from '../../formats/utils.js';
+import { formatEventLine } from '../job-events.js';
 import { isHost, mapperInfo, signalMapReached } from '../mapper-api.js';
 import type { FormatSpec, JobEvent, JobRequest, JobStatus, JobSummary } from '../protocol.js';
 import { isPythonFunction, pythonMapperInfo } from '../python-mapper.js';
@@ -214,11 +215,9 @@ export async function follow(client: CoordinatorClient | undefined, job: Job, ea
  * script, like the VS Code extension), every event as one `SKYBATCH_EVENT {json}` line on stdout.
  */
 export function defaultView(jobId: string): ProgressView | ((e: JobEvent) => void) {
-  if (process.env.SKYBATCH_EVENTS === 'jsonl') return (e) => process.stdout.write(`${EVENT_PREFIX}${JSON.stringify(e)}\n`);
+  if (process.env.SKYBATCH_EVENTS === 'jsonl') return (e) => process.stdout.write(`${formatEventLine(e)}\n`);
   return new ProgressView(jobId);
 }
-
-export const EVENT_PREFIX = 'SKYBATCH_EVENT ';
 
 function spec(f: InputReader<object> | OutputWriter<object>, type: string): FormatSpec {
   let options: unknown;

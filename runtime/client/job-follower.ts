@@ -1,14 +1,13 @@
 import { SkybatchError } from '../../formats/errors.js';
 import { JobRun } from '../coordinator/job-run.js';
 import { readJournal, readSpec } from '../store/job-store.js';
-import type { JobEvent, JobStatus, JobSummary } from '../protocol.js';
+import { isTerminal } from '../job-events.js';
+import type { JobEvent, JobSummary } from '../protocol.js';
 import { CoordinatorClient } from './connection.js';
 
 const DEFAULT_RECONNECT_TIMEOUT_MS = 5 * 60_000;
 const FIRST_RETRY_MS = 250;
 const MAX_RETRY_MS = 5_000;
-
-export const isFinished = (status: JobStatus): boolean => status === 'SUCCEEDED' || status === 'FAILED' || status === 'CANCELLED';
 
 /**
  * How long a client that lost its coordinator keeps trying to reach it again before it
@@ -72,7 +71,7 @@ export function followJob(jobId: string, opts: FollowOptions): Promise<JobSummar
       else resolve(summary!);
     };
     const settle = (s: JobSummary | undefined): boolean => {
-      if (s && isFinished(s.status)) finish(s);
+      if (s && isTerminal(s.status)) finish(s);
       return done;
     };
     const onEvent = (e: JobEvent) => {

@@ -1,13 +1,8 @@
 import cliProgress from 'cli-progress';
+import { batchFailureLine, formatEta } from '../job-events.js';
 import type { JobEvent } from '../protocol.js';
 
 const PLAIN_INTERVAL_MS = 2000;
-
-function eta(itemsLeft: number, perSec: number): string {
-  if (!perSec || !Number.isFinite(perSec)) return '?';
-  const s = Math.round(itemsLeft / perSec);
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m` : s >= 60 ? `${Math.floor(s / 60)}m${s % 60}s` : `${s}s`;
-}
 
 /**
  * Renders a job's events in a terminal: a progress bar (batches done/total, items/s, ETA)
@@ -42,7 +37,7 @@ export class ProgressView {
   handle(e: JobEvent): void {
     if (e.kind === 'progress' && e.jobId === this.jobId) {
       const extra = (e.retrying ? ` | ${e.retrying} retrying` : '') + (e.failed ? ` | ${e.failed} failed` : '');
-      const payload = { items: `${e.itemsDone}/${e.itemsTotal}`, rate: e.itemsPerSec.toFixed(1), left: eta(e.itemsTotal - e.itemsDone, e.itemsPerSec), extra };
+      const payload = { items: `${e.itemsDone}/${e.itemsTotal}`, rate: e.itemsPerSec.toFixed(1), left: formatEta(e.itemsTotal - e.itemsDone, e.itemsPerSec), extra };
       if (this.multi) {
         this.bar ??= this.multi.create(e.batchesTotal, 0, payload);
         this.bar.update(e.batchesDone, payload);
@@ -53,8 +48,9 @@ export class ProgressView {
       }
     } else if (e.kind === 'log' && (e.jobId === this.jobId || e.jobId === undefined)) {
       this.print(`${e.worker ? `(${e.worker}) ` : ''}${e.line}`);
-    } else if (e.kind === 'batch' && e.jobId === this.jobId && e.error && (e.state === 'retrying' || e.state === 'failed')) {
-      this.print(`batch [${e.start}, ${e.end}] attempt ${e.attempt} ${e.state === 'retrying' ? 'failed, retrying' : 'failed'}: ${e.error.message.split('\n')[0]}`);
+    } else if (e.kind === 'batch' && e.jobId === this.jobId) {
+      const failure = batchFailureLine(e);
+      if (failure) this.print(failure);
     }
   }
 

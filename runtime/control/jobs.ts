@@ -2,7 +2,8 @@ import * as fs from 'node:fs';
 import { SkybatchError } from '../../formats/errors.js';
 import { CoordinatorClient } from '../client/connection.js';
 import { Job, follow } from '../client/dataset.js';
-import { followJob, isFinished } from '../client/job-follower.js';
+import { followJob } from '../client/job-follower.js';
+import { isTerminal } from '../job-events.js';
 import type { ProgressView } from '../client/progress.js';
 import { runReduce } from '../coordinator/reducer.js';
 import type { ReduceReport } from '../reduce-step.js';
@@ -97,7 +98,7 @@ export async function resumeJob(jobId: string, opts: { wait: boolean; show?: Pro
 export async function jobLogs(jobId: string, follow: boolean, print: (line: string) => void): Promise<void> {
   const { summary: job, logFile: file } = jobView(jobId);
   if (fs.existsSync(file)) for (const line of fs.readFileSync(file, 'utf8').trimEnd().split('\n')) print(line);
-  if (!follow || isFinished(job.status)) return;
+  if (!follow || isTerminal(job.status)) return;
   // Like map(), the follower outlives coordinator restarts and dropped connections.
   const final = await followJob(jobId, {
     poolName: job.pool,

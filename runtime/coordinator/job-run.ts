@@ -1,5 +1,6 @@
 import type { WireError } from '../../formats/errors.js';
 import type { BatchInfo, BatchState, DeadLetter, JobSpec, JobStatus, JobSummary } from '../protocol.js';
+import { isTerminal } from '../job-events.js';
 import { Journal, JournalState } from '../store/job-store.js';
 
 export interface BatchRecord {
@@ -109,7 +110,7 @@ export class JobRun {
   }
 
   get isFinished(): boolean {
-    return this.status === 'SUCCEEDED' || this.status === 'FAILED' || this.status === 'CANCELLED';
+    return isTerminal(this.status);
   }
 
   /** Every batch is done, skipped, or split into batches that are. */

@@ -1,7 +1,8 @@
 import * as fs from 'node:fs';
 import { SkybatchError, toWireError } from '../../formats/errors.js';
+import { isTerminal } from '../job-events.js';
 import { checkJobSpec } from '../protocol-guards.js';
-import type { JobSpec, JobStatus } from '../protocol.js';
+import type { JobSpec } from '../protocol.js';
 import { JobRun } from './job-run.js';
 import { Journal, JournalState, bundleFile, listJobIds, readJournal, readSpec } from '../store/job-store.js';
 
@@ -40,13 +41,13 @@ export function loadForRestore(jobId: string, pool: string, log: (line: string) 
       raw = readSpec(jobId);
     } catch (err) {
       // whose job it is cannot be told: it cannot run anywhere, so any pool may say so
-      if (!isFinal(readJournal(jobId).status)) markUnrestorable(jobId, `its job.json cannot be read: ${(err as Error).message}`, log);
+      if (!isTerminal(readJournal(jobId).status)) markUnrestorable(jobId, `its job.json cannot be read: ${(err as Error).message}`, log);
       return undefined;
     }
     const owner = (raw as { pool?: unknown } | null)?.pool;
     if (typeof owner === 'string' && owner !== pool) return undefined;
     const replay = readJournal(jobId);
-    if (isFinal(replay.status)) return undefined;
+    if (isTerminal(replay.status)) return undefined;
     const spec = checkJobSpec(raw, jobId);
     const bundle = bundleFile(spec.bundleHash);
     if (!fs.existsSync(bundle)) {
@@ -73,8 +74,4 @@ export function markUnrestorable(jobId: string, why: string, log: (line: string)
   } catch (e) {
     log(`job ${jobId}: cannot record its failure either: ${(e as Error).message}`);
   }
-}
-
-function isFinal(status: JobStatus): boolean {
-  return status === 'SUCCEEDED' || status === 'FAILED' || status === 'CANCELLED';
 }

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Winner } from '../../formats/attempts.js';
 import type { WireError } from '../../formats/errors.js';
+import { isTerminal } from '../job-events.js';
 import { bundlePath, jobDir, jobsDir, writePrivate } from './pool-store.js';
 import { SkybatchError } from '../../formats/errors.js';
 import type { DeadLetter, JobRequest, JobSpec, JobStatus } from '../protocol.js';
@@ -152,7 +153,7 @@ export function readJournal(jobId: string): JournalState {
       state.loads++;
       state.status = r.status;
       state.error = r.error;
-      if (r.status === 'SUCCEEDED' || r.status === 'FAILED' || r.status === 'CANCELLED') state.finishedAt = r.at;
+      if (isTerminal(r.status)) state.finishedAt = r.at;
     } else if (r.e === 'commit' && !commits.has(r.i)) {
       commits.set(r.i, r);
     } else if (r.e === 'lost') {

@@ -62,10 +62,15 @@ test('the engine and the pure extension core never import vscode', () => {
   }
 });
 
-test('the webview imports only protocol types and its own files', () => {
+test('the webview imports only protocol types, the job-events fold and its own files', () => {
   for (const f of sources('webview')) {
-    for (const i of imports(f)) assert.ok(i.startsWith('./') || i === '../runtime/protocol.js', `${f} imports ${i}`);
+    for (const i of imports(f)) assert.ok(i.startsWith('./') || i === '../runtime/protocol.js' || i === '../runtime/job-events.js', `${f} imports ${i}`);
   }
+});
+
+test('job-events stays pure, so the webview bundle can carry it', () => {
+  for (const i of imports('runtime/job-events.ts')) assert.equal(i, './protocol.js', `runtime/job-events.ts imports ${i}`);
+  assert.doesNotMatch(fs.readFileSync(path.join(ROOT, 'runtime/job-events.ts'), 'utf8'), /^import (?!type )/m, 'job-events imports types only');
 });
 
 test('the engine never imports the extension', () => {
