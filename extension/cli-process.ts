@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { WireError } from '../formats/errors.js';
+import type { WireError } from '../formats/common/errors.js';
 import type { Engine } from './engine.js';
 
 export interface CliResult {

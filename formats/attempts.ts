@@ -47,10 +47,20 @@ export interface WinnerScope {
 const attemptStore = new AsyncLocalStorage<AttemptScope>();
 const winnerStore = new AsyncLocalStorage<WinnerScope>();
 
+/**
+ * Runs `fn` (a batch's `saveResults` on a worker) as attempt `scope.attempt` of its job: the
+ * batch files it names with `getBatchPath` carry the attempt. An AsyncLocalStorage, because
+ * writers are user code with the reference's signatures.
+ */
 export function withAttempt<T>(scope: AttemptScope, fn: () => T): T {
   return attemptStore.run(scope, fn);
 }
 
+/**
+ * Runs `fn` (writers' `reduceResults`/`cleanup` in the reduce step or `recover`) with the
+ * job's committed batches: `listBatchFiles`, `listBatchObjects`, `mergeBatches` and
+ * `concatenateBatchesToOutput` read only their winning files.
+ */
 export function withWinners<T>(scope: WinnerScope, fn: () => T): T {
   return winnerStore.run(scope, fn);
 }
@@ -61,6 +71,7 @@ export function currentAttempt(jobId: string | number): number | undefined {
   return s && s.jobId === String(jobId) ? s.attempt : undefined;
 }
 
+/** The winners of the reduce step running `jobId` in the caller's async context (see `withWinners`). */
 export function currentWinners(jobId: string | number): Winner[] | undefined {
   return currentReduce(jobId)?.winners;
 }

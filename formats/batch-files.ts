@@ -1,6 +1,6 @@
 import { Winner, currentAttempt, currentWinners, isWinningFile, winnerOf } from './attempts.js';
-import { baseName, joinPath, parentPath } from './paths.js';
-import { storageFor } from './storage/factory.js';
+import { baseName, joinPath, parentPath } from './common/paths.js';
+import { storageFor } from './storage-for.js';
 
 // Where a writer stages a job's batches: `.sky_batch_tmp/{jobId}/{output name}/batch_S_E[.aN].jsonl`
 // next to its output. The workers (writing) and the reduce step (reading) share this layout.
@@ -20,6 +20,10 @@ const BATCH_RE = /\/batch_(\d+)_(\d+)(?:\.a(\d+))?\.jsonl$/;
 /**
  * The temp file for one batch's results: sortable, unique per batch range, job and, on a
  * worker, attempt (so a late duplicate attempt never overwrites the one that won).
+ *
+ * Context: the attempt is read from the caller's async context (`withAttempt`, which the
+ * mapper process puts around `saveResults` → `uploadBatch`); the signature is the
+ * reference's, so it cannot take it as an argument. Called outside one, the name has no attempt.
  */
 export function getBatchPath(outputPath: string, startIdx: number, endIdx: number, jobId: string | number): string {
   const pad = (n: number) => String(n).padStart(12, '0');
@@ -47,11 +51,15 @@ export interface BatchObject {
  * A job's batch files, sorted by start index, one per range: the attempt the job's journal
  * names as the winner (in the coordinator's reduce step and `skybatch recover`), else, when
  * called by hand, the highest attempt found.
+ *
+ * Context: the winners are read from the caller's async context (`withWinners`, set by the
+ * reduce step around `reduceResults`); the signature is the reference's.
  */
 export async function listBatchFiles(outputPath: string, jobId: string | number): Promise<string[]> {
   return (await listBatchObjects(outputPath, jobId)).map((o) => o.path);
 }
 
+/** `listBatchFiles` with sizes and ranges; `winners` defaults to those of the caller's reduce step (`withWinners`), none outside one. */
 export async function listBatchObjects(outputPath: string, jobId: string | number, winners = currentWinners(jobId)): Promise<BatchObject[]> {
   const dir = jobTmpDir(outputPath, jobId) + '/';
   const best = new Map<string, BatchObject>();

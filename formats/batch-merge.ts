@@ -1,7 +1,7 @@
-import { MergeReport, Winner, currentReduce, winnerOf } from './attempts.js';
+import { MergeReport, Winner, WinnerScope, currentReduce, winnerOf } from './attempts.js';
 import { BatchObject, jobKey, jobTmpDir, listBatchObjects, uncoveredWinners } from './batch-files.js';
-import { SkybatchError } from './errors.js';
-import { storageFor } from './storage/factory.js';
+import { SkybatchError } from './common/errors.js';
+import { storageFor } from './storage-for.js';
 
 /** Batch files up to this size are read in one request; bigger ones are streamed. */
 const SMALL_FILE = 8 * 1024 * 1024;
@@ -35,10 +35,19 @@ function countLines(buf: Buffer): number {
  * `recover`, or `reduceResults` after `cleanup`) the output is left as it is and the report
  * says so. Inside the reduce step, every committed batch must have its files first (else
  * `SKYBATCH_E_INCOMPLETE`, output untouched) and, with `checkRows`, exactly its rows.
+ *
+ * `scope` (the winners, whether they are the whole job, who hears of each merge) defaults to
+ * the caller's reduce step, read from its async context (`withWinners`); writers call this
+ * from `reduceResults`, whose signature is the reference's.
  */
-export async function mergeBatches(source: string, target: string, jobId: string | number, opts: { checkRows?: boolean } = {}): Promise<MergeReport> {
+export async function mergeBatches(
+  source: string,
+  target: string,
+  jobId: string | number,
+  opts: { checkRows?: boolean } = {},
+  scope: WinnerScope | undefined = currentReduce(jobId),
+): Promise<MergeReport> {
   const id = jobKey(jobId);
-  const scope = currentReduce(id);
   const winners = scope?.winners;
   const files = await listBatchObjects(source, id, winners);
   const done = (r: MergeReport): MergeReport => {

@@ -1,4 +1,4 @@
-import { SkybatchError } from './errors.js';
+import { SkybatchError } from './common/errors.js';
 import { Item } from './input-reader.js';
 
 /** Where a batch sits, for error messages. */

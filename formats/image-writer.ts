@@ -1,10 +1,10 @@
 import { PNG } from 'pngjs';
 import { BatchRef, normalizeColumns, requireColumn, writerOptions } from './columns.js';
 import { eachLimit } from './concurrency.js';
-import { SkybatchError } from './errors.js';
+import { SkybatchError } from './common/errors.js';
 import { Item } from './input-reader.js';
 import { OutputWriter } from './output-writer.js';
-import { assertSafeKey, joinPath, pad8 } from './paths.js';
+import { assertSafeKey, joinPath, pad8 } from './common/paths.js';
 import { mergeBatches } from './batch-merge.js';
 import { deleteBatchFiles, downloadBytesFromCloud, getBatchPath, listBatchFiles, loadJsonlFromCloud, toJsonl, uploadBytesToCloud } from './utils.js';
 

@@ -1,6 +1,6 @@
 import './builtins.js';
 
-export * from './errors.js';
+export * from './common/errors.js';
 export { InputReader, type Item } from './input-reader.js';
 export { OutputWriter } from './output-writer.js';
 export { Registry } from './registry.js';
@@ -9,5 +9,6 @@ export { JsonReader, buildIndex, type JsonlIndex } from './json-reader.js';
 export { JsonWriter, type JsonWriterOptions } from './json-writer.js';
 export { ImageWriter, type ImageWriterOptions, type RgbaImage } from './image-writer.js';
 export * as utils from './utils.js';
-export * from './paths.js';
+export * from './common/paths.js';
 export * from './storage/index.js';
+export { storageFor } from './storage-for.js';

@@ -1,4 +1,4 @@
-import { normalizePath } from './paths.js';
+import { normalizePath } from './common/paths.js';
 
 /** One input or output row. */
 export type Item = Record<string, unknown>;

@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
-import { SkybatchError } from './errors.js';
+import { SkybatchError } from './common/errors.js';
 import { InputReader, Item } from './input-reader.js';
-import { storageFor } from './storage/factory.js';
+import { storageFor } from './storage-for.js';
 
 /** A sparse line index: the byte offset and 1-based line number of every `stride`-th row. */
 export interface JsonlIndex {

@@ -1,5 +1,5 @@
 import { BatchRef, normalizeColumns, requireColumn, writerOptions } from './columns.js';
-import { SkybatchError } from './errors.js';
+import { SkybatchError } from './common/errors.js';
 import { Item } from './input-reader.js';
 import { OutputWriter } from './output-writer.js';
 import { mergeBatches } from './batch-merge.js';

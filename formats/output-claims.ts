@@ -1,7 +1,7 @@
 import { jobTmpDir } from './batch-files.js';
-import { SkybatchError } from './errors.js';
+import { SkybatchError } from './common/errors.js';
 import { IMAGE_FILE_RE, IMAGE_INDEX_NAME } from './image-writer.js';
-import { joinPath, parentPath } from './paths.js';
+import { joinPath, parentPath } from './common/paths.js';
 
 /**
  * What a writer of a job may write: exact files, whole folders (a path ending in '/'), or

@@ -1,5 +1,5 @@
 import { Item } from './input-reader.js';
-import { normalizePath } from './paths.js';
+import { normalizePath } from './common/paths.js';
 
 /**
  * Base class of every output format. `uploadBatch` runs on workers after each batch;

@@ -1,4 +1,4 @@
-import { SkybatchError } from './errors.js';
+import { SkybatchError } from './common/errors.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Constructor<T> = new (path: string, options?: any) => T;

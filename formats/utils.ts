@@ -1,10 +1,10 @@
-import { SkybatchError } from './errors.js';
+import { SkybatchError } from './common/errors.js';
 import { Item } from './input-reader.js';
 import type { MergeReport } from './attempts.js';
 import { jobTmpDir } from './batch-files.js';
 import { mergeBatches } from './batch-merge.js';
-import { joinPath, parentPath } from './paths.js';
-import { storageFor } from './storage/factory.js';
+import { joinPath, parentPath } from './common/paths.js';
+import { storageFor } from './storage-for.js';
 
 export { getBatchPath, jobTmpDir, listBatchFiles, parseBatchPath } from './batch-files.js';
 
@@ -75,6 +75,10 @@ export function errorsPath(outputPath: string): string {
  * Streams every batch file, in index order, into `outputPath`; memory stays flat
  * whatever the output's size. The output appears whole or not at all, and is never
  * replaced by the merge of zero batch files (see `mergeBatches`).
+ *
+ * Context: inside the reduce step (or `skybatch recover`) only the winning attempt of each
+ * committed batch is merged, and a committed batch without files is an error; the winners are
+ * read from the caller's async context (`withWinners`). Called by hand, it merges what it finds.
  */
 export async function concatenateBatchesToOutput(outputPath: string, jobId: string | number): Promise<MergeReport> {
   return mergeBatches(outputPath, outputPath, jobId);

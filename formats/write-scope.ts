@@ -1,9 +1,9 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import { SkybatchError } from './errors.js';
-import { normalizePath } from './paths.js';
-import { schemeOf } from './storage/storage.js';
+import { SkybatchError } from './common/errors.js';
+import { normalizePath, schemeOf } from './common/paths.js';
+import type { Body, Storage } from './storage/storage.js';
 
 interface WriteScope {
   writer: string;
@@ -18,11 +18,16 @@ const TMP_SEGMENT = '.sky_batch_tmp';
  * Runs a writer's code (uploadBatch, reduceResults, cleanup) so that every write or delete
  * it makes through skybatch storage must land under one of `allowed` (its output and its
  * temp folder): a key like `../../etc/x` or an absolute path elsewhere is refused.
+ *
+ * The scope travels in an AsyncLocalStorage, not in arguments, because writers are user code
+ * written to the reference contract (`uploadBatch(results, start, end, jobId)`): everything
+ * `fn` awaits, down to `assertWritable`, sees it.
  */
 export function withWriteScope<T>(writer: string, allowed: string[], fn: () => T): T {
   return store.run({ writer, allowed: allowed.map(canonical) }, fn);
 }
 
+/** Refuses a write to `path` outside the scope of the writer running now (from the caller's async context; no scope: anything goes). */
 export function assertWritable(path: string): void {
   const scope = store.getStore();
   if (!scope) return;
@@ -80,4 +85,27 @@ function canonical(p: string): string {
     throw new SkybatchError('SKYBATCH_E_BAD_PATH', `'${p}' has a '.' or '..' segment; object keys must not climb out of their prefix`, { context: { path: p } });
   }
   return p;
+}
+
+/** `inner` with every write and delete checked by `assertWritable` first; reads pass through. */
+export function guardWrites(inner: Storage): Storage {
+  return new Guarded(inner);
+}
+
+class Guarded implements Storage {
+  constructor(private readonly inner: Storage) {}
+  put(path: string, body: Body) {
+    assertWritable(path);
+    return this.inner.put(path, body);
+  }
+  delete(paths: string[]) {
+    paths.forEach(assertWritable);
+    return this.inner.delete(paths);
+  }
+  get = (path: string) => this.inner.get(path);
+  getRange = (path: string, start: number, end: number) => this.inner.getRange(path, start, end);
+  readStream = (path: string, range?: { start: number; end: number }) => this.inner.readStream(path, range);
+  size = (path: string) => this.inner.size(path);
+  exists = (path: string) => this.inner.exists(path);
+  list = (prefix: string) => this.inner.list(prefix);
 }

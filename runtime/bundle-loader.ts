@@ -1,5 +1,5 @@
 import { pathToFileURL } from 'node:url';
-import { SkybatchError, errorMessage } from '../formats/errors.js';
+import { SkybatchError, errorMessage } from '../formats/common/errors.js';
 import type { InputReader } from '../formats/input-reader.js';
 import type { OutputWriter } from '../formats/output-writer.js';
 import { INPUT_READER_REGISTRY, OUTPUT_WRITER_REGISTRY } from '../formats/registries.js';

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { SkybatchError } from '../formats/errors.js';
+import { SkybatchError } from '../formats/common/errors.js';
 import { isAlive } from './store/pool-store.js';
 
 /** Who holds a lock: a process, told apart from a later process with the same pid by its start time. */

@@ -1,7 +1,7 @@
 import { createRequire, register } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { SkybatchError } from '../formats/errors.js';
+import { SkybatchError } from '../formats/common/errors.js';
 import type { BundleHeader } from './bundle-header.js';
 import { PACKAGE_API_URL } from './package-api.js';
 import { isInstalledFor, isPackageSpecifier, packageMissing, type HookData } from './package-hooks.js';

@@ -1,4 +1,4 @@
-import { SkybatchError } from '../formats/errors.js';
+import { SkybatchError } from '../formats/common/errors.js';
 import type { Item } from '../formats/input-reader.js';
 import { captureSite } from './mapper-site.js';
 

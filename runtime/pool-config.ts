@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { isMap, isSeq, LineCounter, parseDocument, Node as YamlNode } from 'yaml';
 import { z } from 'zod';
-import { SkybatchError } from '../formats/errors.js';
+import { SkybatchError } from '../formats/common/errors.js';
 
 const quantity = z.union([z.number().positive(), z.string().regex(/^\d+(\.\d+)?\+?$/, 'expected a number like 4 or 4+ (at least 4)')]);
 const accelerators = z.union([

@@ -5,7 +5,7 @@
  * have exactly the keys and types of its protocol type, so the two cannot drift apart.
  */
 import { z } from 'zod';
-import { ErrorCode, SkybatchError } from '../formats/errors.js';
+import { ErrorCode, SkybatchError } from '../formats/common/errors.js';
 import { FORMAT_NAME_PATTERN } from '../formats/registry.js';
 import { DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE_MS } from './coordinator/job-run.js';
 import { BUNDLE_HASH_PATTERN, JOB_ID_PATTERN, POOL_NAME_PATTERN } from './store/pool-store.js';
@@ -43,7 +43,7 @@ const jobId = z.string().regex(JOB_ID_PATTERN, 'must be decimal digits');
 const bundleHash = z.string().regex(BUNDLE_HASH_PATTERN, 'must be 64 lowercase hex digits (a sha256)');
 const range = z.tuple([z.number(), z.number()]);
 
-const errorContext = exact<import('../formats/errors.js').ErrorContext>()(
+const errorContext = exact<import('../formats/common/errors.js').ErrorContext>()(
   z.object({
     jobId: z.string().optional(),
     batch: range.optional(),
@@ -54,7 +54,7 @@ const errorContext = exact<import('../formats/errors.js').ErrorContext>()(
     field: z.string().optional(),
   }),
 );
-export const wireError = exact<import('../formats/errors.js').WireError>()(
+export const wireError = exact<import('../formats/common/errors.js').WireError>()(
   z.object({ code: z.string(), message: z.string(), stack: z.string().optional(), retryable: z.boolean(), context: errorContext.optional() }),
 );
 const deadLetter = exact<P.DeadLetter>()(z.object({ index: count, input: z.unknown(), error: z.string(), code: z.string(), stack: z.string().optional() }));

@@ -3,7 +3,7 @@
  * extension) and webviews. Every message is JSON with a string `type`; requests carry a
  * `reqId` and get exactly one `reply`. Both ends import this file.
  */
-import type { WireError } from '../formats/errors.js';
+import type { WireError } from '../formats/common/errors.js';
 
 export const PROTOCOL_VERSION = 1;
 

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SkybatchError } from '../formats/errors.js';
+import { SkybatchError } from '../formats/common/errors.js';
 import { captureSite } from './mapper-site.js';
 import { MAX_PYTHON_SOURCE_BYTES } from './protocol-guards.js';
 import type { PythonMapperSpec } from './protocol.js';

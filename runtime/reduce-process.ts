@@ -6,7 +6,7 @@
  * exit code 1.
  */
 import * as path from 'node:path';
-import { toWireError } from '../formats/errors.js';
+import { toWireError } from '../formats/common/errors.js';
 import { loadBundle, makeWriters } from './bundle-loader.js';
 import { loadPackageApi } from './package-api.js';
 import { bundleFile, readJournal, readSpec } from './store/job-store.js';

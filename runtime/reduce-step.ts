@@ -1,13 +1,13 @@
 import { withWinners } from '../formats/attempts.js';
 import { jobTmpDir, listBatchObjects, parseBatchPath, uncoveredWinners } from '../formats/batch-files.js';
 import { describeRanges } from '../formats/batch-merge.js';
-import { SkybatchError } from '../formats/errors.js';
+import { SkybatchError } from '../formats/common/errors.js';
 import { ImageWriter } from '../formats/image-writer.js';
 import { JsonWriter } from '../formats/json-writer.js';
 import type { OutputWriter } from '../formats/output-writer.js';
-import { storageFor } from '../formats/storage/factory.js';
+import { storageFor } from '../formats/storage-for.js';
 import { removeStalePartials } from '../formats/storage/local.js';
-import { schemeOf } from '../formats/storage/storage.js';
+import { schemeOf } from '../formats/common/paths.js';
 import { errorsPath, saveJsonlToCloud } from '../formats/utils.js';
 import { runWriterStep } from './bundle-loader.js';
 import { JournalState, PublishedOutput, appendJournalRecord } from './store/job-store.js';

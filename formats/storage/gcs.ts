@@ -1,8 +1,9 @@
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { File, IdempotencyStrategy, Storage as GcsClient } from '@google-cloud/storage';
-import { SkybatchError } from '../errors.js';
-import { Body, ObjectInfo, Storage, isStreamBody, splitBucketPath } from './storage.js';
+import { SkybatchError } from '../common/errors.js';
+import { splitBucketPath } from '../common/paths.js';
+import { Body, ObjectInfo, Storage, isStreamBody } from './storage.js';
 
 /** Buffers above this, and every stream, go through a resumable upload. */
 const RESUMABLE_THRESHOLD = 8 * 1024 * 1024;

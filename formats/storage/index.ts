@@ -1,3 +1,2 @@
 export * from './storage.js';
 export { LocalStorage } from './local.js';
-export { storageFor } from './factory.js';

@@ -4,8 +4,8 @@ import * as nodePath from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { randomBytes } from 'node:crypto';
-import { SkybatchError } from '../errors.js';
-import { normalizePath } from '../paths.js';
+import { SkybatchError } from '../common/errors.js';
+import { normalizePath } from '../common/paths.js';
 import { Body, ObjectInfo, Storage, isStreamBody } from './storage.js';
 
 const TMP_SEGMENT = '.sky_batch_tmp';

@@ -10,8 +10,9 @@ import {
   S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { SkybatchError } from '../errors.js';
-import { Body, ObjectInfo, Storage, isStreamBody, splitBucketPath } from './storage.js';
+import { SkybatchError } from '../common/errors.js';
+import { splitBucketPath } from '../common/paths.js';
+import { Body, ObjectInfo, Storage, isStreamBody } from './storage.js';
 
 /** Buffers above this, and every stream, go through a multipart upload. */
 const MULTIPART_THRESHOLD = 8 * 1024 * 1024;

@@ -33,22 +33,6 @@ export interface Storage {
   delete(paths: string[]): Promise<void>;
 }
 
-export type Scheme = 'file' | 's3' | 'gs';
-
-export function schemeOf(path: string): Scheme {
-  if (path.startsWith('s3://')) return 's3';
-  if (path.startsWith('gs://')) return 'gs';
-  return 'file';
-}
-
-/** Splits `s3://bucket/a/b` into `{ bucket, key }`; the key may be empty. */
-export function splitBucketPath(path: string): { bucket: string; key: string } {
-  const rest = path.replace(/^[a-z0-9]+:\/\//, '');
-  const slash = rest.indexOf('/');
-  if (slash < 0) return { bucket: rest, key: '' };
-  return { bucket: rest.slice(0, slash), key: rest.slice(slash + 1) };
-}
-
 export function isStreamBody(body: Body): body is AsyncIterable<Uint8Array> | Readable {
   return typeof body !== 'string' && !(body instanceof Uint8Array);
 }

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import type { PoolConfig, SshHost } from '../pool-config.js';
 import type { WorkerBackend } from './backend.js';
 import { hostLabel } from './host-placement.js';

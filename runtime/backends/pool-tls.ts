@@ -4,7 +4,7 @@ import * as dns from 'node:dns/promises';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { writePrivate } from '../store/pool-store.js';
 
 export function isLoopback(host: string): boolean {

@@ -1,6 +1,6 @@
 import * as os from 'node:os';
 import { Command } from 'commander';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { PACKAGE_VERSION } from '../build-id.js';
 import { reportError } from '../control/error-channel.js';
 import { runWorker } from '../worker/run-worker.js';

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { errorFd } from '../control/error-channel.js';
 
 const REGISTER_HOOKS = new URL('./register-hooks.js', import.meta.url).href;

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { isBuiltin } from 'node:module';
 import * as path from 'node:path';
 import type { Plugin } from 'esbuild';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { headerLine, type BundleHeader } from '../bundle-header.js';
 import { RUNTIME_KEY } from '../bundle-loader.js';
 import { loadPackageApi } from '../package-api.js';

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import WebSocket from 'ws';
-import { SkybatchError, fromWireError } from '../../formats/errors.js';
+import { SkybatchError, fromWireError } from '../../formats/common/errors.js';
 import { locatePool } from '../store/pool-store.js';
 import { checkFrame, coordinatorToClient, replies } from '../protocol-guards.js';
 import { ClientRequest, CoordinatorToClient, JobEvent, PROTOCOL_VERSION, ReplyTo } from '../protocol.js';

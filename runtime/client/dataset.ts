@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SkybatchError, WireError } from '../../formats/errors.js';
+import { SkybatchError, WireError } from '../../formats/common/errors.js';
 import type { InputReader } from '../../formats/input-reader.js';
 import { assertSeparateOutputs } from '../../formats/output-claims.js';
 import type { OutputWriter } from '../../formats/output-writer.js';

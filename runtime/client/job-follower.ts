@@ -1,4 +1,4 @@
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { JobRun } from '../coordinator/job-run.js';
 import { readJournal, readSpec } from '../store/job-store.js';
 import { isTerminal } from '../job-events.js';

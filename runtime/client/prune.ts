@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import type { Node, Statement } from '@babel/types';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { parseFrame, type Frame } from '../mapper-site.js';
 import { children, declaredNames, isFunctionLike, isTypeOnly, parseScript, patternNames, rangeOf, referencedNames, unwrapExport, walk } from './script-ast.js';
 

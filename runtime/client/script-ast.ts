@@ -1,6 +1,6 @@
 import { parse, type ParserPlugin } from '@babel/parser';
 import type { File, Node, Statement } from '@babel/types';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 
 /**
  * What the pruner needs from a user's script: its AST (TypeScript, JSX where the

@@ -1,4 +1,4 @@
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { JOB_ID_PATTERN } from '../store/pool-store.js';
 import type { JobEvent } from '../protocol.js';
 import { Job, defaultView, follow } from './dataset.js';

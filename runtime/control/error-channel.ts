@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { SkybatchError, toWireError, type WireError } from '../../formats/errors.js';
+import { SkybatchError, toWireError, type WireError } from '../../formats/common/errors.js';
 import { wireError } from '../protocol-guards.js';
 
 /**

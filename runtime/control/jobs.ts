@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { CoordinatorClient } from '../client/connection.js';
 import { Job, follow } from '../client/dataset.js';
 import { followJob } from '../client/job-follower.js';

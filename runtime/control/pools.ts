@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { CoordinatorClient } from '../client/connection.js';
 import { buildId } from '../build-id.js';
 import { listJobIds, readJournal, readSpec } from '../store/job-store.js';

@@ -1,4 +1,4 @@
-import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
+import { SkybatchError, WireError, toWireError } from '../../formats/common/errors.js';
 import type { JobEvent, WorkerMessage } from '../protocol.js';
 import type { BatchRecord, JobRun } from './job-run.js';
 import type { WorkerEntry, WorkerTable } from './worker-table.js';

@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { assertSeparateOutputs } from '../../formats/output-claims.js';
 import { errorsPath } from '../../formats/utils.js';
 import { assertWorkersCanReach } from '../backends/shared-paths.js';

@@ -1,4 +1,4 @@
-import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
+import { SkybatchError, WireError, toWireError } from '../../formats/common/errors.js';
 import type { PoolConfig } from '../pool-config.js';
 import type { JobEvent, JobRequest, JobSpec, JobSummary } from '../protocol.js';
 import type { EventHub } from './event-hub.js';

@@ -1,4 +1,4 @@
-import type { WireError } from '../../formats/errors.js';
+import type { WireError } from '../../formats/common/errors.js';
 import type { BatchInfo, BatchState, DeadLetter, JobSpec, JobStatus, JobSummary } from '../protocol.js';
 import { isTerminal } from '../job-events.js';
 import { Journal, JournalState } from '../store/job-store.js';

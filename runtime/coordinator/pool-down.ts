@@ -1,4 +1,4 @@
-import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
+import { SkybatchError, WireError, toWireError } from '../../formats/common/errors.js';
 import { JobRun } from './job-run.js';
 import { Journal, listJobIds, readJournal, readSpec } from '../store/job-store.js';
 

@@ -1,4 +1,4 @@
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { PoolConfig, setupTimeoutMs } from '../pool-config.js';
 import type { WorkerEntry } from './worker-table.js';
 

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { forEachLine } from '../lines.js';
 import type { ReduceReport } from '../reduce-step.js';
 import { readSpec } from '../store/job-store.js';

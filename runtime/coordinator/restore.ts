@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { SkybatchError, toWireError } from '../../formats/errors.js';
+import { SkybatchError, toWireError } from '../../formats/common/errors.js';
 import { isTerminal } from '../job-events.js';
 import { checkJobSpec } from '../protocol-guards.js';
 import type { JobSpec } from '../protocol.js';

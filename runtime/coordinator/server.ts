@@ -3,7 +3,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
-import { SkybatchError, WireError, toWireError } from '../../formats/errors.js';
+import { SkybatchError, WireError, toWireError } from '../../formats/common/errors.js';
 import { MAX_FRAME_BYTES, checkFrame, clientMessage, hello as helloMessage, workerMessage } from '../protocol-guards.js';
 import { ClientReplies, ClientRequest, CoordinatorToClient, CoordinatorToWorker, FENCED_CLOSE_CODE, JobEvent, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
 import type { Coordinator } from './coordinator.js';

@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { bundleFile } from '../store/job-store.js';
 import type { WorkerEntry } from './worker-table.js';
 

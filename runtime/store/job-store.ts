@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Winner } from '../../formats/attempts.js';
-import type { WireError } from '../../formats/errors.js';
+import type { WireError } from '../../formats/common/errors.js';
 import { isTerminal } from '../job-events.js';
 import { bundlePath, jobDir, jobsDir, writePrivate } from './pool-store.js';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import type { DeadLetter, JobRequest, JobSpec, JobStatus } from '../protocol.js';
 
 /** One line of a job's journal. Appended before the transition is acknowledged. */

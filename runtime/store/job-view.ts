@@ -1,6 +1,6 @@
 import * as path from 'node:path';
-import type { WireError } from '../../formats/errors.js';
-import { SkybatchError } from '../../formats/errors.js';
+import type { WireError } from '../../formats/common/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { checkJobSpec } from '../protocol-guards.js';
 import type { BatchInfo, DeadLetter, JobSpec, JobSummary } from '../protocol.js';
 import { readJournal, readSpec, type PublishedOutput } from './job-store.js';

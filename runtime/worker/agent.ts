@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import WebSocket from 'ws';
-import { fromWireError, toWireError } from '../../formats/errors.js';
+import { fromWireError, toWireError } from '../../formats/common/errors.js';
 import { DEFAULT_SETUP_TIMEOUT_S } from '../pool-config.js';
 import { checkFrame, coordinatorToWorker } from '../protocol-guards.js';
 import { CoordinatorToWorker, FENCED_CLOSE_CODE, JobSpec, PROTOCOL_VERSION, WorkerMessage, WorkerResources } from '../protocol.js';

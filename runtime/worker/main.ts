@@ -5,7 +5,7 @@
  * only parses arguments; `runWorker` (run-worker.ts) is the worker, as for `skybatch worker`.
  */
 import { parseArgs } from 'node:util';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { runWorker } from './run-worker.js';
 
 const { values } = parseArgs({

@@ -1,4 +1,4 @@
-import type { WireError } from '../../formats/errors.js';
+import type { WireError } from '../../formats/common/errors.js';
 import type { DeadLetter, JobSpec } from '../protocol.js';
 
 /** Agent → mapper process (Node IPC). */

@@ -6,7 +6,7 @@
  * mapper never waits on storage between batches.
  */
 import { withAttempt } from '../../formats/attempts.js';
-import { SkybatchError, isRetryable, toWireError } from '../../formats/errors.js';
+import { SkybatchError, isRetryable, toWireError } from '../../formats/common/errors.js';
 import type { InputReader, Item } from '../../formats/input-reader.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
 import { buildId } from '../build-id.js';

@@ -2,7 +2,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SkybatchError, toWireError } from '../../formats/errors.js';
+import { SkybatchError, toWireError } from '../../formats/common/errors.js';
 import { buildId } from '../build-id.js';
 import { forEachLine } from '../lines.js';
 import { checkFrame, mapperToAgent } from '../protocol-guards.js';

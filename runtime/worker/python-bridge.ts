@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { SkybatchError, toWireError, type ErrorCode, type WireError } from '../../formats/errors.js';
+import { SkybatchError, toWireError, type ErrorCode, type WireError } from '../../formats/common/errors.js';
 import type { Item } from '../../formats/input-reader.js';
 import { failItem, load, saveResults, type MapperFn } from '../mapper-api.js';
 import type { JobSpec, PythonMapperSpec } from '../protocol.js';

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { WORKER_UP_MARKER } from '../backends/backend.js';
 import { liveWorkerPid } from '../store/pool-store.js';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { WorkerAgent } from './agent.js';
 
 export interface WorkerArgs {

@@ -1,5 +1,5 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { forEachLine } from '../lines.js';
 
 /** After SIGTERM, how long a timed-out setup's process group gets before SIGKILL. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { toWireError } from '../../formats/errors.js';
+import { toWireError } from '../../formats/common/errors.js';
 import type { WorkerMessage } from '../protocol.js';
 import { SetupProcess } from './setup-process.js';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { assertSeparateOutputs } from '../../formats/output-claims.js';
 import { Sandbox, jsonl, listFiles, readJsonl } from '../harness.js';
 

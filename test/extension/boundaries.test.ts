@@ -54,6 +54,14 @@ const storeAndControlStayNarrow: Rule = (file, text) =>
 /** The CLI parses and prints: what it does goes through control/ (or the client, the worker entry), never the coordinator or the store directly. */
 const cliGoesThroughControl: Rule = (file, text) => (file.startsWith('runtime/cli/') ? targets(file, text).filter((t) => /^runtime\/(coordinator|store)\//.test(t)).map((t) => `${file} imports ${t}`) : []);
 
+/** Storage (local, s3, gcs) stands on formats/common/ only; the write-scope guard wraps it from above (formats/storage-for.ts). */
+const storageStandsOnCommon: Rule = (file, text) =>
+  targets(file, text).flatMap((t) => {
+    if (file.startsWith('formats/storage/') && !/^formats\/(storage|common)\//.test(t)) return [`${file} imports ${t}`];
+    if (file.startsWith('formats/common/') && !t.startsWith('formats/common/')) return [`${file} imports ${t}`];
+    return [];
+  });
+
 const violations = (rule: Rule, files: string[]) => files.flatMap((f) => rule(f, read(f)));
 
 test('the engine and the pure extension core never import vscode', () => {
@@ -106,4 +114,11 @@ test('store/ imports no coordinator, control or CLI; control/ only the coordinat
   assert.equal(storeAndControlStayNarrow('runtime/control/jobs.ts', "import { say } from '../cli/output.js';").length, 1);
   assert.deepEqual(storeAndControlStayNarrow('runtime/control/jobs.ts', "import { runReduce } from '../coordinator/reducer.js';"), []);
   assert.equal(cliGoesThroughControl('runtime/cli/job-commands.ts', "import { readJournal } from '../store/job-store.js';").length, 1);
+});
+
+test('storage stands on the common floor (errors, path algebra) and nothing else of skybatch; the floor on nothing', () => {
+  assert.deepEqual(violations(storageStandsOnCommon, [...sources('formats/storage'), ...sources('formats/common')]), []);
+  assert.equal(storageStandsOnCommon('formats/storage/factory.ts', "import { assertWritable } from '../write-scope.js';").length, 1);
+  assert.equal(storageStandsOnCommon('formats/common/paths.ts', "import { schemeOf } from '../storage/storage.js';").length, 1);
+  assert.deepEqual(storageStandsOnCommon('formats/storage/s3.ts', "import { splitBucketPath } from '../common/paths.js';\nimport { Upload } from '@aws-sdk/lib-storage';"), []);
 });

@@ -2,7 +2,7 @@ import { after, describe, test, TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { ErrorCode, SkybatchError } from '../../formats/errors.js';
+import { ErrorCode, SkybatchError } from '../../formats/common/errors.js';
 import { Storage } from '../../formats/storage/storage.js';
 import { eachLimit } from '../../formats/concurrency.js';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { WireError } from '../../formats/errors.js';
+import type { WireError } from '../../formats/common/errors.js';
 import { BatchOutcomes } from '../../runtime/coordinator/batch-outcomes.js';
 import { JobRun } from '../../runtime/coordinator/job-run.js';
 import { schedule } from '../../runtime/coordinator/scheduler.js';

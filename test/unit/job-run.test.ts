@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { WireError } from '../../formats/errors.js';
+import type { WireError } from '../../formats/common/errors.js';
 import { JobRun } from '../../runtime/coordinator/job-run.js';
 import { spec } from './spec.js';
 

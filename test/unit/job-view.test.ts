@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { WireError } from '../../formats/errors.js';
+import type { WireError } from '../../formats/common/errors.js';
 import { JobRun } from '../../runtime/coordinator/job-run.js';
 import type { JobSpec } from '../../runtime/protocol.js';
 import { appendJournalRecord, Journal, readJournal, writeSpec } from '../../runtime/store/job-store.js';

@@ -1,7 +1,22 @@
 import * as nodePath from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SkybatchError } from './errors.js';
-import { schemeOf } from './storage/storage.js';
+
+export type Scheme = 'file' | 's3' | 'gs';
+
+export function schemeOf(path: string): Scheme {
+  if (path.startsWith('s3://')) return 's3';
+  if (path.startsWith('gs://')) return 'gs';
+  return 'file';
+}
+
+/** Splits `s3://bucket/a/b` into `{ bucket, key }`; the key may be empty. */
+export function splitBucketPath(path: string): { bucket: string; key: string } {
+  const rest = path.replace(/^[a-z0-9]+:\/\//, '');
+  const slash = rest.indexOf('/');
+  if (slash < 0) return { bucket: rest, key: '' };
+  return { bucket: rest.slice(0, slash), key: rest.slice(slash + 1) };
+}
 
 /**
  * Makes a user-given path absolute so it means the same on every process of a job:
