@@ -7,19 +7,13 @@
 import { z } from 'zod';
 import { ErrorCode, SkybatchError } from '../formats/common/errors.js';
 import { FORMAT_NAME_PATTERN } from '../formats/registry.js';
-import { DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE_MS } from './coordinator/job-run.js';
-import { BUNDLE_HASH_PATTERN, JOB_ID_PATTERN, POOL_NAME_PATTERN } from './store/pool-store.js';
+import { checkJobLimits, jobOptionFields, poolName } from './job-options.js';
+import { BUNDLE_HASH_PATTERN, JOB_ID_PATTERN } from './store/pool-store.js';
 import type * as P from './protocol.js';
 import type { AgentToMapper, MapperToAgent } from './worker/mapper-ipc.js';
 
 /** The largest frame a coordinator accepts: a job's bundle travels in its submit frame and may be several MB. */
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
-/** A job's batch table lives in the coordinator's memory (and in every `batches` answer): this many at most. */
-export const MAX_BATCHES = 1_000_000;
-/** One batch is held in a mapper's memory, and a batch split under `onItemError: 'skip'` becomes this many batches. */
-export const MAX_BATCH_SIZE = 1_000_000;
-/** The longest wait before a retry (`retryBaseMs` doubled per failure), and the longest batch timeout. */
-export const MAX_DELAY_MS = 24 * 60 * 60 * 1000;
 
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 /** Same types and the same keys: a schema that forgets an optional field fails this too. */
@@ -80,37 +74,17 @@ const jobRequestFields = {
   scriptPath: z.string(),
   reader: readerSpec,
   writers: z.array(formatSpec).min(1, 'must list at least one writer'),
-  batchSize: z.number().int('must be a whole number').min(1, 'must be at least 1').max(MAX_BATCH_SIZE, `must be at most ${MAX_BATCH_SIZE}`),
+  ...jobOptionFields,
   total: z.number().int('must be a whole number').min(0, 'must not be negative').max(Number.MAX_SAFE_INTEGER, 'is too large'),
   env: z.record(z.string(), z.string()),
   argv: z.array(z.string()),
   cwd: z.string(),
-  activateEnv: z.string().optional(),
-  maxAttempts: z.number().int('must be a whole number').min(1, 'must be at least 1').optional(),
-  retryBaseMs: z.number().min(0, 'must not be negative').max(MAX_DELAY_MS, `must be at most ${MAX_DELAY_MS} ms (24 h)`).optional(),
-  batchTimeoutMs: z.number().min(100, 'must be at least 100 ms').max(MAX_DELAY_MS, `must be at most ${MAX_DELAY_MS} ms (24 h)`).optional(),
-  onItemError: z.enum(['fail', 'skip']).optional(),
   python: pythonMapper.optional(),
 };
 
-/** Limits that span two fields: the batch table must fit in memory, the last retry must come within a day. */
-function checkJobLimits(j: { batchSize: unknown; total: unknown; maxAttempts?: unknown; retryBaseMs?: unknown }, ctx: z.RefinementCtx): void {
-  if (typeof j.total === 'number' && typeof j.batchSize === 'number' && j.batchSize >= 1) {
-    const batches = Math.ceil(j.total / j.batchSize);
-    if (batches > MAX_BATCHES) {
-      ctx.addIssue({ code: 'custom', path: ['total'], message: `makes ${batches} batches of ${j.batchSize} items; at most ${MAX_BATCHES} batches fit in the coordinator: raise batchSize` });
-    }
-  }
-  const attempts = typeof j.maxAttempts === 'number' ? j.maxAttempts : DEFAULT_MAX_ATTEMPTS;
-  const base = typeof j.retryBaseMs === 'number' ? j.retryBaseMs : DEFAULT_RETRY_BASE_MS;
-  if (attempts >= 2 && base * 2 ** (attempts - 2) > MAX_DELAY_MS) {
-    ctx.addIssue({ code: 'custom', path: ['maxAttempts'], message: `with retryBaseMs ${base} makes the last retry wait more than 24 h (retryBaseMs × 2^(maxAttempts − 2)): lower one of them` });
-  }
-}
-
 export const jobRequest = exact<P.JobRequest>()(z.object(jobRequestFields).superRefine(checkJobLimits));
 export const jobSpec = exact<P.JobSpec>()(
-  z.object({ ...jobRequestFields, jobId, pool: z.string().regex(POOL_NAME_PATTERN, 'must be a pool name'), createdAt: z.string() }).superRefine(checkJobLimits),
+  z.object({ ...jobRequestFields, jobId, pool: poolName, createdAt: z.string() }).superRefine(checkJobLimits),
 );
 
 const jobStatus = z.enum(['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED']);

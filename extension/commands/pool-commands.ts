@@ -4,6 +4,7 @@ import { cliError, runCli } from '../cli-process.js';
 import type { Engine } from '../engine.js';
 import { applyPoolFile } from '../pool-starter.js';
 import { pickPool, poolOf } from './pick.js';
+import { fieldProblem } from '../../runtime/job-options.js';
 
 /** A pool file from a command argument: an Explorer Uri or `{ file }`. A Pools view node is not one (the view's title passes the selected node). */
 function fileOf(arg: unknown): string | undefined {
@@ -24,8 +25,6 @@ async function pickPoolFile(placeHolder: string): Promise<string | undefined> {
   return pick?.uri.fsPath;
 }
 
-const POOL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
-
 /** Asks which pool a pool file creates or changes: one of the known pools, or a new one by name. */
 async function pickTargetPool(e: Engine, file: string): Promise<string | undefined> {
   const base = path.basename(file);
@@ -43,7 +42,7 @@ async function pickTargetPool(e: Engine, file: string): Promise<string | undefin
     title: 'Apply Pool',
     prompt: `Name of the new pool started from ${base}`,
     value: path.basename(path.dirname(file)) + '-pool',
-    validateInput: (v) => (!POOL_NAME.test(v) ? "letters, digits, '_', '-', '.' (at most 63)" : known.some((k) => k.pool === v) ? `pool '${v}' exists: pick it in the list to change it` : undefined),
+    validateInput: (v) => fieldProblem('poolName', v) ?? (known.some((k) => k.pool === v) ? `pool '${v}' exists: pick it in the list to change it` : undefined),
   });
 }
 

@@ -58,7 +58,7 @@ export function generateJobScript(cells: readonly NotebookCellData[], settings: 
   emit(writers.i, 'writers', expressionOf(writers.c.source));
   out.push(');');
   const opts: Record<string, unknown> = { poolName: settings.pool, batchSize: settings.batchSize };
-  for (const k of ['activateEnv', 'maxAttempts', 'retryBaseMs', 'external'] as const) if (settings[k] !== undefined) opts[k] = settings[k];
+  for (const k of ['activateEnv', 'maxAttempts', 'retryBaseMs', 'batchTimeoutMs', 'onItemError', 'external'] as const) if (settings[k] !== undefined) opts[k] = settings[k];
   const optLines = Object.entries(opts).map(([k, v]) => `  ${k}: ${JSON.stringify(v)},`);
   out.push(
     `// --- run settings`,

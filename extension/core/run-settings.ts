@@ -1,4 +1,5 @@
 import { LineCounter, parseDocument, isMap, isScalar, isSeq, type Node, type Pair } from 'yaml';
+import { type JobOptionName, fieldProblem, jobOptionProblems } from '../../runtime/job-options.js';
 import type { CellProblem } from './cell-problem.js';
 
 /** The run settings cell (YAML): which pool, how big the batches, and how workers start. */
@@ -15,6 +16,10 @@ export interface RunSettings {
   maxAttempts?: number;
   /** First retry delay in ms (default 1000). */
   retryBaseMs?: number;
+  /** A batch running longer than this (ms) is taken from its worker and retried (default 30 min). */
+  batchTimeoutMs?: number;
+  /** 'fail' (default) or 'skip': failed items go to errors.jsonl and the job goes on. */
+  onItemError?: 'fail' | 'skip';
   /** Environment variables the generated script (and, through the engine, the workers) sees. */
   env?: Record<string, string>;
   /** Packages workers import from their working directory instead of the bundle. */
@@ -23,24 +28,27 @@ export interface RunSettings {
 
 type Check = (node: Node | null, key: string) => string | undefined;
 
-const isPositiveInt = (v: unknown) => Number.isInteger(v) && (v as number) >= 1;
 const scalar = (n: Node | null) => (isScalar(n) ? n.value : undefined);
+const said = (key: string, why: string, n: Node | null) => `'${key}' ${why}, got ${JSON.stringify(scalar(n) ?? null)}`;
+/** A job option: checked by the same schema as `map()`'s options and the coordinator's (runtime/job-options.ts). */
+const option = (field: JobOptionName | 'poolName', required = false) => ({
+  required,
+  check: ((n, key) => {
+    const why = fieldProblem(field, scalar(n));
+    return why && said(key, why, n);
+  }) as Check,
+});
 
+// Settings named as in `map()`, except `pool` (its `poolName`); `poolFile`, `env` and `external` are the notebook's own.
 const FIELDS: Record<string, { required?: boolean; check: Check }> = {
-  pool: {
-    required: true,
-    check: (n) => {
-      const v = scalar(n);
-      if (typeof v !== 'string' || !v) return `'pool' must be a pool name, got ${JSON.stringify(v ?? null)}`;
-      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(v)) return `pool name '${v}' is invalid: use letters, digits, '_', '-', '.' (at most 63)`;
-      return undefined;
-    },
-  },
-  batchSize: { required: true, check: (n) => (isPositiveInt(scalar(n)) ? undefined : `'batchSize' must be a positive integer, got ${JSON.stringify(scalar(n) ?? null)}`) },
-  activateEnv: { check: (n) => (typeof scalar(n) === 'string' ? undefined : `'activateEnv' must be a shell command string`) },
+  pool: option('poolName', true),
+  batchSize: option('batchSize', true),
+  activateEnv: option('activateEnv'),
   poolFile: { check: (n) => (typeof scalar(n) === 'string' && scalar(n) ? undefined : `'poolFile' must be a path to a pool.yaml`) },
-  maxAttempts: { check: (n) => (isPositiveInt(scalar(n)) ? undefined : `'maxAttempts' must be a positive integer, got ${JSON.stringify(scalar(n) ?? null)}`) },
-  retryBaseMs: { check: (n) => (Number.isInteger(scalar(n)) && (scalar(n) as number) >= 0 ? undefined : `'retryBaseMs' must be a non-negative integer (milliseconds)`) },
+  maxAttempts: option('maxAttempts'),
+  retryBaseMs: option('retryBaseMs'),
+  batchTimeoutMs: option('batchTimeoutMs'),
+  onItemError: option('onItemError'),
   env: {
     check: (n) => {
       if (!isMap(n)) return `'env' must be a mapping of variable names to strings`;
@@ -91,6 +99,14 @@ export function parseRunSettings(source: string): { settings?: RunSettings; prob
   }
   if (problems.length) return { problems };
   const v = doc.toJS() as RunSettings & { env?: Record<string, unknown> };
+  // Limits that span two settings (the last retry within a day), put on the setting named.
+  const { pool, poolFile: _f, env: _e, external: _x, ...options } = v;
+  for (const p of jobOptionProblems({ poolName: pool, ...options })) {
+    const pair = (root.items as Pair<Node, Node>[]).find((x) => scalar(x.key) === p.field);
+    const r = pair?.value?.range ?? pair?.key?.range;
+    at(r?.[0], r?.[1], `'${p.field}' ${p.message}`);
+  }
+  if (problems.length) return { problems };
   if (v.env) v.env = Object.fromEntries(Object.entries(v.env).map(([k, x]) => [k, String(x)]));
   return { settings: v as RunSettings, problems };
 }

@@ -10,6 +10,7 @@ import { JsonWriter } from '../../formats/json-writer.js';
 import { INPUT_READER_REGISTRY, OUTPUT_WRITER_REGISTRY } from '../../formats/registries.js';
 import { errorsPath } from '../../formats/utils.js';
 import { formatEventLine } from '../job-events.js';
+import { jobOptionProblems } from '../job-options.js';
 import { isHost, mapperInfo, signalMapReached } from '../mapper-api.js';
 import type { FormatSpec, JobEvent, JobRequest, JobStatus, JobSummary } from '../protocol.js';
 import { isPythonFunction, pythonMapperInfo } from '../python-mapper.js';
@@ -240,15 +241,8 @@ function validate(o: MapOptions): void {
   const bad = (field: string, want: string, got: unknown) =>
     new SkybatchError('SKYBATCH_E_BAD_OPTION', `map(): option '${field}' must be ${want}, got ${JSON.stringify(got)}`, { context: { field } });
   if (!o || typeof o !== 'object') throw bad('options', 'an object', o);
-  if (typeof o.poolName !== 'string' || !o.poolName) throw bad('poolName', 'a pool name', o.poolName);
-  if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw bad('batchSize', 'a positive integer', o.batchSize);
+  const [p] = jobOptionProblems(o);
+  if (p) throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `map(): option '${p.field}' ${p.message}, got ${JSON.stringify(p.got)}`, { context: { field: p.field } });
   const outs = Array.isArray(o.output) ? o.output : [o.output];
   if (!outs.length || outs.some((w) => !w || typeof (w as OutputWriter<object>).uploadBatch !== 'function')) throw bad('output', 'an OutputWriter or a non-empty list of them', typeof o.output);
-  if (o.activateEnv !== undefined && typeof o.activateEnv !== 'string') throw bad('activateEnv', 'a shell command string', o.activateEnv);
-  if (o.maxAttempts !== undefined && (!Number.isInteger(o.maxAttempts) || o.maxAttempts < 1)) throw bad('maxAttempts', 'a positive integer', o.maxAttempts);
-  if (o.onItemError !== undefined && o.onItemError !== 'fail' && o.onItemError !== 'skip') throw bad('onItemError', "'fail' or 'skip'", o.onItemError);
-  for (const field of ['retryBaseMs', 'batchTimeoutMs'] as const) {
-    const v = o[field];
-    if (v !== undefined && (typeof v !== 'number' || !(v >= 0))) throw bad(field, 'a number of milliseconds', v);
-  }
 }

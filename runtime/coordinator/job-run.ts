@@ -1,6 +1,7 @@
 import type { WireError } from '../../formats/common/errors.js';
 import type { BatchInfo, BatchState, DeadLetter, JobSpec, JobStatus, JobSummary } from '../protocol.js';
 import { isTerminal } from '../job-events.js';
+import { DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE_MS } from '../job-options.js';
 import { Journal, JournalState } from '../store/job-store.js';
 
 export interface BatchRecord {
@@ -24,9 +25,6 @@ export interface BatchRecord {
   lastError?: WireError;
 }
 
-export const DEFAULT_MAX_ATTEMPTS = 4;
-export const DEFAULT_RETRY_BASE_MS = 1000;
-export const DEFAULT_BATCH_TIMEOUT_MS = 30 * 60 * 1000;
 /** A batch is a straggler once it has run this many times the median batch (and 2 s). */
 const STRAGGLER_FACTOR = 3;
 const STRAGGLER_MIN_MS = 2000;

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { SkybatchError } from '../../formats/common/errors.js';
+import { POOL_NAME_PATTERN } from '../job-options.js';
 
 /**
  * Where pool and job state lives: `$SKYBATCH_HOME` (default `~/.skybatch`).
@@ -63,8 +64,6 @@ export interface CoordinatorInfo {
   /** For wss://: the certificate file clients and workers on this machine trust. */
   ca?: string;
 }
-
-export const POOL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
 export function assertPoolName(pool: string): void {
   if (!POOL_NAME_PATTERN.test(pool)) {

@@ -155,11 +155,11 @@ describe('a coordinator no frame can kill', () => {
     const jobsBefore = jobIds();
     const peer = await RawPeer.open(sb, CLIENT_HELLO);
     const cases: [string, object, RegExp][] = [
-      ['batchSize', { batchSize: 0 }, /batchSize must be at least 1, got 0/],
+      ['batchSize', { batchSize: 0 }, /batchSize must be a positive integer, got 0/],
       ['total', { total: 5e9 }, /total makes 2500000000 batches of 2 items; at most 1000000 batches fit/],
-      ['batchSize', { batchSize: 1.5 }, /whole number/],
+      ['batchSize', { batchSize: 1.5 }, /batchSize must be a positive integer, got 1.5/],
       ['total', { total: -1 }, /must not be negative/],
-      ['maxAttempts', { maxAttempts: 0 }, /at least 1/],
+      ['maxAttempts', { maxAttempts: 0 }, /maxAttempts must be a positive integer/],
       ['maxAttempts', { maxAttempts: 60 }, /last retry wait more than 24 h/],
       ['retryBaseMs', { retryBaseMs: -5 }, /must not be negative/],
       ['batchTimeoutMs', { batchTimeoutMs: 0 }, /at least 100 ms/],

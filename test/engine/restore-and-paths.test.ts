@@ -78,7 +78,7 @@ describe('a pool restarts whatever state its jobs are in', () => {
     assert.match(failedA.error!.message, new RegExp(`resumeFrom: '${a}'`));
     assert.match(lastStatus(sb, '90')!.error!.message, /job 90 cannot be resumed .*its job\.json cannot be read/);
     assert.equal(lastStatus(sb, '91')!.status, 'FAILED');
-    assert.match(lastStatus(sb, '91')!.error!.message, /job 91 cannot be resumed .*batchSize must be at least 1, got 0.*skybatch recover 91/);
+    assert.match(lastStatus(sb, '91')!.error!.message, /job 91 cannot be resumed .*batchSize must be a positive integer, got 0.*skybatch recover 91/);
     assert.ok(alive(sb.coordinator(POOL).pid));
     const logs = await sb.cli(['jobs', 'logs', a]);
     assert.match(logs.stdout, /FAILED: job \d+ cannot be resumed/);

@@ -36,7 +36,7 @@ describe('notebook validation', () => {
 
   test('settings problems point at the key or value, and missing roles are named', async () => {
     const r = parseRunSettings('pool: "bad name"\nbatchSize: 0\nextra: 1');
-    assert.deepEqual(r.problems.map((p) => [p.line, p.message.split(':')[0]]), [[0, "pool name 'bad name' is invalid"], [1, "'batchSize' must be a positive integer, got 0"], [2, 'unknown setting "extra"; expected one of']]);
+    assert.deepEqual(r.problems.map((p) => [p.line, p.message.split(':')[0]]), [[0, "'pool' must be a pool name"], [1, "'batchSize' must be a positive integer, got 0"], [2, 'unknown setting "extra"; expected one of']]);
     const v = await validateNotebook(cells(GOOD).filter((c) => c.kind !== 'code' || c.role !== 'writers'), esbuild.transform);
     assert.match(v.problems[0].message, /no writers cell/);
   });
