@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { failedAttempt } from '../runtime/job-events.js';
 import type { NotebookProblem } from './core/cell-problem.js';
 import { generateJobScript } from './core/job-script.js';
 import { JobTracker } from './core/job-tracker.js';
@@ -176,9 +177,10 @@ export class BatchJobController implements vscode.Disposable {
       onEvent: (e) => {
         const hadId = tracker.state.jobId;
         if (!tracker.handle(e)) return;
-        if (e.kind === 'batch' && e.error && (e.state === 'retrying' || e.state === 'failed')) {
-          lastBatchError = e.error;
-          errors.batchFailed(e);
+        const failed = failedAttempt(e);
+        if (failed) {
+          lastBatchError = failed.error;
+          errors.batchFailed(failed);
         }
         if (!hadId && tracker.state.jobId) {
           run.jobId = tracker.state.jobId;
@@ -269,7 +271,8 @@ export class BatchJobController implements vscode.Disposable {
       try {
         watch = await watchJob(engine, rec.pool, rec.jobId, (e) => {
           if (!tracker.handle(e)) return;
-          if (e.kind === 'batch' && e.error && (e.state === 'retrying' || e.state === 'failed')) (lastBatchError = e.error), errors?.batchFailed(e);
+          const failed = failedAttempt(e);
+          if (failed) (lastBatchError = failed.error), errors?.batchFailed(failed);
           out.update();
         });
       } catch {

@@ -37,10 +37,18 @@ export function settleBatches(states: BatchState[]): BatchState[] {
   return states.map((b) => (IN_FLIGHT.has(b) ? 'pending' : b));
 }
 
+type BatchEvent = Extract<JobEvent, { kind: 'batch' }>;
+
+/** The event when it reports a failed attempt (its batch retrying or failed), with its error; else undefined. */
+export function failedAttempt(e: JobEvent): (BatchEvent & { error: NonNullable<BatchEvent['error']> }) | undefined {
+  if (e.kind !== 'batch' || !e.error || (e.state !== 'retrying' && e.state !== 'failed')) return undefined;
+  return e as BatchEvent & { error: NonNullable<BatchEvent['error']> };
+}
+
 /** The line a failed attempt prints in a log view (first line of its error); undefined for any other event. */
 export function batchFailureLine(e: JobEvent): string | undefined {
-  if (e.kind !== 'batch' || !e.error || (e.state !== 'retrying' && e.state !== 'failed')) return undefined;
-  return `batch [${e.start}, ${e.end}] attempt ${e.attempt} ${e.state === 'retrying' ? 'failed, retrying' : 'failed'}: ${e.error.message.split('\n')[0]}`;
+  const f = failedAttempt(e);
+  return f && `batch [${f.start}, ${f.end}] attempt ${f.attempt} ${f.state === 'retrying' ? 'failed, retrying' : 'failed'}: ${f.error.message.split('\n')[0]}`;
 }
 
 /** The counters every view of a job keeps (a `JobSummary` is one; the notebook's view state another). */

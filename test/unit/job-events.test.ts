@@ -8,6 +8,7 @@ import {
   applyToWorkers,
   batchFailureLine,
   eventJobId,
+  failedAttempt,
   formatEta,
   formatEventLine,
   isTerminal,
@@ -98,6 +99,8 @@ describe('job events', () => {
     assert.equal(batchFailureLine(batch('7', 1, 'retrying')), 'batch [2, 3] attempt 1 failed, retrying: boom');
     assert.equal(batchFailureLine(batch('7', 1, 'failed')), 'batch [2, 3] attempt 1 failed: boom');
     assert.equal(batchFailureLine(batch('7', 1, 'done')), undefined);
+    assert.equal(failedAttempt(batch('7', 1, 'failed'))?.error.message, 'boom\nat line 3');
+    assert.equal(failedAttempt(batch('7', 1, 'running')), undefined);
   });
 
   it('formats the time left', () => {
