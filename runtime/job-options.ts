@@ -20,6 +20,8 @@ export const DEFAULT_MAX_ATTEMPTS = 4;
 export const DEFAULT_RETRY_BASE_MS = 1000;
 export const DEFAULT_BATCH_TIMEOUT_MS = 30 * 60 * 1000;
 export const DEFAULT_ON_ITEM_ERROR = 'fail';
+/** The largest job `priority` (a weight when jobs share a pool's workers): enough to starve nothing by accident. */
+export const MAX_PRIORITY = 1000;
 
 const POSITIVE_INT = 'must be a positive integer';
 const MS = 'must be a number of milliseconds';
@@ -34,6 +36,8 @@ export const jobOptionFields = {
   retryBaseMs: z.number({ error: MS }).min(0, 'must not be negative').max(MAX_DELAY_MS, `must be at most ${MAX_DELAY_MS} ms (24 h)`).optional(),
   batchTimeoutMs: z.number({ error: MS }).min(100, 'must be at least 100 ms').max(MAX_DELAY_MS, `must be at most ${MAX_DELAY_MS} ms (24 h)`).optional(),
   onItemError: z.enum(['fail', 'skip'], { error: "must be 'fail' or 'skip'" }).optional(),
+  /** Its weight when several jobs share the pool's workers (default 1: equal shares). */
+  priority: z.number({ error: `must be a number more than 0, at most ${MAX_PRIORITY}` }).positive(`must be more than 0`).max(MAX_PRIORITY, `must be at most ${MAX_PRIORITY}`).optional(),
 };
 
 export type JobOptionName = keyof typeof jobOptionFields;

@@ -57,6 +57,8 @@ export interface JobRequest {
   batchTimeoutMs?: number;
   /** 'fail' (default): a failed item fails its batch. 'skip': it goes to errors.jsonl and the job goes on. */
   onItemError?: 'fail' | 'skip';
+  /** This job's weight when jobs share the pool's workers (default 1): a job of priority 2 gets twice the workers of a job of priority 1. */
+  priority?: number;
   /** Set when the mapper is a Python function (`sky.pythonFunction`); `mapperId` then only names it. */
   python?: PythonMapperSpec;
 }

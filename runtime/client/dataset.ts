@@ -58,6 +58,12 @@ export interface MapOptions {
    */
   onItemError?: 'fail' | 'skip';
   /**
+   * This job's weight when several jobs run on the pool at once. Running jobs share the
+   * workers in proportion to their priorities: default 1 (equal shares); 2 gets twice the
+   * workers of a job with 1. A number more than 0, at most 1000.
+   */
+  priority?: number;
+  /**
    * Continue this failed or cancelled job instead of starting a new one: only the batches
    * that did not finish run, with this call's mapper. Input, batch size and outputs must match.
    */
@@ -168,6 +174,7 @@ export class Dataset {
       retryBaseMs: options.retryBaseMs,
       batchTimeoutMs: options.batchTimeoutMs,
       onItemError: options.onItemError,
+      ...(options.priority !== undefined ? { priority: options.priority } : {}),
       ...(py ? { python: py.python } : {}),
     };
     const client = await CoordinatorClient.forPool(options.poolName);

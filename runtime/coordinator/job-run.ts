@@ -186,6 +186,18 @@ export class JobRun {
     return undefined;
   }
 
+  /**
+   * About how many batches wait to be handed out (with `now`: only retries already due).
+   * Fresh batches count from the dispatch cursor, so those a resumed job had already
+   * committed further on are counted too: fair shares and autoscaling need a size, and an
+   * exact count would cost a scan of the table on every dispatch.
+   */
+  backlog(now = Infinity): number {
+    let n = Math.max(0, this.batches.length - this.fresh);
+    for (const b of this.retryQueue) if ((b.state === 'pending' || b.state === 'retrying') && b.notBefore <= now && b.index < this.fresh) n++;
+    return n;
+  }
+
   /** When the earliest waiting retry becomes due, if any. */
   nextRetryAt(): number | undefined {
     return this.retryQueue[0]?.notBefore;

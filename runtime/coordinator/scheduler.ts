@@ -1,5 +1,6 @@
 import { WORKER_CREDIT } from '../protocol.js';
 import type { BatchRecord, JobRun } from './job-run.js';
+import { DEFAULT_PRIORITY, shareTargets } from './fair-share.js';
 import { stalledBatches } from './stalled-worker.js';
 import type { WorkerEntry } from './worker-table.js';
 
@@ -37,10 +38,14 @@ export interface SchedulerInput {
 }
 
 /**
- * Hands out batches: the oldest unfinished job first, round-robin over ready workers with
- * credit (one running and one prefetched batch each); with nothing left to hand out, an
- * idle worker runs a copy of the longest straggler. A worker told to run a changed setup
- * finishes what it holds, then runs it, and takes nothing new before.
+ * Hands out batches. Running jobs share the ready workers fairly (`shareTargets`: equal
+ * shares, or weighted by the job's `priority`); a worker keeps its job while that job is
+ * within its share, and one a job holds beyond its share is not refilled: it finishes what
+ * it holds, then takes the job that is short (one mapper per worker, one job per mapper).
+ * Round-robin over workers with credit (one running and one prefetched batch each); with
+ * nothing left to hand out, a worker holding nothing runs a copy of the longest straggler.
+ * A worker told to run a changed setup finishes what it holds, then runs it, and takes
+ * nothing new before.
  */
 export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput): Plan {
   const decisions: Decision[] = [];
@@ -49,44 +54,93 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
     decisions.push({ kind: 'rerunSetup', worker: w });
   }
   const rerun = new Set(decisions.map((d) => d.worker));
-  const run = queue.map((id) => jobs.get(id)!).find((r) => !r.isFinished && !r.allDone);
-  if (!run) return { decisions };
-  const jobId = run.spec.jobId;
+  const active = queue.map((id) => jobs.get(id)!).filter((r) => !r.isFinished && !r.allDone);
+  if (!active.length) return { decisions };
+  const activeIds = new Map(active.map((r) => [r.spec.jobId, r]));
   // a worker the pool is shrinking away (draining) finishes what it holds and gets nothing new
   const ready = workers.filter((w) => !rerun.has(w) && (w.state === 'idle' || w.state === 'busy') && !w.draining && w.setupKey === setupKey);
   // What each worker holds and runs once the decisions so far are applied.
   const held = new Map(ready.map((w) => [w, w.leased.size]));
   const job = new Map(ready.map((w) => [w, w.jobId]));
-  const give = (w: WorkerEntry, b: BatchRecord, attempt: number, backup: boolean) => {
+  // A worker still finishing batches of a job that is over (or not this pool's) takes nothing.
+  const usable = ready.filter((w) => held.get(w) === 0 || activeIds.has(w.jobId!));
+  const serves = allot(active, usable, held, now);
+  const give = (run: JobRun, w: WorkerEntry, b: BatchRecord, attempt: number, backup: boolean) => {
     decisions.push({ kind: 'assign', run, worker: w, batch: b, attempt, backup });
     held.set(w, held.get(w)! + 1);
-    job.set(w, jobId);
+    job.set(w, run.spec.jobId);
   };
+  const exhausted = new Set<JobRun>();
   let gave = true;
   while (gave) {
     gave = false;
-    for (const w of ready) {
-      const j = job.get(w);
-      if (j && j !== jobId && held.get(w)! > 0) continue; // still finishing another job
-      if (held.get(w)! >= WORKER_CREDIT) continue;
+    for (const w of usable) {
+      const run = serves.get(w);
+      if (!run || exhausted.has(run) || held.get(w)! >= WORKER_CREDIT) continue;
       const b = run.next(now);
-      if (!b) break;
+      if (!b) {
+        exhausted.add(run);
+        continue;
+      }
       run.lease(b, w.name);
-      give(w, b, b.current, false);
+      give(run, w, b, b.current, false);
       gave = true;
     }
   }
-  for (const w of ready) {
-    const j = job.get(w);
-    if (held.get(w)! > 0 || (j && j !== jobId)) continue;
-    const b = run.straggler(now, w.name);
-    if (!b) break;
-    give(w, b, run.leaseBackup(b, w.name), true);
+  stragglers: for (const w of usable) {
+    if (held.get(w)! > 0) continue;
+    for (const run of active) {
+      const b = run.straggler(now, w.name);
+      if (!b) continue;
+      give(run, w, b, run.leaseBackup(b, w.name), true);
+      continue stragglers;
+    }
+    break;
   }
   for (const w of ready) {
     if (w.state === 'busy' && held.get(w) === 0) decisions.push({ kind: 'idle', worker: w });
   }
   return { decisions, wakeAt: nextRetryAt(jobs.values()) ?? null };
+}
+
+/**
+ * Which job each usable worker takes new batches of. A job keeps, of the workers holding
+ * its batches, as many as its share, those holding the most first (the others are nearest
+ * to empty, so they switch soonest); a worker holding nothing goes to its last job if that
+ * job is short (its mapper runs already), else to the oldest job that is short.
+ */
+function allot(active: readonly JobRun[], usable: readonly WorkerEntry[], held: ReadonlyMap<WorkerEntry, number>, now: number): Map<WorkerEntry, JobRun> {
+  const holders = new Map<JobRun, WorkerEntry[]>(active.map((r) => [r, []]));
+  const byId = new Map(active.map((r) => [r.spec.jobId, r]));
+  for (const w of usable) if (held.get(w)! > 0) holders.get(byId.get(w.jobId!)!)!.push(w);
+  const targets = shareTargets(
+    active.map((r) => ({ id: r.spec.jobId, weight: r.spec.priority ?? DEFAULT_PRIORITY, demand: holders.get(r)!.length + r.backlog(now) })),
+    usable.length,
+  );
+  const serves = new Map<WorkerEntry, JobRun>();
+  const count = new Map<JobRun, number>();
+  for (const r of active) {
+    // sort is stable: equal holdings keep the table's order, so the same worker stays from one round to the next
+    const keep = [...holders.get(r)!].sort((a, b) => held.get(b)! - held.get(a)!).slice(0, targets.get(r.spec.jobId));
+    for (const w of keep) serves.set(w, r);
+    count.set(r, keep.length);
+  }
+  const short = (r: JobRun | undefined): r is JobRun => r !== undefined && count.get(r)! < targets.get(r.spec.jobId)!;
+  const free = usable.filter((w) => held.get(w) === 0);
+  const take = (w: WorkerEntry, r: JobRun) => {
+    serves.set(w, r);
+    count.set(r, count.get(r)! + 1);
+  };
+  for (const w of free) {
+    const last = w.jobId ? byId.get(w.jobId) : undefined;
+    if (short(last)) take(w, last);
+  }
+  for (const w of free) {
+    if (serves.has(w)) continue;
+    const r = active.find(short);
+    if (r) take(w, r);
+  }
+  return serves;
 }
 
 /** When the earliest waiting retry of an unfinished job is due, if any: the coordinator's next wake-up. */

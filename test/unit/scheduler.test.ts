@@ -4,6 +4,7 @@ import { JobRun } from '../../runtime/coordinator/job-run.js';
 import { Decision, nextRetryAt, overdueBatches, schedule, stalledWorkers } from '../../runtime/coordinator/scheduler.js';
 import type { WorkerEntry } from '../../runtime/coordinator/worker-table.js';
 import type { WorkerState } from '../../runtime/protocol.js';
+import { shareTargets } from '../../runtime/coordinator/fair-share.js';
 import { spec } from './spec.js';
 
 const KEY = 'setup-1';
@@ -138,5 +139,75 @@ describe('scheduler', () => {
     assert.deepEqual(stalledWorkers([w1], jobs(run).jobs, t), [], 'starts waiting');
     const found = stalledWorkers([w1], jobs(run).jobs, t + 2000);
     assert.deepEqual(found.map((s) => [s.worker.name, s.held.map((h) => h.index)]), [['w1', [0, 1]]]);
+  });
+  it('splits the workers equally between running jobs, each worker filled from one job only', () => {
+    const long = new JobRun(spec({ jobId: '1', total: 200 }));
+    const short = new JobRun(spec({ jobId: '2', total: 40 }));
+    const ws = ['w1', 'w2', 'w3', 'w4'].map((n) => worker(n));
+    const plan = schedule({ ...jobs(long, short), workers: ws, setupKey: KEY, now: 0 });
+    const byWorker = new Map<string, Set<string>>();
+    for (const d of plan.decisions) if (d.kind === 'assign') byWorker.set(d.worker.name, (byWorker.get(d.worker.name) ?? new Set()).add(d.run.spec.jobId));
+    assert.deepEqual([...byWorker].map(([w, j]) => [w, [...j]]), [['w1', ['1']], ['w2', ['1']], ['w3', ['2']], ['w4', ['2']]]);
+    assert.equal(assigned(plan.decisions).length, 8, 'every worker filled to its credit');
+  });
+
+  it('stops refilling a worker a job holds beyond its share, and gives it to the new job once it holds nothing', () => {
+    const long = new JobRun(spec({ jobId: '1', total: 200 }));
+    const w1 = worker('w1');
+    const w2 = worker('w2');
+    apply(schedule({ ...jobs(long), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions);
+    const short = new JobRun(spec({ jobId: '2', total: 40 }));
+    const settle = (w: WorkerEntry) => {
+      const index = [...w.leased][0];
+      long.commit(index, long.batches[index].current, w.name, 10);
+      w.leased.delete(index);
+    };
+    settle(w2);
+    // the short job arrived while both workers hold two batches of the long one: w2, nearest to empty, leaves it
+    let plan = schedule({ ...jobs(long, short), workers: [w1, w2], setupKey: KEY, now: 0 });
+    assert.deepEqual(assigned(plan.decisions), [], 'w2 is not refilled with the long job, and may not take the short one while it holds a long batch');
+    settle(w1);
+    plan = schedule({ ...jobs(long, short), workers: [w1, w2], setupKey: KEY, now: 0 });
+    assert.deepEqual(plan.decisions.filter((d) => d.kind === 'assign').map((d) => d.kind === 'assign' && [d.worker.name, d.run.spec.jobId]), [['w1', '1']], 'w1 keeps the long job');
+    apply(plan.decisions);
+    settle(w2);
+    plan = schedule({ ...jobs(long, short), workers: [w1, w2], setupKey: KEY, now: 0 });
+    assert.deepEqual(plan.decisions.filter((d) => d.kind === 'assign').map((d) => d.kind === 'assign' && [d.worker.name, d.run.spec.jobId, d.batch.index]), [['w2', '2', 0], ['w2', '2', 1]]);
+  });
+
+  it('gives a job of priority 2 twice the workers of a job of priority 1', () => {
+    const low = new JobRun(spec({ jobId: '1', total: 200 }));
+    const high = new JobRun(spec({ jobId: '2', total: 200, priority: 2 }));
+    const ws = ['w1', 'w2', 'w3', 'w4', 'w5', 'w6'].map((n) => worker(n));
+    const plan = schedule({ ...jobs(low, high), workers: ws, setupKey: KEY, now: 0 });
+    const perJob = (id: string) => new Set(plan.decisions.flatMap((d) => (d.kind === 'assign' && d.run.spec.jobId === id ? [d.worker.name] : []))).size;
+    assert.equal(perJob('1'), 2);
+    assert.equal(perJob('2'), 4);
+  });
+
+  it('gives the workers a job cannot use to the others', () => {
+    const tiny = new JobRun(spec({ jobId: '1', total: 10 }));
+    const big = new JobRun(spec({ jobId: '2', total: 200 }));
+    const ws = ['w1', 'w2', 'w3', 'w4'].map((n) => worker(n));
+    const plan = schedule({ ...jobs(tiny, big), workers: ws, setupKey: KEY, now: 0 });
+    assert.deepEqual(plan.decisions.flatMap((d) => (d.kind === 'assign' && d.run === tiny ? [d.worker.name] : [])), ['w1'], 'one batch: one worker');
+    assert.equal(new Set(plan.decisions.flatMap((d) => (d.kind === 'assign' && d.run === big ? [d.worker.name] : []))).size, 3);
+  });
+
+  it('keeps a worker that holds nothing on its last job when that job is short of workers', () => {
+    const a = new JobRun(spec({ jobId: '1', total: 200 }));
+    const b = new JobRun(spec({ jobId: '2', total: 200 }));
+    const onB = worker('w1', { jobId: '2' });
+    const onA = worker('w2', { jobId: '1' });
+    const plan = schedule({ ...jobs(a, b), workers: [onB, onA], setupKey: KEY, now: 0 });
+    assert.ok(plan.decisions.every((d) => d.kind !== 'assign' || d.worker.jobId === d.run.spec.jobId), 'no mapper restarted');
+  });
+
+  it('hands out shares one worker at a time by weight, capped by what each job can use', () => {
+    assert.deepEqual([...shareTargets([{ id: 'a', weight: 1, demand: 100 }, { id: 'b', weight: 1, demand: 100 }], 5)], [['a', 3], ['b', 2]], 'the odd worker to the older job');
+    assert.deepEqual([...shareTargets([{ id: 'a', weight: 1, demand: 1 }, { id: 'b', weight: 1, demand: 100 }], 5)], [['a', 1], ['b', 4]]);
+    assert.deepEqual([...shareTargets([{ id: 'a', weight: 1, demand: 100 }, { id: 'b', weight: 3, demand: 100 }], 4)], [['a', 1], ['b', 3]]);
+    assert.deepEqual([...shareTargets([{ id: 'a', weight: 1, demand: 100 }, { id: 'b', weight: 1, demand: 100 }, { id: 'c', weight: 1, demand: 100 }], 1)], [['a', 1], ['b', 0], ['c', 0]]);
+    assert.deepEqual([...shareTargets([{ id: 'a', weight: 1, demand: 1 }], 3)], [['a', 1]], 'workers no job can use stay unallotted');
   });
 });
