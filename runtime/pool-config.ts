@@ -35,6 +35,28 @@ const duration = z.unknown().transform((v, ctx) => {
   return seconds;
 });
 
+const workerCount = z.number().int('expected a whole number').min(1, 'expected at least 1 worker').max(1024);
+const rangeBound = (issue: { input?: unknown }) => (issue.input === undefined ? 'missing: an autoscaled pool sets both min and max' : 'expected a whole number');
+const autoscaleRange = z
+  .object({
+    min: z.number({ error: rangeBound }).int('expected a whole number').min(0, 'expected 0 or more workers').max(1024),
+    max: z.number({ error: rangeBound }).int('expected a whole number').min(1, 'expected at least 1 worker').max(1024),
+  })
+  .strict()
+  .refine((r) => r.min <= r.max, { message: 'min must not be more than max', path: ['min'] });
+
+/** `workers: N` or `workers: { min, max }`, each checked by its own schema so the problem named is the one there is. */
+const workerSetting = z.unknown().transform((v, ctx): number | z.infer<typeof autoscaleRange> => {
+  if (typeof v !== 'number' && (typeof v !== 'object' || v === null || Array.isArray(v))) {
+    ctx.addIssue({ code: 'custom', message: `expected a whole number of workers, or { min, max } to autoscale, got ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  const r = typeof v === 'number' ? workerCount.safeParse(v) : autoscaleRange.safeParse(v);
+  if (r.success) return r.data;
+  for (const issue of r.error.issues) ctx.addIssue({ ...issue, path: issue.path } as Parameters<typeof ctx.addIssue>[0]);
+  return z.NEVER;
+});
+
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
 /** One machine of an ssh pool: how to reach it, and what it has (the `host:` fields). */
@@ -87,13 +109,21 @@ const schema = z
   .object({
     pool: z
       .object({
-        workers: z.number().int('expected a whole number').min(1, 'expected at least 1 worker').max(1024),
+        /** A number of workers, or `{ min, max }`: autoscaled between them (min may be 0). */
+        workers: workerSetting,
+        /** An autoscaled pool keeps workers it has no batches for this long before it shrinks (default 60 s). */
+        idle_delay: duration.optional(),
         /** local (default): processes on this machine; ssh: processes on the machines under `hosts:`; slurm: one Slurm job per worker. */
         backend: z.enum(['local', 'ssh', 'slurm']).optional(),
         /** A folder every host mounts at this same path: jobs may then use local paths inside it. */
         shared_fs: z.string().refine((p) => path.isAbsolute(p), 'expected an absolute path').optional(),
       })
-      .strict(),
+      .strict()
+      .superRefine((p, ctx) => {
+        if (p.idle_delay !== undefined && typeof p.workers === 'number') ctx.addIssue({ code: 'custom', path: ['idle_delay'], message: 'only an autoscaled pool (workers: { min, max }) shrinks when idle' });
+      })
+      // `workers` stays the most workers the pool may run (what placement checks); `autoscale` says it varies.
+      .transform(({ workers, ...rest }) => (typeof workers === 'number' ? { ...rest, workers } : { ...rest, workers: workers.max, autoscale: workers })),
     hosts: z.array(sshHostSchema).min(1, 'expected at least one host').optional(),
     /** How the ssh backend runs `ssh`: a config file (-F), a known_hosts file, and -o options. */
     ssh: z
@@ -163,6 +193,19 @@ export type SshHost = z.infer<typeof sshHostSchema>;
 
 /** How long `setup` may run when the pool file does not say (`setup_timeout`). */
 export const DEFAULT_SETUP_TIMEOUT_S = 30 * 60;
+
+/** How long an autoscaled pool keeps workers it has no batches for when the pool file does not say (`pool.idle_delay`). */
+export const DEFAULT_IDLE_DELAY_S = 60;
+
+/** The fewest workers a pool runs: `pool.workers`, or its autoscaling `min`. */
+export function minWorkers(config: PoolConfig): number {
+  return autoscaleOf(config)?.min ?? config.pool.workers;
+}
+
+/** An autoscaled pool's range, if it is one. */
+export function autoscaleOf(config: PoolConfig): { min: number; max: number } | undefined {
+  return 'autoscale' in config.pool ? config.pool.autoscale : undefined;
+}
 
 export function setupTimeoutMs(config: PoolConfig): number {
   return Math.round((config.setup_timeout ?? DEFAULT_SETUP_TIMEOUT_S) * 1000);

@@ -149,6 +149,7 @@ const poolSummary = exact<P.PoolSummary>()(
     workers: z.array(workerSummary),
     jobs: z.array(jobSummary),
     backend: z.object({ kind: z.string(), workers: z.array(backendWorker) }).optional(),
+    autoscale: z.object({ min: z.number(), max: z.number(), wanted: z.number(), reason: z.string() }).optional(),
   }),
 );
 

@@ -162,6 +162,8 @@ export interface PoolSummary {
   jobs: JobSummary[];
   /** The pool's backend (`local`, `ssh`) and the workers it started, by their names. */
   backend?: { kind: string; workers: BackendWorkerSummary[] };
+  /** An autoscaled pool (`pool.workers: { min, max }`): its range, the size it wants now (`workersWanted`) and why. */
+  autoscale?: { min: number; max: number; wanted: number; reason: string };
 }
 
 /** Coordinator → subscribers. The CLI progress bar and the notebook render the same events. */

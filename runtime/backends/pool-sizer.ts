@@ -6,14 +6,16 @@ export interface Drainable {
   drain(name: string): boolean;
   /** Forgets a drain (the name may be started again). */
   undrain(name: string): void;
+  /** Whether a worker of this name holds a batch now (a shrink drains the others first). */
+  holds?(name: string): boolean;
 }
 
 const SWEEP_MS = 250;
 
 /**
  * Keeps a backend at the pool's size. Growing starts workers; shrinking drains the newest
- * ones on the coordinator and stops each only once it holds no batch, so a smaller pool
- * never costs a running batch (autoscaling's scale-down will go through here too).
+ * ones (idle ones first) on the coordinator and stops each only once it holds no batch, so a smaller pool
+ * never costs a running batch (the autoscaler's scale-down goes through here too).
  * Workers the backend gave up on (`gone`) keep their place until the next `resize`, which
  * replaces them: applying the pool again is how a user retries them.
  */
@@ -31,6 +33,11 @@ export class PoolSizer {
     private readonly log: (line: string) => void,
   ) {}
 
+  /** The size it keeps the backend at. */
+  get size(): number {
+    return this.target;
+  }
+
   resize(workers: number): void {
     if (this.closed) return;
     this.target = workers;
@@ -45,11 +52,17 @@ export class PoolSizer {
       const names = this.backend.startWorkers(this.target - staying.length);
       this.log(`starting ${names.length} ${this.backend.kind} worker(s): ${names.join(', ')}`);
     }
-    for (const w of staying.slice(this.target).reverse()) {
+    // newest first, but a worker holding a batch only when the idle ones are not enough
+    const surplus = [...staying].reverse().sort((a, b) => Number(this.holds(a.name)) - Number(this.holds(b.name)));
+    for (const w of surplus.slice(0, Math.max(0, staying.length - this.target))) {
       this.log(`pool shrinks to ${this.target}: draining worker ${w.name}`);
       this.leave(w.name);
     }
     this.sweep();
+  }
+
+  private holds(name: string): boolean {
+    return this.coordinator.holds?.(name) ?? false;
   }
 
   private leave(name: string): void {

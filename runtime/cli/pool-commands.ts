@@ -31,6 +31,7 @@ export function describeResources(r: WorkerResources | undefined): string {
 
 function printPool(pool: string, s: PoolSummary): void {
   say(`${pool}: running, ${s.workers.length}/${s.workersWanted} workers, coordinator ${s.url} (pid ${s.pid})`);
+  if (s.autoscale) say(`autoscaled ${s.autoscale.min}–${s.autoscale.max}, wants ${s.autoscale.wanted}: ${s.autoscale.reason}`);
   // STATE is the coordinator's view of a worker's connection; ENGINE its backend's (ssh session, process).
   const engine = new Map((s.backend?.workers ?? []).map((b) => [b.name, b]));
   const rows = [['WORKER', 'HOST', 'STATE', 'JOB', 'DEVICES', 'BATCHES', 'ENGINE']];

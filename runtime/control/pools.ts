@@ -8,7 +8,7 @@ import { buildId } from '../build-id.js';
 import { listJobIds, readJournal, readSpec } from '../store/job-store.js';
 import { cancelJobsOnDisk } from '../coordinator/pool-down.js';
 import { probeHost } from '../host-resources.js';
-import { PoolConfig, readPoolConfig } from '../pool-config.js';
+import { PoolConfig, autoscaleOf, minWorkers, readPoolConfig } from '../pool-config.js';
 import { planHostWorkers } from '../backends/host-placement.js';
 import { listenAddress } from '../backends/make-backend.js';
 import { cancelLeftoverSlurmJobs } from '../backends/slurm-client.js';
@@ -85,7 +85,9 @@ export async function applyPool(file: string, pool: string, opts: { confirm?: Co
       : config.pool.backend === 'slurm'
         ? `worker(s) as Slurm jobs${config.slurm?.partition ? ` in partition ${config.slurm.partition}` : ''}`
         : 'local worker(s)';
-  if (opts.confirm && !(await opts.confirm(`${verb} ${config.pool.workers} ${where}?`))) throw new SkybatchError('SKYBATCH_E_CANCELLED', 'aborted');
+  const range = autoscaleOf(config);
+  const count = range ? `${range.min}–${range.max} (autoscaled)` : String(config.pool.workers);
+  if (opts.confirm && !(await opts.confirm(`${verb} ${count} ${where}?`))) throw new SkybatchError('SKYBATCH_E_CANCELLED', 'aborted');
   const dir = poolDir(pool);
   // Under the pool's lock, so two applies (or an apply and a down) never both find no
   // coordinator and start one each: the second waits here, then updates the one that runs.
@@ -131,7 +133,8 @@ export async function applyPool(file: string, pool: string, opts: { confirm?: Co
         );
       }
       const ready = live.filter((w) => w.state === 'idle' || w.state === 'busy');
-      if (ready.length >= config.pool.workers) return status;
+      // an autoscaled pool is up with its min workers; it grows when jobs come
+      if (ready.length >= minWorkers(config)) return status;
       const stuck = engineTrouble(status, told, opts.log);
       if (stuck) throw stuck;
       await new Promise<void>((resolve) => {

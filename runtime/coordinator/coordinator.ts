@@ -1,11 +1,12 @@
-import type { PoolConfig } from '../pool-config.js';
+import { PoolConfig, minWorkers } from '../pool-config.js';
 import type { JobEvent, JobRequest, JobSpec, JobSummary, PoolSummary, WorkerMessage, WorkerSummary } from '../protocol.js';
 import type { BatchRecord, JobRun } from './job-run.js';
+import type { PoolLoad } from '../backends/autoscaler.js';
 import { BatchOutcomes } from './batch-outcomes.js';
 import { EventHub, Subscriber } from './event-hub.js';
 import { JobLifecycle, POOL_DOWN_MERGE_GRACE_MS } from './job-lifecycle.js';
 import { describeRerun, noWorkerCanRun, sendWelcome, setupKey } from './pool-setup.js';
-import { nextRetryAt, overdueBatches, schedule, stalledWorkers } from './scheduler.js';
+import { nextRetryAt, overdueBatches, poolLoad, schedule, stalledWorkers } from './scheduler.js';
 import { refuse, sendBundle } from './worker-replies.js';
 import { WorkerEntry, WorkerLink, WorkerTable, holdsAttempt } from './worker-table.js';
 
@@ -25,6 +26,8 @@ export class Coordinator {
   private readonly sweeper = setInterval(() => this.sweepOverdue(), 1000);
   /** What the pool's backend sees of its workers, for `status` (set by whoever starts the backend). */
   backendView?: () => PoolSummary['backend'];
+  /** An autoscaled pool's size and why (set by whoever runs its autoscaler). */
+  autoscaleView?: () => PoolSummary['autoscale'];
   private readonly outcomes = new BatchOutcomes({
     workers: this.workers,
     emit: (event) => this.emit(event),
@@ -49,7 +52,7 @@ export class Coordinator {
       events: this.events,
       emitWorker: (w) => this.emitWorker(w),
       pump: () => this.pump(),
-      unrunnable: () => noWorkerCanRun(this.workers.all(), this.pool, this.config.pool.workers),
+      unrunnable: () => noWorkerCanRun(this.workers.all(), this.pool, minWorkers(this.config)),
       log: (line) => this.log(line),
     });
     this.jobs.restore();
@@ -241,6 +244,15 @@ export class Coordinator {
     this.workers.undrain(name);
   }
 
+  holds(name: string): boolean {
+    return this.workers.all().some((w) => w.name === name && w.leased.size > 0);
+  }
+
+  /** What there is to do, for the autoscaler (see `poolLoad`). */
+  load(): PoolLoad {
+    return poolLoad(this.jobs.all(), this.workers.all());
+  }
+
   subscribe(s: Subscriber): () => void {
     return this.events.subscribe(s);
   }
@@ -262,10 +274,11 @@ export class Coordinator {
       pool: this.pool,
       url: this.url(),
       pid: this.pid,
-      workersWanted: this.config.pool.workers,
+      workersWanted: this.autoscaleView?.()?.wanted ?? this.config.pool.workers,
       workers: this.workers.all().map((w) => this.workerSummary(w)),
       jobs: this.jobs.all().map((r) => r.summary()),
       ...(this.backendView ? { backend: this.backendView() } : {}),
+      ...(this.autoscaleView?.() ? { autoscale: this.autoscaleView()! } : {}),
     };
   }
 

@@ -13,6 +13,7 @@ import type { PoolConfig } from '../pool-config.js';
 import { CoordinatorInfo, isCoordinatorOf, poolDir, writePrivate } from '../store/pool-store.js';
 import { coordinatorTls, listenAddress, makeBackend } from '../backends/make-backend.js';
 import { PoolSizer } from '../backends/pool-sizer.js';
+import { sizePool } from '../backends/pool-size.js';
 import { Coordinator } from './coordinator.js';
 import { CoordinatorServer } from './server.js';
 
@@ -69,6 +70,7 @@ const backend = makeBackend({
 });
 coordinator.backendView = () => ({ kind: backend.kind, workers: backend.workers() });
 const sizer = new PoolSizer(backend, coordinator, log);
+const size = sizePool(sizer, coordinator, log);
 let stopping = false;
 
 /** `poolDown`: from `skybatch pool down`, whose running jobs end CANCELLED; a signal leaves them to resume on the next start. */
@@ -78,6 +80,7 @@ async function shutdown(poolDown = false): Promise<void> {
   log(poolDown ? 'shutting down (pool down)' : 'shutting down');
   if (poolDown) await coordinator.cancelForPoolDown();
   coordinator.close();
+  size.close();
   sizer.close();
   await backend.teardown();
   await server.close();
@@ -93,8 +96,9 @@ const options = {
   admitWorker: (hello: { name: string; launch?: string }) => backend.admit?.(hello.name, hello.launch),
   onScale: (n: number) => {
     // `pool apply` on a running pool wrote the new config first; a changed setup runs again on every worker
-    coordinator.reconfigure({ ...readConfig(), pool: { ...readConfig().pool, workers: n } });
-    sizer.resize(n);
+    const next = readConfig();
+    coordinator.reconfigure({ ...next, pool: { ...next.pool, workers: n } });
+    size.apply(coordinator.config);
   },
   onShutdown: () => void shutdown(true),
 };
@@ -109,7 +113,7 @@ try {
 const info: CoordinatorInfo = { pool, url, pid: process.pid, startedAt: new Date().toISOString(), build: buildId(), ca: tlsFiles?.cert };
 writePrivate(path.join(dir, 'coordinator.json'), JSON.stringify(info, null, 1));
 log(`coordinator of pool ${pool} listening on ${url}${tlsFiles && !config.coordinator?.tls ? ` (the pool's own certificate: ${tlsFiles.cert})` : ''}`);
-sizer.resize(config.pool.workers);
+size.apply(config);
 
 process.on('SIGTERM', () => void shutdown());
 process.on('SIGINT', () => void shutdown());

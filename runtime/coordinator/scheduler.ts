@@ -143,6 +143,13 @@ function allot(active: readonly JobRun[], usable: readonly WorkerEntry[], held: 
   return serves;
 }
 
+/** Batches of unfinished jobs not handed out yet and workers holding one: what an autoscaled pool sizes itself by. */
+export function poolLoad(jobs: Iterable<JobRun>, workers: readonly WorkerEntry[]): { pending: number; holding: number } {
+  let pending = 0;
+  for (const r of jobs) if (!r.isFinished && !r.allDone) pending += r.backlog();
+  return { pending, holding: workers.filter((w) => w.state !== 'gone' && w.leased.size > 0).length };
+}
+
 /** When the earliest waiting retry of an unfinished job is due, if any: the coordinator's next wake-up. */
 export function nextRetryAt(jobs: Iterable<JobRun>): number | undefined {
   const due = Math.min(...[...jobs].filter((r) => !r.isFinished).map((r) => r.nextRetryAt() ?? Infinity));
