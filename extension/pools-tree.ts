@@ -1,13 +1,15 @@
 import * as vscode from 'vscode';
 import { applyToJobs, applyToWorkers } from '../runtime/job-events.js';
-import type { JobEvent, JobSummary, PoolSummary, WorkerSummary } from '../runtime/protocol.js';
+import type { BackendWorkerSummary, JobEvent, JobSummary, PoolSummary, WorkerSummary } from '../runtime/protocol.js';
 import type { Engine } from './engine.js';
 import { watchPool } from './job-watch.js';
 
 export type PoolsNode =
   | { type: 'pool'; pool: string; running: boolean; status?: PoolSummary }
   | { type: 'group'; pool: string; group: 'workers' | 'jobs'; count: number }
-  | { type: 'worker'; pool: string; worker: WorkerSummary }
+  | { type: 'worker'; pool: string; worker: WorkerSummary; engine?: BackendWorkerSummary }
+  /** A worker its backend started that has not joined (pending on its engine, starting, gone). */
+  | { type: 'engineWorker'; pool: string; engine: BackendWorkerSummary }
   | { type: 'job'; pool: string; job: JobSummary }
   | { type: 'message'; text: string };
 
@@ -29,10 +31,18 @@ export function jobDescription(j: JobSummary): string {
   return `${j.status} · ${j.batchesDone}/${j.batchesTotal} batches · ${pct}%`;
 }
 
-export function workerDescription(w: WorkerSummary): string {
+/** A joined worker: its host, the coordinator's state of it, its batches, and what its backend's engine says (ENGINE in `pool status`). */
+export function workerDescription(w: WorkerSummary, engine?: BackendWorkerSummary): string {
   const what = w.batches.length ? ` · job ${w.jobId} batch ${w.batches.map((b) => `[${b[0]}, ${b[1]}]`).join(' ')}` : w.jobId ? ` · job ${w.jobId}` : '';
-  return `${w.state}${what}`;
+  return `${w.host} · ${w.state}${what}${engine ? ` · engine ${engine.state}` : ''}`;
 }
+
+/** A worker its backend started that has not joined: its host and the engine's state and reason. */
+export function engineDescription(b: BackendWorkerSummary): string {
+  return `${b.host} · engine ${b.state}${b.reason ? `: ${b.reason}` : ''}`;
+}
+
+const ENGINE_ICON: Record<string, string> = { pending: 'clock', starting: 'loading~spin', running: 'circle-outline', gone: 'circle-slash' };
 
 /** The "Pools" view: pools → workers (state, current batch) and jobs (status, progress). */
 export class PoolsTree implements vscode.TreeDataProvider<PoolsNode>, vscode.Disposable {
@@ -170,7 +180,13 @@ export class PoolsTree implements vscode.TreeDataProvider<PoolsNode>, vscode.Dis
     }
     if (node.type === 'group' && node.group === 'workers') {
       const p = s.pools.find((x) => x.pool === node.pool);
-      return (p?.status?.workers ?? []).filter((w) => w.state !== 'gone').map((worker) => ({ type: 'worker', pool: node.pool, worker }));
+      const joined = (p?.status?.workers ?? []).filter((w) => w.state !== 'gone');
+      const engine = new Map((p?.status?.backend?.workers ?? []).map((b) => [b.name, b]));
+      const names = new Set(joined.map((w) => w.name));
+      return [
+        ...joined.map((worker): PoolsNode => ({ type: 'worker', pool: node.pool, worker, engine: engine.get(worker.name) })),
+        ...[...engine.values()].filter((b) => !names.has(b.name)).map((b): PoolsNode => ({ type: 'engineWorker', pool: node.pool, engine: b })),
+      ];
     }
     if (node.type === 'group') return this.jobsOf(node.pool).map((job) => ({ type: 'job', pool: node.pool, job }));
     return [];
@@ -207,11 +223,20 @@ export class PoolsTree implements vscode.TreeDataProvider<PoolsNode>, vscode.Dis
       }
       case 'worker': {
         const item = new vscode.TreeItem(node.worker.name, C.None);
-        item.description = workerDescription(node.worker);
+        item.description = workerDescription(node.worker, node.engine);
         item.iconPath = new vscode.ThemeIcon(WORKER_ICON[node.worker.state] ?? 'circle-outline');
         item.contextValue = 'worker';
-        item.tooltip = `${node.worker.name} on ${node.worker.host}: ${workerDescription(node.worker)}`;
+        item.tooltip = `${node.worker.name} on ${node.worker.host}: ${workerDescription(node.worker, node.engine)}${node.engine?.reason ? ` (${node.engine.reason})` : ''}`;
         item.id = `worker:${node.pool}:${node.worker.workerId}`;
+        return item;
+      }
+      case 'engineWorker': {
+        const item = new vscode.TreeItem(node.engine.name, C.None);
+        item.description = engineDescription(node.engine);
+        item.iconPath = new vscode.ThemeIcon(ENGINE_ICON[node.engine.state] ?? 'circle-outline');
+        item.contextValue = 'worker-engine';
+        item.tooltip = `${node.engine.name} on ${node.engine.host}: ${node.engine.state} since ${node.engine.since}${node.engine.reason ? `: ${node.engine.reason}` : ''}`;
+        item.id = `engine:${node.pool}:${node.engine.name}`;
         return item;
       }
       case 'job': {

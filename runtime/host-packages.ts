@@ -4,7 +4,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { SkybatchError } from '../formats/common/errors.js';
 import type { BundleHeader } from './bundle-header.js';
 import { PACKAGE_API_URL } from './package-api.js';
-import { isInstalledFor, isPackageSpecifier, packageMissing, type HookData } from './package-hooks.js';
+import { isInstalledFor, isPackageSpecifier, packageMissing, resolveBases, type HookData } from './package-hooks.js';
 
 export const HOST_KEY = Symbol.for('skybatch.host');
 
@@ -30,7 +30,9 @@ function who(): string {
 export function installHost(bundleFile: string, header: BundleHeader, runtime: object): void {
   const entryUrl = pathToFileURL(header.entry).href;
   const cwdUrl = pathToFileURL(path.join(process.cwd(), 'noop.js')).href;
-  const data: HookData = { bundleUrl: pathToFileURL(bundleFile).href, entryUrl, cwdUrl, runtimeUrl: PACKAGE_API_URL, who: who() };
+  const shipped = process.env.SKYBATCH_PACKAGES;
+  const packagesUrl = shipped ? pathToFileURL(path.join(shipped, 'noop.js')).href : undefined;
+  const data: HookData = { bundleUrl: pathToFileURL(bundleFile).href, entryUrl, cwdUrl, ...(packagesUrl ? { packagesUrl } : {}), runtimeUrl: PACKAGE_API_URL, who: who() };
   // The hooks run in a thread of their own, which costs a process ~0.2 s to start: only bundles that import packages as ES modules need them.
   if (header.esmImports !== false) {
     if (typeof register !== 'function') {
@@ -42,7 +44,8 @@ export function installHost(bundleFile: string, header: BundleHeader, runtime: o
 }
 
 function requireFor(d: HookData, runtime: object): NodeJS.Require {
-  const bases = [createRequire(d.entryUrl), createRequire(d.cwdUrl)];
+  const urls = resolveBases(d);
+  const bases = urls.map((u) => createRequire(u));
   const find = <T>(id: string, how: (r: NodeJS.Require) => T): T => {
     let first: unknown;
     for (const [i, r] of bases.entries()) {
@@ -50,7 +53,7 @@ function requireFor(d: HookData, runtime: object): NodeJS.Require {
         return how(r);
       } catch (err) {
         first ??= err;
-        const from = i === 0 ? d.entryUrl : d.cwdUrl;
+        const from = urls[i];
         if ((err as { code?: string }).code !== 'MODULE_NOT_FOUND' || !isPackageSpecifier(id) || isInstalledFor(id, from)) throw err;
       }
     }

@@ -15,6 +15,8 @@ export interface HookData {
   bundleUrl: string;
   entryUrl: string;
   cwdUrl: string;
+  /** The job's packages shipped to this host (`SKYBATCH_PACKAGES`), tried after the project and before the worker's folder. */
+  packagesUrl?: string;
   runtimeUrl: string;
   /** "worker local-0", for messages. */
   who: string;
@@ -37,7 +39,7 @@ export async function resolve(specifier: string, context: Context, next: NextRes
   if (!data) return next(specifier, context);
   if (specifier === 'skybatch') return { url: data.runtimeUrl, format: 'module', shortCircuit: true };
   if (context.parentURL !== data.bundleUrl || !isPackageSpecifier(specifier) || isBuiltin(specifier)) return next(specifier, context);
-  for (const parentURL of [data.entryUrl, data.cwdUrl]) {
+  for (const parentURL of resolveBases(data)) {
     try {
       return await next(specifier, { ...context, parentURL });
     } catch (err) {
@@ -46,6 +48,11 @@ export async function resolve(specifier: string, context: Context, next: NextRes
     }
   }
   throw packageMissing(specifier, data);
+}
+
+/** Where a job's bare imports resolve from, in order: the user's script, the packages shipped to this host, the worker's folder. */
+export function resolveBases(d: Pick<HookData, 'entryUrl' | 'packagesUrl' | 'cwdUrl'>): string[] {
+  return d.packagesUrl ? [d.entryUrl, d.packagesUrl, d.cwdUrl] : [d.entryUrl, d.cwdUrl];
 }
 
 export function isPackageSpecifier(s: string): boolean {
@@ -68,18 +75,18 @@ export function isInstalledFor(specifier: string, fromUrl: string): boolean {
   }
 }
 
-export function packageMissing(specifier: string, d: Pick<HookData, 'entryUrl' | 'cwdUrl' | 'who'>): Error & { code: string } {
+export function packageMissing(specifier: string, d: Pick<HookData, 'entryUrl' | 'cwdUrl' | 'packagesUrl' | 'who'>): Error & { code: string } {
   const entry = fileURLToPath(d.entryUrl);
   const parts = specifier.split('/');
   const name = specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
   const project = path.dirname(entry);
   const here = fs.existsSync(project);
   const where = here ? `in ${project} or the folders above it` : `because the script's folder ${project} does not exist on this machine`;
-  // Shipping a project's packages to other machines (its node_modules packed once per lockfile hash) is the next step of issue 12.
+  const shipped = d.packagesUrl ? `, nor among the project's packages copied to this host (${path.dirname(fileURLToPath(d.packagesUrl))})` : '';
   const fix = here
     ? `Install it in the script's project (npm install ${name}), or, for workers on another machine, install the project's packages there in the pool's setup.`
-    : `This worker runs on another machine than the script, and skybatch does not copy a project's packages to other machines yet: install them there in the pool's setup (packages in the worker's folder are found too, e.g. setup: npm install ${name}), or keep the project in a folder every host mounts (pool.shared_fs).`;
-  const err = new Error(`package '${name}', imported by the job's script ${entry}, cannot be found on ${d.who}: not installed ${where}, nor in the worker's folder ${path.dirname(fileURLToPath(d.cwdUrl))}. ${fix}`) as Error & {
+    : `This worker runs on another machine than the script: skybatch copies there the packages installed in the script's project, and '${name}' is not one of them. Install it in the project (npm install ${name}), or on the hosts in the pool's setup (packages in the worker's folder are found too, e.g. setup: npm install ${name}), or keep the project in a folder every host mounts (pool.shared_fs).`;
+  const err = new Error(`package '${name}', imported by the job's script ${entry}, cannot be found on ${d.who}: not installed ${where}${shipped}, nor in the worker's folder ${path.dirname(fileURLToPath(d.cwdUrl))}. ${fix}`) as Error & {
     code: string;
   };
   err.code = 'SKYBATCH_E_PACKAGE_MISSING';

@@ -84,7 +84,7 @@ const jobRequestFields = {
 
 export const jobRequest = exact<P.JobRequest>()(z.object(jobRequestFields).superRefine(checkJobLimits));
 export const jobSpec = exact<P.JobSpec>()(
-  z.object({ ...jobRequestFields, jobId, pool: poolName, createdAt: z.string() }).superRefine(checkJobLimits),
+  z.object({ ...jobRequestFields, jobId, pool: poolName, createdAt: z.string(), packages: z.object({ hash: bundleHash }).optional() }).superRefine(checkJobLimits),
 );
 
 const jobStatus = z.enum(['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED']);
@@ -222,6 +222,7 @@ export const workerMessage = exactUnion<P.WorkerMessage, 'type'>('type')(
     z.object({ type: z.literal('ready') }),
     z.object({ type: z.literal('setupFailed'), error: wireError }),
     z.object({ type: z.literal('getBundle'), hash: bundleHash }),
+    z.object({ type: z.literal('getPackages'), hash: bundleHash }),
     z.object({ type: z.literal('batchStarted'), ...batchRef }),
     z.object({ type: z.literal('batchDone'), ...batchRef, items: count, sample: z.array(z.unknown()).optional(), deadLetters: z.array(deadLetter).optional() }),
     z.object({ type: z.literal('batchReleased'), ...batchRef }),
@@ -240,6 +241,7 @@ export const coordinatorToWorker = exactUnion<P.CoordinatorToWorker, 'type'>('ty
     z.object({ type: z.literal('job'), spec: jobSpec }),
     z.object({ type: z.literal('bundle'), hash: bundleHash, code: z.string() }),
     z.object({ type: z.literal('bundleUnavailable'), hash: z.string(), error: wireError }),
+    z.object({ type: z.literal('packages'), hash: bundleHash, error: wireError.optional() }),
     z.object({ type: z.literal('batch'), jobId, index: count, start: count, end: count, attempt: count, wantSample: z.boolean() }),
     z.object({ type: z.literal('endJob'), jobId, reason: z.enum(['done', 'cancelled', 'failed']) }),
     z.object({ type: z.literal('abortBatch'), ...batchRef }),

@@ -79,6 +79,8 @@ export interface JobSpec extends JobRequest {
   jobId: string;
   pool: string;
   createdAt: string;
+  /** Set by a coordinator whose workers run on other machines: the job's packages, packed by content hash (`getPackages`). */
+  packages?: { hash: string };
 }
 
 export interface JobSummary {
@@ -238,6 +240,8 @@ export type WorkerMessage =
   | { type: 'ready' }
   | { type: 'setupFailed'; error: WireError }
   | { type: 'getBundle'; hash: string }
+  /** Asks for a job's packages (`JobSpec.packages`) on this worker's host: answered `packages` once they are in its packages folder. */
+  | { type: 'getPackages'; hash: string }
   /** The mapper took the batch from load(): a crash from now on is charged to this batch. */
   | { type: 'batchStarted'; jobId: string; index: number; attempt: number }
   | { type: 'batchDone'; jobId: string; index: number; attempt: number; items: number; sample?: unknown[]; deadLetters?: DeadLetter[] }
@@ -255,6 +259,8 @@ export type CoordinatorToWorker =
   | { type: 'bundle'; hash: string; code: string }
   /** The answer to a `getBundle` the coordinator cannot serve (no such bundle). */
   | { type: 'bundleUnavailable'; hash: string; error: WireError }
+  /** The answer to `getPackages`: they are in the host's packages folder (`error`: they cannot be put there). */
+  | { type: 'packages'; hash: string; error?: WireError }
   | { type: 'batch'; jobId: string; index: number; start: number; end: number; attempt: number; wantSample: boolean }
   | { type: 'endJob'; jobId: string; reason: 'done' | 'cancelled' | 'failed' }
   /**

@@ -1,4 +1,5 @@
 import type { BackendWorkerSummary } from '../protocol.js';
+import type { RuntimePack } from './runtime-pack.js';
 
 /** The line a worker prints when it is up (then JSON: name, pid, host, node), for backends that watch its output. */
 export const WORKER_UP_MARKER = 'SKYBATCH_WORKER_UP';
@@ -39,6 +40,11 @@ export interface WorkerBackend {
    * network partition, so no two live workers ever hold one slot.
    */
   admit?(name: string, launch: string | undefined): string | undefined;
+  /**
+   * Puts a job's packages pack on the machine of worker `name` (once per machine), for
+   * backends whose workers cannot see the submitting machine's files. Absent: they can.
+   */
+  shipPackages?(name: string, pack: RuntimePack): Promise<void>;
   /** Stops every worker (SIGTERM, then SIGKILL after `graceMs`) and releases the engine's resources. Idempotent. */
   teardown(graceMs?: number): Promise<void>;
 }

@@ -22,11 +22,13 @@ export interface RuntimePack {
   files: number;
 }
 
-interface Entry {
+export interface Entry {
   /** Path inside the pack. */
   to: string;
   from: string;
   exec: boolean;
+  /** The file's bytes when they are made here, not read from `from`. */
+  data?: Buffer;
 }
 
 /**
@@ -38,15 +40,18 @@ interface Entry {
  * `UNPACK_SCRIPT`.
  */
 export function buildRuntimePack(): RuntimePack {
-  const entries = collect();
+  return writePack(collect(), path.join(skybatchHome(), 'runtime'));
+}
+
+/** Packs `entries` into DIR/HASH.pack.gz (once per content hash; the newest few kept). */
+export function writePack(entries: Entry[], dir: string): RuntimePack {
   const records: Buffer[] = [];
   for (const e of entries) {
-    const data = fs.readFileSync(e.from);
+    const data = e.data ?? fs.readFileSync(e.from);
     records.push(Buffer.from(JSON.stringify({ p: e.to, x: e.exec, n: data.length }) + '\n'), data);
   }
   const raw = Buffer.concat(records);
   const hash = createHash('sha256').update(raw).digest('hex');
-  const dir = path.join(skybatchHome(), 'runtime');
   const file = path.join(dir, `${hash}.pack.gz`);
   if (!fs.existsSync(file)) {
     fs.mkdirSync(dir, { recursive: true });
@@ -81,6 +86,21 @@ function collect(): Entry[] {
   const python = path.join(PACKAGE_ROOT, 'python');
   if (fs.existsSync(python)) addTree(python, 'python', (rel) => !rel.split(path.sep).includes('__pycache__'));
 
+  out.push(...dependencyEntries(PACKAGE_ROOT, (dep) => !CLIENT_ONLY.has(dep)));
+  return out.sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0));
+}
+
+/**
+ * The installed production dependencies of the package in `root` (those `wanted` of its own,
+ * and theirs), laid out under node_modules/ so that Node finds the same versions from the
+ * pack's top folder as it does from `root`. `extra`: more top-level packages to include
+ * (those a script imports that its package.json does not list); ones not installed are left out.
+ */
+export function dependencyEntries(root: string, wanted: (dep: string) => boolean = () => true, extra: string[] = []): Entry[] {
+  const out: Entry[] = [];
+  const addTree = (from: string, to: string, keep: (rel: string) => boolean) => {
+    for (const rel of walk(from)) if (keep(rel)) out.push({ from: path.join(from, rel), to: path.posix.join(to, rel.split(path.sep).join('/')), exec: isExec(path.join(from, rel)) });
+  };
   // Dependencies: packed path -> real folder. A dependency found in a node_modules above its
   // dependent goes to the pack's top node_modules unless another version holds that place;
   // then (and when it was nested on this machine) it goes under its dependent.
@@ -88,12 +108,14 @@ function collect(): Entry[] {
   const visit = (realDir: string, packedDir: string) => {
     const manifest = readManifest(realDir);
     const deps = { ...manifest.optionalDependencies, ...manifest.dependencies };
-    for (const dep of Object.keys(deps)) {
-      if (dep.startsWith('@types/') || (packedDir === '' && CLIENT_ONLY.has(dep))) continue;
+    const top = packedDir === '';
+    const names = top ? [...new Set([...Object.keys(deps).filter(wanted), ...extra])] : Object.keys(deps);
+    for (const dep of names) {
+      if (dep.startsWith('@types/') || dep === 'skybatch') continue;
       const found = findPackage(dep, realDir);
       if (!found) {
-        if (manifest.optionalDependencies?.[dep] !== undefined) continue; // not for this platform
-        throw new Error(`skybatch's dependency ${dep} (needed by ${manifest.name ?? realDir}) is not installed next to ${realDir}: run npm install`);
+        if (manifest.optionalDependencies?.[dep] !== undefined || (top && !(dep in deps))) continue; // not for this platform, or not installed
+        throw new Error(`the dependency ${dep} (needed by ${manifest.name ?? realDir}) is not installed next to ${realDir}: run npm install`);
       }
       const nested = found.startsWith(path.join(realDir, 'node_modules') + path.sep);
       let to = nested ? path.posix.join(packedDir, 'node_modules', dep) : path.posix.join('node_modules', dep);
@@ -103,9 +125,9 @@ function collect(): Entry[] {
       visit(found, to);
     }
   };
-  visit(PACKAGE_ROOT, '');
+  visit(root, '');
   for (const [to, from] of placed) addTree(from, to, (rel) => !SKIP_FILE.test(rel));
-  return out.sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0));
+  return out;
 }
 
 /** Files under `dir`, relative, skipping nested node_modules (each dependency is placed on its own). */
@@ -126,7 +148,12 @@ function isExec(file: string): boolean {
 }
 
 function readManifest(dir: string): { name?: string; dependencies?: Record<string, string>; optionalDependencies?: Record<string, string> } {
-  return JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}; // a project with node_modules but no package.json
+    throw err;
+  }
 }
 
 /** Where Node would find package `name` for code in `fromDir`: the nearest node_modules/name going up. */

@@ -53,9 +53,13 @@ function dirWord(dir = DEFAULT_HOST_DIR): string {
   return shq(dir);
 }
 
-/** Copies the runtime pack (on stdin) into the host's runtime folder. */
-export function shipCommand(h: SshHost, hash: string): string {
-  return `D=${dirWord(h.dir)}; mkdir -p "$D/runtime" && exec ${shq(h.node ?? 'node')} -e ${shq(UNPACK_SCRIPT)} "$D/runtime" ${hash}`;
+/**
+ * Copies a pack (on stdin) into the host's runtime folder, or its packages folder (job
+ * packages: one already there is left as it is).
+ */
+export function shipCommand(h: SshHost, hash: string, into: 'runtime' | 'packages' = 'runtime'): string {
+  const there = into === 'packages' ? `[ -f "$D/${into}/${hash}/.complete" ] && exit 0; ` : '';
+  return `D=${dirWord(h.dir)}; ${there}mkdir -p "$D/${into}" && exec ${shq(h.node ?? 'node')} -e ${shq(UNPACK_SCRIPT)} "$D/${into}" ${hash}`;
 }
 
 export interface LaunchSpec {
@@ -77,7 +81,7 @@ export interface LaunchSpec {
 export function launchCommand(s: LaunchSpec): string {
   const node = shq(s.host.node ?? 'node');
   const run = (r: WorkerResources) =>
-    [node, '--enable-source-maps', '"$R/out/runtime/worker/main.js"', '--coordinator', shq(s.url), '--name', shq(s.name), '--workdir', '"$W"', '--resources', shq(JSON.stringify(r)), '--launch', shq(s.launch), '--lifeline', 'stdin'].join(' ');
+    [node, '--enable-source-maps', '"$R/out/runtime/worker/main.js"', '--coordinator', shq(s.url), '--name', shq(s.name), '--workdir', '"$W"', '--resources', shq(JSON.stringify(r)), '--launch', shq(s.launch), '--packages-dir', '"$D/packages"', '--lifeline', 'stdin'].join(' ');
   const lines = [
     `D=${dirWord(s.host.dir)}; R="$D/runtime/${s.hash}"; W="$D/pools/"${shq(s.pool)}/${shq(s.name)}`,
     `[ -f "$R/.complete" ] || { echo "skybatch runtime ${s.hash.slice(0, 12)} is not on this host yet" >&2; exit ${EXIT_NO_RUNTIME}; }`,

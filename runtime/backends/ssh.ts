@@ -54,7 +54,8 @@ interface Slot {
  * down, a crashed coordinator whose pipe closes, a partition that ssh's keepalive gives up
  * on) ends the worker, so none outlives its pool. A host needs only Node: the skybatch
  * runtime is copied once per content hash into ~/.skybatch-host/runtime/HASH the first time
- * a launch finds it missing. A session that ends while the worker should run is started again
+ * a launch finds it missing, and a job's packages into ~/.skybatch-host/packages/HASH the
+ * first time one of the host's workers asks for them. A session that ends while the worker should run is started again
  * with backoff, so a host that drops off rejoins when it is back; its batches were already
  * given to others when its connection to the coordinator went quiet.
  */
@@ -66,6 +67,8 @@ export class SshBackend implements WorkerBackend {
   /** Per host: the runtime copy in flight or done, and when it finished. */
   private readonly shipped = new Map<number, { done: Promise<void>; at?: number }>();
   private readonly shippers = new Set<ChildProcess>();
+  /** Per host and packages hash: the copy in flight or done (a failed one is forgotten, so it is tried again). */
+  private readonly packagesShipped = new Map<string, Promise<void>>();
   private closed = false;
 
   constructor(private readonly opts: SshBackendOptions) {
@@ -251,13 +254,30 @@ export class SshBackend implements WorkerBackend {
     return record.done;
   }
 
+  /** Copies a job's packages to the host of worker `name`, once per host (a copy already there is kept). */
+  shipPackages(name: string, pack: RuntimePack): Promise<void> {
+    const slot = [...this.slots.values()].find((s) => s.name === name);
+    if (!slot) return Promise.reject(new Error(`this pool's ssh backend runs no worker ${name}`));
+    const key = `${slot.host}:${pack.hash}`;
+    let done = this.packagesShipped.get(key);
+    if (!done) {
+      done = this.copyPack(slot.host, pack, 'packages', "the job's packages");
+      this.packagesShipped.set(key, done);
+      done.catch(() => this.packagesShipped.get(key) === done && this.packagesShipped.delete(key));
+    }
+    return done;
+  }
+
   private copyRuntime(index: number): Promise<void> {
+    return this.copyPack(index, this.pack!, 'runtime', 'the skybatch runtime');
+  }
+
+  private copyPack(index: number, pack: RuntimePack, into: 'runtime' | 'packages', what: string): Promise<void> {
     const host = this.opts.config().hosts![index];
-    const pack = this.pack!;
     const label = hostLabel(host);
     const t0 = Date.now();
-    this.opts.log(`copying the skybatch runtime ${pack.hash.slice(0, 12)} (${(pack.bytes / 2 ** 20).toFixed(1)} MB, ${pack.files} files) to ${label}`);
-    const proc = spawn('ssh', sshArgs(host, this.opts.config().ssh, shipCommand(host, pack.hash)), { stdio: ['pipe', 'ignore', 'pipe'] });
+    this.opts.log(`copying ${what} ${pack.hash.slice(0, 12)} (${(pack.bytes / 2 ** 20).toFixed(1)} MB, ${pack.files} files) to ${label}`);
+    const proc = spawn('ssh', sshArgs(host, this.opts.config().ssh, shipCommand(host, pack.hash, into)), { stdio: ['pipe', 'ignore', 'pipe'] });
     this.shippers.add(proc);
     const stderr: string[] = [];
     forEachLine(proc.stderr, (l) => l.trim() && stderr.push(l.trim()));
@@ -268,7 +288,7 @@ export class SshBackend implements WorkerBackend {
       proc.on('close', (code, signal) => {
         this.shippers.delete(proc);
         if (code === 0) {
-          this.opts.log(`copied the skybatch runtime to ${label} in ${Date.now() - t0} ms`);
+          this.opts.log(`copied ${what} to ${label} in ${Date.now() - t0} ms`);
           return resolve();
         }
         const tail = stderr.slice(-2).join(' ') || (signal ? `killed by ${signal}` : `exit ${code}`);

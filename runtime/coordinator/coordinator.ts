@@ -7,6 +7,7 @@ import { EventHub, Subscriber } from './event-hub.js';
 import { JobLifecycle, POOL_DOWN_MERGE_GRACE_MS } from './job-lifecycle.js';
 import { describeRerun, noWorkerCanRun, sendWelcome, setupKey } from './pool-setup.js';
 import { nextRetryAt, overdueBatches, poolLoad, schedule, stalledWorkers } from './scheduler.js';
+import type { JobPackages } from './job-packages.js';
 import { refuse, sendBundle } from './worker-replies.js';
 import { WorkerEntry, WorkerLink, WorkerTable, holdsAttempt } from './worker-table.js';
 
@@ -26,6 +27,8 @@ export class Coordinator {
   private readonly sweeper = setInterval(() => this.sweepOverdue(), 1000);
   /** What the pool's backend sees of its workers, for `status` (set by whoever starts the backend). */
   backendView?: () => PoolSummary['backend'];
+  /** Set when the workers run on other machines: the jobs' packages travel to their hosts. */
+  packages?: JobPackages;
   /** An autoscaled pool's size and why (set by whoever runs its autoscaler). */
   autoscaleView?: () => PoolSummary['autoscale'];
   private readonly outcomes = new BatchOutcomes({
@@ -98,6 +101,10 @@ export class Coordinator {
         break;
       case 'getBundle':
         sendBundle(w, msg.hash, this.log);
+        break;
+      case 'getPackages':
+        if (this.packages) this.packages.send(w, msg.hash);
+        else w.link.send({ type: 'packages', hash: msg.hash, error: { code: 'SKYBATCH_E_NOT_FOUND', message: `pool ${this.pool} does not ship packages: its workers run on this machine`, retryable: false } });
         break;
       case 'batchStarted': {
         const b = this.heldBy(w, msg)?.markStarted(msg.index, msg.attempt);
@@ -208,7 +215,7 @@ export class Coordinator {
 
   private assign(run: JobRun, w: WorkerEntry, b: BatchRecord, attempt: number): void {
     const { newJob, becameBusy } = this.workers.assign(w, run.spec.jobId, b.index);
-    if (newJob) w.link.send({ type: 'job', spec: run.spec });
+    if (newJob) w.link.send({ type: 'job', spec: this.packages?.specFor(run.spec) ?? run.spec });
     this.jobs.started(run);
     const wantSample = run.samplesWanted > 0;
     if (wantSample) run.samplesWanted--;

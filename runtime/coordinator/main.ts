@@ -15,6 +15,7 @@ import { coordinatorTls, listenAddress, makeBackend } from '../backends/make-bac
 import { PoolSizer } from '../backends/pool-sizer.js';
 import { sizePool } from '../backends/pool-size.js';
 import { Coordinator } from './coordinator.js';
+import { JobPackages } from './job-packages.js';
 import { CoordinatorServer } from './server.js';
 
 const { values } = parseArgs({ options: { pool: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' } } });
@@ -69,6 +70,7 @@ const backend = makeBackend({
   tls: tlsFiles,
 });
 coordinator.backendView = () => ({ kind: backend.kind, workers: backend.workers() });
+if (backend.shipPackages) coordinator.packages = new JobPackages({ shipPackages: backend.shipPackages.bind(backend) }, () => coordinator.config.pool.shared_fs, log);
 const sizer = new PoolSizer(backend, coordinator, log);
 const size = sizePool(sizer, coordinator, log);
 let stopping = false;

@@ -1,11 +1,13 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import WebSocket from 'ws';
 import { fromWireError, toWireError } from '../../formats/common/errors.js';
 import { DEFAULT_SETUP_TIMEOUT_S } from '../pool-config.js';
 import { checkFrame, coordinatorToWorker } from '../protocol-guards.js';
 import { CoordinatorToWorker, FENCED_CLOSE_CODE, JobSpec, PROTOCOL_VERSION, WorkerMessage, WorkerResources } from '../protocol.js';
 import { BundleCache } from './bundle-cache.js';
+import { PackageFolder } from './package-folder.js';
 import { DEVICE_ENV, MapperSupervisor, withoutDeviceEnv } from './mapper-supervisor.js';
 import { canWatchMemory } from './memory-watch.js';
 import { SetupRunner } from './setup.js';
@@ -26,6 +28,8 @@ export interface AgentOptions {
   resources?: WorkerResources;
   /** The id its backend gave this start of the worker; the coordinator refuses a stale one. */
   launch?: string;
+  /** Where job packages shipped to this host go, shared by its workers (default: `<workdir>/.skybatch-packages`). */
+  packagesDir?: string;
   log?: (line: string) => void;
 }
 
@@ -41,6 +45,7 @@ export class WorkerAgent {
   private setupEnv: Record<string, string> = {};
   private readonly setup: SetupRunner;
   private readonly bundles: BundleCache;
+  private readonly packages: PackageFolder;
   private closed = false;
   private lastConnected = Date.now();
   private readonly log: (line: string) => void;
@@ -55,6 +60,7 @@ export class WorkerAgent {
     this.resources = r?.memoryMb && !canWatchMemory ? { ...r, notes: [...(r.notes ?? []), `memory limit not enforced: no /proc on ${process.platform}`] } : r;
     const send = (msg: WorkerMessage) => this.send(msg);
     this.bundles = new BundleCache(opts.workdir, send);
+    this.packages = new PackageFolder(opts.packagesDir ?? path.join(opts.workdir, '.skybatch-packages'), send);
     this.setup = new SetupRunner({
       workdir: opts.workdir,
       worker: opts.name,
@@ -68,6 +74,7 @@ export class WorkerAgent {
       send,
       log: this.log,
       bundles: this.bundles,
+      packages: this.packages,
       memoryMb: this.resources?.memoryMb,
       setupEnv: () => this.setupEnv,
       deviceEnv: () => this.deviceEnv(),
@@ -158,6 +165,9 @@ export class WorkerAgent {
         break;
       case 'bundleUnavailable':
         this.bundles.unavailable(msg.hash, fromWireError(msg.error));
+        break;
+      case 'packages':
+        this.packages.received(msg.hash, msg.error);
         break;
       case 'error':
         this.log(`the coordinator refused a message of this worker: ${msg.error.message}`);

@@ -17,6 +17,7 @@ const { values } = parseArgs({
     resources: { type: 'string' },
     launch: { type: 'string' },
     lifeline: { type: 'string' },
+    'packages-dir': { type: 'string' },
   },
 });
 try {

@@ -8,6 +8,7 @@ import { forEachLine } from '../lines.js';
 import { checkFrame, mapperToAgent } from '../protocol-guards.js';
 import type { CoordinatorToWorker, JobSpec, WorkerMessage } from '../protocol.js';
 import type { BundleCache } from './bundle-cache.js';
+import type { PackageFolder } from './package-folder.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
 import { canWatchMemory, capMemory, killTree } from './memory-watch.js';
 
@@ -43,6 +44,8 @@ export interface SupervisorPorts {
   send: (msg: WorkerMessage) => void;
   log: (line: string) => void;
   bundles: BundleCache;
+  /** The host's folder of job packages, for jobs whose packages the coordinator ships (`JobSpec.packages`). */
+  packages: PackageFolder;
   /** The mapper memory limit of this worker, if any (resources.memory). */
   memoryMb?: number;
   /** The pool's envs, and the GPUs this worker shows its processes. */
@@ -85,10 +88,11 @@ export class MapperSupervisor {
 
   private startChild(spec: JobSpec): MapperChild {
     const child: MapperChild = { jobId: spec.jobId, inflight: new Map(), gone: false, ending: false, stderrTail: [], tookBatch: false, spawned: Promise.resolve() };
-    child.spawned = this.ports.bundles.path(spec.bundleHash).then(
-      (bundlePath) => {
+    const packages = spec.packages ? this.ports.packages.dir(spec.packages.hash) : Promise.resolve(undefined);
+    child.spawned = Promise.all([this.ports.bundles.path(spec.bundleHash), packages]).then(
+      ([bundlePath, packagesDir]) => {
         if (child.gone) this.settle(child, 'was stopped before it started', false);
-        else this.spawnMapper(child, spec, bundlePath);
+        else this.spawnMapper(child, spec, bundlePath, packagesDir);
       },
       (err: unknown) => {
         child.gone = true;
@@ -102,7 +106,7 @@ export class MapperSupervisor {
     return child;
   }
 
-  private spawnMapper(child: MapperChild, spec: JobSpec, bundlePath: string): void {
+  private spawnMapper(child: MapperChild, spec: JobSpec, bundlePath: string, packagesDir: string | undefined): void {
     const cacheDir = path.join(this.ports.workdir, '.skybatch-cache', spec.jobId);
     fs.mkdirSync(cacheDir, { recursive: true });
     const env: NodeJS.ProcessEnv = {
@@ -113,6 +117,7 @@ export class MapperSupervisor {
       SKYBATCH_JOB_ID: spec.jobId,
       SKYBATCH_WORKER: this.ports.worker,
       SKYBATCH_AGENT_BUILD: BUILD,
+      ...(packagesDir ? { SKYBATCH_PACKAGES: packagesDir } : {}),
     };
     delete env.SKYBATCH_TOKEN;
     const memoryMb = this.ports.memoryMb;

@@ -33,6 +33,8 @@ export interface WorkerArgs {
   resources?: string;
   launch?: string;
   lifeline?: string;
+  /** Where job packages shipped to this host go, shared by its workers (ssh backend: `~/.skybatch-host/packages`). */
+  'packages-dir'?: string;
 }
 
 const resourcesSchema = z
@@ -75,6 +77,7 @@ export async function runWorker(values: WorkerArgs): Promise<void> {
     ca: secrets?.ca ? Buffer.from(secrets.ca) : caFile ? fs.readFileSync(caFile) : undefined,
     resources,
     launch: values.launch,
+    ...(values['packages-dir'] ? { packagesDir: path.resolve(values['packages-dir']) } : {}),
   });
   process.on('SIGTERM', () => agent.shutdown(0));
   process.on('SIGINT', () => agent.shutdown(0));

@@ -126,7 +126,9 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
     fs.mkdirSync(path.join(project, 'node_modules', 'tinypkg'), { recursive: true });
     fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'client-project', private: true, type: 'module' }));
     fs.writeFileSync(path.join(project, 'node_modules', 'tinypkg', 'package.json'), JSON.stringify({ name: 'tinypkg', version: '1.0.0', main: 'index.js' }));
-    fs.writeFileSync(path.join(project, 'node_modules', 'tinypkg', 'index.js'), 'module.exports = (s) => s.toUpperCase();\n');
+    // a package that reads a data file next to its code, as many do (models, dictionaries)
+    fs.writeFileSync(path.join(project, 'node_modules', 'tinypkg', 'index.js'), "const fs = require('fs');\nconst mark = fs.readFileSync(require('path').join(__dirname, 'mark.txt'), 'utf8').trim();\nmodule.exports = (s) => s.toUpperCase() + mark;\n");
+    fs.writeFileSync(path.join(project, 'node_modules', 'tinypkg', 'mark.txt'), '!\n');
     netDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sky-netns-'));
     // The hosts see neither the repo, nor the coordinator's state, nor the client's project: only what the backend ships.
     execFileSync('bash', [NETNS, 'up', netDir], { env: { ...process.env, SKY_NETNS_HIDE: `${ROOT} ${sb.home} ${path.dirname(project)}` }, stdio: ['ignore', 'ignore', 'inherit'] });
@@ -322,7 +324,7 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
     assert.match(refused.stderr, /pool\.shared_fs/);
   });
 
-  test("a job importing its project's packages says clearly that they are not on the hosts (shipping them is the next step)", async () => {
+  test("a job importing its project's packages runs on hosts that have none: they are copied there once, by hash", async () => {
     const script = path.join(project, 'job.ts');
     fs.writeFileSync(
       script,
@@ -335,10 +337,31 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
       }),
     );
     const r = await sb.run(script, s3env);
-    assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /SKYBATCH_E_PACKAGE_MISSING/);
-    assert.match(r.stderr, /package 'tinypkg', imported by the job's script .*job\.ts, cannot be found on worker h[12]-0: not installed because the script's folder .* does not exist on this machine/);
-    assert.match(r.stderr, /skybatch does not copy a project's packages to other machines yet: install them there in the pool's setup/);
+    assert.equal(r.code, 0, r.stderr);
+    const rows = (await readS3(`s3://${bucket}/gpu/pkg.jsonl`)).toString().trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(rows, [{ v: 'A!' }, { v: 'B!' }, { v: 'C!' }, { v: 'D!' }]);
+    const log = fs.readFileSync(path.join(sb.home, 'pools', 'gpus', 'coordinator.log'), 'utf8');
+    const copies = log.match(/copied the job's packages to h[12]/g) ?? [];
+    assert.ok(copies.length >= 1 && copies.length === new Set(copies).size, `copied at most once per host: ${copies.join(', ')}`);
+    // the hosts hold them under their own folder, by content hash; the project stays hidden from them
+    const hosts = Object.keys(net.ns).filter((h) => log.includes(`copied the job's packages to ${h}`));
+    for (const h of hosts) {
+      const worker = skybatchProcs(net.ns[h]).find((p) => p.argv.some((a) => a.endsWith('/worker/main.js')))!;
+      // (the samples' jobs before shipped the packages of their own project, this repo, in folders of their own)
+      const root = `/proc/${worker.pid}/root/root/.skybatch-host/packages`;
+      const dir = fs.readdirSync(root).filter((d) => /^[0-9a-f]{64}$/.test(d) && fs.existsSync(path.join(root, d, 'node_modules', 'tinypkg')));
+      assert.equal(dir.length, 1, `one folder with the project's packages on ${h}`);
+      assert.equal(fs.readFileSync(path.join(root, dir[0], 'node_modules', 'tinypkg', 'mark.txt'), 'utf8'), '!\n');
+      assert.deepEqual(fs.readdirSync(`/proc/${worker.pid}/root${path.dirname(project)}`), [], `the project is hidden from ${h}`);
+    }
+
+    // a package the project does not have is still reported clearly, naming what was copied
+    fs.writeFileSync(script, fs.readFileSync(script, 'utf8').replace("import('tinypkg')", "import('notinstalled')").replace('pkg.jsonl', 'pkg2.jsonl'));
+    const missing = await sb.run(script, s3env);
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /SKYBATCH_E_PACKAGE_MISSING/);
+    assert.match(missing.stderr, /package 'notinstalled', imported by the job's script .*job\.ts, cannot be found on worker h[12]-\d: not installed because the script's folder .* does not exist on this machine/);
+    assert.match(missing.stderr, /skybatch copies there the packages installed in the script's project, and 'notinstalled' is not one of them/);
   });
 
   test('a coordinator killed with SIGKILL leaves no worker behind on the hosts', async () => {

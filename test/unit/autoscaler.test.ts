@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { AutoscalePolicy } from '../../runtime/backends/autoscaler.js';
 import { PoolSizer } from '../../runtime/backends/pool-sizer.js';
 import type { WorkerBackend } from '../../runtime/backends/backend.js';

@@ -1,0 +1,50 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { BundleHeader } from '../bundle-header.js';
+import { skybatchHome } from '../store/pool-store.js';
+import { dependencyEntries, RuntimePack, writePack } from './runtime-pack.js';
+
+/** In a packages pack: what it was built on, so a host of another kind refuses native addons built for this one. */
+export const PACKAGES_MANIFEST = '.skybatch-packages.json';
+
+export interface PackagesManifest {
+  platform: string;
+  arch: string;
+  /** Node's module ABI (`process.versions.modules`): native addons load only under the same one. */
+  abi: string;
+  /** Whether it holds native addons (`.node` files): only then does the platform matter. */
+  native: boolean;
+  /** The project it was packed from, for messages. */
+  project: string;
+}
+
+/**
+ * Packs the installed packages of a job's project for hosts that cannot see it: the
+ * production dependencies in its package.json and the packages its script imports, with
+ * theirs, from the project's node_modules (resolved as Node resolves them there: symlinks
+ * followed, nested versions kept). Built once per content hash under
+ * $SKYBATCH_HOME/packages; undefined when the script imports nothing installed.
+ */
+export function buildPackagesPack(header: BundleHeader): RuntimePack | undefined {
+  const root = header.projectRoot ?? path.dirname(header.entry);
+  if (!fs.existsSync(root)) return undefined;
+  const entries = dependencyEntries(root, () => true, header.packages ?? []);
+  if (!entries.length) return undefined;
+  const manifest: PackagesManifest = {
+    platform: process.platform,
+    arch: process.arch,
+    abi: process.versions.modules,
+    native: entries.some((e) => e.to.endsWith('.node')),
+    project: root,
+  };
+  entries.push({ to: PACKAGES_MANIFEST, from: '', exec: false, data: Buffer.from(JSON.stringify(manifest)) });
+  return writePack(entries.sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0)), path.join(skybatchHome(), 'packages'));
+}
+
+/** Why a packages pack built as `m` cannot load in this process (native addons of another platform or Node ABI), if so. */
+export function platformMismatch(m: PackagesManifest): string | undefined {
+  if (!m.native) return undefined;
+  const here = `${process.platform}-${process.arch}, Node ABI ${process.versions.modules}`;
+  const there = `${m.platform}-${m.arch}, Node ABI ${m.abi}`;
+  return here === there ? undefined : `the packages of ${m.project} include native addons built for ${there}, and this host is ${here}`;
+}

@@ -1,0 +1,52 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { SkybatchError, fromWireError } from '../../formats/common/errors.js';
+import { PACKAGES_MANIFEST, PackagesManifest, platformMismatch } from '../backends/package-pack.js';
+import type { WireError } from '../../formats/common/errors.js';
+import type { WorkerMessage } from '../protocol.js';
+
+/**
+ * The job packages on this worker's host (`<root>/<hash>/node_modules`), shared by the
+ * host's workers. One the host lacks is asked of the coordinator (`getPackages`), whose
+ * backend copies it there once per host; a worker only waits for the answer.
+ */
+export class PackageFolder {
+  private readonly waiters = new Map<string, { resolve: () => void; reject: (err: Error) => void }[]>();
+
+  constructor(
+    private readonly root: string,
+    private readonly send: (msg: WorkerMessage) => void,
+  ) {}
+
+  /** The folder of packages `hash` on this host, asked for first when it is not here. */
+  async dir(hash: string): Promise<string> {
+    const dir = path.join(this.root, hash);
+    if (!fs.existsSync(path.join(dir, '.complete'))) {
+      await new Promise<void>((resolve, reject) => {
+        const list = this.waiters.get(hash) ?? [];
+        list.push({ resolve, reject });
+        this.waiters.set(hash, list);
+        if (list.length === 1) this.send({ type: 'getPackages', hash });
+      });
+      if (!fs.existsSync(path.join(dir, '.complete'))) {
+        throw new SkybatchError('SKYBATCH_E_PACKAGE_MISSING', `the coordinator said the job's packages ${hash.slice(0, 12)} were copied to this host, but ${dir} is not there`);
+      }
+    }
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, PACKAGES_MANIFEST), 'utf8')) as PackagesManifest;
+    const mismatch = platformMismatch(manifest);
+    if (mismatch) {
+      throw new SkybatchError('SKYBATCH_E_PACKAGE_PLATFORM', `${mismatch}: install the packages on this host in the pool's setup (npm ci --omit=dev in the worker's folder), or run the pool on hosts like the one that submits`);
+    }
+    return dir;
+  }
+
+  /** The coordinator's `packages` answer. */
+  received(hash: string, error?: WireError): void {
+    const list = this.waiters.get(hash) ?? [];
+    this.waiters.delete(hash);
+    for (const w of list) {
+      if (error) w.reject(fromWireError(error));
+      else w.resolve();
+    }
+  }
+}
