@@ -91,7 +91,7 @@ describe('a pool on two ssh hosts (network namespaces with their own sshd)', { s
   /** A project with its own packages, only on this machine: its parent folder is hidden from the hosts. */
   const project = path.join(path.dirname(sb.home), 'client', 'project');
 
-  const poolYaml = (o: { workers: number; sharedFs?: string; hosts: Record<string, string>; resources?: string }) => `pool:
+  const poolYaml = (o: { workers: number | string; sharedFs?: string; hosts: Record<string, string>; resources?: string }) => `pool:
   workers: ${o.workers}
   backend: ssh
 ${o.sharedFs ? `  shared_fs: ${o.sharedFs}\n` : ''}hosts:
@@ -120,6 +120,7 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
     return new S3Storage({ endpoint: rgw.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey } });
   };
   const readS3 = (uri: string) => s3Storage().get(uri);
+  const storagePut = (uri: string, data: string) => s3Storage().put(uri, data);
   const ready = (s: PoolSummary) => s.workers.filter((w) => w.state === 'idle' || w.state === 'busy');
 
   before(async () => {
@@ -362,6 +363,33 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
     assert.match(missing.stderr, /SKYBATCH_E_PACKAGE_MISSING/);
     assert.match(missing.stderr, /package 'notinstalled', imported by the job's script .*job\.ts, cannot be found on worker h[12]-\d: not installed because the script's folder .* does not exist on this machine/);
     assert.match(missing.stderr, /skybatch copies there the packages installed in the script's project, and 'notinstalled' is not one of them/);
+  });
+
+  test('an autoscaled ssh pool grows from zero with a job’s backlog up to max and shrinks back to zero after the idle delay', async () => {
+    await sb.applyPool('auto', poolYaml({ workers: '{ min: 0, max: 2 }\n  idle_delay: 2s', hosts: { h1: '', h2: '' } }));
+    assert.equal((await status('auto')).backend?.workers.length, 0, 'no worker before a job');
+    await storagePut(`s3://${bucket}/auto/in.jsonl`, jsonl(Array.from({ length: 8 }, (_, i) => ({ text: `a${i}` }))));
+    const script = sb.file('auto.ts', mapperScript({ input: `s3://${bucket}/auto/in.jsonl`, output: `s3://${bucket}/auto/out.jsonl`, pool: 'auto', batchSize: 1, body: 'await new Promise((r) => setTimeout(r, 500)); await sky.saveResults(batch.map((x) => ({ text: x.text, worker: process.env.SKYBATCH_WORKER })));' }));
+    const run = sb.run(script, s3env);
+    let most = 0;
+    const grown = await waitFor('two workers up on the hosts for the backlog', async () => {
+      const s = await status('auto');
+      most = Math.max(most, s.backend!.workers.length);
+      return ready(s).length === 2 ? s : undefined;
+    }, 60_000);
+    assert.match(grown.autoscale!.reason, /max 2/);
+    const r = await run;
+    assert.equal(r.code, 0, r.stderr);
+    const rows = (await readS3(`s3://${bucket}/auto/out.jsonl`)).toString().trim().split('\n').map((l) => JSON.parse(l) as { text: string });
+    assert.deepEqual(rows.map((x) => x.text), Array.from({ length: 8 }, (_, i) => `a${i}`));
+    await waitFor('the pool to shrink to zero and its workers to leave the hosts', async () => {
+      const s = await status('auto');
+      most = Math.max(most, s.backend!.workers.length);
+      return s.backend!.workers.length === 0 && Object.values(net.ns).every((ns) => !skybatchProcs(ns).some((p) => p.argv.some((a) => a.includes('/pools/auto/')))) ? true : undefined;
+    }, 30_000);
+    assert.equal(most, 2, 'never more than max');
+    const d = await sb.cli(['pool', 'down', 'auto', '-y']);
+    assert.equal(d.code, 0, d.stderr);
   });
 
   test('a coordinator killed with SIGKILL leaves no worker behind on the hosts', async () => {
