@@ -4,6 +4,9 @@ import type { BundleHeader } from '../bundle-header.js';
 import { skybatchHome } from '../store/pool-store.js';
 import { dependencyEntries, RuntimePack, writePack } from './runtime-pack.js';
 
+/** How many other packages packs stay in $SKYBATCH_HOME/packages when one is made. */
+const PACKS_KEPT = 32;
+
 /** In a packages pack: what it was built on, so a host of another kind refuses native addons built for this one. */
 export const PACKAGES_MANIFEST = '.skybatch-packages.json';
 
@@ -28,7 +31,7 @@ export interface PackagesManifest {
 export function buildPackagesPack(header: BundleHeader): RuntimePack | undefined {
   const root = header.projectRoot ?? path.dirname(header.entry);
   if (!fs.existsSync(root)) return undefined;
-  const entries = dependencyEntries(root, () => true, header.packages ?? []);
+  const entries = dependencyEntries(root, { extra: header.packages ?? [], skipMissing: true });
   if (!entries.length) return undefined;
   const manifest: PackagesManifest = {
     platform: process.platform,
@@ -38,7 +41,8 @@ export function buildPackagesPack(header: BundleHeader): RuntimePack | undefined
     project: root,
   };
   entries.push({ to: PACKAGES_MANIFEST, from: '', exec: false, data: Buffer.from(JSON.stringify(manifest)) });
-  return writePack(entries.sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0)), path.join(skybatchHome(), 'packages'));
+  // a pool's coordinator holds on to the packs of the jobs it runs: keep enough for many projects at once
+  return writePack(entries.sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0)), path.join(skybatchHome(), 'packages'), PACKS_KEPT);
 }
 
 /** Why a packages pack built as `m` cannot load in this process (native addons of another platform or Node ABI), if so. */

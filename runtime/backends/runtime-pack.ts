@@ -43,8 +43,8 @@ export function buildRuntimePack(): RuntimePack {
   return writePack(collect(), path.join(skybatchHome(), 'runtime'));
 }
 
-/** Packs `entries` into DIR/HASH.pack.gz (once per content hash; the newest few kept). */
-export function writePack(entries: Entry[], dir: string): RuntimePack {
+/** Packs `entries` into DIR/HASH.pack.gz (once per content hash; the `keep` most recently used others are kept). */
+export function writePack(entries: Entry[], dir: string, keep = 2): RuntimePack {
   const records: Buffer[] = [];
   for (const e of entries) {
     const data = e.data ?? fs.readFileSync(e.from);
@@ -58,20 +58,23 @@ export function writePack(entries: Entry[], dir: string): RuntimePack {
     const tmp = `${file}.${process.pid}.tmp`;
     fs.writeFileSync(tmp, gzipSync(raw, { level: 6 }));
     fs.renameSync(tmp, file);
-    forgetOldPacks(dir, file);
+    forgetOldPacks(dir, file, keep);
+  } else {
+    const now = new Date();
+    fs.utimesSync(file, now, now); // in use again: not among the oldest that go
   }
   return { hash, file, bytes: fs.statSync(file).size, files: entries.length };
 }
 
 /** Keeps the newest few packs: each upgrade of skybatch makes one (a few MB). */
-function forgetOldPacks(dir: string, keep: string): void {
+function forgetOldPacks(dir: string, current: string, keep: number): void {
   const packs = fs
     .readdirSync(dir)
     .filter((f) => f.endsWith('.pack.gz'))
     .map((f) => path.join(dir, f))
-    .filter((f) => f !== keep)
+    .filter((f) => f !== current)
     .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
-  for (const f of packs.slice(2)) fs.rmSync(f, { force: true });
+  for (const f of packs.slice(keep)) fs.rmSync(f, { force: true });
 }
 
 function collect(): Entry[] {
@@ -86,7 +89,7 @@ function collect(): Entry[] {
   const python = path.join(PACKAGE_ROOT, 'python');
   if (fs.existsSync(python)) addTree(python, 'python', (rel) => !rel.split(path.sep).includes('__pycache__'));
 
-  out.push(...dependencyEntries(PACKAGE_ROOT, (dep) => !CLIENT_ONLY.has(dep)));
+  out.push(...dependencyEntries(PACKAGE_ROOT, { wanted: (dep) => !CLIENT_ONLY.has(dep) }));
   return out.sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0));
 }
 
@@ -94,9 +97,12 @@ function collect(): Entry[] {
  * The installed production dependencies of the package in `root` (those `wanted` of its own,
  * and theirs), laid out under node_modules/ so that Node finds the same versions from the
  * pack's top folder as it does from `root`. `extra`: more top-level packages to include
- * (those a script imports that its package.json does not list); ones not installed are left out.
+ * (those a script imports that its package.json does not list). A dependency that is not
+ * installed is an error, except with `skipMissing` (a user's project: what the script
+ * needs and lacks is reported where it is imported, with what to do).
  */
-export function dependencyEntries(root: string, wanted: (dep: string) => boolean = () => true, extra: string[] = []): Entry[] {
+export function dependencyEntries(root: string, opts: { wanted?: (dep: string) => boolean; extra?: string[]; skipMissing?: boolean } = {}): Entry[] {
+  const { wanted = () => true, extra = [], skipMissing = false } = opts;
   const out: Entry[] = [];
   const addTree = (from: string, to: string, keep: (rel: string) => boolean) => {
     for (const rel of walk(from)) if (keep(rel)) out.push({ from: path.join(from, rel), to: path.posix.join(to, rel.split(path.sep).join('/')), exec: isExec(path.join(from, rel)) });
@@ -114,7 +120,7 @@ export function dependencyEntries(root: string, wanted: (dep: string) => boolean
       if (dep.startsWith('@types/') || dep === 'skybatch') continue;
       const found = findPackage(dep, realDir);
       if (!found) {
-        if (manifest.optionalDependencies?.[dep] !== undefined || (top && !(dep in deps))) continue; // not for this platform, or not installed
+        if (skipMissing || manifest.optionalDependencies?.[dep] !== undefined || (top && !(dep in deps))) continue; // not installed, or not for this platform
         throw new Error(`the dependency ${dep} (needed by ${manifest.name ?? realDir}) is not installed next to ${realDir}: run npm install`);
       }
       const nested = found.startsWith(path.join(realDir, 'node_modules') + path.sep);
