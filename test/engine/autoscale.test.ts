@@ -48,24 +48,26 @@ describe('an autoscaled pool', () => {
         return s.workers.filter((w) => w.state === 'busy' || w.state === 'idle').length === 3 ? s : undefined;
       }, 60_000);
       assert.equal(grown.workersWanted, 3);
-      const slow = await waitFor('the slow batch to run alone', async () => {
+      // The slow batch may also get a straggler's copy on an idle worker (it runs past 3 times
+      // the median batch): then two workers hold it, and the pool keeps both.
+      const holders = (s: PoolSummary) => s.workers.filter((w) => w.batches.some(([start]) => start === 11)).map((w) => w.name).sort();
+      const { shrinking, slow } = await waitFor('the scale-down to fire while the slow batch runs', async () => {
         const s = await status();
+        const h = holders(s);
         const job = s.jobs[0];
-        const holder = s.workers.find((w) => w.batches.some(([start]) => start === 11));
-        return job && job.batchesDone === 11 && holder ? holder.name : undefined;
-      }, 60_000);
-      const shrinking = await waitFor('the scale-down to fire while the slow batch runs', async () => {
-        const s = await status();
-        return s.autoscale?.wanted === 1 && s.backend!.workers.length === 1 ? s : undefined;
-      }, 30_000);
-      assert.match(shrinking.autoscale!.reason, /1 worker\(s\) busy/);
-      assert.deepEqual(shrinking.backend!.workers.map((w) => w.name), [slow], 'the idle workers went; the one holding a batch stayed');
+        const done = job?.batchesDone === 11 && h.length > 0 && h.length < 3 && s.autoscale?.wanted === h.length && s.backend!.workers.length === h.length;
+        return done ? { shrinking: s, slow: h } : undefined;
+      }, 60_000).catch(async (err: Error) => {
+        throw new Error(`${err.message}; status: ${JSON.stringify(await status())}`);
+      });
+      assert.match(shrinking.autoscale!.reason, new RegExp(`${slow.length} worker\\(s\\) busy`));
+      assert.deepEqual(shrinking.backend!.workers.map((w) => w.name).sort(), slow, 'the idle workers went; those holding a batch stayed');
       fs.writeFileSync(gate, '');
       const r = await run;
       assert.equal(r.code, 0, r.stderr);
       const out = readJsonl(path.join(sb.dir, 'out.jsonl')) as { text: string; worker: string }[];
       assert.deepEqual(out.map((x) => x.text), items, 'exact output, the long batch published');
-      assert.equal(out[11].worker, slow);
+      assert.ok(slow.includes(out[11].worker), `${out[11].worker} held the slow batch`);
       const job = (await status()).jobs[0];
       assert.equal(job.retries, 0, 'no batch was lost to the scale-down');
       const empty = await waitFor('the pool to shrink back to zero', async () => {

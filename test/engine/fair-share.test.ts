@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { CoordinatorClient } from '../../runtime/client/connection.js';
 import { Sandbox, jsonl, mapperScript, readJsonl, waitFor } from '../harness.js';
+
+const LONG = 40;
 
 interface Row {
   text: string;
@@ -17,6 +20,8 @@ describe('several jobs on one pool', () => {
 
   test('a short job submitted after a long one runs beside it and finishes first', async () => {
     await sb.applyPool('fair', 'pool:\n  workers: 2\n');
+    // Once the short job is done, the long one's batches stop sleeping: the test need not wait out its length.
+    const gate = path.join(sb.dir, 'short-done');
     const script = (name: string, items: number, ms: number) => {
       sb.file(`${name}.jsonl`, jsonl(Array.from({ length: items }, (_, i) => ({ text: `${name}${i}` }))));
       return sb.file(
@@ -26,11 +31,13 @@ describe('several jobs on one pool', () => {
           output: path.join(sb.dir, `${name}.out.jsonl`),
           pool: 'fair',
           batchSize: 1,
-          body: `const from = Date.now(); await new Promise((r) => setTimeout(r, ${ms})); await sky.saveResults(batch.map((x) => ({ text: x.text, worker: process.env.SKYBATCH_WORKER, from, to: Date.now() })));`,
+          prelude: "import * as fs from 'node:fs';",
+          body: `const from = Date.now(); if (!fs.existsSync(${JSON.stringify(gate)})) await new Promise((r) => setTimeout(r, ${ms})); await sky.saveResults(batch.map((x) => ({ text: x.text, worker: process.env.SKYBATCH_WORKER, from, to: Date.now() })));`,
         }),
       );
     };
-    const longScript = script('long', 14, 1000);
+    // long enough (40 batches of 1 s on 2 workers) that a loaded machine still starts and finishes the short job inside it
+    const longScript = script('long', LONG, 1000);
     const shortScript = script('short', 3, 200);
     const c = sb.coordinator('fair');
     const client = await CoordinatorClient.connect(c.url, c.token);
@@ -48,12 +55,13 @@ describe('several jobs on one pool', () => {
       const longJob = jobsNow.find((j) => j.scriptPath.endsWith('long.ts'))!;
       assert.notEqual(longJob.status, 'SUCCEEDED', 'the long job is still running when the short one has finished');
       assert.ok(longJob.batchesDone < longJob.batchesTotal);
+      fs.writeFileSync(gate, '');
       const long = await longRun;
       assert.equal(long.code, 0, long.stderr);
 
       const longRows = readJsonl(path.join(sb.dir, 'long.out.jsonl')) as Row[];
       const shortRows = readJsonl(path.join(sb.dir, 'short.out.jsonl')) as Row[];
-      assert.deepEqual(longRows.map((r) => r.text), Array.from({ length: 14 }, (_, i) => `long${i}`));
+      assert.deepEqual(longRows.map((r) => r.text), Array.from({ length: LONG }, (_, i) => `long${i}`));
       assert.deepEqual(shortRows.map((r) => r.text), ['short0', 'short1', 'short2']);
       const shortFrom = Math.min(...shortRows.map((r) => r.from));
       const shortTo = Math.max(...shortRows.map((r) => r.to));
