@@ -275,5 +275,10 @@ export type CoordinatorToWorker =
 /** The WebSocket close code for a worker the coordinator fenced off (a stale launch): it exits instead of reconnecting. */
 export const FENCED_CLOSE_CODE = 4001;
 
-/** How many batches a worker holds at once: one running and one prefetched. */
+/**
+ * How many batches a worker holds at once before a job's batch times are known, and at least:
+ * one running and one prefetched. Short batches get more (`JobRun.credit`).
+ */
 export const WORKER_CREDIT = 2;
+/** The most batches a worker holds at once, however short its batches. */
+export const MAX_WORKER_CREDIT = 32;

@@ -50,8 +50,8 @@ export class EventHub {
       batchesTotal: run.batches.length,
       itemsDone: run.itemsDone,
       itemsTotal: run.spec.total,
-      failed: run.batches.filter((b) => b.state === 'failed').length,
-      retrying: run.batches.filter((b) => b.state === 'retrying').length,
+      failed: run.failedCount(),
+      retrying: run.retryingCount(),
       itemsPerSec: run.itemsPerSec(),
     });
   }

@@ -2,6 +2,7 @@ import type { WireError } from '../../formats/common/errors.js';
 import type { BatchInfo, BatchState, DeadLetter, JobSpec, JobStatus, JobSummary } from '../protocol.js';
 import { isTerminal } from '../job-events.js';
 import { DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE_MS } from '../job-options.js';
+import { BatchClock } from './batch-clock.js';
 import { Journal, JournalState } from '../store/job-store.js';
 
 export interface BatchRecord {
@@ -52,8 +53,13 @@ export class JobRun {
   private fresh = 0;
   private retryQueue: BatchRecord[] = [];
   private readonly journal?: Journal;
-  private rate: { t: number; items: number }[] = [];
-  private durations: number[] = [];
+  private readonly clock = new BatchClock();
+  /**
+   * Batches leased and maybe still running: what `overdue()` and `straggler()` look at, so
+   * neither scans the whole table. Entries that left 'running' are dropped when met.
+   */
+  private readonly running = new Set<BatchRecord>();
+  private failedBatches = 0;
   private readonly attemptBase: number;
   private attemptsReserved: number;
 
@@ -163,6 +169,7 @@ export class JobRun {
 
   /** A job that ended early: batches still out are abandoned, shown as not done. */
   abandonRunning(): void {
+    this.running.clear();
     for (const b of this.batches) {
       if (b.state !== 'running' && b.state !== 'retrying') continue;
       b.state = 'pending';
@@ -204,6 +211,7 @@ export class JobRun {
   }
 
   lease(b: BatchRecord, worker: string): void {
+    this.running.add(b);
     b.state = 'running';
     b.worker = worker;
     b.started = false;
@@ -238,12 +246,10 @@ export class JobRun {
    */
   straggler(now: number, worker: string): BatchRecord | undefined {
     if (this.fresh < this.batches.length || this.retryQueue.some((b) => b.state === 'pending' || b.state === 'retrying')) return undefined;
-    const sorted = [...this.durations].sort((a, b) => a - b);
-    const median = sorted.length ? sorted[sorted.length >> 1] : 0;
-    const limit = Math.max(STRAGGLER_MIN_MS, STRAGGLER_FACTOR * median);
+    const limit = Math.max(STRAGGLER_MIN_MS, STRAGGLER_FACTOR * this.clock.median);
     let pick: BatchRecord | undefined;
-    for (const b of this.batches) {
-      if (b.state !== 'running' || !b.started || b.backup || b.worker === worker || now - b.startedAt! <= limit) continue;
+    for (const b of this.stillRunning()) {
+      if (!b.started || b.backup || b.worker === worker || now - b.startedAt! <= limit) continue;
       if (!pick || b.startedAt! < pick.startedAt!) pick = b;
     }
     return pick;
@@ -285,7 +291,17 @@ export class JobRun {
 
   /** Started batches running past the job's batch timeout. */
   overdue(now: number): BatchRecord[] {
-    return this.batches.filter((b) => b.state === 'running' && b.started && now - b.startedAt! > this.batchTimeoutMs);
+    const found: BatchRecord[] = [];
+    for (const b of this.stillRunning()) if (b.started && now - b.startedAt! > this.batchTimeoutMs) found.push(b);
+    return found;
+  }
+
+  /** The leased batches still running, dropping from `running` those that are not. */
+  private *stillRunning(): Generator<BatchRecord> {
+    for (const b of this.running) {
+      if (b.state === 'running') yield b;
+      else this.running.delete(b);
+    }
   }
 
   /** Puts back a batch whose current attempt never started; it goes out again first, at once. */
@@ -315,15 +331,14 @@ export class JobRun {
     const loser = isCurrent ? b.backup?.worker : b.worker;
     const loserAttempt = isCurrent ? b.backup?.attempt : b.current;
     this.journal?.append({ e: 'commit', i: index, s: b.start, x: b.end, a: attempt, w: worker, n: items });
-    if (b.startedAt) this.durations.push(Date.now() - b.startedAt);
-    if (this.durations.length > 200) this.durations.shift();
+    this.clock.committed(items, b.startedAt ? Date.now() - b.startedAt : undefined);
+    this.running.delete(b);
     b.state = 'done';
     b.current = attempt;
     b.backup = undefined;
     b.worker = undefined;
     this.batchesDone++;
     this.itemsDone += items;
-    this.rate.push({ t: Date.now(), items: this.itemsDone });
     return loser ? { loser, loserAttempt } : {};
   }
 
@@ -344,6 +359,7 @@ export class JobRun {
       if (this.skipsItems && b.end > b.start) return 'split';
       if (this.skipsItems) return 'skip';
       b.state = 'failed';
+      this.failedBatches++;
       return 'fatal';
     }
     this.retries++;
@@ -355,13 +371,21 @@ export class JobRun {
   }
 
   itemsPerSec(): number {
-    const now = Date.now();
-    while (this.rate.length > 2 && now - this.rate[0].t > 5000) this.rate.shift();
-    if (this.rate.length < 2) return 0;
-    const first = this.rate[0];
-    const last = this.rate[this.rate.length - 1];
-    const dt = (now - first.t) / 1000;
-    return dt > 0 ? (last.items - first.items) / dt : 0;
+    return this.clock.itemsPerSec();
+  }
+
+  /** Batches a worker may hold at once for this job (see `BatchClock.credit`). */
+  credit(): number {
+    return this.clock.credit();
+  }
+
+  /** Batches that failed for good, and batches waiting for a retry: without a scan of the table. */
+  failedCount(): number {
+    return this.failedBatches;
+  }
+
+  retryingCount(): number {
+    return new Set(this.retryQueue.filter((b) => b.state === 'retrying')).size;
   }
 
   batchInfo(): BatchInfo[] {

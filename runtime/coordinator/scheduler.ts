@@ -1,4 +1,3 @@
-import { WORKER_CREDIT } from '../protocol.js';
 import type { BatchRecord, JobRun } from './job-run.js';
 import { DEFAULT_PRIORITY, shareTargets } from './fair-share.js';
 import { stalledBatches } from './stalled-worker.js';
@@ -42,7 +41,8 @@ export interface SchedulerInput {
  * shares, or weighted by the job's `priority`); a worker keeps its job while that job is
  * within its share, and one a job holds beyond its share is not refilled: it finishes what
  * it holds, then takes the job that is short (one mapper per worker, one job per mapper).
- * Round-robin over workers with credit (one running and one prefetched batch each); with
+ * Round-robin over workers with credit (one running and one prefetched batch each, more
+ * for short batches: `JobRun.credit`); with
  * nothing left to hand out, a worker holding nothing runs a copy of the longest straggler.
  * A worker told to run a changed setup finishes what it holds, then runs it, and takes
  * nothing new before.
@@ -76,7 +76,7 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
     gave = false;
     for (const w of usable) {
       const run = serves.get(w);
-      if (!run || exhausted.has(run) || held.get(w)! >= WORKER_CREDIT) continue;
+      if (!run || exhausted.has(run) || held.get(w)! >= run.credit()) continue;
       const b = run.next(now);
       if (!b) {
         exhausted.add(run);

@@ -7,6 +7,7 @@ import { SkybatchError, WireError, toWireError } from '../../formats/common/erro
 import { MAX_FRAME_BYTES, checkFrame, clientMessage, hello as helloMessage, workerMessage } from '../protocol-guards.js';
 import { ClientReplies, ClientRequest, CoordinatorToClient, CoordinatorToWorker, FENCED_CLOSE_CODE, JobEvent, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
 import type { Coordinator } from './coordinator.js';
+import { sendCorked } from '../corked-send.js';
 import { bundleFile } from '../store/job-store.js';
 import * as fs from 'node:fs';
 
@@ -292,7 +293,7 @@ export class CoordinatorServer {
 }
 
 function send(ws: WebSocket, m: CoordinatorToClient | CoordinatorToWorker): void {
-  if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
+  if (ws.readyState === ws.OPEN) sendCorked(ws, JSON.stringify(m));
 }
 
 /**

@@ -6,6 +6,7 @@ import { fromWireError, toWireError } from '../../formats/common/errors.js';
 import { DEFAULT_SETUP_TIMEOUT_S } from '../pool-config.js';
 import { checkFrame, coordinatorToWorker } from '../protocol-guards.js';
 import { CoordinatorToWorker, FENCED_CLOSE_CODE, JobSpec, PROTOCOL_VERSION, WorkerMessage, WorkerResources } from '../protocol.js';
+import { sendCorked } from '../corked-send.js';
 import { BundleCache } from './bundle-cache.js';
 import { PackageFolder } from './package-folder.js';
 import { DEVICE_ENV, MapperSupervisor, withoutDeviceEnv } from './mapper-supervisor.js';
@@ -144,7 +145,7 @@ export class WorkerAgent {
   }
 
   private send(msg: WorkerMessage): void {
-    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+    if (this.ws?.readyState === WebSocket.OPEN) sendCorked(this.ws, JSON.stringify(msg));
   }
 
   private onMessage(msg: CoordinatorToWorker): void {

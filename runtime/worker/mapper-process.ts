@@ -17,6 +17,7 @@ import { asPackageError } from '../host-packages.js';
 import { FailedItem, isFailedItem, setMapperContext } from '../mapper-api.js';
 import type { DeadLetter, JobSpec } from '../protocol.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
+import { batchedSender, eachMessage } from './ipc-batch.js';
 import { previewValue } from './preview.js';
 import { type BridgeBatch, pythonMapper } from './python-bridge.js';
 
@@ -46,9 +47,10 @@ let batchesTaken = 0;
 let formatsReady: () => void;
 const ready = new Promise<void>((resolve) => (formatsReady = resolve));
 
-function send(msg: MapperToAgent): void {
-  process.send?.(msg);
-}
+const send = batchedSender<MapperToAgent>(
+  (msg) => process.send?.(msg),
+  () => {}, // the agent is gone: this process exits on 'disconnect'
+);
 
 function ref(b: Batch): string {
   return `job ${spec.jobId}, batch [${b.start}, ${b.end}]`;
@@ -245,7 +247,9 @@ async function start(msg: Extract<AgentToMapper, { type: 'start' }>): Promise<vo
   setTimeout(() => process.exit(0), 10);
 }
 
-process.on('message', (raw: unknown) => {
+process.on('message', (raw: unknown) => eachMessage(raw, onMessage));
+
+function onMessage(raw: unknown): void {
   const checked = checkFrame(agentToMapper, raw, 'the worker agent');
   if (!checked.ok) {
     send({ type: 'fatal', error: toWireError(checked.error) });
@@ -264,5 +268,5 @@ process.on('message', (raw: unknown) => {
     ended = true;
     wake?.();
   }
-});
+}
 process.on('disconnect', () => process.exit(0));

@@ -10,6 +10,7 @@ import type { CoordinatorToWorker, JobSpec, WorkerMessage } from '../protocol.js
 import type { BundleCache } from './bundle-cache.js';
 import type { PackageFolder } from './package-folder.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
+import { batchedSender, eachMessage } from './ipc-batch.js';
 import { canWatchMemory, capMemory, killTree } from './memory-watch.js';
 
 const MAPPER_PROCESS = fileURLToPath(new URL('./mapper-process.js', import.meta.url));
@@ -25,6 +26,8 @@ interface MapperChild {
   inflight: Map<number, { attempt: number; started: boolean; start: number; end: number }>;
   /** The process, once the job's bundle is here and it was spawned. */
   proc?: ChildProcess;
+  /** Sends to `proc`, several messages per IPC write (see `batchedSender`). */
+  send?: (msg: AgentToMapper) => void;
   /** Settles once `proc` is spawned, or once the child was given up before that. */
   spawned: Promise<void>;
   /** Stopped, exited or superseded: it takes no more batches. */
@@ -77,12 +80,7 @@ export class MapperSupervisor {
     // A child that went away meanwhile reports this batch with the rest of its batches.
     void child.spawned.then(() => {
       if (child.gone || !child.proc?.connected) return;
-      try {
-        child.proc.send(fwd);
-      } catch (err) {
-        // the process is going away: its exit hands the batch back (it is in inflight)
-        this.ports.log(`batch ${msg.index} of job ${msg.jobId} not handed to its mapper process: ${(err as Error).message}`);
-      }
+      child.send?.(fwd);
     });
   }
 
@@ -129,6 +127,11 @@ export class MapperSupervisor {
       ? spawn('bash', ['-c', `${spec.activateEnv}\nexec "$0" "$@"`, process.execPath, ...nodeArgs], { cwd: this.ports.workdir, env, stdio })
       : spawn(process.execPath, nodeArgs, { cwd: this.ports.workdir, env, stdio });
     child.proc = proc;
+    child.send = batchedSender<AgentToMapper>(
+      (m) => proc.connected && proc.send(m),
+      // the process is going away: its exit hands its batches back (they are in inflight)
+      (err) => this.ports.log(`messages of job ${spec.jobId} not handed to its mapper process: ${err.message}`),
+    );
     if (memoryMb && canWatchMemory && proc.pid) {
       const stop = capMemory(proc.pid, memoryMb * 2 ** 20, (rss) => {
         child.overMemoryMb = Math.round(rss / 2 ** 20);
@@ -145,15 +148,16 @@ export class MapperSupervisor {
     };
     forEachLine(proc.stdout, relay('stdout'));
     forEachLine(proc.stderr, relay('stderr'));
-    proc.on('message', (m: unknown) => {
-      const checked = checkFrame(mapperToAgent, m, `the mapper process of job ${spec.jobId}`);
-      if (checked.ok) this.onChildMessage(child, checked.msg);
-      else this.ports.log(`ignored a message: ${checked.error.message}`);
-    });
+    proc.on('message', (raw: unknown) =>
+      eachMessage(raw, (m) => {
+        const checked = checkFrame(mapperToAgent, m, `the mapper process of job ${spec.jobId}`);
+        if (checked.ok) this.onChildMessage(child, checked.msg);
+        else this.ports.log(`ignored a message: ${checked.error.message}`);
+      }),
+    );
     proc.on('exit', (code, signal) => this.onChildExit(child, code, signal));
     proc.on('error', (err) => this.ports.log(`mapper process error: ${err.message}`));
-    const start: AgentToMapper = { type: 'start', spec, bundlePath, cacheDir };
-    proc.send(start);
+    child.send({ type: 'start', spec, bundlePath, cacheDir });
   }
 
   private onChildMessage(child: MapperChild, m: MapperToAgent): void {
@@ -241,7 +245,7 @@ export class MapperSupervisor {
         if (proc.pid) killTree(proc.pid);
       } else if (reason === 'done') {
         child.ending = true;
-        proc.send({ type: 'end' } satisfies AgentToMapper);
+        child.send?.({ type: 'end' });
         const timer = setTimeout(() => proc.kill('SIGKILL'), END_GRACE_MS);
         proc.once('exit', () => clearTimeout(timer));
       } else {
