@@ -186,13 +186,14 @@ const jobEvent = exactUnion<P.JobEvent, 'kind'>('kind')(
 );
 
 const reqId = count;
+const eventDetail = z.enum(['all', 'progress']).optional();
 const clientHello = z.object({ type: z.literal('hello'), protocolVersion: z.number(), role: z.literal('client') });
 export const clientMessage = exactUnion<P.ClientMessage, 'type'>('type')(
   z.discriminatedUnion('type', [
     clientHello,
-    z.object({ type: z.literal('submit'), reqId, job: jobRequest, bundle: z.string().optional() }),
-    z.object({ type: z.literal('resume'), reqId, jobId, job: jobRequest.optional(), bundle: z.string().optional() }),
-    z.object({ type: z.literal('subscribe'), reqId, jobId: jobId.optional() }),
+    z.object({ type: z.literal('submit'), reqId, job: jobRequest, bundle: z.string().optional(), events: eventDetail }),
+    z.object({ type: z.literal('resume'), reqId, jobId, job: jobRequest.optional(), bundle: z.string().optional(), events: eventDetail }),
+    z.object({ type: z.literal('subscribe'), reqId, jobId: jobId.optional(), events: eventDetail }),
     z.object({ type: z.literal('cancel'), reqId, jobId }),
     z.object({ type: z.literal('status'), reqId }),
     z.object({ type: z.literal('batches'), reqId, jobId }),

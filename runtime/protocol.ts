@@ -188,11 +188,19 @@ export type JobEvent =
   | { kind: 'log'; jobId?: string; worker?: string; stream: 'stdout' | 'stderr' | 'info'; line: string }
   | { kind: 'jobFinished'; job: JobSummary; recoverCommand?: string };
 
+/**
+ * The events a subscription gets: 'all' (the default), or 'progress' for a view that draws
+ * only a progress bar and logs: no per-batch events (those of failed attempts excepted), no
+ * worker events. At batchSize 1 the per-batch events were a quarter of the coordinator's
+ * work and most of the `map()` client's.
+ */
+export type EventDetail = 'all' | 'progress';
+
 export type ClientRequest =
-  | { type: 'submit'; reqId: number; job: JobRequest; bundle?: string }
+  | { type: 'submit'; reqId: number; job: JobRequest; bundle?: string; events?: EventDetail }
   /** Runs a failed or cancelled job's unfinished batches; with `job`, with new code (`resumeFrom`). */
-  | { type: 'resume'; reqId: number; jobId: string; job?: JobRequest; bundle?: string }
-  | { type: 'subscribe'; reqId: number; jobId?: string }
+  | { type: 'resume'; reqId: number; jobId: string; job?: JobRequest; bundle?: string; events?: EventDetail }
+  | { type: 'subscribe'; reqId: number; jobId?: string; events?: EventDetail }
   | { type: 'cancel'; reqId: number; jobId: string }
   | { type: 'status'; reqId: number }
   /** Every batch of a job with its state, for views that attach mid-job: replies `BatchInfo[]`. */

@@ -12,7 +12,7 @@ import { errorsPath } from '../../formats/utils.js';
 import { formatEventLine } from '../job-events.js';
 import { jobOptionProblems } from '../job-options.js';
 import { isHost, mapperInfo, signalMapReached } from '../mapper-api.js';
-import type { FormatSpec, JobEvent, JobRequest, JobStatus, JobSummary } from '../protocol.js';
+import type { EventDetail, FormatSpec, JobEvent, JobRequest, JobStatus, JobSummary } from '../protocol.js';
 import { isPythonFunction, pythonMapperInfo } from '../python-mapper.js';
 import { bundleScript } from './bundle.js';
 import { CoordinatorClient } from './connection.js';
@@ -184,8 +184,9 @@ export class Dataset {
       const buffered: JobEvent[] = [];
       const off = client.onEvent((e) => buffered.push(e));
       const code = has ? undefined : bundle.code;
+      const events = eventsFor(options.progress);
       const { jobId } = await client.request(
-        options.resumeFrom ? { type: 'resume', jobId: String(options.resumeFrom), job, bundle: code } : { type: 'submit', job, bundle: code },
+        options.resumeFrom ? { type: 'resume', jobId: String(options.resumeFrom), job, bundle: code, events } : { type: 'submit', job, bundle: code, events },
       );
       off();
       const result = new Job(jobId, options.poolName);
@@ -207,7 +208,7 @@ export async function follow(client: CoordinatorClient | undefined, job: Job, ea
   const show = (e: JobEvent) => (typeof view === 'function' ? view(e) : view?.handle(e));
   let final: JobSummary;
   try {
-    final = await followJob(job.jobId, { poolName: job.poolName, client, early, show });
+    final = await followJob(job.jobId, { poolName: job.poolName, client, early, show, events: typeof view === 'function' ? 'all' : 'progress' });
   } finally {
     if (view instanceof ProgressView) view.stop();
   }
@@ -225,6 +226,11 @@ export async function follow(client: CoordinatorClient | undefined, job: Job, ea
 export function defaultView(jobId: string): ProgressView | ((e: JobEvent) => void) {
   if (process.env.SKYBATCH_EVENTS === 'jsonl') return (e) => process.stdout.write(`${formatEventLine(e)}\n`);
   return new ProgressView(jobId);
+}
+
+/** The events a `progress` option needs: a function or the jsonl stream gets all, the progress bar (or nothing) only progress. */
+export function eventsFor(progress: MapOptions['progress']): EventDetail {
+  return typeof progress === 'function' || (progress !== false && process.env.SKYBATCH_EVENTS === 'jsonl') ? 'all' : 'progress';
 }
 
 function spec(f: InputReader<object> | OutputWriter<object>, type: string): FormatSpec {

@@ -2,7 +2,7 @@ import { SkybatchError } from '../../formats/common/errors.js';
 import { JobRun } from '../coordinator/job-run.js';
 import { readJournal, readSpec } from '../store/job-store.js';
 import { isTerminal } from '../job-events.js';
-import type { JobEvent, JobSummary } from '../protocol.js';
+import type { EventDetail, JobEvent, JobSummary } from '../protocol.js';
 import { CoordinatorClient } from './connection.js';
 
 const DEFAULT_RECONNECT_TIMEOUT_MS = 5 * 60_000;
@@ -42,6 +42,8 @@ export interface FollowOptions {
   early?: JobEvent[];
   /** Every event of the job, plus `log` events (stream 'info') saying when the connection is lost and back. */
   show?: (e: JobEvent) => void;
+  /** Which events `show` needs when subscribing again (see `EventDetail`); all by default. */
+  events?: EventDetail;
 }
 
 /**
@@ -112,7 +114,7 @@ export function followJob(jobId: string, opts: FollowOptions): Promise<JobSummar
           made.push(c);
           // Listening before subscribing: nothing between the summary and the live stream is missed.
           attach(c);
-          const s = await c.request({ type: 'subscribe', jobId });
+          const s = await c.request({ type: 'subscribe', jobId, ...(opts.events ? { events: opts.events } : {}) });
           if (closed.has(c)) continue;
           if (why !== undefined) note(`reconnected to pool '${pool}'`);
           current = c;

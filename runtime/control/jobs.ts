@@ -85,7 +85,8 @@ export async function resumeJob(jobId: string, opts: { wait: boolean; show?: Pro
   try {
     const early: JobEvent[] = [];
     client.onEvent((e) => early.push(e));
-    await client.request({ type: 'resume', jobId });
+    // a progress bar needs no per-batch events (see EventDetail); a function may draw them
+    await client.request({ type: 'resume', jobId, events: typeof opts.show === 'function' ? 'all' : 'progress' });
     const handle = new Job(jobId, job.pool, 'PENDING');
     if (opts.wait) await follow(client, handle, early, opts.show);
     return handle;
@@ -102,6 +103,7 @@ export async function jobLogs(jobId: string, follow: boolean, print: (line: stri
   // Like map(), the follower outlives coordinator restarts and dropped connections.
   const final = await followJob(jobId, {
     poolName: job.pool,
+    events: 'progress',
     show: (e: JobEvent) => {
       if (e.kind === 'log' && e.jobId === jobId) print(`[${e.worker ?? 'coordinator'}] ${e.line}`);
     },

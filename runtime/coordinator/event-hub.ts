@@ -1,10 +1,17 @@
-import type { JobEvent } from '../protocol.js';
+import type { EventDetail, JobEvent } from '../protocol.js';
 import type { JobRun } from './job-run.js';
 
 export interface Subscriber {
   /** Only this job's events (and pool-wide ones); all when undefined. */
   jobId?: string;
+  /** 'progress': only what a progress bar shows (see `EventDetail`). */
+  detail?: EventDetail;
   send(event: JobEvent): void;
+}
+
+/** Per-batch events, unless an attempt failed, and worker events: what a 'progress' subscriber does not get. */
+function batchDetail(e: JobEvent): boolean {
+  return e.kind === 'worker' || (e.kind === 'batch' && !e.error);
 }
 
 const PROGRESS_INTERVAL_MS = 100;
@@ -24,7 +31,9 @@ export class EventHub {
 
   emit(event: JobEvent): void {
     const jobId = 'jobId' in event ? event.jobId : 'job' in event ? event.job.jobId : undefined;
+    const detail = batchDetail(event);
     for (const s of this.subscribers) {
+      if (detail && s.detail === 'progress') continue;
       if (s.jobId === undefined || jobId === undefined || s.jobId === jobId) s.send(event);
     }
   }

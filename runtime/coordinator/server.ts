@@ -5,9 +5,10 @@ import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { SkybatchError, WireError, toWireError } from '../../formats/common/errors.js';
 import { MAX_FRAME_BYTES, checkFrame, clientMessage, hello as helloMessage, workerMessage } from '../protocol-guards.js';
-import { ClientReplies, ClientRequest, CoordinatorToClient, CoordinatorToWorker, FENCED_CLOSE_CODE, JobEvent, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
+import { ClientReplies, ClientRequest, CoordinatorToClient, CoordinatorToWorker, EventDetail, FENCED_CLOSE_CODE, JobEvent, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
 import type { Coordinator } from './coordinator.js';
 import { sendCorked } from '../corked-send.js';
+import { SubscriberOutbox } from './subscriber-outbox.js';
 import { bundleFile } from '../store/job-store.js';
 import * as fs from 'node:fs';
 
@@ -18,7 +19,7 @@ const HELLO_TIMEOUT_MS = 5000;
 /** Malformed frames a connection may send before it is closed (a buggy or hostile peer). */
 const MAX_STRIKES = 5;
 
-type Subscribe = (jobId?: string) => (e: JobEvent) => void;
+type Subscribe = (jobId?: string, detail?: EventDetail) => (e: JobEvent) => void;
 
 export interface ServerOptions {
   host: string;
@@ -198,11 +199,12 @@ export class CoordinatorServer {
   private serveClient(ws: WebSocket): void {
     const unsubscribe: (() => void)[] = [];
     const strike = this.strikes(ws, 'a client');
+    const outbox = new SubscriberOutbox(ws, this.opts.log);
     ws.on('close', () => unsubscribe.forEach((u) => u()));
-    ws.on('message', (data) => this.guard('a frame from a client', () => this.onClientFrame(ws, data.toString(), strike, unsubscribe)));
+    ws.on('message', (data) => this.guard('a frame from a client', () => this.onClientFrame(ws, data.toString(), strike, unsubscribe, outbox)));
   }
 
-  private onClientFrame(ws: WebSocket, text: string, strike: (err: SkybatchError) => void, unsubscribe: (() => void)[]): void {
+  private onClientFrame(ws: WebSocket, text: string, strike: (err: SkybatchError) => void, unsubscribe: (() => void)[], outbox: SubscriberOutbox): void {
     const checked = checkFrame(clientMessage, text, 'a client');
     if (!checked.ok) {
       const error = replyError(checked.error);
@@ -213,9 +215,9 @@ export class CoordinatorServer {
     const msg = checked.msg;
     if (msg.type === 'hello') return;
     try {
-      const result = this.handle(msg, (jobId) => {
-        const push = (event: JobEvent) => send(ws, { type: 'event', event });
-        unsubscribe.push(this.coordinator.subscribe({ jobId, send: push }));
+      const result = this.handle(msg, (jobId, detail) => {
+        const push = (event: JobEvent) => outbox.push(event);
+        unsubscribe.push(this.coordinator.subscribe({ jobId, detail, send: push }));
         return push;
       });
       send(ws, { type: 'reply', reqId: msg.reqId, ok: true, result });
@@ -256,16 +258,16 @@ export class CoordinatorServer {
       // Subscribing in the same tick as the submit: no event of the job can be missed.
       const { jobId } = this.coordinator.submit(msg.job, msg.bundle);
       const job = this.coordinator.jobSummary(jobId)!;
-      subscribe(jobId)({ kind: 'jobSubmitted', job }); // clients buffer events that precede the reply
+      subscribe(jobId, msg.events)({ kind: 'jobSubmitted', job }); // clients buffer events that precede the reply
       return { jobId };
     },
     resume: (msg, subscribe) => {
       const job = this.coordinator.resume(msg.jobId, msg.job, msg.bundle);
-      subscribe(msg.jobId)({ kind: 'jobSubmitted', job });
+      subscribe(msg.jobId, msg.events)({ kind: 'jobSubmitted', job });
       return { jobId: msg.jobId };
     },
     subscribe: (msg, subscribe) => {
-      subscribe(msg.jobId);
+      subscribe(msg.jobId, msg.events);
       return msg.jobId ? this.coordinator.jobSummary(msg.jobId) : this.coordinator.status();
     },
     cancel: (msg) => {
