@@ -16,10 +16,14 @@ export function sendCorked(ws: WebSocket, text: string): void {
   if (sock && !corked.has(sock) && !sock.destroyed) {
     corked.add(sock);
     sock.cork();
-    process.nextTick(() => {
-      corked.delete(sock);
-      sock.uncork();
-    });
+    // A tick later than the journal's flush of this tick (`Journal.append`): what the
+    // frames announce is written first.
+    process.nextTick(() =>
+      process.nextTick(() => {
+        corked.delete(sock);
+        sock.uncork();
+      }),
+    );
   }
   ws.send(text);
 }

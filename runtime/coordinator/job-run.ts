@@ -164,7 +164,8 @@ export class JobRun {
     const at = new Date().toISOString();
     if (this.isFinished) this.finishedAt = at;
     this.journal?.append({ e: 'status', status, at, ...(error ? { error } : {}) });
-    if (this.isFinished) this.journal?.close();
+    // a failed or cancelled job's reduce step may still be running (pool down): only a succeeded one is compacted
+    if (this.isFinished) this.journal?.close(status === 'SUCCEEDED');
   }
 
   /** A job that ended early: batches still out are abandoned, shown as not done. */

@@ -7,6 +7,12 @@ import { isTerminal } from '../job-events.js';
 import { bundlePath, jobDir, jobsDir, writePrivate } from './pool-store.js';
 import { SkybatchError } from '../../formats/common/errors.js';
 import type { DeadLetter, JobRequest, JobSpec, JobStatus } from '../protocol.js';
+import { SnapshotRecord, loadSnapshot, snapshotOf } from './journal-snapshot.js';
+
+/** A running job's journal is compacted after this many commits since its last compaction... */
+const COMPACT_EVERY_COMMITS = 50_000;
+/** ...and when it ends, if it is larger than this (small journals stay readable line by line). */
+const COMPACT_AT_END_BYTES = 1 << 20;
 
 /** One line of a job's journal. Appended before the transition is acknowledged. */
 export type JournalRecord =
@@ -25,7 +31,9 @@ export type JournalRecord =
   /** The reduce step found no result files for committed batch `i` (attempt `a`): it must run again. */
   | { e: 'lost'; i: number; a: number }
   /** Attempt numbers up to `upTo` may be handed out: a later load of the job starts above. */
-  | { e: 'attempts'; upTo: number };
+  | { e: 'attempts'; upTo: number }
+  /** Everything the records before it said (a compacted journal starts with it; see `Journal.compact`). */
+  | SnapshotRecord;
 
 /** What the reduce step wrote into one output. */
 export interface PublishedOutput {
@@ -62,6 +70,8 @@ export interface JournalState {
   published?: { at: string; outputs: PublishedOutput[] };
   /** The highest attempt number reserved or recorded: a new load hands out only higher ones. */
   attemptsUpTo: number;
+  /** The batch of each `fail` record, in order. */
+  fails: number[];
 }
 
 /** Reserves the next job id: the smallest integer above every existing job folder. */
@@ -147,7 +157,9 @@ export function readJournal(jobId: string): JournalState {
     // A published record stands for the winners it was written over: any change to them voids it.
     if (r.e === 'commit' || r.e === 'lost' || r.e === 'split' || r.e === 'dead') state.published = undefined;
     if ('a' in r) state.attemptsUpTo = Math.max(state.attemptsUpTo, r.a);
-    if (r.e === 'attempts') {
+    if (r.e === 'snap') {
+      loadSnapshot(state, r);
+    } else if (r.e === 'attempts') {
       state.attemptsUpTo = Math.max(state.attemptsUpTo, r.upTo);
     } else if (r.e === 'status') {
       state.loads++;
@@ -200,32 +212,57 @@ export function appendJournalRecord(jobId: string, r: JournalRecord): void {
 }
 
 /**
- * Append-only journal of one job. Lines are written synchronously (so a crash loses at
- * most the line being written) and fsynced in groups, on a short timer and on close.
+ * Append-only journal of one job. The records of one tick are written together at its end
+ * (with `sendCorked`, before any frame sent in that tick leaves, so nothing is announced that
+ * a crash could lose), and fsynced in groups off the event loop, on a short timer and on
+ * close. Every 50,000 commits, and when a job whose journal passed 1 MB succeeds, it is
+ * compacted: one snapshot record replaces it (replay after a restart reads a few lines, not
+ * one per commit).
  */
 export class Journal {
   private fd: number;
   private logFd: number;
   private dirty = false;
+  private syncing = false;
+  private pending = '';
+  private flushQueued = false;
+  private commitsSinceCompaction = 0;
   private timer: NodeJS.Timeout;
+  private readonly file: string;
 
-  constructor(jobId: string) {
+  constructor(private readonly jobId: string) {
     const file = path.join(jobDir(jobId), 'journal.jsonl');
+    this.file = file;
     this.fd = fs.openSync(file, 'a', 0o600);
     this.logFd = fs.openSync(path.join(jobDir(jobId), 'job.log'), 'a', 0o600);
     this.timer = setInterval(() => this.sync(), 200);
     this.timer.unref();
     // The next record starts on a line of its own. A torn line stays in the file (replay
     // skips it): the reduce step may append to this journal from its own process, so bytes
-    // are only ever added, never taken out.
+    // are only ever added, never taken out (compaction excepted, see `compact`).
     const torn = tornTail(file);
     if (torn) fs.writeSync(this.fd, '\n');
     if (torn && !torn.whole) this.log(`journal: dropped a torn last line (${torn.bytes} bytes, cut short when its writer stopped mid-write); replay skips it`);
   }
 
   append(r: JournalRecord): void {
-    fs.writeSync(this.fd, JSON.stringify(r) + '\n');
+    if (this.fd < 0) return;
+    this.pending += JSON.stringify(r) + '\n';
     this.dirty = true;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      process.nextTick(() => this.flush());
+    }
+    if (r.e === 'commit' && ++this.commitsSinceCompaction >= COMPACT_EVERY_COMMITS) this.compact();
+  }
+
+  /** Writes the records appended so far (the page cache keeps them through a crash of this process). */
+  flush(): void {
+    this.flushQueued = false;
+    if (!this.pending || this.fd < 0) return;
+    const text = this.pending;
+    this.pending = '';
+    fs.writeSync(this.fd, text);
   }
 
   /** The job's log (`skybatch jobs logs`): mapper output and coordinator notes. */
@@ -236,19 +273,60 @@ export class Journal {
   /** Appends a record and has it on disk before returning: for what must survive a power loss. */
   appendDurably(r: JournalRecord): void {
     this.append(r);
-    this.sync();
-  }
-
-  sync(): void {
-    if (!this.dirty || this.fd < 0) return;
+    this.flush();
     this.dirty = false;
-    fs.fsyncSync(this.fd);
+    if (this.fd >= 0) fs.fsyncSync(this.fd);
   }
 
-  close(): void {
+  /** Has what was written reach the disk, off the event loop (a sync fsync took 8 % of the coordinator at batchSize 1). */
+  sync(): void {
+    if (!this.dirty || this.fd < 0 || this.syncing) return;
+    this.flush();
+    this.dirty = false;
+    this.syncing = true;
+    fs.fsync(this.fd, () => (this.syncing = false));
+  }
+
+  /**
+   * Replaces the journal by one snapshot record of what it says (`readJournal` of the whole
+   * file, so records other processes appended count too). The snapshot is written and
+   * fsynced beside it, then renamed over it: a crash leaves the old journal or the new one.
+   * Runs only at a commit or at the end of the job: never while the reduce step, the only
+   * other writer, may append.
+   */
+  compact(): void {
+    if (this.fd < 0) return;
+    this.commitsSinceCompaction = 0;
+    this.flush();
+    const snapshot = JSON.stringify(snapshotOf(readJournal(this.jobId))) + '\n';
+    const tmp = `${this.file}.compact`;
+    const fd = fs.openSync(tmp, 'w', 0o600);
+    try {
+      fs.writeSync(fd, snapshot);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, this.file);
+    const dir = fs.openSync(path.dirname(this.file), 'r');
+    try {
+      fs.fsyncSync(dir);
+    } finally {
+      fs.closeSync(dir);
+    }
+    fs.closeSync(this.fd);
+    this.fd = fs.openSync(this.file, 'a', 0o600);
+    this.dirty = false;
+  }
+
+  /** `ended`: the job succeeded (its reduce step is over); a large journal is compacted before it is closed. */
+  close(ended = false): void {
     if (this.fd < 0) return;
     clearInterval(this.timer);
-    this.sync();
+    this.flush();
+    if (ended && fs.fstatSync(this.fd).size > COMPACT_AT_END_BYTES) this.compact();
+    if (this.dirty) fs.fsyncSync(this.fd);
+    this.dirty = false;
     fs.closeSync(this.fd);
     fs.closeSync(this.logFd);
     this.fd = this.logFd = -1;

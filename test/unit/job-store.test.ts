@@ -151,4 +151,48 @@ describe('job journal', () => {
     const state = readJournal(id);
     assert.ok(state.attemptsUpTo >= Math.max(...attempts));
   });
+
+  it('compacts a long journal into a snapshot that replays to the same state, with later records applied on top', () => {
+    const compacted = newJob();
+    const plain = newJob();
+    const records: Parameters<Journal['append']>[0][] = [{ e: 'status', status: 'RUNNING', at: 'T0' }, { e: 'attempts', upTo: 1000 }];
+    // 60,000 batches of 2 items: a compaction at the 50,000th commit; some retried, one with a skipped item, one split
+    for (let i = 0; i < 60_000; i++) {
+      if (i === 70) records.push({ e: 'fail', i, a: 1, w: 'w1', code: 'SKYBATCH_E_MAPPER' });
+      if (i === 80) {
+        records.push({ e: 'split', i, base: 60_000 });
+        records.push({ e: 'dead', d: [{ index: 161, input: 'x', error: 'bad', code: 'SKYBATCH_E_ITEM_FAILED' }], b: 60_001 });
+        records.push({ e: 'commit', i: 60_000, s: 160, x: 160, a: 1, w: 'w2', n: 1 });
+        continue;
+      }
+      const a = i === 70 || i % 997 === 0 ? 2 : 1;
+      records.push({ e: 'commit', i, s: 2 * i, x: 2 * i + 1, a, w: `w${i % 3}`, n: i === 90 ? 1 : 2 });
+      if (i === 100) records.push({ e: 'dead', d: [{ index: 201, input: 'y', error: 'bad', code: 'SKYBATCH_E_ITEM_FAILED' }] });
+    }
+    records.push({ e: 'lost', i: 5, a: 1 });
+    const j = new Journal(compacted);
+    for (const r of records) j.append(r);
+    j.close();
+    fs.writeFileSync(journalFile(plain), records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+
+    const lines = fs.readFileSync(journalFile(compacted), 'utf8').trim().split('\n');
+    assert.equal((JSON.parse(lines[0]) as { e: string }).e, 'snap', 'the journal starts with its snapshot');
+    assert.ok(lines.length < 20_000, `${lines.length} lines left after compaction`);
+    assert.ok(fs.statSync(journalFile(compacted)).size < fs.statSync(journalFile(plain)).size / 3);
+    const got = readJournal(compacted);
+    const want = readJournal(plain);
+    assert.deepEqual([...got.committed].sort((x, y) => x[0] - y[0]), [...want.committed].sort((x, y) => x[0] - y[0]));
+    assert.deepEqual(got.winners, want.winners);
+    const { committed: _c1, commits: _m1, winners: _w1, ...restGot } = got;
+    const { committed: _c2, commits: _m2, winners: _w2, ...restWant } = want;
+    assert.deepEqual(restGot, restWant);
+    assert.equal(got.committed.has(5), false, 'a lost record after the snapshot still applies');
+
+    // appending to a compacted journal, and loading it into a JobRun, work as before
+    appendJournalRecord(compacted, { e: 'commit', i: 5, s: 10, x: 11, a: 3, w: 'w1', n: 2 });
+    const s = spec({ jobId: compacted, total: 120_000, batchSize: 2, onItemError: 'skip' });
+    const run = new JobRun(s, readJournal(compacted));
+    assert.equal(run.batchesDone, 60_000 + 2); // every batch (the split one too), and its two singles: one committed, one skipped
+    assert.equal(run.itemsDone, want.itemsDone + 2);
+  });
 });
