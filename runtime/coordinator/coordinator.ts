@@ -23,6 +23,7 @@ export class Coordinator {
   private readonly events = new EventHub();
   private readonly jobs: JobLifecycle;
   private retryTimer?: NodeJS.Timeout;
+  private pumpQueued = false;
   private closed = false;
   private readonly sweeper = setInterval(() => this.sweepOverdue(), 1000);
   /** What the pool's backend sees of its workers, for `status` (set by whoever starts the backend). */
@@ -119,7 +120,7 @@ export class Coordinator {
         if (!run) break;
         this.workers.unlease(w, msg.index);
         this.outcomes.release(run, msg.index, msg.attempt);
-        this.pump();
+        this.pumpSoon();
         break;
       }
       case 'batchFailed':
@@ -164,14 +165,14 @@ export class Coordinator {
     const run = this.jobs.get(msg.jobId);
     if (!run || run.isFinished || !this.outcomes.done(w, run, msg)) return;
     if (run.allDone) void this.jobs.finish(run);
-    else this.pump();
+    else this.pumpSoon();
   }
 
   private onBatchFailed(w: WorkerEntry, msg: Extract<WorkerMessage, { type: 'batchFailed' }>): void {
     this.workers.unlease(w, msg.index);
     const run = this.jobs.get(msg.jobId);
     if (run && !run.isFinished) this.outcomes.failed(run, msg.index, msg.attempt, { ...msg.error, context: { ...msg.error.context, worker: w.name } }, msg.input);
-    this.pump();
+    this.pumpSoon();
   }
 
   submit(req: JobRequest, bundle: string | undefined): JobSpec {
@@ -191,6 +192,16 @@ export class Coordinator {
 
   cancel(jobId: string): void {
     this.jobs.cancel(jobId);
+  }
+
+  /** Per-batch reports pump once per turn of the event loop, not once each: a pump looks at every worker. */
+  private pumpSoon(): void {
+    if (this.pumpQueued) return;
+    this.pumpQueued = true;
+    setImmediate(() => {
+      this.pumpQueued = false;
+      this.pump();
+    });
   }
 
   /** Applies the scheduler's decisions (see `schedule`) and sets the retry timer it asks for. */

@@ -29,6 +29,8 @@ export interface BatchRecord {
 /** A batch is a straggler once it has run this many times the median batch (and 2 s). */
 const STRAGGLER_FACTOR = 3;
 const STRAGGLER_MIN_MS = 2000;
+/** The longest a search that found no straggler is trusted (the median, hence the limit, moves). */
+const STRAGGLER_RECHECK_MS = 500;
 /**
  * Attempt numbers of a job loaded again (restart, resume) start above all earlier ones: each
  * load reserves them in blocks of this size in the journal (durably) before handing one out.
@@ -60,6 +62,7 @@ export class JobRun {
    */
   private readonly running = new Set<BatchRecord>();
   private failedBatches = 0;
+  private noStragglerBefore = 0;
   private readonly attemptBase: number;
   private attemptsReserved: number;
 
@@ -98,7 +101,8 @@ export class JobRun {
   }
 
   private record(index: number, start: number, end: number): BatchRecord {
-    return { index, start, end, state: 'pending', attempts: this.attemptBase, current: 0, failures: 0, started: false, notBefore: 0 };
+    // Every field from the start: one hidden class, no property store added per batch as it is leased (a million records)
+    return { index, start, end, state: 'pending', attempts: this.attemptBase, current: 0, backup: undefined, failures: 0, started: false, startedAt: undefined, worker: undefined, notBefore: 0, lastError: undefined };
   }
 
   get skipsItems(): boolean {
@@ -244,15 +248,26 @@ export class JobRun {
   /**
    * Near the end of a job (nothing left to hand out), the batch that has run longest past
    * `STRAGGLER_FACTOR` times the median batch, if it has no backup yet and is not `worker`'s.
+   * A search that finds none says when the first could appear, and until then (at most
+   * `STRAGGLER_RECHECK_MS`) none is searched for: at the tail of a job every commit asks,
+   * for every idle worker, and each search looks at every batch in flight.
    */
   straggler(now: number, worker: string): BatchRecord | undefined {
+    if (now < this.noStragglerBefore) return undefined;
     if (this.fresh < this.batches.length || this.retryQueue.some((b) => b.state === 'pending' || b.state === 'retrying')) return undefined;
     const limit = Math.max(STRAGGLER_MIN_MS, STRAGGLER_FACTOR * this.clock.median);
     let pick: BatchRecord | undefined;
+    let due = now + STRAGGLER_RECHECK_MS;
     for (const b of this.stillRunning()) {
-      if (!b.started || b.backup || b.worker === worker || now - b.startedAt! <= limit) continue;
+      if (!b.started || b.backup) continue;
+      const at = b.startedAt! + limit;
+      if (now <= at || b.worker === worker) {
+        due = Math.min(due, now <= at ? at : now); // one on `worker` is a straggler for the next worker asked
+        continue;
+      }
       if (!pick || b.startedAt! < pick.startedAt!) pick = b;
     }
+    if (!pick) this.noStragglerBefore = due;
     return pick;
   }
 

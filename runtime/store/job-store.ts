@@ -7,7 +7,7 @@ import { isTerminal } from '../job-events.js';
 import { bundlePath, jobDir, jobsDir, writePrivate } from './pool-store.js';
 import { SkybatchError } from '../../formats/common/errors.js';
 import type { DeadLetter, JobRequest, JobSpec, JobStatus } from '../protocol.js';
-import { SnapshotRecord, loadSnapshot, snapshotOf } from './journal-snapshot.js';
+import { JournalFold, SnapshotRecord } from './journal-fold.js';
 
 /** A running job's journal is compacted after this many commits since its last compaction... */
 const COMPACT_EVERY_COMMITS = 50_000;
@@ -138,58 +138,15 @@ export function listJobIds(): string[] {
 
 /** Replays a journal. A torn last line (a crash mid-write) is ignored; `Journal` drops it before appending. */
 export function readJournal(jobId: string): JournalState {
-  const state: JournalState = { status: 'PENDING', committed: new Map(), commits: new Map(), winners: [], splits: [], deadLetters: [], skipped: new Set(), itemsDone: 0, retries: 0, failures: [], loads: 0, attemptsUpTo: 0 };
+  const fold = new JournalFold();
   let text = '';
   try {
     text = fs.readFileSync(path.join(jobDir(jobId), 'journal.jsonl'), 'utf8');
   } catch {
-    return state;
+    return fold.toState();
   }
-  const commits = state.commits;
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    let r: JournalRecord;
-    try {
-      r = JSON.parse(line) as JournalRecord;
-    } catch {
-      continue;
-    }
-    // A published record stands for the winners it was written over: any change to them voids it.
-    if (r.e === 'commit' || r.e === 'lost' || r.e === 'split' || r.e === 'dead') state.published = undefined;
-    if ('a' in r) state.attemptsUpTo = Math.max(state.attemptsUpTo, r.a);
-    if (r.e === 'snap') {
-      loadSnapshot(state, r);
-    } else if (r.e === 'attempts') {
-      state.attemptsUpTo = Math.max(state.attemptsUpTo, r.upTo);
-    } else if (r.e === 'status') {
-      state.loads++;
-      state.status = r.status;
-      state.error = r.error;
-      if (isTerminal(r.status)) state.finishedAt = r.at;
-    } else if (r.e === 'commit' && !commits.has(r.i)) {
-      commits.set(r.i, r);
-    } else if (r.e === 'lost') {
-      commits.delete(r.i);
-    } else if (r.e === 'published') {
-      state.published = { at: r.at, outputs: r.outputs };
-    } else if (r.e === 'fail') {
-      state.retries++;
-      state.failures.push({ i: r.i, a: r.a, code: r.code, ...(r.w ? { w: r.w } : {}) });
-    } else if (r.e === 'split') {
-      state.splits.push({ i: r.i, base: r.base });
-    } else if (r.e === 'dead') {
-      state.deadLetters.push(...r.d);
-      if (r.b !== undefined) state.skipped.add(r.b);
-    }
-  }
-  for (const [i, c] of commits) {
-    state.committed.set(i, c.a);
-    state.winners.push({ start: c.s, end: c.x, attempt: c.a });
-    state.itemsDone += c.n;
-  }
-  state.winners.sort((a, b) => a.start - b.start);
-  state.deadLetters.sort((a, b) => a.index - b.index);
-  return state;
+  fold.foldText(text);
+  return fold.toState();
 }
 
 /**
@@ -229,11 +186,14 @@ export class Journal {
   private commitsSinceCompaction = 0;
   private timer: NodeJS.Timeout;
   private readonly file: string;
+  /** What the file said up to byte `folded`, kept for the next compaction. */
+  private fold?: JournalFold;
+  private folded = 0;
 
   constructor(private readonly jobId: string) {
     const file = path.join(jobDir(jobId), 'journal.jsonl');
     this.file = file;
-    this.fd = fs.openSync(file, 'a', 0o600);
+    this.fd = fs.openSync(file, 'a+', 0o600);
     this.logFd = fs.openSync(path.join(jobDir(jobId), 'job.log'), 'a', 0o600);
     this.timer = setInterval(() => this.sync(), 200);
     this.timer.unref();
@@ -288,8 +248,9 @@ export class Journal {
   }
 
   /**
-   * Replaces the journal by one snapshot record of what it says (`readJournal` of the whole
-   * file, so records other processes appended count too). The snapshot is written and
+   * Replaces the journal by one snapshot record of what it says (folded from the file, so
+   * records other processes appended count too; only what is new since the last compaction
+   * is read). The snapshot is written and
    * fsynced beside it, then renamed over it: a crash leaves the old journal or the new one.
    * Runs only at a commit or at the end of the job: never while the reduce step, the only
    * other writer, may append.
@@ -298,7 +259,8 @@ export class Journal {
     if (this.fd < 0) return;
     this.commitsSinceCompaction = 0;
     this.flush();
-    const snapshot = JSON.stringify(snapshotOf(readJournal(this.jobId))) + '\n';
+    this.foldAppended();
+    const snapshot = JSON.stringify(this.fold!.snapshot()) + '\n';
     const tmp = `${this.file}.compact`;
     const fd = fs.openSync(tmp, 'w', 0o600);
     try {
@@ -315,8 +277,25 @@ export class Journal {
       fs.closeSync(dir);
     }
     fs.closeSync(this.fd);
-    this.fd = fs.openSync(this.file, 'a', 0o600);
+    this.fd = fs.openSync(this.file, 'a+', 0o600);
+    this.folded = Buffer.byteLength(snapshot);
     this.dirty = false;
+  }
+
+  /**
+   * Folds what the file holds past what was folded before (all of it, the first time): this
+   * journal's records and any another process appended. Only whole lines: a line being
+   * written is left for the next time.
+   */
+  private foldAppended(): void {
+    this.fold ??= new JournalFold();
+    const size = fs.fstatSync(this.fd).size;
+    if (size <= this.folded) return;
+    const buf = Buffer.alloc(size - this.folded);
+    const n = fs.readSync(this.fd, buf, 0, buf.length, this.folded);
+    const end = buf.subarray(0, n).lastIndexOf(0x0a) + 1;
+    this.fold.foldText(buf.subarray(0, end).toString('utf8'));
+    this.folded += end;
   }
 
   /** `ended`: the job succeeded (its reduce step is over); a large journal is compacted before it is closed. */

@@ -1,0 +1,242 @@
+import type { WireError } from '../../formats/errors.js';
+import type { DeadLetter, JobStatus } from '../protocol.js';
+import type { JournalRecord, JournalState, PublishedOutput } from './job-store.js';
+
+/**
+ * A job's journal state in one record: the first line of a compacted journal. Commits are
+ * runs of consecutive batches with the same attempt and full item counts,
+ * `[index, count, start, width, attempt]`, or one batch `[index, 1, start, width, attempt, items]`;
+ * a job whose batches mostly succeed at their first attempt compacts to a few runs.
+ */
+export interface SnapshotRecord {
+  e: 'snap';
+  status: JobStatus;
+  error?: WireError;
+  finishedAt?: string;
+  loads: number;
+  retries: number;
+  attemptsUpTo: number;
+  published?: { at: string; outputs: PublishedOutput[] };
+  splits: { i: number; base: number }[];
+  dead: DeadLetter[];
+  skipped: number[];
+  fails: number[];
+  commits: number[][];
+}
+
+/**
+ * Committed batches by index, in typed arrays: a million commits take 16 MB and no object
+ * each, so a coordinator can keep them for compaction (and replay builds its maps once).
+ */
+class CommitTable {
+  /** Winning attempt; 0: not committed (attempt numbers start at 1). */
+  private attempt = new Uint32Array(0);
+  private start = new Float64Array(0);
+  private width = new Uint32Array(0);
+  /** Items committed, where fewer than the batch's width (items skipped). */
+  private readonly items = new Map<number, number>();
+  /** One past the highest index ever set. */
+  length = 0;
+
+  private grow(i: number): void {
+    if (i < this.attempt.length) return;
+    const size = Math.max(1024, this.attempt.length * 2, i + 1);
+    const a = new Uint32Array(size);
+    a.set(this.attempt);
+    const s = new Float64Array(size);
+    s.set(this.start);
+    const w = new Uint32Array(size);
+    w.set(this.width);
+    [this.attempt, this.start, this.width] = [a, s, w];
+  }
+
+  /** The first commit of a batch wins. */
+  add(i: number, s: number, x: number, a: number, n: number): void {
+    this.grow(i);
+    if (this.attempt[i]) return;
+    this.attempt[i] = a;
+    this.start[i] = s;
+    this.width[i] = x - s + 1;
+    if (n !== x - s + 1) this.items.set(i, n);
+    else this.items.delete(i);
+    this.length = Math.max(this.length, i + 1);
+  }
+
+  delete(i: number): void {
+    if (i < this.attempt.length) this.attempt[i] = 0;
+    this.items.delete(i);
+  }
+
+  clear(): void {
+    this.attempt.fill(0);
+    this.items.clear();
+    this.length = 0;
+  }
+
+  *entries(): Generator<[number, { s: number; x: number; a: number; n: number }]> {
+    for (let i = 0; i < this.length; i++) {
+      const a = this.attempt[i];
+      if (!a) continue;
+      const s = this.start[i];
+      const w = this.width[i];
+      yield [i, { s, x: s + w - 1, a, n: this.items.get(i) ?? w }];
+    }
+  }
+
+  encode(): number[][] {
+    const runs: number[][] = [];
+    let run: number[] | undefined;
+    for (let i = 0; i < this.length; i++) {
+      const a = this.attempt[i];
+      if (!a) {
+        run = undefined;
+        continue;
+      }
+      const s = this.start[i];
+      const w = this.width[i];
+      const n = this.items.get(i);
+      if (n !== undefined) {
+        runs.push([i, 1, s, w, a, n]);
+        run = undefined;
+      } else if (run && run[4] === a && run[3] === w && run[2] + run[1] * w === s) {
+        run[1]++;
+      } else {
+        run = [i, 1, s, w, a];
+        runs.push(run);
+      }
+    }
+    return runs;
+  }
+
+  decode(runs: number[][]): void {
+    this.clear();
+    for (const [i0, count, s0, w, a, n] of runs) {
+      for (let k = 0; k < count; k++) this.add(i0 + k, s0 + k * w, s0 + k * w + w - 1, a, n ?? w);
+    }
+  }
+}
+
+/**
+ * What a journal's records say so far, folded record by record: `readJournal` folds a whole
+ * file, a running job's `Journal` keeps one and folds only what was appended since its last
+ * compaction, then writes `snapshot()` as the compacted journal.
+ */
+export class JournalFold {
+  status: JobStatus = 'PENDING';
+  error?: WireError;
+  finishedAt?: string;
+  loads = 0;
+  retries = 0;
+  attemptsUpTo = 0;
+  published?: { at: string; outputs: PublishedOutput[] };
+  splits: { i: number; base: number }[] = [];
+  deadLetters: DeadLetter[] = [];
+  skipped = new Set<number>();
+  fails: number[] = [];
+  private readonly commits = new CommitTable();
+
+  /** Folds every whole line of `text`; a torn line (a crash mid-write) is skipped. */
+  foldText(text: string): void {
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      let r: JournalRecord;
+      try {
+        r = JSON.parse(line) as JournalRecord;
+      } catch {
+        continue;
+      }
+      this.fold(r);
+    }
+  }
+
+  fold(r: JournalRecord): void {
+    // A published record stands for the winners it was written over: any change to them voids it.
+    if (r.e === 'commit' || r.e === 'lost' || r.e === 'split' || r.e === 'dead') this.published = undefined;
+    if ('a' in r) this.attemptsUpTo = Math.max(this.attemptsUpTo, r.a);
+    if (r.e === 'snap') {
+      this.load(r);
+    } else if (r.e === 'attempts') {
+      this.attemptsUpTo = Math.max(this.attemptsUpTo, r.upTo);
+    } else if (r.e === 'status') {
+      this.loads++;
+      this.status = r.status;
+      this.error = r.error;
+      if (r.status === 'SUCCEEDED' || r.status === 'FAILED' || r.status === 'CANCELLED') this.finishedAt = r.at;
+    } else if (r.e === 'commit') {
+      this.commits.add(r.i, r.s, r.x, r.a, r.n);
+    } else if (r.e === 'lost') {
+      this.commits.delete(r.i);
+    } else if (r.e === 'published') {
+      this.published = { at: r.at, outputs: r.outputs };
+    } else if (r.e === 'fail') {
+      this.retries++;
+      this.fails.push(r.i);
+    } else if (r.e === 'split') {
+      this.splits.push({ i: r.i, base: r.base });
+    } else if (r.e === 'dead') {
+      this.deadLetters.push(...r.d);
+      if (r.b !== undefined) this.skipped.add(r.b);
+    }
+  }
+
+  private load(r: SnapshotRecord): void {
+    this.status = r.status;
+    this.error = r.error;
+    this.finishedAt = r.finishedAt;
+    this.loads = r.loads;
+    this.retries = r.retries;
+    this.attemptsUpTo = Math.max(this.attemptsUpTo, r.attemptsUpTo);
+    this.published = r.published;
+    this.splits = [...r.splits];
+    this.deadLetters = [...r.dead];
+    this.skipped = new Set(r.skipped);
+    this.fails = [...r.fails];
+    this.commits.decode(r.commits);
+  }
+
+  snapshot(): SnapshotRecord {
+    return {
+      e: 'snap',
+      status: this.status,
+      ...(this.error ? { error: this.error } : {}),
+      ...(this.finishedAt ? { finishedAt: this.finishedAt } : {}),
+      loads: this.loads,
+      retries: this.retries,
+      attemptsUpTo: this.attemptsUpTo,
+      ...(this.published ? { published: this.published } : {}),
+      splits: this.splits,
+      dead: [...this.deadLetters].sort((a, b) => a.index - b.index),
+      skipped: [...this.skipped],
+      fails: this.fails,
+      commits: this.commits.encode(),
+    };
+  }
+
+  toState(): JournalState {
+    const state: JournalState = {
+      status: this.status,
+      committed: new Map(),
+      commits: new Map(),
+      winners: [],
+      splits: this.splits,
+      deadLetters: [...this.deadLetters].sort((a, b) => a.index - b.index),
+      skipped: this.skipped,
+      itemsDone: 0,
+      retries: this.retries,
+      loads: this.loads,
+      attemptsUpTo: this.attemptsUpTo,
+      fails: this.fails,
+      published: this.published,
+    };
+    if (this.error !== undefined || this.loads > 0) state.error = this.error;
+    if (this.finishedAt !== undefined) state.finishedAt = this.finishedAt;
+    for (const [i, c] of this.commits.entries()) {
+      state.commits.set(i, c);
+      state.committed.set(i, c.a);
+      state.winners.push({ start: c.s, end: c.x, attempt: c.a });
+      state.itemsDone += c.n;
+    }
+    state.winners.sort((a, b) => a.start - b.start);
+    return state;
+  }
+}
