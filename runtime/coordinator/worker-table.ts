@@ -52,7 +52,9 @@ export class WorkerTable {
   }
 
   byName(name: string | undefined): WorkerEntry | undefined {
-    return [...this.byId.values()].find((w) => w.name === name);
+    if (name === undefined) return undefined; // every commit asks for its (usually absent) losing copy's worker
+    for (const w of this.byId.values()) if (w.name === name) return w;
+    return undefined;
   }
 
   all(): WorkerEntry[] {
