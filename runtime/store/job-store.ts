@@ -70,8 +70,6 @@ export interface JournalState {
   published?: { at: string; outputs: PublishedOutput[] };
   /** The highest attempt number reserved or recorded: a new load hands out only higher ones. */
   attemptsUpTo: number;
-  /** The batch of each `fail` record, in order. */
-  fails: number[];
 }
 
 /** Reserves the next job id: the smallest integer above every existing job folder. */

@@ -20,7 +20,7 @@ export interface SnapshotRecord {
   splits: { i: number; base: number }[];
   dead: DeadLetter[];
   skipped: number[];
-  fails: number[];
+  failures: { i: number; a: number; w?: string; code: string }[];
   commits: number[][];
 }
 
@@ -132,7 +132,7 @@ export class JournalFold {
   splits: { i: number; base: number }[] = [];
   deadLetters: DeadLetter[] = [];
   skipped = new Set<number>();
-  fails: number[] = [];
+  failures: { i: number; a: number; w?: string; code: string }[] = [];
   private readonly commits = new CommitTable();
 
   /** Folds every whole line of `text`; a torn line (a crash mid-write) is skipped. */
@@ -170,7 +170,7 @@ export class JournalFold {
       this.published = { at: r.at, outputs: r.outputs };
     } else if (r.e === 'fail') {
       this.retries++;
-      this.fails.push(r.i);
+      this.failures.push({ i: r.i, a: r.a, code: r.code, ...(r.w ? { w: r.w } : {}) });
     } else if (r.e === 'split') {
       this.splits.push({ i: r.i, base: r.base });
     } else if (r.e === 'dead') {
@@ -190,7 +190,7 @@ export class JournalFold {
     this.splits = [...r.splits];
     this.deadLetters = [...r.dead];
     this.skipped = new Set(r.skipped);
-    this.fails = [...r.fails];
+    this.failures = [...r.failures];
     this.commits.decode(r.commits);
   }
 
@@ -207,7 +207,7 @@ export class JournalFold {
       splits: this.splits,
       dead: [...this.deadLetters].sort((a, b) => a.index - b.index),
       skipped: [...this.skipped],
-      fails: this.fails,
+      failures: this.failures,
       commits: this.commits.encode(),
     };
   }
@@ -225,7 +225,7 @@ export class JournalFold {
       retries: this.retries,
       loads: this.loads,
       attemptsUpTo: this.attemptsUpTo,
-      fails: this.fails,
+      failures: this.failures,
       published: this.published,
     };
     if (this.error !== undefined || this.loads > 0) state.error = this.error;
