@@ -289,6 +289,7 @@ export class CoordinatorServer {
 
   async close(): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
+    await new Promise((r) => setImmediate(r)); // frames still corked this tick (sendCorked), such as workers' shutdown, leave first
     for (const ws of this.wss.clients) ws.terminate();
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
   }
