@@ -86,15 +86,19 @@ export class JobRun {
     }
     // Replay in journal order: splits first recreate the single-item batches they made.
     for (const s of replay?.splits ?? []) this.split(s.i, false);
-    for (const b of this.batches) {
-      if (replay?.committed.has(b.index)) {
-        b.state = 'done';
-        b.current = replay.committed.get(b.index)!;
-        this.batchesDone++;
-      } else if (replay?.skipped.has(b.index)) {
-        b.state = 'skipped';
-        this.batchesDone++;
-      }
+    // by what the journal names, not by batch: a restart mid-job replays a million batches
+    for (const [i, attempt] of replay?.committed ?? []) {
+      const b = this.batches[i];
+      if (!b || b.state === 'done') continue;
+      b.state = 'done';
+      b.current = attempt;
+      this.batchesDone++;
+    }
+    for (const i of replay?.skipped ?? []) {
+      const b = this.batches[i];
+      if (!b || b.state === 'done' || b.state === 'skipped') continue;
+      b.state = 'skipped';
+      this.batchesDone++;
     }
     this.itemsDone = replay?.itemsDone ?? 0;
     this.itemsFailed = replay?.deadLetters.length ?? 0;
