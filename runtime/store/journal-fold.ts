@@ -83,6 +83,14 @@ class CommitTable {
     }
   }
 
+  /** Committed batches as `[index, attempt, items]`, by index. */
+  *attempts(): Generator<[number, number, number]> {
+    for (let i = 0; i < this.length; i++) {
+      const a = this.attempt[i];
+      if (a) yield [i, a, this.items.get(i) ?? this.width[i]];
+    }
+  }
+
   encode(): number[][] {
     const runs: number[][] = [];
     let run: number[] | undefined;
@@ -212,12 +220,14 @@ export class JournalFold {
     };
   }
 
+  /**
+   * The state as `readJournal` gives it. `commits` and `winners` (an object per commit) are
+   * built when first read: a coordinator restarting a job needs only `committed`.
+   */
   toState(): JournalState {
-    const state: JournalState = {
+    const state = {
       status: this.status,
-      committed: new Map(),
-      commits: new Map(),
-      winners: [],
+      committed: new Map<number, number>(),
       splits: this.splits,
       deadLetters: [...this.deadLetters].sort((a, b) => a.index - b.index),
       skipped: this.skipped,
@@ -227,16 +237,24 @@ export class JournalFold {
       attemptsUpTo: this.attemptsUpTo,
       failures: this.failures,
       published: this.published,
-    };
+    } as JournalState;
     if (this.error !== undefined || this.loads > 0) state.error = this.error;
     if (this.finishedAt !== undefined) state.finishedAt = this.finishedAt;
-    for (const [i, c] of this.commits.entries()) {
-      state.commits.set(i, c);
-      state.committed.set(i, c.a);
-      state.winners.push({ start: c.s, end: c.x, attempt: c.a });
-      state.itemsDone += c.n;
+    const table = this.commits;
+    for (const [i, a, n] of table.attempts()) {
+      state.committed.set(i, a);
+      state.itemsDone += n;
     }
-    state.winners.sort((a, b) => a.start - b.start);
+    let commits: JournalState['commits'] | undefined;
+    let winners: JournalState['winners'] | undefined;
+    Object.defineProperties(state, {
+      commits: { enumerable: true, get: () => (commits ??= new Map(table.entries())) },
+      winners: {
+        enumerable: true,
+        get: () => (winners ??= [...table.entries()].map(([, c]) => ({ start: c.s, end: c.x, attempt: c.a })).sort((a, b) => a.start - b.start)),
+      },
+    });
     return state;
   }
+
 }
