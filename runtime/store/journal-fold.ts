@@ -22,6 +22,8 @@ export interface SnapshotRecord {
   skipped: number[];
   failures: { i: number; a: number; w?: string; code: string }[];
   commits: number[][];
+  /** Commit records the table cannot hold as numbers (no attempt number, a range that is not one): `[i, s, x, a, n]`, kept as written. */
+  odd?: unknown[][];
 }
 
 /**
@@ -29,12 +31,14 @@ export interface SnapshotRecord {
  * each, so a coordinator can keep them for compaction (and replay builds its maps once).
  */
 class CommitTable {
-  /** Winning attempt; 0: not committed (attempt numbers start at 1). */
+  /** Winning attempt + 1; 0: not committed. */
   private attempt = new Uint32Array(0);
   private start = new Float64Array(0);
   private width = new Uint32Array(0);
   /** Items committed, where fewer than the batch's width (items skipped). */
   private readonly items = new Map<number, number>();
+  /** Records that are not plain numbers, kept as written so reduce can say what is wrong with them. */
+  readonly odd = new Map<number, { s: number; x: number; a: number; n: number }>();
   /** One past the highest index ever set. */
   length = 0;
 
@@ -52,9 +56,16 @@ class CommitTable {
 
   /** The first commit of a batch wins. */
   add(i: number, s: number, x: number, a: number, n: number): void {
+    const plain = [s, x, n].every(Number.isInteger) && Number.isInteger(a) && a >= 0 && a < 2 ** 32 - 1 && x >= s;
+    if (!Number.isInteger(i) || i < 0 || i > 2 ** 28 || !plain) {
+      if (this.odd.has(i) || this.attempt[i]) return;
+      this.odd.set(i, { s, x, a, n });
+      if (Number.isInteger(i) && i >= 0 && i <= 2 ** 28) this.length = Math.max(this.length, i + 1);
+      return;
+    }
     this.grow(i);
-    if (this.attempt[i]) return;
-    this.attempt[i] = a;
+    if (this.attempt[i] || this.odd.has(i)) return;
+    this.attempt[i] = a + 1;
     this.start[i] = s;
     this.width[i] = x - s + 1;
     if (n !== x - s + 1) this.items.set(i, n);
@@ -65,38 +76,40 @@ class CommitTable {
   delete(i: number): void {
     if (i < this.attempt.length) this.attempt[i] = 0;
     this.items.delete(i);
+    this.odd.delete(i);
   }
 
   clear(): void {
     this.attempt.fill(0);
     this.items.clear();
+    this.odd.clear();
     this.length = 0;
   }
 
   *entries(): Generator<[number, { s: number; x: number; a: number; n: number }]> {
     for (let i = 0; i < this.length; i++) {
       const a = this.attempt[i];
+      const odd = a ? undefined : this.odd.get(i);
+      if (odd) yield [i, odd];
       if (!a) continue;
       const s = this.start[i];
       const w = this.width[i];
-      yield [i, { s, x: s + w - 1, a, n: this.items.get(i) ?? w }];
+      yield [i, { s, x: s + w - 1, a: a - 1, n: this.items.get(i) ?? w }];
     }
+    for (const [i, c] of this.odd) if (!(Number.isInteger(i) && i >= 0 && i < this.length)) yield [i, c];
   }
 
   /** Committed batches as `[index, attempt, items]`, by index. */
   *attempts(): Generator<[number, number, number]> {
-    for (let i = 0; i < this.length; i++) {
-      const a = this.attempt[i];
-      if (a) yield [i, a, this.items.get(i) ?? this.width[i]];
-    }
+    for (const [i, c] of this.entries()) yield [i, c.a, c.n];
   }
 
   encode(): number[][] {
     const runs: number[][] = [];
     let run: number[] | undefined;
     for (let i = 0; i < this.length; i++) {
-      const a = this.attempt[i];
-      if (!a) {
+      const a = (this.attempt[i] ?? 0) - 1; // past the array: an odd record set `length`
+      if (a < 0) {
         run = undefined;
         continue;
       }
@@ -116,11 +129,14 @@ class CommitTable {
     return runs;
   }
 
-  decode(runs: number[][]): void {
+  decode(runs: number[][], odd: unknown[][] = []): void {
     this.clear();
     for (const [i0, count, s0, w, a, n] of runs) {
       for (let k = 0; k < count; k++) this.add(i0 + k, s0 + k * w, s0 + k * w + w - 1, a, n ?? w);
     }
+    // JSON wrote what was missing as null
+    const v = (x: unknown) => (x === null ? undefined : x) as number;
+    for (const [i, s, x, a, n] of odd) this.odd.set(v(i), { s: v(s), x: v(x), a: v(a), n: v(n) });
   }
 }
 
@@ -199,7 +215,7 @@ export class JournalFold {
     this.deadLetters = [...r.dead];
     this.skipped = new Set(r.skipped);
     this.failures = [...r.failures];
-    this.commits.decode(r.commits);
+    this.commits.decode(r.commits, r.odd);
   }
 
   snapshot(): SnapshotRecord {
@@ -217,6 +233,7 @@ export class JournalFold {
       skipped: [...this.skipped],
       failures: this.failures,
       commits: this.commits.encode(),
+      ...(this.commits.odd.size ? { odd: [...this.commits.odd].map(([i, c]) => [i, c.s, c.x, c.a, c.n]) } : {}),
     };
   }
 

@@ -156,6 +156,8 @@ describe('job journal', () => {
     const compacted = newJob();
     const plain = newJob();
     const records: Parameters<Journal['append']>[0][] = [{ e: 'status', status: 'RUNNING', at: 'T0' }, { e: 'attempts', upTo: 1000 }];
+    // a commit record without an attempt number survives compaction as written (reduce says what is wrong with it)
+    records.push({ e: 'commit', i: 70_000, s: 140_000, x: 140_001, w: 'w', n: 2 } as never);
     // 60,000 batches of 2 items: a compaction at the 50,000th commit; some retried, one with a skipped item, one split
     for (let i = 0; i < 60_000; i++) {
       if (i === 70) records.push({ e: 'fail', i, a: 1, w: 'w1', code: 'SKYBATCH_E_MAPPER' });
@@ -187,6 +189,7 @@ describe('job journal', () => {
     const { committed: _c2, commits: _m2, winners: _w2, ...restWant } = want;
     assert.deepEqual(restGot, restWant);
     assert.equal(got.committed.has(5), false, 'a lost record after the snapshot still applies');
+    assert.deepEqual(got.commits.get(70_000), { s: 140_000, x: 140_001, a: undefined, n: 2 });
 
     // appending to a compacted journal, and loading it into a JobRun, work as before
     appendJournalRecord(compacted, { e: 'commit', i: 5, s: 10, x: 11, a: 3, w: 'w1', n: 2 });
