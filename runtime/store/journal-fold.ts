@@ -1,4 +1,4 @@
-import type { WireError } from '../../formats/errors.js';
+import type { WireError } from '../../formats/common/errors.js';
 import type { DeadLetter, JobStatus } from '../protocol.js';
 import type { JournalRecord, JournalState, PublishedOutput } from './job-store.js';
 
