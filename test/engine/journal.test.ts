@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { JobRun } from '../../runtime/coordinator/job-run.js';
 import { Journal, readJournal } from '../../runtime/store/job-store.js';
 import type { JobSpec } from '../../runtime/protocol.js';
-import { Sandbox, alive, jsonl, mapperScript, readJsonl, waitFor } from '../harness.js';
+import { Sandbox, alive, jsonl, mapperScript, readJsonl, untilFileExists, waitFor } from '../harness.js';
 
 const POOL = 'journal';
 const N = 30;
@@ -118,7 +118,8 @@ describe('pool down and restarts end jobs clearly', () => {
     await sb.cleanup();
   });
 
-  const script = (name: string, extra = '') =>
+  // The last item waits for `gate` when one is given, so the job cannot finish before the test acts.
+  const script = (name: string, extra = '', gate?: string) =>
     sb.file(
       `${name}.ts`,
       mapperScript({
@@ -126,7 +127,9 @@ describe('pool down and restarts end jobs clearly', () => {
         output: path.join(sb.dir, name, 'out.jsonl'),
         pool: POOL,
         batchSize: 1,
-        body: `await new Promise((r) => setTimeout(r, 150)); await sky.saveResults(batch.map((x) => ({ out: String(x.text).toUpperCase() })));`,
+        before: gate ? `const fs = await import('node:fs');` : '',
+        body: `${gate ? `if (batch[0].text === 't${N - 1}') { ${untilFileExists(gate)} }` : ''}
+    await new Promise((r) => setTimeout(r, 150)); await sky.saveResults(batch.map((x) => ({ out: String(x.text).toUpperCase() })));`,
         extra,
       }),
     );
@@ -152,7 +155,8 @@ describe('pool down and restarts end jobs clearly', () => {
   test('pool down during a job ends it CANCELLED with the recovery command; the next apply does not resume it', async () => {
     const jobs = () => (fs.existsSync(path.join(sb.home, 'jobs')) ? fs.readdirSync(path.join(sb.home, 'jobs')) : []);
     const known = new Set(jobs());
-    const run = sb.run(script('down'));
+    const gate = path.join(sb.dir, 'down.gate');
+    const run = sb.run(script('down', '', gate));
     const jobId = await waitFor('the job to start', () => jobs().find((id) => !known.has(id) && fs.existsSync(path.join(sb.home, 'jobs', id, 'journal.jsonl'))));
     await waitFor('some batches to commit', () => commits(jobId) >= 3 || undefined);
     const down = await sb.cli(['pool', 'down', POOL, '-y']);
@@ -173,6 +177,7 @@ describe('pool down and restarts end jobs clearly', () => {
     assert.doesNotMatch(fs.readFileSync(path.join(sb.home, 'jobs', jobId, 'job.log'), 'utf8'), /coordinator restarted: resuming/);
     assert.match((await sb.cli(['jobs', 'queue'])).stdout, new RegExp(`^${jobId}\\s+${POOL}\\s+CANCELLED`, 'm'));
     // it is not lost: resuming it on purpose finishes it
+    fs.writeFileSync(gate, '');
     const res = await sb.cli(['jobs', 'resume', jobId]);
     assert.equal(res.code, 0, res.stderr);
     assert.deepEqual(readJsonl(path.join(sb.dir, 'down', 'out.jsonl')), expected);
