@@ -69,7 +69,7 @@ export class BatchJobController implements vscode.Disposable {
 
   constructor(private readonly deps: ControllerDeps) {
     this.controller = vscode.notebooks.createNotebookController('skybatch-controller', NOTEBOOK_TYPE, 'Sky Batch');
-    this.controller.supportedLanguages = ['typescript', 'javascript', 'yaml'];
+    this.controller.supportedLanguages = ['typescript', 'javascript', 'yaml', 'python'];
     this.controller.supportsExecutionOrder = true;
     this.controller.description = 'runs the job on a skybatch pool';
     this.controller.executeHandler = (cells, doc) => this.execute(cells, doc);
