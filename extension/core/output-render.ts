@@ -1,5 +1,5 @@
 import { formatEta } from '../../runtime/job-events.js';
-import type { JobViewState, SampleRow } from './job-tracker.js';
+import { jobMs, type JobViewState, type SampleRow } from './job-tracker.js';
 
 /** The mime of a job's HTML cell output, drawn by the extension's renderer `skybatch.job-output`. */
 export const JOB_OUTPUT_MIME = 'application/vnd.skybatch.job-output';
@@ -37,9 +37,17 @@ function statusLine(s: JobViewState): string {
   return parts.join(' · ');
 }
 
+/** What the sample table holds: "first 9 of 12" items, or "9 of 12" when they are not the first ones. */
+export function samplesCaption(s: JobViewState): string {
+  const n = s.samples.length;
+  const first = s.samples.every((r, i) => r.index === i);
+  if (s.itemsTotal && s.itemsTotal <= n && first) return `all ${n}`;
+  return `${first ? 'first ' : ''}${n} of ${s.itemsTotal || '?'}`;
+}
+
 function headline(s: JobViewState): string {
   const who = s.jobId ? `Job ${s.jobId}` : 'Job';
-  const took = s.finishedAt ? ` in ${((s.finishedAt - s.startedAt) / 1000).toFixed(1)} s` : '';
+  const took = s.finishedAt ? ` in ${(jobMs(s) / 1000).toFixed(1)} s` : '';
   return `${who} on pool ${s.pool}: ${s.status}${took}`;
 }
 
@@ -70,7 +78,7 @@ export function renderText(s: JobViewState): string {
   if (s.recoverCommand && s.status !== 'SUCCEEDED') out.push(`recover finished batches: ${s.recoverCommand} (or "Sky Batch: Recover Partial Results"); run the rest: "Sky Batch: Resume Job"`);
   if (s.samples.length) {
     const cols = columnsOf(s.samples);
-    out.push(`sample outputs (${s.samples.length}):`, ['#', ...cols].join('\t'));
+    out.push(`sample outputs (${samplesCaption(s)}):`, ['#', ...cols].join('\t'));
     for (const r of s.samples) out.push([String(r.index), ...cols.map((c) => (imageOf(field(r, c)) ? '[image]' : cellText(field(r, c))))].join('\t'));
   }
   if (s.status === 'SUCCEEDED' && s.outputs.length) out.push(`outputs: ${s.outputs.join(', ')}`);
@@ -108,7 +116,7 @@ export function renderHtml(s: JobViewState): string {
   }
   if (s.samples.length) {
     const cols = columnsOf(s.samples);
-    h.push(`<div style="margin-top: 8px; font-weight: 600">Sample outputs</div><table class="skybatch-samples" style="border-collapse: collapse; font-size: 12px">`);
+    h.push(`<div class="skybatch-samples-caption" style="margin-top: 8px; font-weight: 600">Sample outputs <span style="font-weight: normal; opacity: .8">(${esc(samplesCaption(s))})</span></div><table class="skybatch-samples" style="border-collapse: collapse; font-size: 12px">`);
     h.push(`<tr>${['#', ...cols].map((c) => `<th style="text-align: left; padding: 2px 8px; border-bottom: 1px solid rgba(128,128,128,.4)">${esc(c)}</th>`).join('')}</tr>`);
     for (const r of s.samples) {
       const tds = cols.map((c) => {
@@ -122,7 +130,7 @@ export function renderHtml(s: JobViewState): string {
   }
   if (s.status === 'SUCCEEDED' && s.outputs.length) {
     // Cloud objects have no local file to open: they stay text.
-    const one = (o: string) => (/^(s3|gs):\/\//.test(o) ? `<code>${esc(o)}</code>` : link(o, { open: o }, 'code'));
+    const one = (o: string) => (/^(s3|gs):\/\//.test(o) ? `<code>${esc(o)}</code>` : `${link(o, { open: o }, 'code')} (${link('show in folder', { reveal: o })})`);
     h.push(`<div class="skybatch-outputs" style="margin-top: 6px">Outputs: ${s.outputs.map(one).join(', ')}</div>`);
   }
   if (s.logs.length) h.push(`<details style="margin-top: 6px"><summary>Log (${s.logs.length} lines)</summary><pre style="white-space: pre-wrap; font-size: 12px">${esc(s.logs.join('\n'))}</pre></details>`);
