@@ -88,7 +88,8 @@ export function renderText(s: JobViewState): string {
 /** The job's cell output as HTML for the notebook's built-in renderer: no scripts, images as data URLs. */
 export function renderHtml(s: JobViewState): string {
   const pct = percent(s);
-  const color = s.status === 'FAILED' ? '#f14c4c' : s.status === 'CANCELLED' ? '#cca700' : s.status === 'SUCCEEDED' ? '#89d185' : '#3794ff';
+  // The theme's colours (notebook outputs get VS Code's variables): fixed dark-theme colours fade on a light background.
+  const color = s.status === 'FAILED' ? 'var(--vscode-testing-iconFailed, #f14c4c)' : s.status === 'CANCELLED' ? 'var(--vscode-editorWarning-foreground, #cca700)' : s.status === 'SUCCEEDED' ? 'var(--vscode-testing-iconPassed, #89d185)' : 'var(--vscode-progressBar-background, #3794ff)';
   const h: string[] = [];
   h.push(`<div class="skybatch-job" data-job="${esc(s.jobId ?? '')}" data-status="${esc(s.status)}" style="font-family: var(--vscode-font-family, sans-serif); font-size: 13px; line-height: 1.5">`);
   h.push(`<div style="font-weight: 600">${esc(headline(s))}</div>`);
@@ -100,7 +101,7 @@ export function renderHtml(s: JobViewState): string {
   );
   h.push(`<div class="skybatch-stats">${esc(statusLine(s))}</div>`);
   if (s.error && s.status === 'CANCELLED') h.push(`<div class="skybatch-note" style="margin: 6px 0; opacity: .85">Cancelled: ${esc(s.error.message)}</div>`);
-  else if (s.error) h.push(`<pre class="skybatch-error" style="white-space: pre-wrap; color: #f14c4c; margin: 6px 0">${esc(`[${s.error.code}] ${s.error.message}`)}</pre>`);
+  else if (s.error) h.push(`<pre class="skybatch-error" style="white-space: pre-wrap; color: var(--vscode-errorForeground, #f14c4c); margin: 6px 0">${esc(`[${s.error.code}] ${s.error.message}`)}</pre>`);
   if (s.errorAt) h.push(`<div class="skybatch-error-at">Raised in ${link(`the ${s.errorAt.label}, line ${s.errorAt.line + 1}`, { goto: String(s.errorAt.cell), line: String(s.errorAt.line) })} (the traceback is under that cell).</div>`);
   if (s.jobId && s.recoverCommand && s.status !== 'SUCCEEDED') {
     h.push(
