@@ -197,7 +197,8 @@ export function formatTraceback(mapped: MappedStack, sources: Record<number, str
     const width = String(to + 1).length;
     for (let i = from; i <= to; i++) out.push(`${i === f.cellLine ? '---->' : '     '} ${String(i + 1).padStart(width)} ${src[i]}`);
   }
-  if (mapped.otherFrames.length) out.push('', mapped.cellFrames.length ? 'skybatch and Node frames:' : 'frames:', ...mapped.otherFrames.map((l) => `    ${l}`));
+  const python = mapped.otherFrames.some((l) => l.startsWith('File "'));
+  if (mapped.otherFrames.length) out.push('', !mapped.cellFrames.length ? 'frames:' : python ? 'library frames:' : 'skybatch and Node frames:', ...mapped.otherFrames.map((l) => `    ${l}`));
   return out.join('\n');
 }
 

@@ -82,6 +82,33 @@ describe('a notebook whose mapper cell is Python', () => {
     assert.ok(!s.spans.some((x) => x.role === 'mapper'), 'no Python line is in the TypeScript script');
   });
 
+  test('a traceback through a library and a chained exception: cell frames innermost first, the last exception is the head', () => {
+    const map = scriptMapOf(generateJobScript(notebook(MAPPER), { pool: POOL, batchSize: 2 }, 'py.skybatch'), '/w/nb/.py.skybatch.ts');
+    assert.equal(map.python?.path, '/w/nb/.py.skybatch.py');
+    const tb = [
+      'Traceback (most recent call last):',
+      '  File "/w/nb/.py.skybatch.py", line 6, in shout',
+      '    raise ValueError("no shouting at " + text)',
+      'ValueError: no shouting at t3',
+      '',
+      'During handling of the above exception, another exception occurred:',
+      '',
+      'Traceback (most recent call last):',
+      '  File "/w/nb/.py.skybatch.py", line 13, in double_text',
+      '    sky.batch.save_results([{"output": shout(item["text"]) * 2} for item in batch])',
+      '  File "/usr/lib/python3/dist-packages/lib.py", line 40, in wrap',
+      '    raise RuntimeError("wrapped")',
+      '    ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^',
+      'RuntimeError: wrapped',
+    ].join('\n');
+    const m = mapStack(tb, map);
+    assert.equal(m.head, 'RuntimeError: wrapped');
+    assert.deepEqual(m.cellFrames.map((f) => [f.cellLine + 1, f.fn]), [[13, 'double_text'], [6, 'shout']]);
+    assert.deepEqual(m.otherFrames, ['File "/usr/lib/python3/dist-packages/lib.py", line 40, in wrap']);
+    assert.equal(m.origin?.cellLine, 12);
+    assert.match(formatTraceback(m, { 3: MAPPER }), /\nlibrary frames:\n {4}File "\/usr\/lib/);
+  });
+
   describe('running on a real pool', () => {
     const sb = new Sandbox('python-cell');
     before(async () => {
