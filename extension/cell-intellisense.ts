@@ -155,7 +155,7 @@ export function registerCellIntellisense(engineRoot: string, log: vscode.OutputC
     return new vscode.Disposable(() => {});
   }
   const provider = new CellIntellisense(ts, engineRoot);
-  const selector: vscode.DocumentSelector = ['typescript', 'javascript'].map((language) => ({ notebookType: NOTEBOOK_TYPE, language }));
+  const selector: vscode.DocumentSelector = ['typescript', 'javascript'].map((language) => ({ scheme: 'vscode-notebook-cell', notebookType: NOTEBOOK_TYPE, language }));
   return vscode.Disposable.from(
     provider,
     vscode.languages.registerCompletionItemProvider(selector, provider, '.', '"', "'", '/', '@', '<'),
