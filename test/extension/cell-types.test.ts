@@ -5,6 +5,7 @@ import { after, describe, test } from 'node:test';
 import typescript from 'typescript';
 import type * as TS from 'typescript';
 import { CellTypes, scriptCompilerOptions } from '../../extension/core/cell-types.js';
+import { CellTypesService, type CompletionsAnswer, type DetailsAnswer, type HoverAnswer, type SignatureAnswer } from '../../extension/core/cell-types-service.js';
 import { generateJobScript } from '../../extension/core/job-script.js';
 import { parse, type NotebookCellData } from '../../extension/core/notebook-format.js';
 import { parseRunSettings } from '../../extension/core/run-settings.js';
@@ -93,6 +94,23 @@ describe('typed cells', () => {
       const sig = h.items[h.selectedItemIndex];
       assert.equal(h.argumentIndex, 1);
       assert.deepEqual(sig.parameters.map((p) => p.name), ['path', 'options']);
+    });
+
+    test("the worker thread's side answers in plain JSON, asked with the notebook's cells each time", () => {
+      const service = new CellTypesService(ts, ROOT);
+      const at = { notebook: 'file:///nb.skybatch', scriptPath: path.join(ROOT, 'samples/quickstart/.svc.skybatch.ts'), cells };
+      const c = service.answer({ ...at, id: 1, kind: 'completions', cell: 3, line: 2, character: 6, trigger: '.' }) as CompletionsAnswer;
+      assert.deepEqual(structuredClone(c), c);
+      assert.ok(c.entries.some((e) => e.name === 'saveResults'), JSON.stringify(c.entries.slice(0, 5)));
+      const d = service.answer({ ...at, id: 2, kind: 'details', cell: 3, line: 2, character: 6, entry: { name: 'saveResults' } }) as DetailsAnswer;
+      assert.match(d.detail, /saveResults\(results: /);
+      const h = service.answer({ ...at, id: 3, kind: 'hover', cell: 3, line: 0, character: 19 }) as HoverAnswer;
+      assert.equal(h.signature, 'const batch: sky.Item[]');
+      const sig = service.answer({ ...at, id: 4, kind: 'signature', cell: 4, line: 0, character: "new sky.JsonWriter('out.jsonl', ".length }) as SignatureAnswer;
+      assert.deepEqual(sig.signatures[sig.activeSignature].parameters.map((p) => p.label.split(':')[0].replace('?', '')), ['path', 'options']);
+      assert.equal(sig.activeParameter, 1);
+      assert.equal(service.answer({ ...at, id: 5, kind: 'forget' }), undefined);
+      service.dispose();
     });
 
     test('a notebook missing a role has no script, and says so instead of answering wrongly', () => {
