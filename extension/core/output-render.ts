@@ -123,7 +123,7 @@ export function renderHtml(s: JobViewState): string {
       const tds = cols.map((c) => {
         const v = field(r, c);
         const url = imageOf(v);
-        return `<td style="padding: 2px 8px; vertical-align: top">${url ? `<img src="${url}" alt="item ${r.index} ${esc(c)}" width="32" height="32">` : esc(cellText(v))}</td>`;
+        return `<td style="padding: 2px 8px; vertical-align: top; text-align: left">${url ? `<img src="${url}" alt="item ${r.index} ${esc(c)}" width="32" height="32">` : esc(cellText(v))}</td>`;
       });
       h.push(`<tr><td style="padding: 2px 8px; opacity: .7">${r.index}</td>${tds.join('')}</tr>`);
     }

@@ -99,8 +99,12 @@ async function percentOf(page: Page): Promise<number> {
 
 /** Picks a colour theme through "Preferences: Color Theme" and waits until the workbench wears it. */
 async function setTheme(page: Page, label: string, bodyClass: 'vs' | 'hc-light' | 'vs-dark'): Promise<void> {
-  await palette(page, 'Preferences: Color Theme');
+  // Clicked, not Enter: "Preferences: Browse Color Themes in Marketplace" may rank first.
+  await page.keyboard.press('F1');
   const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill('>Preferences: Color Theme');
+  await page.locator('.quick-input-list .monaco-list-row').filter({ hasText: /Preferences: Color Theme/ }).filter({ hasNotText: 'Marketplace' }).first().click({ timeout: 10_000 });
   await input.waitFor({ state: 'visible', timeout: 10_000 });
   await input.fill(label);
   await page.locator('.quick-input-list .monaco-list-row', { hasText: label }).first().click({ timeout: 10_000 });
@@ -419,7 +423,7 @@ export function uiSteps(opts: { pool: string }) {
     [
       'in a light theme the cell output and the job panel keep their contrast, and batch squares are focusable with labels',
       async ({ page, shots, log }) => {
-        for (const [theme, cls, name] of [['Light Modern', 'vs', 'light-modern'], ['High Contrast Light', 'hc-light', 'high-contrast-light']] as const) {
+        for (const [theme, cls, name] of [['Light Modern', 'vs', 'light-modern'], ['Light High Contrast', 'hc-light', 'light-high-contrast']] as const) {
           await setTheme(page, theme, cls);
           await waitOutput(page, '.skybatch-job[data-status="SUCCEEDED"]', 60_000);
           await outputs(page).locator('.skybatch-job').first().scrollIntoViewIfNeeded();
