@@ -21,7 +21,8 @@ const LINK_STYLE = 'color: var(--vscode-textLink-foreground, #3794ff); text-deco
  */
 function link(text: string, data: Record<string, string>, tag: 'a' | 'code' = 'a'): string {
   const attrs = Object.entries(data).map(([k, v]) => ` data-skybatch-${k}="${esc(v)}"`).join('');
-  const inner = tag === 'code' ? `<code>${esc(text)}</code>` : esc(text);
+  // Monospace without <code>: a theme's code background (dark in High Contrast Light) under link blue is unreadable.
+  const inner = tag === 'code' ? `<span style="font-family: var(--vscode-editor-font-family, monospace)">${esc(text)}</span>` : esc(text);
   return `<a class="skybatch-link" role="link" tabindex="0"${attrs} style="${LINK_STYLE}">${inner}</a>`;
 }
 
@@ -89,7 +90,7 @@ export function renderText(s: JobViewState): string {
 export function renderHtml(s: JobViewState): string {
   const pct = percent(s);
   // The theme's colours (notebook outputs get VS Code's variables): fixed dark-theme colours fade on a light background.
-  const color = s.status === 'FAILED' ? 'var(--vscode-testing-iconFailed, #f14c4c)' : s.status === 'CANCELLED' ? 'var(--vscode-editorWarning-foreground, #cca700)' : s.status === 'SUCCEEDED' ? 'var(--vscode-testing-iconPassed, #89d185)' : 'var(--vscode-progressBar-background, #3794ff)';
+  const color = s.status === 'FAILED' ? 'var(--vscode-testing-iconFailed, #f14c4c)' : s.status === 'CANCELLED' ? 'var(--vscode-editorWarning-foreground, #cca700)' : s.status === 'SUCCEEDED' ? 'var(--vscode-charts-green, #89d185)' : 'var(--vscode-progressBar-background, #3794ff)';
   const h: string[] = [];
   h.push(`<div class="skybatch-job" data-job="${esc(s.jobId ?? '')}" data-status="${esc(s.status)}" style="font-family: var(--vscode-font-family, sans-serif); font-size: 13px; line-height: 1.5">`);
   h.push(`<div style="font-weight: 600">${esc(headline(s))}</div>`);

@@ -442,8 +442,7 @@ export function uiSteps(opts: { pool: string }) {
           const label = await panel.evaluate(() => document.activeElement?.getAttribute('aria-label') ?? '');
           if (!/^batch 1: items \[\d+, \d+\] · done/.test(label)) throw new Error(`the focused batch square says ${JSON.stringify(label)}`);
           await page.screenshot({ path: path.join(shots, `17-b-${name}-job-panel.png`) });
-          await palette(page, 'View: Close Editor');
-          await panel.locator('#grid').waitFor({ state: 'detached', timeout: T }).catch(() => undefined);
+          // The panel stays open beside the notebook: the next theme recolours both.
         }
         await setTheme(page, 'Dark Modern', 'vs-dark');
       },
@@ -453,7 +452,17 @@ export function uiSteps(opts: { pool: string }) {
       async ({ page, shots }) => {
         // The first code cell is the reader (by position: its text changes below).
         const reader = page.locator('.notebook-editor .code-cell-row').first();
-        await reader.locator('.view-line').first().click();
+        // Wheel over the notebook's left gutter (over an output the wheel scrolls the output's frame) until the cell is in view.
+        const nb = (await page.locator('.notebook-editor.notebookOverlay').first().boundingBox())!;
+        const line = reader.locator('.view-line').first();
+        for (let i = 0; i < 30; i++) {
+          const b = await line.boundingBox();
+          if (b && b.y > nb.y + 60 && b.y + b.height < nb.y + nb.height - 20) break;
+          await page.mouse.move(nb.x + 12, nb.y + nb.height / 2);
+          await page.mouse.wheel(0, b && b.y > nb.y + 60 ? 250 : -250);
+          await page.waitForTimeout(150);
+        }
+        await line.click();
         await page.keyboard.press('Control+A');
         await page.keyboard.type('sky.');
         const suggest = page.locator('.editor-widget.suggest-widget .monaco-list-row');
