@@ -111,7 +111,7 @@ function prepareWorkspaces(run: string): { hostWs: string; uiWs: string } {
  */
 function stageExtension(run: string): string {
   const dir = path.join(run, 'extension');
-  for (const p of ['package.json', 'bin', 'out/index.js', 'out/index.d.ts', 'out/formats', 'out/runtime', 'out/extension', 'out/webview', 'out/vscode-tests/index.cjs', 'webview/icon.png', 'webview/icon.svg']) {
+  for (const p of ['package.json', 'bin', 'out/index.js', 'out/index.d.ts', 'out/formats', 'out/runtime', 'out/extension', 'out/webview', 'out/vscode-tests/index.cjs', 'webview/icon.png', 'webview/icon.svg', 'python']) {
     fs.cpSync(path.join(ROOT, p), path.join(dir, p), { recursive: true });
   }
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
