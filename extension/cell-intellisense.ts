@@ -85,10 +85,14 @@ class TypesWorker implements vscode.Disposable {
       this.worker.on('exit', (code) => this.worker && gone(`exit ${code}`));
     }
     const id = this.next++;
-    return new Promise((resolve) => {
+    const t0 = Date.now();
+    const answer = new Promise<CellTypesAnswer>((resolve) => {
       this.waiting.set(id, { resolve });
       this.worker!.postMessage({ ...r, id });
     });
+    // The first answer builds TypeScript's program (seconds): the log says when it is there.
+    if (id === 1) void answer.then((a) => this.log.appendLine(`typed cells: first answer (${r.kind}${a ? '' : ', none'}) in ${Date.now() - t0} ms`));
+    return answer;
   }
 
   dispose(): void {
@@ -112,7 +116,8 @@ export class CellIntellisense implements vscode.CompletionItemProvider<CellCompl
   private place(doc: vscode.TextDocument, pos: vscode.Position): Omit<CellTypesRequest, 'id' | 'kind'> | undefined {
     for (const nb of vscode.workspace.notebookDocuments) {
       if (nb.notebookType !== NOTEBOOK_TYPE) continue;
-      const cell = nb.getCells().findIndex((c) => c.document === doc);
+      const uri = doc.uri.toString();
+      const cell = nb.getCells().findIndex((c) => c.document.uri.toString() === uri);
       if (cell < 0) continue;
       const file = nb.uri.scheme === 'file' ? nb.uri.fsPath : path.join(vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? '/', path.basename(nb.uri.path));
       return { notebook: nb.uri.toString(), scriptPath: scriptPathFor(file), cells: cellsOf(nb), cell, line: pos.line, character: pos.character };
@@ -178,7 +183,8 @@ export function registerCellIntellisense(engineRoot: string, log: vscode.OutputC
   }
   const worker = new TypesWorker(typescript, engineRoot, log);
   const provider = new CellIntellisense(worker);
-  const selector: vscode.DocumentSelector = ['typescript', 'javascript'].map((language) => ({ scheme: 'vscode-notebook-cell', notebookType: NOTEBOOK_TYPE, language }));
+  // Every notebook's TypeScript cells: place() answers only for Batch Job notebooks.
+  const selector: vscode.DocumentSelector = ['typescript', 'javascript'].map((language) => ({ scheme: 'vscode-notebook-cell', language }));
   return vscode.Disposable.from(
     worker,
     vscode.languages.registerCompletionItemProvider(selector, provider, '.', '"', "'", '/', '@', '<'),

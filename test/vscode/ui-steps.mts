@@ -465,12 +465,15 @@ export function uiSteps(opts: { pool: string }) {
         await line.click();
         await page.keyboard.press('Control+A');
         await page.keyboard.type('sky.');
+        // The list is long (every export of skybatch) and drawn only where it shows: filter it.
         const suggest = page.locator('.editor-widget.suggest-widget .monaco-list-row');
-        await suggest.filter({ hasText: 'saveResults' }).first().waitFor({ timeout: T });
         await suggest.filter({ hasText: 'JsonWriter' }).first().waitFor({ timeout: T });
         await page.waitForTimeout(300);
         await page.screenshot({ path: path.join(shots, '18-a-typed-cell-completion.png') }).catch(() => undefined);
+        await page.keyboard.type('saveR');
+        await suggest.filter({ hasText: 'saveResults' }).first().waitFor({ timeout: T });
         await page.keyboard.press('Escape');
+        for (let i = 0; i < 'saveR'.length; i++) await page.keyboard.press('Backspace');
         await page.keyboard.type('JsonWriter(');
         await page.locator('.parameter-hints-widget', { hasText: 'path' }).first().waitFor({ timeout: T });
         await page.keyboard.press('Escape');
