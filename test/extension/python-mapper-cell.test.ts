@@ -11,6 +11,7 @@ import { parseRunSettings } from '../../extension/core/run-settings.js';
 import { formatTraceback, mapStack, scriptMapOf } from '../../extension/core/script-map.js';
 import { validateNotebook } from '../../extension/core/validate.js';
 import { JobLauncher, scriptPathFor } from '../../extension/job-launcher.js';
+import * as errors from '../../runtime/control/error-channel.js';
 import { CLI, Sandbox, jsonl, readJsonl } from '../harness.js';
 import { DEBIAN_PYTHON_PATH } from '../engine/python-harness.js';
 
@@ -126,7 +127,7 @@ describe('a notebook whose mapper cell is Python', () => {
       const tracker = new JobTracker(settings.pool);
       const out: string[] = [];
       const launcher = new JobLauncher({
-        cli: CLI,
+        engine: { cli: CLI, errors },
         notebookPath,
         script,
         env: { SKYBATCH_HOME: sb.home, ...DEBIAN_PYTHON_PATH },

@@ -448,7 +448,7 @@ export function uiSteps(opts: { pool: string }) {
       },
     ],
     [
-      'typing `sky.` in a cell completes the skybatch API, with its types',
+      'typing `new sky.` in a cell completes the skybatch API, with its types and parameter hints',
       async ({ page, shots }) => {
         // The first code cell is the reader (by position: its text changes below).
         const reader = page.locator('.notebook-editor .code-cell-row').first();
@@ -464,7 +464,7 @@ export function uiSteps(opts: { pool: string }) {
         }
         await line.click();
         await page.keyboard.press('Control+A');
-        await page.keyboard.type('sky.');
+        await page.keyboard.type('new sky.');
         // The list is long (every export of skybatch) and drawn only where it shows: filter it.
         const suggest = page.locator('.editor-widget.suggest-widget .monaco-list-row');
         await suggest.filter({ hasText: 'JsonWriter' }).first().waitFor({ timeout: T });
