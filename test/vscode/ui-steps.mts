@@ -478,7 +478,7 @@ export function uiSteps(opts: { pool: string }) {
         await page.locator('.parameter-hints-widget', { hasText: 'path' }).first().waitFor({ timeout: T });
         await page.keyboard.press('Escape');
         // Back to the cell as it was (inserted, not typed: typing would auto-close brackets and quotes).
-        await page.keyboard.press('Escape');
+        await line.click();
         await page.keyboard.press('Control+A');
         await page.keyboard.insertText("new sky.JsonReader('data.jsonl')");
         if (!(await reader.innerText()).includes("new sky.JsonReader('data.jsonl')")) throw new Error('undo did not restore the reader cell');
