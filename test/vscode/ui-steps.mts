@@ -481,7 +481,10 @@ export function uiSteps(opts: { pool: string }) {
         await line.click();
         await page.keyboard.press('Control+A');
         await page.keyboard.insertText("new sky.JsonReader('data.jsonl')");
-        if (!(await reader.innerText()).includes("new sky.JsonReader('data.jsonl')")) throw new Error('undo did not restore the reader cell');
+        // Monaco draws spaces as no-break spaces.
+        const restored = async () => ((await reader.innerText()).replace(/\u00a0/g, ' ').includes("new sky.JsonReader('data.jsonl')") ? true : undefined);
+        for (let i = 0; i < 20 && !(await restored()); i++) await page.waitForTimeout(250);
+        if (!(await restored())) throw new Error('the reader cell did not get its text back');
       },
     ],
   ];
