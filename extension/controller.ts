@@ -69,7 +69,7 @@ export class BatchJobController implements vscode.Disposable {
 
   constructor(private readonly deps: ControllerDeps) {
     this.controller = vscode.notebooks.createNotebookController('skybatch-controller', NOTEBOOK_TYPE, 'Sky Batch');
-    this.controller.supportedLanguages = ['typescript', 'javascript', 'yaml'];
+    this.controller.supportedLanguages = ['typescript', 'javascript', 'yaml', 'python'];
     this.controller.supportsExecutionOrder = true;
     this.controller.description = 'runs the job on a skybatch pool';
     this.controller.executeHandler = (cells, doc) => this.execute(cells, doc);
@@ -160,7 +160,7 @@ export class BatchJobController implements vscode.Disposable {
     void out.flush();
     const cancelled = { value: false };
     run.stop = () => (cancelled.value = true);
-    if (!(await ensurePool(engine, settings, path.dirname(doc.uri.fsPath), (l) => (tracker.log(l), out.update())))) {
+    if (!(await ensurePool(engine, settings, path.dirname(doc.uri.fsPath), (l) => (tracker.log(l), out.update()), (ms) => tracker.waited(ms)))) {
       tracker.fail('SKYBATCH_E_POOL_NOT_FOUND', `pool '${settings.pool}' is not running; start it with "Sky Batch: Apply Pool" or answer "Apply Pool" when asked`);
       return this.finish(exec, out, tracker);
     }
@@ -223,7 +223,8 @@ export class BatchJobController implements vscode.Disposable {
     if (tracker.state.jobId) this.deps.onJob?.(tracker.state.jobId, tracker.state.pool);
     // A cancel is what the user asked for: neither a success nor a failure.
     const status = tracker.state.status;
-    exec.end(status === 'SUCCEEDED' ? true : status === 'CANCELLED' ? undefined : false, tracker.state.finishedAt);
+    // The cell's time is end minus start: the time the user took to answer is not the job's.
+    exec.end(status === 'SUCCEEDED' ? true : status === 'CANCELLED' ? undefined : false, tracker.state.finishedAt - (tracker.state.waitedMs ?? 0));
   }
 
   private async interrupt(doc: vscode.NotebookDocument): Promise<void> {
@@ -257,7 +258,7 @@ export class BatchJobController implements vscode.Disposable {
     if (tracker.finished || !rec.jobId) {
       await exec.replaceOutput(jobOutput(tracker));
       const status = tracker.state.status;
-      exec.end(status === 'SUCCEEDED' ? true : status === 'CANCELLED' ? undefined : false, tracker.state.finishedAt ?? Date.now());
+      exec.end(status === 'SUCCEEDED' ? true : status === 'CANCELLED' ? undefined : false, (tracker.state.finishedAt ?? Date.now()) - (tracker.state.waitedMs ?? 0));
       return;
     }
     const run: ActiveRun = { pool: rec.pool, jobId: rec.jobId };

@@ -1,6 +1,7 @@
 import * as vscode from 'vscode';
 import type { NotebookProblem } from './core/cell-problem.js';
 import type { RunSettings } from './core/run-settings.js';
+import { pythonSyntaxCheck } from './core/python-check.js';
 import { validateNotebook } from './core/validate.js';
 import { NOTEBOOK_TYPE, cellsOf } from './serializer.js';
 
@@ -61,7 +62,7 @@ export class NotebookDiagnostics implements vscode.Disposable {
   /** Validates now; the controller calls this before every run. */
   async validate(doc: vscode.NotebookDocument): Promise<{ problems: NotebookProblem[]; settings?: RunSettings }> {
     const esbuild = await import('esbuild');
-    const result = await validateNotebook(cellsOf(doc), esbuild.transform);
+    const result = await validateNotebook(cellsOf(doc), esbuild.transform, { python: pythonSyntaxCheck() });
     const cells = doc.getCells();
     const byCell = new Map<number, vscode.Diagnostic[]>();
     for (const p of result.problems) {

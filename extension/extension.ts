@@ -5,6 +5,7 @@ import { registerNewJob } from './commands/new-job.js';
 import { registerApplyPool, registerReapplyPool, registerTearDownPool } from './commands/pool-commands.js';
 import { registerRecover, registerResume } from './commands/recover.js';
 import { registerShowJobPanel, registerShowScript } from './commands/show-commands.js';
+import { registerCellIntellisense } from './cell-intellisense.js';
 import { BatchJobController } from './controller.js';
 import { NotebookDiagnostics } from './diagnostics.js';
 import { engine, setEngineRoot } from './engine.js';
@@ -40,6 +41,7 @@ export function activate(context: vscode.ExtensionContext): SkybatchApi {
     panels,
     registerSerializer(),
     registerCellRoles(),
+    registerCellIntellisense(context.extensionPath, log),
     registerPoolsTree(tree),
     registerJobPanels(panels),
     registerReattach(controller, records),

@@ -42,7 +42,10 @@ export class JobLauncher {
   }
 
   async run(): Promise<LaunchResult> {
+    const python = this.opts.script.python && path.join(path.dirname(this.scriptPath), this.opts.script.python.file);
     fs.writeFileSync(this.scriptPath, this.opts.script.code);
+    // The script reads it when it submits the job (sky.pythonFunction), so it goes with the script.
+    if (python) fs.writeFileSync(python, this.opts.script.python!.source);
     try {
       const r = await runCli(this.opts.engine, ['run', this.scriptPath], {
         cwd: path.dirname(this.opts.notebookPath),
@@ -71,6 +74,7 @@ export class JobLauncher {
       return { code: r.code, error: { code: error.code, message: error.message, stack: error.stack, scriptLine: error.stack ? this.scriptLine(error.stack) : undefined } };
     } finally {
       fs.rmSync(this.scriptPath, { force: true });
+      if (python) fs.rmSync(python, { force: true });
     }
   }
 

@@ -40,8 +40,8 @@ export function panelHtml(webview: vscode.Webview, media: vscode.Uri, nonce: str
 <pre id="error"></pre>
 <div id="note" class="muted"></div>
 <vscode-divider></vscode-divider>
-<section><h2>Batches</h2><div id="grid" class="grid"></div><div id="grid-legend" class="muted"></div>
-<div class="legend"><span class="batch pending"></span>pending <span class="batch queued"></span>queued <span class="batch running"></span>running <span class="batch retrying"></span>retrying <span class="batch done"></span>done <span class="batch failed"></span>failed <span class="batch split"></span>split <span class="batch skipped"></span>skipped</div></section>
+<section><h2>Batches</h2><div id="grid" class="grid" role="list" aria-label="Batches"></div><div id="grid-legend" class="muted" aria-live="polite"></div>
+<div class="legend" aria-hidden="true"><span class="item"><span class="batch pending"></span>pending</span> <span class="item"><span class="batch queued"></span>queued</span> <span class="item"><span class="batch running"></span>running</span> <span class="item"><span class="batch retrying"></span>retrying</span> <span class="item"><span class="batch done"></span>done</span> <span class="item"><span class="batch failed"></span>failed</span> <span class="item"><span class="batch split"></span>split</span> <span class="item"><span class="batch skipped"></span>skipped</span></div></section>
 <section class="two">
   <div><h2>Workers</h2><vscode-data-grid id="workers" aria-label="Workers" grid-template-columns="1fr 1fr 0.7fr 2fr"></vscode-data-grid></div>
   <div><h2>Throughput</h2><svg id="chart" viewBox="0 0 480 160" role="img" aria-label="Throughput over time, items per second"></svg><div id="chart-label" class="muted"></div></div>

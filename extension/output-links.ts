@@ -1,6 +1,6 @@
 import * as vscode from 'vscode';
 import type { FromOutput } from '../webview/messages.js';
-import { openOutput } from './commands/recover.js';
+import { openOutput, revealOutput } from './commands/recover.js';
 
 export const OUTPUT_RENDERER_ID = 'skybatch.job-output';
 
@@ -25,6 +25,7 @@ export function registerOutputLinks(): vscode.Disposable {
   return messaging.onDidReceiveMessage(async ({ editor, message }: { editor: vscode.NotebookEditor; message: FromOutput }) => {
     try {
       if (message.type === 'open' && typeof message.path === 'string') await openOutput(message.path);
+      else if (message.type === 'reveal' && typeof message.path === 'string') await revealOutput(message.path);
       else if (message.type === 'command' && message.command in COMMANDS) await vscode.commands.executeCommand(COMMANDS[message.command], String(message.jobId));
       else if (message.type === 'goto') await gotoCell(editor, Number(message.cell), Number(message.line));
     } catch (err) {

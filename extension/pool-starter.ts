@@ -19,7 +19,7 @@ export async function applyPoolFile(engine: Engine, file: string, pool: string, 
  * machine from the notebook's pool file (`poolFile`, default pool.yaml next to it).
  * Resolves false when the user declines or no pool file exists.
  */
-export async function ensurePool(engine: Engine, settings: RunSettings, dir: string, log: (line: string) => void): Promise<boolean> {
+export async function ensurePool(engine: Engine, settings: RunSettings, dir: string, log: (line: string) => void, onAnswered?: (waitedMs: number) => void): Promise<boolean> {
   if (process.env.SKYBATCH_COORDINATOR_URL || engine.pools.poolRunning(settings.pool)) return true;
   const file = path.resolve(dir, settings.poolFile ?? 'pool.yaml');
   if (!fs.existsSync(file)) {
@@ -28,7 +28,9 @@ export async function ensurePool(engine: Engine, settings: RunSettings, dir: str
   }
   const auto = vscode.workspace.getConfiguration('skybatch').get<boolean>('applyPoolWithoutAsking', false);
   log(`pool '${settings.pool}' is not running`);
+  const asked = Date.now();
   const choice = auto ? 'Apply Pool' : await vscode.window.showInformationMessage(`Pool '${settings.pool}' is not running. Start it on this machine from ${path.basename(file)}?`, 'Apply Pool', 'Cancel');
+  if (!auto) onAnswered?.(Date.now() - asked);
   if (choice !== 'Apply Pool') return false;
   log(`starting pool '${settings.pool}' from ${file}`);
   await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Starting pool '${settings.pool}'` }, () => applyPoolFile(engine, file, settings.pool, log));

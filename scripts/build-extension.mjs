@@ -1,6 +1,7 @@
 // Builds the VS Code extension: type-checks it (tsconfig.extension.json), bundles
 // extension/extension.ts to out/extension/extension.cjs (CommonJS, for the extension
-// host; `vscode` and the engine's npm packages stay external), webview/ to out/webview/
+// host; `vscode` and the engine's npm packages stay external) and its typed-cells worker
+// thread to out/extension/cell-types-worker.cjs, webview/ to out/webview/
 // (the job panel's script and the cell output renderer),
 // copies the webview toolkit and static files there, and bundles the in-VS-Code tests to
 // out/vscode-tests/. Needs the engine built first (`npm run build`): the extension loads
@@ -24,6 +25,17 @@ await Promise.all([
   esbuild.build({
     entryPoints: [path.join(root, 'extension/extension.ts')],
     outfile: out('extension', 'extension.cjs'),
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    sourcemap: true,
+    external,
+    logLevel: 'warning',
+  }),
+  esbuild.build({
+    entryPoints: [path.join(root, 'extension/cell-types-worker.ts')],
+    outfile: out('extension', 'cell-types-worker.cjs'),
     bundle: true,
     platform: 'node',
     format: 'cjs',

@@ -54,7 +54,14 @@ function renderHeader(): void {
 
 function renderGrid(): void {
   const grid = $('grid');
-  while (grid.children.length < m.batches.length) grid.append(el('div', { className: 'batch pending' }));
+  while (grid.children.length < m.batches.length) {
+    const square = el('div', { className: 'batch pending', tabIndex: -1 });
+    square.setAttribute('role', 'listitem');
+    grid.append(square);
+  }
+  // One tab stop for the whole grid (the batch last focused); arrow keys move between batches.
+  if (grid.children.length && ![...grid.children].some((c) => (c as HTMLElement).tabIndex === 0)) (grid.children[0] as HTMLElement).tabIndex = 0;
+  grid.setAttribute('aria-label', `Batches: ${m.batches.length}`);
   m.batches.forEach((s, i) => {
     const c = grid.children[i] as HTMLElement;
     c.className = `batch ${s}`;
@@ -63,12 +70,29 @@ function renderGrid(): void {
     const end = d?.end ?? Math.min(start + m.batchSize, m.job?.itemsTotal ?? start + m.batchSize) - 1;
     const extra = d ? `${d.attempt > 1 ? ` · attempt ${d.attempt}` : ''}${d.worker && (s === 'queued' || s === 'running' || s === 'retrying') ? ` · on ${d.worker}` : ''}` : '';
     c.title = `batch ${i}: items [${start}, ${end}] · ${s}${extra}`;
+    c.setAttribute('aria-label', c.title);
   });
   const counts = ['pending', 'queued', 'running', 'retrying', 'done', 'failed', 'split', 'skipped']
     .map((s) => [s, m.batches.filter((b) => b === s).length] as const)
     .filter(([s, n]) => n > 0 || !(s === 'split' || s === 'skipped'))
     .map(([s, n]) => `${n} ${s}`);
   $('grid-legend').textContent = counts.join(' · ');
+}
+
+/** Arrow keys, Home and End move the focus between batch squares (a roving tab stop). */
+function gridKeys(ev: KeyboardEvent): void {
+  const grid = $('grid');
+  const squares = [...grid.children] as HTMLElement[];
+  const from = squares.indexOf(document.activeElement as HTMLElement);
+  if (from < 0 || !squares.length) return;
+  const perRow = Math.max(1, Math.round(grid.clientWidth / (squares[0].offsetWidth + 3)));
+  const to = { ArrowRight: from + 1, ArrowLeft: from - 1, ArrowDown: from + perRow, ArrowUp: from - perRow, Home: 0, End: squares.length - 1 }[ev.key];
+  if (to === undefined) return;
+  ev.preventDefault();
+  const next = squares[Math.min(Math.max(0, to), squares.length - 1)];
+  squares[from].tabIndex = -1;
+  next.tabIndex = 0;
+  next.focus();
 }
 
 function renderWorkers(): void {
@@ -245,6 +269,7 @@ window.addEventListener('message', (ev: MessageEvent<ToPanel>) => {
     renderHeader();
   }
 });
+$('grid').addEventListener('keydown', gridKeys);
 $('cancel').addEventListener('click', () => m.job && vscode.postMessage({ type: 'cancel', jobId: m.job.jobId }));
 $('recover').addEventListener('click', () => m.job && vscode.postMessage({ type: 'recover', jobId: m.job.jobId }));
 vscode.postMessage({ type: 'ready' });

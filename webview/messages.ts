@@ -36,5 +36,6 @@ export interface PanelState {
 /** Job cell output → extension: what a clicked link in the output asks for (webview/output-renderer.ts). */
 export type FromOutput =
   | { type: 'open'; path: string }
+  | { type: 'reveal'; path: string }
   | { type: 'command'; command: 'recover' | 'resume' | 'panel'; jobId: string }
   | { type: 'goto'; cell: number; line: number };

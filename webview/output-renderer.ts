@@ -15,6 +15,7 @@ interface RendererContext {
 function messageOf(a: HTMLElement): FromOutput | undefined {
   const d = a.dataset;
   if (d.skybatchOpen) return { type: 'open', path: d.skybatchOpen };
+  if (d.skybatchReveal) return { type: 'reveal', path: d.skybatchReveal };
   if (d.skybatchCommand && d.skybatchJob) return { type: 'command', command: d.skybatchCommand as 'recover' | 'resume' | 'panel', jobId: d.skybatchJob };
   if (d.skybatchGoto) return { type: 'goto', cell: Number(d.skybatchGoto), line: Number(d.skybatchLine ?? 0) };
   return undefined;

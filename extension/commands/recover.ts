@@ -20,6 +20,13 @@ export async function openOutput(output: string): Promise<void> {
   else await vscode.window.showTextDocument(uri, { preview: false });
 }
 
+/** Shows a local output in the Explorer, selected in its folder. */
+export async function revealOutput(output: string): Promise<void> {
+  const p = output.replace(/^file:\/\//, '');
+  if (!fs.existsSync(p)) void vscode.window.showWarningMessage(`${p} does not exist (any more).`);
+  else await vscode.commands.executeCommand('revealInExplorer', vscode.Uri.file(p));
+}
+
 /** Every job as its record on disk says (a finished job's record is final), with what it last published. */
 function jobsOnDisk(e: Engine): { jobs: JobSummary[]; publishes: Publish[] } {
   const jobs: JobSummary[] = [];

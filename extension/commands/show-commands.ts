@@ -5,7 +5,7 @@ import { generateJobScript } from '../core/job-script.js';
 import type { NotebookDiagnostics } from '../diagnostics.js';
 import type { JobPanels } from '../job-panel.js';
 import type { JobRecords } from '../job-records.js';
-import { cellsOf } from '../serializer.js';
+import { NOTEBOOK_TYPE, cellsOf } from '../serializer.js';
 import { jobIdOf, poolOf } from './pick.js';
 
 /** "Show Job Panel": for a Pools view job, a job id, or the active notebook's last job. */
@@ -16,7 +16,9 @@ export function registerShowJobPanel(panels: JobPanels, records: JobRecords, con
     const node = typeof arg === 'object' ? arg : undefined;
     let pool = poolArg ?? poolOf(node) ?? poolOf((node as { job?: unknown } | undefined)?.job);
     if (!jobId) {
-      const doc = vscode.window.activeNotebookEditor?.notebook;
+      // From a job panel (a webview has focus) there is no active notebook editor: the one Batch Job notebook in view is meant.
+      const shown = vscode.window.visibleNotebookEditors.filter((e) => e.notebook.notebookType === NOTEBOOK_TYPE);
+      const doc = vscode.window.activeNotebookEditor?.notebook ?? (shown.length === 1 ? shown[0].notebook : undefined);
       const live = doc && controller.activeJob(doc);
       const rec = doc && records.get(doc.uri.toString());
       jobId = live?.jobId ?? rec?.jobId;

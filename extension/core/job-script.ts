@@ -13,6 +13,16 @@ export interface CellSpan {
 export interface JobScript {
   code: string;
   spans: CellSpan[];
+  /**
+   * A Python mapper cell: its source is written, as is, to `file` next to the script (the
+   * script passes it to `sky.pythonFunction`), so its lines are the cell's lines.
+   */
+  python?: { cell: number; file: string; source: string };
+}
+
+/** The file a notebook's Python mapper cell is written to, next to the generated script: hidden, like it. */
+export function pythonFileFor(title: string): string {
+  return `.${title}.py`;
 }
 
 const SKY_IMPORT = /^\s*import\s+\*\s+as\s+sky\s+from\s+['"]skybatch['"]/m;
@@ -51,9 +61,19 @@ export function generateJobScript(cells: readonly NotebookCellData[], settings: 
   out.push(`// --- cell ${reader.i + 1}: reader`, 'const __skybatchReader = (');
   emit(reader.i, 'reader', expressionOf(reader.c.source));
   out.push(');');
-  out.push(`// --- cell ${mapper.i + 1}: mapper`, 'const __skybatchMapper = sky.remoteFunction(async function mapper() {');
-  emit(mapper.i, 'mapper', mapper.c.source);
-  out.push('});');
+  let python: JobScript['python'];
+  if (mapper.c.language === 'python') {
+    // The cell is a Python module as in the reference (its @sky.batch.remote_function and
+    // imports), not a function body: pasted reference code runs unchanged, and its lines are
+    // the file's lines. The worker finds the one remote function, so no name is passed.
+    python = { cell: mapper.i, file: pythonFileFor(title), source: mapper.c.source.endsWith('\n') ? mapper.c.source : mapper.c.source + '\n' };
+    const opts = settings.python ? `, undefined, { interpreter: ${JSON.stringify(settings.python)} }` : '';
+    out.push(`// --- cell ${mapper.i + 1}: mapper (Python, written to ${python.file})`, `const __skybatchMapper = sky.pythonFunction(${JSON.stringify(python.file)}${opts});`);
+  } else {
+    out.push(`// --- cell ${mapper.i + 1}: mapper`, 'const __skybatchMapper = sky.remoteFunction(async function mapper() {');
+    emit(mapper.i, 'mapper', mapper.c.source);
+    out.push('});');
+  }
   out.push(`// --- cell ${writers.i + 1}: writers`, 'const __skybatchWriters = (');
   emit(writers.i, 'writers', expressionOf(writers.c.source));
   out.push(');');
@@ -68,7 +88,7 @@ export function generateJobScript(cells: readonly NotebookCellData[], settings: 
     `});`,
     `console.log(\`job \${__skybatchJob.jobId} \${__skybatchJob.status}\`);`,
   );
-  return { code: out.join('\n') + '\n', spans };
+  return { code: out.join('\n') + '\n', spans, ...(python ? { python } : {}) };
 }
 
 /** Maps a 0-based line of the generated script to the cell and line it came from. */

@@ -34,6 +34,8 @@ export interface JobViewState {
   recoverCommand?: string;
   startedAt: number;
   finishedAt?: number;
+  /** Time the run waited for the user's answer to a question (start the pool?): not job time. */
+  waitedMs?: number;
 }
 
 export const MAX_SAMPLES = 12;
@@ -124,6 +126,11 @@ export class JobTracker {
     if (infos.length) s.batchesTotal = infos.length;
   }
 
+  /** The run waited `ms` for the user to answer a question. */
+  waited(ms: number): void {
+    this.state.waitedMs = (this.state.waitedMs ?? 0) + ms;
+  }
+
   log(line: string): void {
     this.state.logs.push(line);
     if (this.state.logs.length > MAX_LOGS) this.state.logs.splice(0, this.state.logs.length - MAX_LOGS);
@@ -142,4 +149,9 @@ export class JobTracker {
     this.state.error = { code: 'SKYBATCH_E_CANCELLED', message };
     this.state.finishedAt = now;
   }
+}
+
+/** How long the job took: start to finish, less the time spent waiting for the user's answers. */
+export function jobMs(s: Pick<JobViewState, 'startedAt' | 'finishedAt' | 'waitedMs'>, now = Date.now()): number {
+  return Math.max(0, (s.finishedAt ?? now) - s.startedAt - (s.waitedMs ?? 0));
 }

@@ -48,12 +48,12 @@ const MARK = '<!-- cell -->';
 const OPENER = new RegExp(`^(\`{3,})([A-Za-z0-9_+#.-]+) (${ROLES.join('|')})$`);
 const ESCAPED = new RegExp(`^(\\\\*)(\`{3,}[A-Za-z0-9_+#.-]+ (?:${ROLES.join('|')})|${MARK})$`);
 
-const FENCE_LANG: Record<string, string> = { typescript: 'ts', javascript: 'js', yaml: 'yaml' };
-const LANG_OF_FENCE: Record<string, string> = { ts: 'typescript', js: 'javascript', yaml: 'yaml', yml: 'yaml' };
+const FENCE_LANG: Record<string, string> = { typescript: 'ts', javascript: 'js', yaml: 'yaml', python: 'py' };
+const LANG_OF_FENCE: Record<string, string> = { ts: 'typescript', js: 'javascript', yaml: 'yaml', yml: 'yaml', py: 'python' };
 
-/** The role a code cell gets when it has none: YAML holds run settings, code is definitions. */
+/** The role a code cell gets when it has none: YAML holds run settings, Python can only be a mapper, other code is definitions. */
 export function defaultRole(language: string): CellRole {
-  return language === 'yaml' ? 'run' : 'definitions';
+  return language === 'yaml' ? 'run' : language === 'python' ? 'mapper' : 'definitions';
 }
 
 export function defaultLanguage(role: CellRole): string {

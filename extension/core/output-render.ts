@@ -1,5 +1,5 @@
 import { formatEta } from '../../runtime/job-events.js';
-import type { JobViewState, SampleRow } from './job-tracker.js';
+import { jobMs, type JobViewState, type SampleRow } from './job-tracker.js';
 
 /** The mime of a job's HTML cell output, drawn by the extension's renderer `skybatch.job-output`. */
 export const JOB_OUTPUT_MIME = 'application/vnd.skybatch.job-output';
@@ -21,7 +21,8 @@ const LINK_STYLE = 'color: var(--vscode-textLink-foreground, #3794ff); text-deco
  */
 function link(text: string, data: Record<string, string>, tag: 'a' | 'code' = 'a'): string {
   const attrs = Object.entries(data).map(([k, v]) => ` data-skybatch-${k}="${esc(v)}"`).join('');
-  const inner = tag === 'code' ? `<code>${esc(text)}</code>` : esc(text);
+  // Monospace without <code>: a theme's code background (dark in High Contrast Light) under link blue is unreadable.
+  const inner = tag === 'code' ? `<span style="font-family: var(--vscode-editor-font-family, monospace)">${esc(text)}</span>` : esc(text);
   return `<a class="skybatch-link" role="link" tabindex="0"${attrs} style="${LINK_STYLE}">${inner}</a>`;
 }
 
@@ -37,9 +38,17 @@ function statusLine(s: JobViewState): string {
   return parts.join(' · ');
 }
 
+/** What the sample table holds: "first 9 of 12" items, or "9 of 12" when they are not the first ones. */
+export function samplesCaption(s: JobViewState): string {
+  const n = s.samples.length;
+  const first = s.samples.every((r, i) => r.index === i);
+  if (s.itemsTotal && s.itemsTotal <= n && first) return `all ${n}`;
+  return `${first ? 'first ' : ''}${n} of ${s.itemsTotal || '?'}`;
+}
+
 function headline(s: JobViewState): string {
   const who = s.jobId ? `Job ${s.jobId}` : 'Job';
-  const took = s.finishedAt ? ` in ${((s.finishedAt - s.startedAt) / 1000).toFixed(1)} s` : '';
+  const took = s.finishedAt ? ` in ${(jobMs(s) / 1000).toFixed(1)} s` : '';
   return `${who} on pool ${s.pool}: ${s.status}${took}`;
 }
 
@@ -70,7 +79,7 @@ export function renderText(s: JobViewState): string {
   if (s.recoverCommand && s.status !== 'SUCCEEDED') out.push(`recover finished batches: ${s.recoverCommand} (or "Sky Batch: Recover Partial Results"); run the rest: "Sky Batch: Resume Job"`);
   if (s.samples.length) {
     const cols = columnsOf(s.samples);
-    out.push(`sample outputs (${s.samples.length}):`, ['#', ...cols].join('\t'));
+    out.push(`sample outputs (${samplesCaption(s)}):`, ['#', ...cols].join('\t'));
     for (const r of s.samples) out.push([String(r.index), ...cols.map((c) => (imageOf(field(r, c)) ? '[image]' : cellText(field(r, c))))].join('\t'));
   }
   if (s.status === 'SUCCEEDED' && s.outputs.length) out.push(`outputs: ${s.outputs.join(', ')}`);
@@ -80,7 +89,8 @@ export function renderText(s: JobViewState): string {
 /** The job's cell output as HTML for the notebook's built-in renderer: no scripts, images as data URLs. */
 export function renderHtml(s: JobViewState): string {
   const pct = percent(s);
-  const color = s.status === 'FAILED' ? '#f14c4c' : s.status === 'CANCELLED' ? '#cca700' : s.status === 'SUCCEEDED' ? '#89d185' : '#3794ff';
+  // The theme's colours (notebook outputs get VS Code's variables): fixed dark-theme colours fade on a light background.
+  const color = s.status === 'FAILED' ? 'var(--vscode-testing-iconFailed, #f14c4c)' : s.status === 'CANCELLED' ? 'var(--vscode-editorWarning-foreground, #cca700)' : s.status === 'SUCCEEDED' ? 'var(--vscode-charts-green, #89d185)' : 'var(--vscode-progressBar-background, #3794ff)';
   const h: string[] = [];
   h.push(`<div class="skybatch-job" data-job="${esc(s.jobId ?? '')}" data-status="${esc(s.status)}" style="font-family: var(--vscode-font-family, sans-serif); font-size: 13px; line-height: 1.5">`);
   h.push(`<div style="font-weight: 600">${esc(headline(s))}</div>`);
@@ -92,7 +102,7 @@ export function renderHtml(s: JobViewState): string {
   );
   h.push(`<div class="skybatch-stats">${esc(statusLine(s))}</div>`);
   if (s.error && s.status === 'CANCELLED') h.push(`<div class="skybatch-note" style="margin: 6px 0; opacity: .85">Cancelled: ${esc(s.error.message)}</div>`);
-  else if (s.error) h.push(`<pre class="skybatch-error" style="white-space: pre-wrap; color: #f14c4c; margin: 6px 0">${esc(`[${s.error.code}] ${s.error.message}`)}</pre>`);
+  else if (s.error) h.push(`<pre class="skybatch-error" style="white-space: pre-wrap; color: var(--vscode-errorForeground, #f14c4c); margin: 6px 0">${esc(`[${s.error.code}] ${s.error.message}`)}</pre>`);
   if (s.errorAt) h.push(`<div class="skybatch-error-at">Raised in ${link(`the ${s.errorAt.label}, line ${s.errorAt.line + 1}`, { goto: String(s.errorAt.cell), line: String(s.errorAt.line) })} (the traceback is under that cell).</div>`);
   if (s.jobId && s.recoverCommand && s.status !== 'SUCCEEDED') {
     h.push(
@@ -108,13 +118,13 @@ export function renderHtml(s: JobViewState): string {
   }
   if (s.samples.length) {
     const cols = columnsOf(s.samples);
-    h.push(`<div style="margin-top: 8px; font-weight: 600">Sample outputs</div><table class="skybatch-samples" style="border-collapse: collapse; font-size: 12px">`);
+    h.push(`<div class="skybatch-samples-caption" style="margin-top: 8px; font-weight: 600">Sample outputs <span style="font-weight: normal; opacity: .8">(${esc(samplesCaption(s))})</span></div><table class="skybatch-samples" style="border-collapse: collapse; font-size: 12px">`);
     h.push(`<tr>${['#', ...cols].map((c) => `<th style="text-align: left; padding: 2px 8px; border-bottom: 1px solid rgba(128,128,128,.4)">${esc(c)}</th>`).join('')}</tr>`);
     for (const r of s.samples) {
       const tds = cols.map((c) => {
         const v = field(r, c);
         const url = imageOf(v);
-        return `<td style="padding: 2px 8px; vertical-align: top">${url ? `<img src="${url}" alt="item ${r.index} ${esc(c)}" width="32" height="32">` : esc(cellText(v))}</td>`;
+        return `<td style="padding: 2px 8px; vertical-align: top; text-align: left">${url ? `<img src="${url}" alt="item ${r.index} ${esc(c)}" width="32" height="32">` : esc(cellText(v))}</td>`;
       });
       h.push(`<tr><td style="padding: 2px 8px; opacity: .7">${r.index}</td>${tds.join('')}</tr>`);
     }
@@ -122,7 +132,7 @@ export function renderHtml(s: JobViewState): string {
   }
   if (s.status === 'SUCCEEDED' && s.outputs.length) {
     // Cloud objects have no local file to open: they stay text.
-    const one = (o: string) => (/^(s3|gs):\/\//.test(o) ? `<code>${esc(o)}</code>` : link(o, { open: o }, 'code'));
+    const one = (o: string) => (/^(s3|gs):\/\//.test(o) ? `<code>${esc(o)}</code>` : `${link(o, { open: o }, 'code')} (${link('show in folder', { reveal: o })})`);
     h.push(`<div class="skybatch-outputs" style="margin-top: 6px">Outputs: ${s.outputs.map(one).join(', ')}</div>`);
   }
   if (s.logs.length) h.push(`<details style="margin-top: 6px"><summary>Log (${s.logs.length} lines)</summary><pre style="white-space: pre-wrap; font-size: 12px">${esc(s.logs.join('\n'))}</pre></details>`);

@@ -24,6 +24,8 @@ export interface RunSettings {
   env?: Record<string, string>;
   /** Packages workers import from their working directory instead of the bundle. */
   external?: string[];
+  /** The interpreter workers run a Python mapper cell with, after `activateEnv`. Default `python3`. */
+  python?: string;
 }
 
 type Check = (node: Node | null, key: string) => string | undefined;
@@ -61,6 +63,7 @@ const FIELDS: Record<string, { required?: boolean; check: Check }> = {
       return undefined;
     },
   },
+  python: { check: (n) => (typeof scalar(n) === 'string' && (scalar(n) as string).trim() ? undefined : `'python' must be the interpreter workers run a Python mapper with, such as python3 or .venv/bin/python`) },
   external: { check: (n) => (isSeq(n) && n.items.every((x) => typeof scalar(x as Node) === 'string') ? undefined : `'external' must be a list of package names`) },
 };
 

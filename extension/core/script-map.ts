@@ -14,6 +14,8 @@ export interface ScriptMap {
   spans: CellSpan[];
   /** How error positions name each cell: by role ("mapper cell"), not by an index that counts Markdown. */
   labels: Record<number, string>;
+  /** A Python mapper cell: the file it was written to (line n of the file is line n of the cell). */
+  python?: { path: string; cell: number };
 }
 
 export function scriptMapOf(script: JobScript, scriptPath: string): ScriptMap {
@@ -22,7 +24,9 @@ export function scriptMapOf(script: JobScript, scriptPath: string): ScriptMap {
   for (const s of script.spans) {
     labels[s.cell] = s.role === 'definitions' && defs.length > 1 ? `definitions cell ${defs.indexOf(s) + 1}` : `${s.role} cell`;
   }
-  return { scriptPath, spans: script.spans, labels };
+  if (!script.python) return { scriptPath, spans: script.spans, labels };
+  labels[script.python.cell] = 'mapper cell';
+  return { scriptPath, spans: script.spans, labels, python: { path: path.join(path.dirname(scriptPath), script.python.file), cell: script.python.cell } };
 }
 
 export interface StackFrame {
@@ -100,6 +104,7 @@ function roleFromEngineFrames(lines: string[]): 'reader' | 'writers' | undefined
  * esbuild message) or the reader/writer classes among the engine frames pick the cell.
  */
 export function mapStack(stack: string, map: ScriptMap, fallbackLine?: number): MappedStack {
+  if (map.python && PY_TRACEBACK.test(stack)) return mapPythonTraceback(stack, map, map.python);
   const lines = stack.split('\n');
   const first = lines.findIndex((l) => AT.test(l));
   const head = (first < 0 ? lines : lines.slice(0, first)).join('\n').trim();
@@ -125,6 +130,43 @@ export function mapStack(stack: string, map: ScriptMap, fallbackLine?: number): 
     const span = at?.span ?? map.spans.find((s) => s.role === guess);
     if (span) origin = { cell: span.cell, role: span.role, cellLine: at?.cellLine ?? 0, label: map.labels[span.cell] ?? `${span.role} cell` };
   }
+  return { head, cellFrames, otherFrames, origin };
+}
+
+// `  File "/path/x.py", line 7, in fn` (a SyntaxError's frame has no `in fn`).
+const PY_FRAME = /^ {2}File "(.+)", line (\d+)(?:, in (.+))?$/;
+const PY_TRACEBACK = /^Traceback \(most recent call last\):$|^ {2}File ".+", line \d+/m;
+
+/**
+ * A Python traceback (a Python mapper's exception, as python/skybatch/_errors.py formats it):
+ * outermost frame first and the exception last, where a V8 stack has the error first. Frames
+ * in the mapper cell's file are cell frames (its lines are the cell's lines); chained
+ * exceptions ("During handling of the above exception…") keep their frames, the last
+ * exception is the head.
+ */
+function mapPythonTraceback(stack: string, map: ScriptMap, py: { path: string; cell: number }): MappedStack {
+  const lines = stack.replace(/\s+$/, '').split('\n');
+  const label = map.labels[py.cell] ?? 'mapper cell';
+  const frames: (CellFrame | string)[] = [];
+  let lastFrame = -1;
+  lines.forEach((l, i) => {
+    const m = PY_FRAME.exec(l);
+    if (!m) return;
+    lastFrame = i;
+    const [, file, line, fn] = m;
+    const mine = file === py.path || path.basename(file) === path.basename(py.path);
+    if (mine) frames.push({ fn, file, line: Number(line), column: 1, cell: py.cell, role: 'mapper', cellLine: Number(line) - 1, label });
+    else frames.push(l.trim());
+  });
+  // After the last frame: its source line and carets (indented), then the exception.
+  const head = lines.slice(lastFrame + 1).filter((l) => !/^\s/.test(l)).join('\n').trim() || lines.filter((l) => l.trim() && !/^\s/.test(l) && !l.startsWith('Traceback')).pop() || stack.trim();
+  frames.reverse();
+  const cellFrames = frames.filter((f): f is CellFrame => typeof f !== 'string');
+  const otherFrames = frames.filter((f): f is string => typeof f === 'string');
+  const top = cellFrames[0];
+  const origin: MappedStack['origin'] = top
+    ? { cell: top.cell, role: 'mapper', cellLine: top.cellLine, column: 0, label, fn: top.fn }
+    : { cell: py.cell, role: 'mapper', cellLine: 0, label };
   return { head, cellFrames, otherFrames, origin };
 }
 
@@ -155,7 +197,8 @@ export function formatTraceback(mapped: MappedStack, sources: Record<number, str
     const width = String(to + 1).length;
     for (let i = from; i <= to; i++) out.push(`${i === f.cellLine ? '---->' : '     '} ${String(i + 1).padStart(width)} ${src[i]}`);
   }
-  if (mapped.otherFrames.length) out.push('', mapped.cellFrames.length ? 'skybatch and Node frames:' : 'frames:', ...mapped.otherFrames.map((l) => `    ${l}`));
+  const python = mapped.otherFrames.some((l) => l.startsWith('File "'));
+  if (mapped.otherFrames.length) out.push('', !mapped.cellFrames.length ? 'frames:' : python ? 'library frames:' : 'skybatch and Node frames:', ...mapped.otherFrames.map((l) => `    ${l}`));
   return out.join('\n');
 }
 

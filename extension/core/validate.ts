@@ -1,6 +1,7 @@
 import type { CellProblem, NotebookProblem } from './cell-problem.js';
 import { expressionOf } from './job-script.js';
 import type { CellRole, NotebookCellData } from './notebook-format.js';
+import type { PythonCheck } from './python-check.js';
 import { parseRunSettings, type RunSettings } from './run-settings.js';
 
 type Transform = (code: string, opts: { loader: 'ts' | 'js'; format?: 'esm'; sourcefile?: string; logLevel?: 'silent' }) => Promise<unknown>;
@@ -50,7 +51,11 @@ async function syntax(transform: Transform, role: CellRole, language: string, so
  * roles, wrong languages, syntax errors (esbuild), invalid run settings, a mapper that
  * never loads or saves. Problems of a missing cell are put on the run cell, else the first.
  */
-export async function validateNotebook(cells: readonly NotebookCellData[], transform: Transform): Promise<{ problems: NotebookProblem[]; settings?: RunSettings }> {
+export async function validateNotebook(
+  cells: readonly NotebookCellData[],
+  transform: Transform,
+  opts: { python?: PythonCheck } = {},
+): Promise<{ problems: NotebookProblem[]; settings?: RunSettings }> {
   const problems: NotebookProblem[] = [];
   const add = (cell: number, p: CellProblem) => problems.push({ ...p, cell });
   const whole = (cell: number, message: string, severity: CellProblem['severity'] = 'error') => {
@@ -81,8 +86,12 @@ export async function validateNotebook(cells: readonly NotebookCellData[], trans
       if (i === byRole.get('run')?.[0]) settings = r.settings;
       return;
     }
+    if (c.role === 'mapper' && c.language === 'python') {
+      checkPythonMapper(c.source, opts.python, (p) => add(i, p), (m, sev) => whole(i, m, sev), checks);
+      return;
+    }
     if (!CODE_LANGS.has(c.language)) {
-      whole(i, `the ${c.role} cell is TypeScript; switch its language to TypeScript (it is ${c.language})`);
+      whole(i, `the ${c.role} cell is TypeScript${c.role === 'mapper' ? ' or Python' : ''}; switch its language to TypeScript (it is ${c.language})`);
       return;
     }
     if (c.role !== 'definitions' && expressionOf(c.source).trim() === '') {
@@ -98,4 +107,29 @@ export async function validateNotebook(cells: readonly NotebookCellData[], trans
   await Promise.all(checks);
   problems.sort((a, b) => a.cell - b.cell || a.line - b.line || a.column - b.column);
   return { problems, settings: problems.some((p) => p.severity === 'error') ? undefined : settings };
+}
+
+const REMOTE_FUNCTION = /^[ \t]*@[\w.]*remote_function\b/gm;
+
+/**
+ * A Python mapper cell is a module as in the reference: one `@sky.batch.remote_function`
+ * (the worker looks for exactly one, as the notebook names none), syntax checked by Python.
+ */
+function checkPythonMapper(
+  source: string,
+  python: PythonCheck | undefined,
+  add: (p: CellProblem) => void,
+  whole: (message: string, severity?: CellProblem['severity']) => void,
+  checks: Promise<void>[],
+): void {
+  if (source.trim() === '') {
+    whole('the mapper cell is empty: write a Python module with one @sky.batch.remote_function that loops over sky.batch.load() and calls sky.batch.save_results(...)');
+    return;
+  }
+  if (python) checks.push(python(source).then((ps) => ps.forEach(add)));
+  const marked = source.match(REMOTE_FUNCTION)?.length ?? 0;
+  if (marked === 0) whole('the Python mapper cell defines no @sky.batch.remote_function: put it on the function workers run (with `import skybatch as sky`)');
+  else if (marked > 1) whole(`the Python mapper cell defines ${marked} remote functions; a notebook runs one: keep @sky.batch.remote_function on one of them`);
+  else if (!/\bload\s*\(/.test(source)) whole('the mapper never calls sky.batch.load(): it will receive no batches', 'warning');
+  else if (!/\bsave_results\s*\(/.test(source)) whole('the mapper never calls sky.batch.save_results(): its batches will never finish', 'warning');
 }

@@ -34,7 +34,7 @@ describe('.skybatch format', () => {
   });
 
   test('every sample notebook reads and writes back byte for byte', () => {
-    const files = ['quickstart/quickstart.skybatch', 'custom-formats/custom-formats.skybatch', 'images/images.skybatch'];
+    const files = ['quickstart/quickstart.skybatch', 'custom-formats/custom-formats.skybatch', 'images/images.skybatch', 'python-quickstart/python-quickstart.skybatch'];
     for (const f of files) {
       const text = fs.readFileSync(path.join(ROOT, 'samples', f), 'utf8');
       const cells = parse(text);

@@ -106,5 +106,27 @@ describe('cell output', () => {
     assert.match(html, /data-skybatch-open="\/w\/out &quot;x&quot;\.jsonl"/);
     assert.match(html, /<code>s3:\/\/b\/k<\/code>/);
     assert.doesNotMatch(html, /data-skybatch-open="s3/);
+    // A local output also reveals its folder; a cloud one has no folder here.
+    assert.match(html, /data-skybatch-reveal="\/w\/out &quot;x&quot;\.jsonl"[^>]*>show in folder</);
+    assert.doesNotMatch(html, /data-skybatch-reveal="s3/);
+  });
+
+  test('the sample table says how many items it shows of how many: "first 9 of 12"', () => {
+    const t = new JobTracker('p', 0);
+    t.handle({ kind: 'jobSubmitted', job: { ...summary('RUNNING' as 'SUCCEEDED'), batchesTotal: 3, itemsTotal: 12, batchesDone: 0, itemsDone: 0 } });
+    t.handle({ kind: 'sample', jobId: '9', start: 0, results: Array.from({ length: 9 }, (_, i) => ({ n: i })) });
+    assert.match(renderText(t.state), /^sample outputs \(first 9 of 12\):$/m);
+    assert.match(renderHtml(t.state), /Sample outputs <span[^>]*>\(first 9 of 12\)<\/span>/);
+    const later = new JobTracker('p', 0);
+    later.handle({ kind: 'jobSubmitted', job: { ...summary('RUNNING' as 'SUCCEEDED'), itemsTotal: 12 } });
+    later.handle({ kind: 'sample', jobId: '9', start: 4, results: [{ n: 4 }, { n: 5 }] });
+    assert.match(renderText(later.state), /^sample outputs \(2 of 12\):$/m, 'not "first" when they are not the first items');
+  });
+
+  test('time spent answering a question is not counted as job time', () => {
+    const t = new JobTracker('p', 1000);
+    t.waited(60_000); // the "start the pool?" prompt stayed open a minute
+    t.handle({ kind: 'jobFinished', job: summary('SUCCEEDED') }, 1000 + 60_000 + 2_500);
+    assert.match(renderText(t.state), /^Job 9 on pool p: SUCCEEDED in 2\.5 s$/m);
   });
 });

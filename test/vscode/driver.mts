@@ -72,6 +72,9 @@ poolFile: ../images/pool.yaml
 \`\`\`
 `;
 
+/** The Python quickstart sample on the UI run's pool: a notebook whose mapper cell is Python. */
+const PYTHON_NOTEBOOK = fs.readFileSync(path.join(ROOT, 'samples', 'python-quickstart', 'python-quickstart.skybatch'), 'utf8').replace('pool: my-pool\nbatchSize: 2', 'pool: image-pool\nbatchSize: 2\npoolFile: ../images/pool.yaml');
+
 function prepareWorkspaces(run: string): { hostWs: string; uiWs: string } {
   const hostWs = path.join(run, 'host-ws');
   const uiWs = path.join(run, 'ui-ws');
@@ -90,6 +93,10 @@ function prepareWorkspaces(run: string): { hostWs: string; uiWs: string } {
   fs.writeFileSync(path.join(failing, 'failing.skybatch'), FAILING_NOTEBOOK);
   fs.writeFileSync(path.join(failing, 'fixed.skybatch'), FIXED_NOTEBOOK);
   fs.writeFileSync(path.join(failing, 'data.jsonl'), Array.from({ length: 12 }, (_, n) => JSON.stringify({ n })).join('\n') + '\n');
+  const py = path.join(uiWs, 'samples', 'python');
+  fs.mkdirSync(py, { recursive: true });
+  fs.writeFileSync(path.join(py, 'python.skybatch'), PYTHON_NOTEBOOK);
+  fs.copyFileSync(path.join(ROOT, 'samples', 'python-quickstart', 'data.jsonl'), path.join(py, 'data.jsonl'));
   const slow = path.join(uiWs, 'samples', 'slow');
   fs.mkdirSync(slow, { recursive: true });
   fs.writeFileSync(path.join(slow, 'slow.skybatch'), SLOW_NOTEBOOK);
@@ -104,7 +111,7 @@ function prepareWorkspaces(run: string): { hostWs: string; uiWs: string } {
  */
 function stageExtension(run: string): string {
   const dir = path.join(run, 'extension');
-  for (const p of ['package.json', 'bin', 'out/index.js', 'out/formats', 'out/runtime', 'out/extension', 'out/webview', 'out/vscode-tests/index.cjs', 'webview/icon.png', 'webview/icon.svg']) {
+  for (const p of ['package.json', 'bin', 'out/index.js', 'out/index.d.ts', 'out/formats', 'out/runtime', 'out/extension', 'out/webview', 'out/vscode-tests/index.cjs', 'webview/icon.png', 'webview/icon.svg', 'python']) {
     fs.cpSync(path.join(ROOT, p), path.join(dir, p), { recursive: true });
   }
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));

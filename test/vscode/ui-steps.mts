@@ -96,6 +96,56 @@ async function percentOf(page: Page): Promise<number> {
   return parseInt(await outputs(page).locator('.skybatch-percent').first().innerText(), 10);
 }
 
+
+/** Picks a colour theme through "Preferences: Color Theme" and waits until the workbench wears it. */
+async function setTheme(page: Page, label: string, bodyClass: 'vs' | 'hc-light' | 'vs-dark'): Promise<void> {
+  // Clicked, not Enter: "Preferences: Browse Color Themes in Marketplace" may rank first.
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill('>Preferences: Color Theme');
+  await page.locator('.quick-input-list .monaco-list-row').filter({ hasText: /Preferences: Color Theme/ }).filter({ hasNotText: 'Marketplace' }).first().click({ timeout: 10_000 });
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill(label);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: label }).first().click({ timeout: 10_000 });
+  await page.locator(`.monaco-workbench.${bodyClass}`).waitFor({ timeout: T });
+}
+
+/**
+ * Each legend swatch of a job panel against the panel's background: the best contrast of its
+ * fill (over the background), its border and its inset ring, which WCAG asks to be 3:1 for
+ * the parts of a graphic one needs to tell states apart.
+ */
+async function swatchContrasts(panel: Frame): Promise<{ state: string; ratio: number }[]> {
+  return panel.evaluate(() => {
+    const parse = (c: string): [number, number, number, number] | undefined => {
+      const m = /rgba?\(([\d.]+),\s*([\d.]+),\s*([\d.]+)(?:,\s*([\d.]+))?\)/.exec(c);
+      if (m) return [Number(m[1]), Number(m[2]), Number(m[3]), m[4] === undefined ? 1 : Number(m[4])];
+      const h = /^#([0-9a-f]{6})([0-9a-f]{2})?$/i.exec(c.trim());
+      return h ? [parseInt(h[1].slice(0, 2), 16), parseInt(h[1].slice(2, 4), 16), parseInt(h[1].slice(4, 6), 16), h[2] ? parseInt(h[2], 16) / 255 : 1] : undefined;
+    };
+    const lum = ([r, g, b]: number[]) => {
+      const f = (v: number) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const over = (c: number[], bg: number[]) => [0, 1, 2].map((i) => c[i] * c[3] + bg[i] * (1 - c[3]));
+    const ratio = (a: number[], b: number[]) => {
+      const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
+      return (x + 0.05) / (y + 0.05);
+    };
+    const bg = parse(getComputedStyle(document.documentElement).getPropertyValue('--vscode-editor-background'))!;
+    return [...document.querySelectorAll<HTMLElement>('.legend .batch')].map((e) => {
+      const cs = getComputedStyle(e);
+      const edges = [cs.backgroundColor];
+      if (parseFloat(cs.borderTopWidth) >= 1) edges.push(cs.borderTopColor);
+      const ring = /(rgba?\([^)]*\))[^,]*inset/.exec(cs.boxShadow);
+      if (ring) edges.push(ring[1]);
+      const best = Math.max(...edges.map(parse).filter((c): c is [number, number, number, number] => !!c && c[3] > 0).map((c) => ratio(over(c, bg), bg)), 1);
+      return { state: e.className.replace('batch ', ''), ratio: Math.round(best * 100) / 100 };
+    });
+  });
+}
+
 export function uiSteps(opts: { pool: string }) {
   const steps: [string, (c: UiContext) => Promise<void>][] = [
     [
@@ -352,6 +402,89 @@ export function uiSteps(opts: { pool: string }) {
         await waitOutput(page, `.skybatch-job[data-job="${job}"][data-status="CANCELLED"]`, 60_000);
         if (await outputs(page).locator('.skybatch-job .skybatch-error').count()) throw new Error('the cancel is shown as an error');
         await outputs(page).locator('.skybatch-note', { hasText: 'Cancelled' }).first().waitFor({ timeout: T });
+      },
+    ],
+    [
+      'a notebook whose mapper cell is Python runs on the pool to exact output',
+      async ({ page, ws }) => {
+        await palette(page, 'View: Close All Editors');
+        await page.locator('.tabs-container .tab').first().waitFor({ state: 'detached', timeout: T });
+        await openFile(page, 'python.skybatch');
+        await page.locator('.notebook-editor .code-cell-row', { hasText: '@sky.batch.remote_function' }).first().waitFor({ timeout: T });
+        await runAll(page);
+        await waitOutput(page, '.skybatch-job[data-status="SUCCEEDED"]', 120_000);
+        const file = path.join(ws!, 'samples', 'python', 'output', 'output.jsonl');
+        const got = fs.readFileSync(file, 'utf8');
+        const want = ['hellohello', 'worldworld', 'skysky', 'batchbatch'].map((output) => JSON.stringify({ output })).join('\n') + '\n';
+        if (got !== want) throw new Error(`the Python mapper wrote ${JSON.stringify(got)}`);
+        await outputs(page).locator('.skybatch-samples-caption', { hasText: '(all 4)' }).first().waitFor({ timeout: T });
+      },
+    ],
+    [
+      'in a light theme the cell output and the job panel keep their contrast, and batch squares are focusable with labels',
+      async ({ page, shots, log }) => {
+        for (const [theme, cls, name] of [['Light Modern', 'vs', 'light-modern'], ['Light High Contrast', 'hc-light', 'light-high-contrast']] as const) {
+          await setTheme(page, theme, cls);
+          await waitOutput(page, '.skybatch-job[data-status="SUCCEEDED"]', 60_000);
+          await outputs(page).locator('.skybatch-job').first().scrollIntoViewIfNeeded();
+          await page.screenshot({ path: path.join(shots, `17-a-${name}-cell-output.png`) });
+          await palette(page, 'Sky Batch: Show Job Panel');
+          const panel = await panelFrame(page);
+          await panel.locator('#grid .batch.done').first().waitFor({ timeout: T });
+          await panel.locator(cls === 'vs' ? 'body.vscode-light' : 'body.vscode-high-contrast, body.vscode-high-contrast-light').first().waitFor({ state: 'attached', timeout: T });
+          const ratios = await swatchContrasts(panel);
+          log(`    ${theme}: legend contrast ${ratios.map((r) => `${r.state} ${r.ratio}`).join(', ')}`);
+          const low = ratios.filter((r) => r.ratio < 3);
+          if (ratios.length < 8 || low.length) throw new Error(`${theme}: legend swatches below 3:1 against the panel: ${JSON.stringify(low)}`);
+          // One tab stop for the grid; arrow keys move between labelled squares.
+          await panel.locator('#grid .batch[tabindex="0"]').first().focus();
+          await page.keyboard.press('ArrowRight');
+          const label = await panel.evaluate(() => document.activeElement?.getAttribute('aria-label') ?? '');
+          if (!/^batch 1: items \[\d+, \d+\] · done/.test(label)) throw new Error(`the focused batch square says ${JSON.stringify(label)}`);
+          await page.screenshot({ path: path.join(shots, `17-b-${name}-job-panel.png`) });
+          // The panel stays open beside the notebook: the next theme recolours both.
+        }
+        await setTheme(page, 'Dark Modern', 'vs-dark');
+      },
+    ],
+    [
+      'typing `new sky.` in a cell completes the skybatch API, with its types and parameter hints',
+      async ({ page, shots }) => {
+        // The first code cell is the reader (by position: its text changes below).
+        const reader = page.locator('.notebook-editor .code-cell-row').first();
+        // Wheel over the notebook's left gutter (over an output the wheel scrolls the output's frame) until the cell is in view.
+        const nb = (await page.locator('.notebook-editor.notebookOverlay').first().boundingBox())!;
+        const line = reader.locator('.view-line').first();
+        for (let i = 0; i < 30; i++) {
+          const b = await line.boundingBox();
+          if (b && b.y > nb.y + 60 && b.y + b.height < nb.y + nb.height - 20) break;
+          await page.mouse.move(nb.x + 12, nb.y + nb.height / 2);
+          await page.mouse.wheel(0, b && b.y > nb.y + 60 ? 250 : -250);
+          await page.waitForTimeout(150);
+        }
+        await line.click();
+        await page.keyboard.press('Control+A');
+        await page.keyboard.type('new sky.');
+        // The list is long (every export of skybatch) and drawn only where it shows: filter it.
+        const suggest = page.locator('.editor-widget.suggest-widget .monaco-list-row');
+        await suggest.filter({ hasText: 'JsonWriter' }).first().waitFor({ timeout: T });
+        await page.waitForTimeout(300);
+        await page.screenshot({ path: path.join(shots, '18-a-typed-cell-completion.png') }).catch(() => undefined);
+        await page.keyboard.type('saveR');
+        await suggest.filter({ hasText: 'saveResults' }).first().waitFor({ timeout: T });
+        await page.keyboard.press('Escape');
+        for (let i = 0; i < 'saveR'.length; i++) await page.keyboard.press('Backspace');
+        await page.keyboard.type('JsonWriter(');
+        await page.locator('.parameter-hints-widget', { hasText: 'path' }).first().waitFor({ timeout: T });
+        await page.keyboard.press('Escape');
+        // Back to the cell as it was (inserted, not typed: typing would auto-close brackets and quotes).
+        await line.click();
+        await page.keyboard.press('Control+A');
+        await page.keyboard.insertText("new sky.JsonReader('data.jsonl')");
+        // Monaco draws spaces as no-break spaces.
+        const restored = async () => ((await reader.innerText()).replace(/\u00a0/g, ' ').includes("new sky.JsonReader('data.jsonl')") ? true : undefined);
+        for (let i = 0; i < 20 && !(await restored()); i++) await page.waitForTimeout(250);
+        if (!(await restored())) throw new Error('the reader cell did not get its text back');
       },
     ],
   ];
