@@ -1,7 +1,11 @@
 import { SkybatchError, WireError, toWireError } from '../../formats/common/errors.js';
 import type { JobEvent, WorkerMessage } from '../protocol.js';
 import type { BatchRecord, JobRun } from './job-run.js';
-import type { WorkerEntry, WorkerTable } from './worker-table.js';
+import { refuse } from './worker-replies.js';
+import { WorkerEntry, WorkerTable, holdsAttempt } from './worker-table.js';
+
+/** The reports of a batch's run that a worker sends. */
+export type BatchReport = Extract<WorkerMessage, { type: 'batchStarted' | 'batchDone' | 'batchReleased' | 'batchFailed' }>;
 
 /** What the coordinator lends to the outcome handlers: they settle batches, it runs the jobs. */
 export interface OutcomePort {
@@ -14,6 +18,11 @@ export interface OutcomePort {
   fail(run: JobRun, error: WireError): void;
   /** A batch waits for its retry: set the timer. */
   retryLater(): void;
+  /** A worker may have room for more: schedule (once per turn of the event loop). */
+  pumpSoon(): void;
+  job(jobId: string): JobRun | undefined;
+  /** The coordinator's own log, for refused reports. */
+  log(line: string): void;
 }
 
 /**
@@ -24,6 +33,33 @@ export interface OutcomePort {
  */
 export class BatchOutcomes {
   constructor(private readonly port: OutcomePort) {}
+
+  /** A worker's report on a batch: applied when `w` holds that attempt (see `holdsAttempt`), otherwise refused. */
+  report(w: WorkerEntry, msg: BatchReport): void {
+    const run = this.port.job(msg.jobId);
+    if (!holdsAttempt(w, run, msg)) {
+      refuse(w, this.port.log, `${msg.type} for job ${msg.jobId}, batch ${msg.index}, attempt ${msg.attempt}: worker ${w.name} does not hold that attempt (never leased to it, taken back, or the job ended)`);
+      return;
+    }
+    if (msg.type === 'batchStarted') {
+      const b = run.markStarted(msg.index, msg.attempt);
+      if (b) this.port.emit({ kind: 'batch', jobId: msg.jobId, index: b.index, start: b.start, end: b.end, state: 'running', worker: w.name, attempt: msg.attempt });
+      return;
+    }
+    this.port.workers.unlease(w, msg.index);
+    if (msg.type === 'batchReleased') {
+      this.release(run, msg.index, msg.attempt);
+    } else if (msg.type === 'batchFailed') {
+      if (!run.isFinished) this.failed(run, msg.index, msg.attempt, { ...msg.error, context: { ...msg.error.context, worker: w.name } }, msg.input);
+    } else {
+      if (run.isFinished || !this.done(w, run, msg)) return;
+      if (run.allDone) {
+        this.port.finish(run);
+        return;
+      }
+    }
+    this.port.pumpSoon();
+  }
 
   /** A commit from `w` (already no longer holding the batch). Returns false for a stale attempt, whose result is ignored. */
   done(w: WorkerEntry, run: JobRun, msg: Extract<WorkerMessage, { type: 'batchDone' }>): boolean {

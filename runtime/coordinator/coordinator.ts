@@ -9,7 +9,7 @@ import { describeRerun, noWorkerCanRun, sendWelcome, setupKey } from './pool-set
 import { nextRetryAt, overdueBatches, poolLoad, schedule, stalledWorkers } from './scheduler.js';
 import type { JobPackages } from './job-packages.js';
 import { refuse, sendBundle } from './worker-replies.js';
-import { WorkerEntry, WorkerLink, WorkerTable, holdsAttempt } from './worker-table.js';
+import { WorkerEntry, WorkerLink, WorkerTable } from './worker-table.js';
 
 /**
  * The pool's brain, as a router: takes workers' reports and clients' requests, applies the
@@ -39,6 +39,9 @@ export class Coordinator {
     finish: (run) => void this.jobs.finish(run),
     fail: (run, error) => this.jobs.fail(run, error),
     retryLater: () => this.armRetryTimer(),
+    pumpSoon: () => this.pumpSoon(),
+    job: (jobId) => this.jobs.get(jobId),
+    log: (line) => this.log(line),
   });
 
   constructor(
@@ -107,24 +110,11 @@ export class Coordinator {
         if (this.packages) this.packages.send(w, msg.hash);
         else w.link.send({ type: 'packages', hash: msg.hash, error: { code: 'SKYBATCH_E_NOT_FOUND', message: `pool ${this.pool} does not ship packages: its workers run on this machine`, retryable: false } });
         break;
-      case 'batchStarted': {
-        const b = this.heldBy(w, msg)?.markStarted(msg.index, msg.attempt);
-        if (b) this.emit({ kind: 'batch', jobId: msg.jobId, index: b.index, start: b.start, end: b.end, state: 'running', worker: w.name, attempt: msg.attempt });
-        break;
-      }
+      case 'batchStarted':
       case 'batchDone':
-        if (this.heldBy(w, msg)) this.onBatchDone(w, msg);
-        break;
-      case 'batchReleased': {
-        const run = this.heldBy(w, msg);
-        if (!run) break;
-        this.workers.unlease(w, msg.index);
-        this.outcomes.release(run, msg.index, msg.attempt);
-        this.pumpSoon();
-        break;
-      }
+      case 'batchReleased':
       case 'batchFailed':
-        if (this.heldBy(w, msg)) this.onBatchFailed(w, msg);
+        this.outcomes.report(w, msg);
         break;
       case 'jobFatal': {
         const run = this.jobs.get(msg.jobId);
@@ -140,14 +130,6 @@ export class Coordinator {
     }
   }
 
-  /** The job of a batch report when `w` holds that attempt (see `holdsAttempt`); otherwise the report is refused. */
-  private heldBy(w: WorkerEntry, msg: { type: string; jobId: string; index: number; attempt: number }): JobRun | undefined {
-    const run = this.jobs.get(msg.jobId);
-    if (holdsAttempt(w, run, msg)) return run;
-    refuse(w, this.log, `${msg.type} for job ${msg.jobId}, batch ${msg.index}, attempt ${msg.attempt}: worker ${w.name} does not hold that attempt (never leased to it, taken back, or the job ended)`);
-    return undefined;
-  }
-
   /** A worker's connection closed or stopped answering: its batches go back to the queue. */
   removeWorker(id: string, why: string): void {
     const w = this.workers.remove(id);
@@ -158,21 +140,6 @@ export class Coordinator {
     this.emitWorker(w);
     this.jobs.failUnrunnable();
     this.pump();
-  }
-
-  private onBatchDone(w: WorkerEntry, msg: Extract<WorkerMessage, { type: 'batchDone' }>): void {
-    this.workers.unlease(w, msg.index);
-    const run = this.jobs.get(msg.jobId);
-    if (!run || run.isFinished || !this.outcomes.done(w, run, msg)) return;
-    if (run.allDone) void this.jobs.finish(run);
-    else this.pumpSoon();
-  }
-
-  private onBatchFailed(w: WorkerEntry, msg: Extract<WorkerMessage, { type: 'batchFailed' }>): void {
-    this.workers.unlease(w, msg.index);
-    const run = this.jobs.get(msg.jobId);
-    if (run && !run.isFinished) this.outcomes.failed(run, msg.index, msg.attempt, { ...msg.error, context: { ...msg.error.context, worker: w.name } }, msg.input);
-    this.pumpSoon();
   }
 
   submit(req: JobRequest, bundle: string | undefined): JobSpec {

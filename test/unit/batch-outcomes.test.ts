@@ -29,6 +29,9 @@ function setup(run: JobRun, names: string[]) {
     finish: () => calls.push('finish'),
     fail: (_r, e) => calls.push(`fail ${e.code}`),
     retryLater: () => calls.push('retryLater'),
+    pumpSoon: () => calls.push('pumpSoon'),
+    job: (jobId) => (jobId === run.spec.jobId ? run : undefined),
+    log: (line) => calls.push(`log ${line}`),
   });
   const give = () => {
     for (const d of schedule({ queue: [run.spec.jobId], jobs: new Map([[run.spec.jobId, run]]), workers: table.all(), setupKey: 'k', now: 0 }).decisions) {
@@ -59,6 +62,26 @@ describe('batch outcomes', () => {
     assert.equal(run.batches[2].state, 'retrying');
     assert.equal(run.next(0)!.index, 2, 'batch 2 goes out again at once');
     assert.equal(outcomes.done(w1, run, { type: 'batchDone', jobId: '1', index: 0, attempt: 1, items: 10 } as never), false, 'the loser’s late result is ignored');
+  });
+
+  it('applies a report only from the worker holding that attempt; others are refused and change nothing', () => {
+    const run = new JobRun(spec({ total: 30 }));
+    const { workers: [w1, w2], sent, events, calls, outcomes, give } = setup(run, ['w1', 'w2']);
+    give(); // w1: 0, 2; w2: 1
+    const a0 = run.batches[0].current;
+    const before = structuredClone(run.batches[0]);
+    outcomes.report(w2, { type: 'batchStarted', jobId: '1', index: 0, attempt: a0 });
+    outcomes.report(w2, { type: 'batchDone', jobId: '1', index: 0, attempt: a0, items: 10 } as never);
+    outcomes.report(w1, { type: 'batchDone', jobId: '2', index: 0, attempt: a0, items: 10 } as never);
+    assert.deepEqual(run.batches[0], before, 'nothing changed');
+    assert.equal(sent.get('w2')!.filter((m) => m.type === 'error').length, 2);
+    assert.equal(calls.filter((c) => c.startsWith('log refused batch')).length, 3);
+    outcomes.report(w1, { type: 'batchStarted', jobId: '1', index: 0, attempt: a0 });
+    outcomes.report(w1, { type: 'batchDone', jobId: '1', index: 0, attempt: a0, items: 10 } as never);
+    assert.equal(run.batches[0].state, 'done');
+    assert.deepEqual([...w1.leased], [2]);
+    assert.deepEqual(events.filter((e) => e.kind === 'batch').map((e) => (e as { state: string }).state), ['running', 'done']);
+    assert.ok(calls.includes('pumpSoon'));
   });
 
   it('fails the started batches of a lost worker and gives back its prefetched ones', () => {
