@@ -22,28 +22,19 @@ const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
 const external = ['vscode', ...Object.keys(pkg.dependencies ?? {})];
 
 await Promise.all([
-  esbuild.build({
-    entryPoints: [path.join(root, 'extension/extension.ts')],
-    outfile: out('extension', 'extension.cjs'),
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node20',
-    sourcemap: true,
-    external,
-    logLevel: 'warning',
-  }),
-  esbuild.build({
-    entryPoints: [path.join(root, 'extension/cell-types-worker.ts')],
-    outfile: out('extension', 'cell-types-worker.cjs'),
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node20',
-    sourcemap: true,
-    external,
-    logLevel: 'warning',
-  }),
+  ...['extension', 'cell-types-worker'].map((name) =>
+    esbuild.build({
+      entryPoints: [path.join(root, `extension/${name}.ts`)],
+      outfile: out('extension', `${name}.cjs`),
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node20',
+      sourcemap: true,
+      external,
+      logLevel: 'warning',
+    }),
+  ),
   esbuild.build({
     entryPoints: [path.join(root, 'webview/job-panel.ts')],
     outfile: out('webview', 'job-panel.js'),
