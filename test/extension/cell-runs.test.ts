@@ -8,6 +8,7 @@ import { parse, type NotebookCellData } from '../../extension/core/notebook-form
 import { parseRunSettings } from '../../extension/core/run-settings.js';
 import { mapStack, scriptMapOf } from '../../extension/core/script-map.js';
 import { JobLauncher } from '../../extension/job-launcher.js';
+import * as errors from '../../runtime/control/error-channel.js';
 import { CLI, ROOT, Sandbox } from '../harness.js';
 
 const RUNNER = pathToFileURL(path.join(ROOT, 'out', 'runtime', 'client', 'cell-run.js')).href;
@@ -32,7 +33,7 @@ async function runCellOf(sb: Sandbox, notebook: string, kind: CellRunTail['kind'
   const stdout: string[] = [];
   // The extension's own launcher: it writes the script, runs `skybatch run` and removes the script.
   const launcher = new JobLauncher({
-    cli: CLI,
+    engine: { cli: CLI, errors },
     notebookPath: notebook,
     scriptPath: file,
     script,
@@ -56,7 +57,7 @@ function copySample(sb: Sandbox, name: string): string {
   const dir = path.join(sb.dir, name);
   fs.mkdirSync(dir, { recursive: true });
   for (const f of fs.readdirSync(path.join(ROOT, 'samples', name))) if (/\.(skybatch|jsonl|yaml)$/.test(f)) fs.copyFileSync(path.join(ROOT, 'samples', name, f), path.join(dir, f));
-  return path.join(dir, fs.readdirSync(dir).find((f) => f.endsWith('.skybatch'))!);
+  return path.join(dir, `${name}.skybatch`);
 }
 
 function noNodeModulesAbove(dir: string): void {
