@@ -186,6 +186,7 @@ export class BatchJobController implements vscode.Disposable {
         exec.end(false, Date.now());
         return;
       }
+      await exec.replaceOutput(new vscode.NotebookCellOutput([vscode.NotebookCellOutputItem.text(`The job packs for the workers. Pool '${settings.pool}' is not running: answer the notification to start one.`)]));
       const pool = await ensurePool(engine, settings, path.dirname(doc.uri.fsPath), (l) => this.deps.log.appendLine(l));
       if (!pool) return this.notStarted(exec, `pool '${settings.pool}' is not running and none was chosen. Run the cell again to start one, pick a pool file, or use a running pool.`);
       if (cancelled.value) return this.notStarted(exec, 'interrupted before the job was submitted.');
