@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SkybatchError, toWireError, type WireError } from '../../formats/errors.js';
+import { SkybatchError, toWireError, type WireError } from '../../formats/common/errors.js';
 import type { InputReader } from '../../formats/input-reader.js';
 import { assertSeparateOutputs } from '../../formats/output-claims.js';
 import type { OutputWriter } from '../../formats/output-writer.js';

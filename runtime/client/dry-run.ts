@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SkybatchError, type WireError } from '../../formats/errors.js';
+import { SkybatchError, type WireError } from '../../formats/common/errors.js';
 import type { InputReader } from '../../formats/input-reader.js';
 import { INPUT_READER_REGISTRY } from '../../formats/registries.js';
 import { mapperInfo } from '../mapper-api.js';

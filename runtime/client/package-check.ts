@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { SkybatchError } from '../../formats/errors.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import type { BundleHeader } from '../bundle-header.js';
 import { importSite } from '../import-site.js';
 import { isInstalledFor } from '../package-hooks.js';
