@@ -247,7 +247,11 @@ export class BatchJobController implements vscode.Disposable {
       failure = e?.stack ? e : (lastBatchError ?? e);
     }
     if (failure) {
-      const at = await errors.failed(failure, { fallbackLine, jobId: tracker.state.jobId });
+      // The script's own failure may carry only the job's summary (no stack into a cell), e.g. when it exits
+      // before the job's last event is read: the last failed attempt's stack says where it was raised.
+      const at =
+        (await errors.failed(failure, { fallbackLine, jobId: tracker.state.jobId })) ??
+        (lastBatchError && lastBatchError !== failure ? await errors.failed(lastBatchError, { jobId: tracker.state.jobId }) : undefined);
       if (at) tracker.state.errorAt = at;
     } else if (tracker.state.status === 'SUCCEEDED') {
       this.deps.diagnostics.downgradeRuntime(doc, '(a later attempt of the batch succeeded)');
