@@ -8,6 +8,7 @@ import type { InputReader } from '../../formats/input-reader.js';
 import { INPUT_READER_REGISTRY } from '../../formats/registries.js';
 import { mapperInfo } from '../mapper-api.js';
 import type { JobSpec } from '../protocol.js';
+import { eachMessage } from '../worker/ipc-batch.js';
 import type { AgentToMapper, MapperToAgent } from '../worker/mapper-ipc.js';
 import { bundleScript } from './bundle.js';
 import { spec } from './dataset.js';
@@ -130,11 +131,14 @@ function runOneBatch(jobSpec: JobSpec, bundlePath: string, dir: string, end: num
       }
     };
     const fail = (e: WireError) => done(() => reject(fromWire(e)));
-    proc.on('message', (raw) => {
-      const m = raw as MapperToAgent;
-      if (m.type === 'batchDone') done(() => resolve(m.sample ?? []));
-      else if (m.type === 'batchFailed' || m.type === 'fatal') fail(m.error);
-    });
+    // The mapper process batches its messages (one IPC write per tick): a frame may hold several.
+    proc.on('message', (raw) =>
+      eachMessage(raw, (msg) => {
+        const m = msg as MapperToAgent;
+        if (m.type === 'batchDone') done(() => resolve(m.sample ?? []));
+        else if (m.type === 'batchFailed' || m.type === 'fatal') fail(m.error);
+      }),
+    );
     proc.on('error', (err) => fail({ code: 'SKYBATCH_E_WORKER_LOST', message: `the mapper process could not start: ${err.message}`, retryable: false }));
     proc.on('exit', (code, signal) => {
       if (!settled) fail({ code: 'SKYBATCH_E_WORKER_LOST', message: `the mapper process exited (${signal ?? `code ${code}`}) before it finished the batch${stderr.length ? `:\n${stderr.slice(-10).join('\n')}` : ''}`, retryable: false });
