@@ -9,9 +9,11 @@ import { scriptMapOf, type ScriptMap } from './core/script-map.js';
 import type { NotebookDiagnostics } from './diagnostics.js';
 import type { Engine } from './engine.js';
 import { JobLauncher, scriptPathFor } from './job-launcher.js';
+import { JOB_OUTPUT_MIME } from './core/output-render.js';
 import { CellJobOutput, jobOutput } from './job-output.js';
 import type { JobRecord, JobRecords } from './job-records.js';
 import { watchJob } from './job-watch.js';
+import { CellRunner } from './cell-runner.js';
 import { ensurePool } from './pool-starter.js';
 import { RunErrors } from './run-errors.js';
 import { NOTEBOOK_TYPE, cellsOf, roleOf } from './serializer.js';
@@ -66,6 +68,7 @@ export class BatchJobController implements vscode.Disposable {
   /** Per notebook: the cells whose error output the last run put there. */
   private readonly errorCells = new Map<string, vscode.NotebookCell[]>();
   private order = 0;
+  readonly cellRunner: CellRunner;
 
   constructor(private readonly deps: ControllerDeps) {
     this.controller = vscode.notebooks.createNotebookController('skybatch-controller', NOTEBOOK_TYPE, 'Sky Batch');
@@ -74,6 +77,14 @@ export class BatchJobController implements vscode.Disposable {
     this.controller.description = 'runs the job on a skybatch pool';
     this.controller.executeHandler = (cells, doc) => this.execute(cells, doc);
     this.controller.interruptHandler = (doc) => this.interrupt(doc);
+    this.cellRunner = new CellRunner({
+      controller: this.controller,
+      engine: deps.engine,
+      diagnostics: deps.diagnostics,
+      log: deps.log,
+      nextOrder: () => ++this.order,
+      showedErrors: (doc, errors) => this.errorCells.set(doc.uri.toString(), [...(this.errorCells.get(doc.uri.toString()) ?? []), ...errors.shown]),
+    });
   }
 
   isRunning(doc: vscode.NotebookDocument): boolean {
@@ -84,10 +95,21 @@ export class BatchJobController implements vscode.Disposable {
     return this.runs.get(doc.uri.toString());
   }
 
+  /**
+   * Run All, or running the run cell, submits the job (once, whatever else was run with it);
+   * any other cell run alone does its own part on this machine (CellRunner): Shift+Enter
+   * through the notebook previews, dry-runs, checks and then submits exactly one job.
+   */
   private async execute(cells: vscode.NotebookCell[], doc: vscode.NotebookDocument): Promise<void> {
-    const key = doc.uri.toString();
     const target = outputCellOf(doc);
     if (!target) return;
+    if (cells.includes(target) || !cells.some((c) => CellRunner.kindOf(c))) return this.submit(cells, doc, target);
+    this.clearErrorOutputs(doc, cells);
+    for (const c of cells) if (CellRunner.kindOf(c)) await this.cellRunner.runCell(doc, c);
+  }
+
+  private async submit(cells: vscode.NotebookCell[], doc: vscode.NotebookDocument, target: vscode.NotebookCell): Promise<void> {
+    const key = doc.uri.toString();
     if (this.runs.has(key)) {
       void vscode.window.showInformationMessage('A job of this notebook is running; interrupt it first to start another.');
       return;
@@ -95,12 +117,13 @@ export class BatchJobController implements vscode.Disposable {
     // Every cell runs again: the last run's errors are history.
     this.deps.diagnostics.clearRuntime(doc);
     this.clearErrorOutputs(doc, cells);
+    // The other cells did no work of their own in this run: their old outputs go, with no ✓ and no time.
     for (const c of cells) {
       if (c.index === target.index || c.kind !== vscode.NotebookCellKind.Code) continue;
       const e = this.controller.createNotebookCellExecution(c);
-      e.start(Date.now());
+      e.start();
       void e.clearOutput();
-      e.end(true, Date.now());
+      e.end(undefined);
     }
     const exec = this.controller.createNotebookCellExecution(target);
     exec.executionOrder = ++this.order;
@@ -141,7 +164,8 @@ export class BatchJobController implements vscode.Disposable {
   }
 
   private async runJob(doc: vscode.NotebookDocument, target: vscode.NotebookCell, exec: vscode.NotebookCellExecution, run: ActiveRun): Promise<void> {
-    const { problems, settings } = await this.deps.diagnostics.validate(doc);
+    const { problems, settings: valid } = await this.deps.diagnostics.validate(doc);
+    let settings = valid;
     if (!settings || problems.some((p) => p.severity === 'error')) {
       await exec.replaceOutput(problemsOutput(doc, problems));
       exec.end(false, Date.now());
@@ -149,7 +173,29 @@ export class BatchJobController implements vscode.Disposable {
     }
     if (doc.uri.scheme !== 'file') throw new Error('Save the notebook to a file first: paths in it are relative to its folder.');
     const engine = await this.deps.engine();
-    const tracker = new JobTracker(settings.pool);
+    const cancelled = { value: false };
+    const runStart = Date.now();
+    let waitedMs = 0; // answering "start the pool?" is not job time, nor the cell's
+    if (!(process.env.SKYBATCH_COORDINATOR_URL || engine.pools.poolRunning(settings.pool))) {
+      // No pool is started for a job that cannot be packed for the workers (a missing package, a bundling error).
+      run.stop = () => ((cancelled.value = true), this.cellRunner.stop(doc));
+      await exec.replaceOutput(new vscode.NotebookCellOutput([vscode.NotebookCellOutputItem.text(`Pool '${settings.pool}' is not running. Checking that the job can be packed for the workers first…`)]));
+      const packed = await this.cellRunner.check(doc, 'pack', { settings });
+      if (cancelled.value) return this.notStarted(exec, 'interrupted before the job was submitted.');
+      if (!packed.ok) {
+        const where = packed.at ? `\nRaised in the ${packed.at.label}, line ${packed.at.line + 1} (the traceback is under that cell).` : '';
+        await exec.replaceOutput(new vscode.NotebookCellOutput([vscode.NotebookCellOutputItem.stderr(`The job was not started, and no pool was started: it cannot be packed for the workers.\n[${packed.error.code}] ${packed.error.message}${where}`)]));
+        exec.end(false, Date.now());
+        return;
+      }
+      await exec.replaceOutput(new vscode.NotebookCellOutput([vscode.NotebookCellOutputItem.text(`The job packs for the workers. Pool '${settings.pool}' is not running: answer the notification to start one.`)]));
+      const pool = await ensurePool(engine, settings, path.dirname(doc.uri.fsPath), (l) => this.deps.log.appendLine(l), (ms) => (waitedMs += ms));
+      if (!pool) return this.notStarted(exec, `pool '${settings.pool}' is not running and none was chosen. Run the cell again to start one, pick a pool file, or use a running pool.`);
+      if (cancelled.value) return this.notStarted(exec, 'interrupted before the job was submitted.');
+      settings = { ...settings, pool };
+    }
+    const tracker = new JobTracker(settings.pool, runStart);
+    if (waitedMs) tracker.waited(waitedMs);
     run.pool = settings.pool;
     const script = generateJobScript(cellsOf(doc), settings, path.basename(doc.uri.fsPath));
     // Kept for the run (the script file is not): maps the stacks of its failures back to cells.
@@ -158,12 +204,7 @@ export class BatchJobController implements vscode.Disposable {
     const record = (): JobRecord => ({ notebook: doc.uri.toString(), cell: target.index, pool: settings.pool, jobId: tracker.state.jobId, state: tracker.state, script: map });
     const out = new CellJobOutput(exec, tracker, () => void this.deps.records.put(record()));
     void out.flush();
-    const cancelled = { value: false };
     run.stop = () => (cancelled.value = true);
-    if (!(await ensurePool(engine, settings, path.dirname(doc.uri.fsPath), (l) => (tracker.log(l), out.update()), (ms) => tracker.waited(ms)))) {
-      tracker.fail('SKYBATCH_E_POOL_NOT_FOUND', `pool '${settings.pool}' is not running; start it with "Sky Batch: Apply Pool" or answer "Apply Pool" when asked`);
-      return this.finish(exec, out, tracker);
-    }
     if (cancelled.value) {
       tracker.cancel('interrupted before the job was submitted');
       return this.finish(exec, out, tracker);
@@ -209,12 +250,22 @@ export class BatchJobController implements vscode.Disposable {
       failure = e?.stack ? e : (lastBatchError ?? e);
     }
     if (failure) {
-      const at = await errors.failed(failure, { fallbackLine, jobId: tracker.state.jobId });
+      // The script's own failure may carry only the job's summary (no stack into a cell), e.g. when it exits
+      // before the job's last event is read: the last failed attempt's stack says where it was raised.
+      const at =
+        (await errors.failed(failure, { fallbackLine, jobId: tracker.state.jobId })) ??
+        (lastBatchError && lastBatchError !== failure ? await errors.failed(lastBatchError, { jobId: tracker.state.jobId }) : undefined);
       if (at) tracker.state.errorAt = at;
     } else if (tracker.state.status === 'SUCCEEDED') {
       this.deps.diagnostics.downgradeRuntime(doc, '(a later attempt of the batch succeeded)');
     }
     return this.finish(exec, out, tracker);
+  }
+
+  /** The user declined or stopped before anything ran: said as it is, neither a success nor a failure. */
+  private async notStarted(exec: vscode.NotebookCellExecution, why: string): Promise<void> {
+    await exec.replaceOutput(new vscode.NotebookCellOutput([vscode.NotebookCellOutputItem.text(`<div class="skybatch-not-started" style="opacity: .85">Not started: ${why.replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]!)}</div>`, JOB_OUTPUT_MIME), vscode.NotebookCellOutputItem.text(`Not started: ${why}`)]));
+    exec.end(undefined);
   }
 
   private async finish(exec: vscode.NotebookCellExecution, out: CellJobOutput, tracker: JobTracker): Promise<void> {
@@ -228,6 +279,7 @@ export class BatchJobController implements vscode.Disposable {
   }
 
   private async interrupt(doc: vscode.NotebookDocument): Promise<void> {
+    this.cellRunner.stop(doc);
     const run = this.runs.get(doc.uri.toString());
     if (!run) return;
     run.stop?.();
@@ -302,6 +354,7 @@ export class BatchJobController implements vscode.Disposable {
 
   dispose(): void {
     for (const r of this.runs.values()) r.launcher?.kill();
+    this.cellRunner.dispose();
     this.controller.dispose();
   }
 }

@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EVENT_PREFIX } from '../runtime/job-events.js';
+import { importSite } from '../runtime/import-site.js';
 import type { JobEvent } from '../runtime/protocol.js';
 import { cliError, runCli } from './cli-process.js';
 import type { JobScript } from './core/job-script.js';
@@ -12,6 +13,8 @@ export interface LaunchOptions {
   notebookPath: string;
   script: JobScript;
   env?: Record<string, string>;
+  /** Where to write the script (default `scriptPathFor(notebookPath)`): a cell run uses its own, so it never meets a running job's. */
+  scriptPath?: string;
   onEvent: (e: JobEvent) => void;
   onOutput: (line: string, stream: 'stdout' | 'stderr') => void;
 }
@@ -38,7 +41,7 @@ export class JobLauncher {
   readonly scriptPath: string;
 
   constructor(private readonly opts: LaunchOptions) {
-    this.scriptPath = scriptPathFor(opts.notebookPath);
+    this.scriptPath = opts.scriptPath ?? scriptPathFor(opts.notebookPath);
   }
 
   async run(): Promise<LaunchResult> {
@@ -71,6 +74,8 @@ export class JobLauncher {
       });
       if (r.code === 0) return { code: 0 };
       const error = cliError(r);
+      const missing = this.missingPackage(error.message);
+      if (missing) return { code: r.code, error: missing };
       return { code: r.code, error: { code: error.code, message: error.message, stack: error.stack, scriptLine: error.stack ? this.scriptLine(error.stack) : undefined } };
     } finally {
       fs.rmSync(this.scriptPath, { force: true });
@@ -82,6 +87,22 @@ export class JobLauncher {
   kill(): void {
     this.killed = true;
     this.proc?.kill('SIGTERM');
+  }
+
+  /**
+   * Node's own error for a package the script imports statically and that is not installed
+   * (the script fails to load, before the engine sees anything): as SKYBATCH_E_PACKAGE_MISSING
+   * with the import's line, so it lands on the cell and line that import it, and the fix.
+   */
+  private missingPackage(text: string): LaunchResult['error'] | undefined {
+    const m = /Cannot find package '([^']+)' imported from (.+?)\s*$/m.exec(text);
+    if (!m || path.resolve(m[2].replace(/^file:\/\//, '')) !== path.resolve(this.scriptPath)) return undefined;
+    const name = m[1].startsWith('@') ? m[1].split('/').slice(0, 2).join('/') : m[1].split('/')[0];
+    const site = importSite(this.opts.script.code, name);
+    const dir = path.dirname(this.scriptPath);
+    const message = `package '${name}' is not installed in ${dir} or the folders above it. Install it there: cd ${JSON.stringify(dir)} && npm install ${name}`;
+    const frame = site ? `\n    at ${this.scriptPath}:${site.line + 1}:${site.column + 1}` : '';
+    return { code: 'SKYBATCH_E_PACKAGE_MISSING', message, scriptLine: site?.line, stack: `SkybatchError [SKYBATCH_E_PACKAGE_MISSING]: ${message}${frame}` };
   }
 
   /** The generated script's line (0-based) that the first frame in it names. */

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { cliError, runCli } from './cli-process.js';
+import { TEMPLATE_POOL } from './core/template.js';
 import type { RunSettings } from './core/run-settings.js';
 import type { Engine } from './engine.js';
 
@@ -14,26 +15,51 @@ export async function applyPoolFile(engine: Engine, file: string, pool: string, 
   }
 }
 
+const CREATE = 'Create a local pool.yaml';
+const PICK = 'Pick a pool file…';
+const RUNNING = 'Use a running pool…';
+
 /**
- * Makes sure the settings' pool runs: when it does not, offers to start it on this
- * machine from the notebook's pool file (`poolFile`, default pool.yaml next to it).
- * Resolves false when the user declines or no pool file exists.
+ * The pool a run goes to, started if need be. When the settings' pool does not run, it
+ * offers to start it on this machine from the notebook's pool file (`poolFile`, default
+ * pool.yaml next to it); with no pool file, there is no dead end: create a local pool.yaml,
+ * pick a pool file, or use a pool that runs. Resolves with the pool's name, or undefined
+ * when the user declines (the run is then "not started", not a failure).
  */
-export async function ensurePool(engine: Engine, settings: RunSettings, dir: string, log: (line: string) => void, onAnswered?: (waitedMs: number) => void): Promise<boolean> {
-  if (process.env.SKYBATCH_COORDINATOR_URL || engine.pools.poolRunning(settings.pool)) return true;
-  const file = path.resolve(dir, settings.poolFile ?? 'pool.yaml');
+export async function ensurePool(engine: Engine, settings: RunSettings, dir: string, log: (line: string) => void, onAnswered?: (waitedMs: number) => void): Promise<string | undefined> {
+  if (process.env.SKYBATCH_COORDINATOR_URL || engine.pools.poolRunning(settings.pool)) return settings.pool;
+  let file = path.resolve(dir, settings.poolFile ?? 'pool.yaml');
+  const asked = Date.now(); // the time the user takes to answer is not job time
   if (!fs.existsSync(file)) {
-    void vscode.window.showErrorMessage(`Pool '${settings.pool}' is not running and ${file} does not exist: add 'poolFile:' to the run cell or run "Sky Batch: Apply Pool".`);
-    return false;
+    const running = engine.pools.listPools().filter((p) => engine.pools.poolRunning(p));
+    const choice = await vscode.window.showInformationMessage(
+      `Pool '${settings.pool}' is not running and there is no pool file (${path.relative(dir, file) || file}) to start it from.`,
+      CREATE,
+      PICK,
+      ...(running.length ? [RUNNING] : []),
+    );
+    if (choice === CREATE) {
+      fs.writeFileSync(file, TEMPLATE_POOL);
+      void vscode.window.showInformationMessage(`Created ${file}: a local pool of 2 workers on this machine. Starting pool '${settings.pool}' from it.`);
+    } else if (choice === PICK) {
+      const picked = await vscode.window.showOpenDialog({ defaultUri: vscode.Uri.file(dir), canSelectMany: false, filters: { 'Pool file': ['yaml', 'yml'] }, title: `Start pool '${settings.pool}' from which pool file?` });
+      if (!picked?.[0]) return undefined;
+      file = picked[0].fsPath;
+    } else if (choice === RUNNING) {
+      const pool = await vscode.window.showQuickPick(running, { placeHolder: `Run this job on which pool? (the run cell names '${settings.pool}')` });
+      if (pool) log(`running the job on pool '${pool}' instead of '${settings.pool}' (chosen when asked)`);
+      onAnswered?.(Date.now() - asked);
+      return pool;
+    } else return undefined;
+  } else {
+    const auto = vscode.workspace.getConfiguration('skybatch').get<boolean>('applyPoolWithoutAsking', false);
+    log(`pool '${settings.pool}' is not running`);
+    const choice = auto ? 'Apply Pool' : await vscode.window.showInformationMessage(`Pool '${settings.pool}' is not running. Start it on this machine from ${path.basename(file)}?`, 'Apply Pool', 'Cancel');
+    if (choice !== 'Apply Pool') return undefined;
   }
-  const auto = vscode.workspace.getConfiguration('skybatch').get<boolean>('applyPoolWithoutAsking', false);
-  log(`pool '${settings.pool}' is not running`);
-  const asked = Date.now();
-  const choice = auto ? 'Apply Pool' : await vscode.window.showInformationMessage(`Pool '${settings.pool}' is not running. Start it on this machine from ${path.basename(file)}?`, 'Apply Pool', 'Cancel');
-  if (!auto) onAnswered?.(Date.now() - asked);
-  if (choice !== 'Apply Pool') return false;
+  onAnswered?.(Date.now() - asked);
   log(`starting pool '${settings.pool}' from ${file}`);
   await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Starting pool '${settings.pool}'` }, () => applyPoolFile(engine, file, settings.pool, log));
   log(`pool '${settings.pool}' is up`);
-  return true;
+  return settings.pool;
 }

@@ -17,6 +17,7 @@ export interface RunErrorsDeps {
 }
 
 const firstLine = (s: string) => s.split('\n')[0];
+const cellLabelOf = (c: vscode.NotebookCell, map: ScriptMap) => map.labels[c.index] ?? 'cell';
 
 /**
  * Puts the errors of one run on the cells that raised them. A batch attempt that threw
@@ -70,20 +71,24 @@ export class RunErrors {
    * execution is marked failed, and the diagnostic on the line says so. `fallbackLine`
    * (0-based script line) places an error without a stack, like esbuild's.
    */
-  async failed(err: { message: string; stack?: string }, opts: { fallbackLine?: number; jobId?: string } = {}): Promise<ErrorOrigin | undefined> {
+  async failed(err: { message: string; stack?: string }, opts: { fallbackLine?: number; jobId?: string; running?: { cell: vscode.NotebookCell; exec: vscode.NotebookCellExecution } } = {}): Promise<ErrorOrigin | undefined> {
     const m = mapStack(err.stack ?? err.message, this.map, opts.fallbackLine);
     const cell = m.origin && this.cellAt(m.origin.cell);
     if (!m.origin || !cell) return undefined;
     const head = m.head || err.message;
-    const exec = this.deps.controller.createNotebookCellExecution(cell);
-    exec.executionOrder = this.deps.nextOrder();
-    exec.start(Date.now());
+    // A cell run on its own that failed in its own code: its execution (already started) takes the error.
+    const own = opts.running?.cell === cell ? opts.running.exec : undefined;
+    const exec = own ?? this.deps.controller.createNotebookCellExecution(cell);
+    if (!own) {
+      exec.executionOrder = this.deps.nextOrder();
+      exec.start(Date.now());
+    }
     const { name, message } = splitHead(head);
-    const stack = formatTraceback(m, this.sources, { cell: m.origin.cell, executionOrder: exec.executionOrder });
+    const stack = formatTraceback(m, this.sources, { cell: m.origin.cell, executionOrder: exec.executionOrder ?? 0 });
     await exec.replaceOutput(new vscode.NotebookCellOutput([vscode.NotebookCellOutputItem.error({ name, message, stack })], { skybatch: { error: positionOf(m.origin), jobId: opts.jobId } }));
-    exec.end(false, Date.now());
+    if (!own) exec.end(false, Date.now());
     this.shown.push(cell);
-    const why = opts.jobId ? ` (job ${opts.jobId} failed)` : ' (the job was not started)';
+    const why = opts.jobId ? ` (job ${opts.jobId} failed)` : opts.running ? ` (running the ${cellLabelOf(opts.running.cell, this.map)})` : ' (the job was not started)';
     this.deps.diagnostics.report(cell, { line: m.origin.cellLine, column: m.origin.column }, `${firstLine(head)}${why}`, { key: `${m.origin.cellLine}\0${firstLine(head)}`, related: this.related(m) });
     return { label: m.origin.label, cell: cell.index, line: m.origin.cellLine };
   }

@@ -272,7 +272,7 @@ export const replies: { [K in keyof P.ClientReplies]: z.ZodType<P.ClientReplies[
 
 export const agentToMapper = exactUnion<AgentToMapper, 'type'>('type')(
   z.discriminatedUnion('type', [
-    z.object({ type: z.literal('start'), spec: jobSpec, bundlePath: z.string(), cacheDir: z.string() }),
+    z.object({ type: z.literal('start'), spec: jobSpec, bundlePath: z.string(), cacheDir: z.string(), dryRun: z.boolean().optional() }),
     z.object({ type: z.literal('batch'), index: count, start: count, end: count, attempt: count, wantSample: z.boolean() }),
     z.object({ type: z.literal('end') }),
   ]),

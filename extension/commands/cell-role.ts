@@ -15,8 +15,13 @@ class RoleStatusBar implements vscode.NotebookCellStatusBarItemProvider {
   provideCellStatusBarItems(cell: vscode.NotebookCell): vscode.NotebookCellStatusBarItem[] {
     const role = roleOf(cell);
     if (!role) return [];
-    const item = new vscode.NotebookCellStatusBarItem(`$(symbol-field) ${role}`, vscode.NotebookCellStatusBarAlignment.Left);
-    item.tooltip = `Sky Batch cell role: ${role} (${ROLE_HELP[role]}). Click to change.`;
+    // A new cell has no role yet: it counts as definitions, which also run on the workers, and says so plainly.
+    const chosen = typeof cell.metadata?.role === 'string';
+    const text = chosen ? `$(symbol-field) ${role}` : `$(question) ${role}: runs here and on the workers · set role`;
+    const item = new vscode.NotebookCellStatusBarItem(text, vscode.NotebookCellStatusBarAlignment.Left);
+    item.tooltip = chosen
+      ? `Sky Batch cell role: ${role} (${ROLE_HELP[role]}). Click to change.`
+      : `This cell has no role yet, so it is ${role} (${ROLE_HELP[role]}): it runs where the notebook runs and on the workers with the mapper that uses it. Click to choose reader, mapper, writers, run or definitions.`;
     item.command = { command: 'skybatch.setCellRole', title: 'Set Cell Role', arguments: [cell] };
     return [item];
   }

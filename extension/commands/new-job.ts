@@ -21,10 +21,17 @@ export function registerNewJob(): vscode.Disposable {
     fs.mkdirSync(dir, { recursive: true });
     const name = path.basename(uri.fsPath, '.skybatch');
     fs.writeFileSync(uri.fsPath, serialize(templateCells(name)));
-    if (!fs.existsSync(path.join(dir, 'data.jsonl'))) fs.writeFileSync(path.join(dir, 'data.jsonl'), TEMPLATE_DATA);
-    if (!fs.existsSync(path.join(dir, 'pool.yaml'))) fs.writeFileSync(path.join(dir, 'pool.yaml'), TEMPLATE_POOL);
+    const created = [path.basename(uri.fsPath)];
+    const kept: string[] = [];
+    for (const [file, text] of [['data.jsonl', TEMPLATE_DATA], ['pool.yaml', TEMPLATE_POOL]] as const) {
+      if (fs.existsSync(path.join(dir, file))) kept.push(file);
+      else (fs.writeFileSync(path.join(dir, file), text), created.push(file));
+    }
     const doc = await vscode.workspace.openNotebookDocument(uri);
     await vscode.window.showNotebookDocument(doc);
+    void vscode.window.showInformationMessage(
+      `Created ${created.join(', ')} in ${dir}${kept.length ? ` (kept the existing ${kept.join(', ')})` : ''}. Run a cell to try it on its own (the mapper cell does a dry run, no pool), or Run All to submit the job.`,
+    );
     return uri;
   });
 }

@@ -10,6 +10,17 @@ export interface CellSpan {
   lineCount: number;
 }
 
+/**
+ * A cell run on its own instead of a submission: the script builds only what that cell
+ * needs and hands it to the engine's `runCell` (runtime/client/cell-run.ts, imported from
+ * `runner`, a file URL), which prints the result. `pack` builds everything and checks the
+ * job can be packed for the workers, without a pool.
+ */
+export interface CellRunTail {
+  kind: 'definitions' | 'reader' | 'mapper' | 'writers' | 'pack';
+  runner: string;
+}
+
 export interface JobScript {
   code: string;
   spans: CellSpan[];
@@ -39,7 +50,7 @@ export function expressionOf(source: string): string {
  * here), the job's custom formats and the definitions they use; the reader and writers
  * expressions, the submission and every other definition run once, where the notebook runs.
  */
-export function generateJobScript(cells: readonly NotebookCellData[], settings: RunSettings, title: string): JobScript {
+export function generateJobScript(cells: readonly NotebookCellData[], settings: RunSettings, title: string, cellRun?: CellRunTail): JobScript {
   const out: string[] = [];
   const spans: CellSpan[] = [];
   const emit = (cell: number, role: CellRole, source: string) => {
@@ -57,29 +68,46 @@ export function generateJobScript(cells: readonly NotebookCellData[], settings: 
   const reader = one('reader');
   const mapper = one('mapper');
   const writers = one('writers');
-  if (!reader || !mapper || !writers) throw new Error('a job needs a reader, a mapper and a writers cell');
-  out.push(`// --- cell ${reader.i + 1}: reader`, 'const __skybatchReader = (');
-  emit(reader.i, 'reader', expressionOf(reader.c.source));
-  out.push(');');
+  const kind = cellRun?.kind;
+  const wants = { reader: kind !== 'definitions' && kind !== 'writers', mapper: !kind || kind === 'mapper' || kind === 'pack', writers: !kind || kind === 'writers' || kind === 'pack' };
+  if ((wants.reader && !reader) || (wants.mapper && !mapper) || (wants.writers && !writers)) throw new Error('a job needs a reader, a mapper and a writers cell');
+  if (wants.reader) {
+    out.push(`// --- cell ${reader!.i + 1}: reader`, 'const __skybatchReader = (');
+    emit(reader!.i, 'reader', expressionOf(reader!.c.source));
+    out.push(');');
+  }
   let python: JobScript['python'];
-  if (mapper.c.language === 'python') {
+  if (wants.mapper && mapper!.c.language === 'python') {
     // The cell is a Python module as in the reference (its @sky.batch.remote_function and
     // imports), not a function body: pasted reference code runs unchanged, and its lines are
     // the file's lines. The worker finds the one remote function, so no name is passed.
-    python = { cell: mapper.i, file: pythonFileFor(title), source: mapper.c.source.endsWith('\n') ? mapper.c.source : mapper.c.source + '\n' };
+    python = { cell: mapper!.i, file: pythonFileFor(title), source: mapper!.c.source.endsWith('\n') ? mapper!.c.source : mapper!.c.source + '\n' };
     const opts = settings.python ? `, undefined, { interpreter: ${JSON.stringify(settings.python)} }` : '';
-    out.push(`// --- cell ${mapper.i + 1}: mapper (Python, written to ${python.file})`, `const __skybatchMapper = sky.pythonFunction(${JSON.stringify(python.file)}${opts});`);
-  } else {
-    out.push(`// --- cell ${mapper.i + 1}: mapper`, 'const __skybatchMapper = sky.remoteFunction(async function mapper() {');
-    emit(mapper.i, 'mapper', mapper.c.source);
+    out.push(`// --- cell ${mapper!.i + 1}: mapper (Python, written to ${python.file})`, `const __skybatchMapper = sky.pythonFunction(${JSON.stringify(python.file)}${opts});`);
+  } else if (wants.mapper) {
+    out.push(`// --- cell ${mapper!.i + 1}: mapper`, 'const __skybatchMapper = sky.remoteFunction(async function mapper() {');
+    emit(mapper!.i, 'mapper', mapper!.c.source);
     out.push('});');
   }
-  out.push(`// --- cell ${writers.i + 1}: writers`, 'const __skybatchWriters = (');
-  emit(writers.i, 'writers', expressionOf(writers.c.source));
-  out.push(');');
+  if (wants.writers) {
+    out.push(`// --- cell ${writers!.i + 1}: writers`, 'const __skybatchWriters = (');
+    emit(writers!.i, 'writers', expressionOf(writers!.c.source));
+    out.push(');');
+  }
   const opts: Record<string, unknown> = { poolName: settings.pool, batchSize: settings.batchSize };
   for (const k of ['activateEnv', 'maxAttempts', 'retryBaseMs', 'batchTimeoutMs', 'onItemError', 'external'] as const) if (settings[k] !== undefined) opts[k] = settings[k];
   const optLines = Object.entries(opts).map(([k, v]) => `  ${k}: ${JSON.stringify(v)},`);
+  if (cellRun) {
+    const given = [wants.reader && 'reader: __skybatchReader', wants.mapper && 'mapper: __skybatchMapper', wants.writers && 'writers: __skybatchWriters'].filter(Boolean).join(', ');
+    out.push(
+      `// --- this cell run: ${cellRun.kind} (no pool)`,
+      `const { runCell: __skybatchRunCell } = await import(${JSON.stringify(cellRun.runner)});`,
+      `await __skybatchRunCell(${JSON.stringify(cellRun.kind)}, { script: import.meta.url${given ? `, ${given}` : ''}, options: {`,
+      ...optLines,
+      `} });`,
+    );
+    return { code: out.join('\n') + '\n', spans, ...(python ? { python } : {}) };
+  }
   out.push(
     `// --- run settings`,
     `const __skybatchJob = await new sky.Dataset(__skybatchReader).map(__skybatchMapper, {`,

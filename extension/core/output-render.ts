@@ -7,7 +7,7 @@ export const JOB_OUTPUT_MIME = 'application/vnd.skybatch.job-output';
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 const PNG_URL = /^data:image\/png;base64,[A-Za-z0-9+/=]+$/;
 
-function imageOf(v: unknown): string | undefined {
+export function imageOf(v: unknown): string | undefined {
   const url = v && typeof v === 'object' ? (v as { $image?: unknown }).$image : undefined;
   return typeof url === 'string' && PNG_URL.test(url) ? url : undefined;
 }
@@ -52,7 +52,7 @@ function headline(s: JobViewState): string {
   return `${who} on pool ${s.pool}: ${s.status}${took}`;
 }
 
-function cellText(v: unknown): string {
+export function cellText(v: unknown): string {
   if (v && typeof v === 'object' && '$binary' in v) return `<${(v as { $binary: number }).$binary} bytes>`;
   const t = typeof v === 'string' ? v : JSON.stringify(v);
   return t === undefined ? '' : t.length > 120 ? t.slice(0, 120) + '…' : t;

@@ -14,7 +14,7 @@ import { jobOptionProblems } from '../job-options.js';
 import { isHost, mapperInfo, signalMapReached } from '../mapper-api.js';
 import type { EventDetail, FormatSpec, JobEvent, JobRequest, JobStatus, JobSummary } from '../protocol.js';
 import { isPythonFunction, pythonMapperInfo } from '../python-mapper.js';
-import { bundleScript } from './bundle.js';
+import { bundleScript, type Bundle } from './bundle.js';
 import { CoordinatorClient } from './connection.js';
 import { followJob } from './job-follower.js';
 import { ProgressView } from './progress.js';
@@ -128,55 +128,7 @@ export class Dataset {
       signalMapReached();
       return new Promise<Job>(() => {});
     }
-    const py = isPythonFunction(mapper) ? pythonMapperInfo(mapper) : undefined;
-    const ts = py ? undefined : mapperInfo(mapper);
-    const { id: mapperId, definedIn } = py ?? ts!;
-    validate(options);
-    const writers = Array.isArray(options.output) ? options.output : [options.output];
-    const writerSpecs = writers.map((w) => spec(w, OUTPUT_WRITER_REGISTRY.nameOf(w)));
-    assertSeparateOutputs(
-      writers.map((w, i) => ({ ...writerSpecs[i], label: `${w.constructor.name}(${w.path})` })),
-      { errorsFile: options.onItemError === 'skip' ? errorsPath(writers[0].path) : undefined },
-    );
-    const script = path.resolve(options.script ?? scriptOf(definedIn));
-    const readerType = INPUT_READER_REGISTRY.nameOf(this.reader);
-    const formats = [
-      { kind: 'reader' as const, type: readerType, builtin: BUILTIN_FORMATS.has(INPUT_READER_REGISTRY.get(readerType)) },
-      ...writers.map((w) => {
-        const type = OUTPUT_WRITER_REGISTRY.nameOf(w);
-        return { kind: 'writer' as const, type, builtin: BUILTIN_FORMATS.has(OUTPUT_WRITER_REGISTRY.get(type)) };
-      }),
-    ];
-    // A Python mapper is not in the script: of it, workers run only the job's custom formats.
-    const root = ts && { mapper: { name: mapperId.replace(/#\d+$/, ''), site: ts.site, ordinal: ts.ordinal } };
-    const bundling = bundleScript({ entry: script, ...root, formats, external: options.external });
-    const [bundle, total] = await Promise.all([bundling, this.reader.length()]);
-    for (const note of bundle.notes) process.stderr.write(`skybatch: ${note}\n`);
-    if (!Number.isInteger(total) || total < 0) {
-      throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `${this.reader.constructor.name}.length() returned ${total}; expected a non-negative integer`);
-    }
-    if (total === 0) {
-      throw new SkybatchError('SKYBATCH_E_EMPTY_INPUT', `the input ${this.reader.path || this.reader.constructor.name} has no items: nothing to map`, { context: { path: this.reader.path } });
-    }
-    const job: JobRequest = {
-      bundleHash: bundle.hash,
-      mapperId,
-      scriptPath: script,
-      reader: { ...spec(this.reader, INPUT_READER_REGISTRY.nameOf(this.reader)), state: this.reader.exportJobState() },
-      writers: writerSpecs,
-      batchSize: options.batchSize,
-      total,
-      env: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined && !LOCAL_ENV.test(e[0]))),
-      argv: process.argv,
-      cwd: process.cwd(),
-      activateEnv: options.activateEnv,
-      maxAttempts: options.maxAttempts,
-      retryBaseMs: options.retryBaseMs,
-      batchTimeoutMs: options.batchTimeoutMs,
-      onItemError: options.onItemError,
-      ...(options.priority !== undefined ? { priority: options.priority } : {}),
-      ...(py ? { python: py.python } : {}),
-    };
+    const { job, bundle } = await prepareJob(this.reader, mapper, options);
     const client = await CoordinatorClient.forPool(options.poolName);
     try {
       const { has } = await client.request({ type: 'hasBundle', hash: bundle.hash });
@@ -198,6 +150,64 @@ export class Dataset {
       client.close();
     }
   }
+}
+
+/**
+ * Everything `map()` does before it talks to a pool: checks the options and outputs,
+ * bundles what workers run of the script and reads the input's length. The notebook runs
+ * this alone ("can this job be packed?") before it starts a pool.
+ */
+export async function prepareJob(reader: InputReader<object>, mapper: unknown, options: MapOptions): Promise<{ job: JobRequest; bundle: Bundle; script: string }> {
+  const py = isPythonFunction(mapper) ? pythonMapperInfo(mapper) : undefined;
+  const ts = py ? undefined : mapperInfo(mapper);
+  const { id: mapperId, definedIn } = py ?? ts!;
+  validate(options);
+  const writers = Array.isArray(options.output) ? options.output : [options.output];
+  const writerSpecs = writers.map((w) => spec(w, OUTPUT_WRITER_REGISTRY.nameOf(w)));
+  assertSeparateOutputs(
+    writers.map((w, i) => ({ ...writerSpecs[i], label: `${w.constructor.name}(${w.path})` })),
+    { errorsFile: options.onItemError === 'skip' ? errorsPath(writers[0].path) : undefined },
+  );
+  const script = path.resolve(options.script ?? scriptOf(definedIn));
+  const readerType = INPUT_READER_REGISTRY.nameOf(reader);
+  const formats = [
+    { kind: 'reader' as const, type: readerType, builtin: BUILTIN_FORMATS.has(INPUT_READER_REGISTRY.get(readerType)) },
+    ...writers.map((w) => {
+      const type = OUTPUT_WRITER_REGISTRY.nameOf(w);
+      return { kind: 'writer' as const, type, builtin: BUILTIN_FORMATS.has(OUTPUT_WRITER_REGISTRY.get(type)) };
+    }),
+  ];
+  // A Python mapper is not in the script: of it, workers run only the job's custom formats.
+  const root = ts && { mapper: { name: mapperId.replace(/#\d+$/, ''), site: ts.site, ordinal: ts.ordinal } };
+  const bundling = bundleScript({ entry: script, ...root, formats, external: options.external });
+  const [bundle, total] = await Promise.all([bundling, reader.length()]);
+  for (const note of bundle.notes) process.stderr.write(`skybatch: ${note}\n`);
+  if (!Number.isInteger(total) || total < 0) {
+    throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `${reader.constructor.name}.length() returned ${total}; expected a non-negative integer`);
+  }
+  if (total === 0) {
+    throw new SkybatchError('SKYBATCH_E_EMPTY_INPUT', `the input ${reader.path || reader.constructor.name} has no items: nothing to map`, { context: { path: reader.path } });
+  }
+  const job: JobRequest = {
+    bundleHash: bundle.hash,
+    mapperId,
+    scriptPath: script,
+    reader: { ...spec(reader, INPUT_READER_REGISTRY.nameOf(reader)), state: reader.exportJobState() },
+    writers: writerSpecs,
+    batchSize: options.batchSize,
+    total,
+    env: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined && !LOCAL_ENV.test(e[0]))),
+    argv: process.argv,
+    cwd: process.cwd(),
+    activateEnv: options.activateEnv,
+    maxAttempts: options.maxAttempts,
+    retryBaseMs: options.retryBaseMs,
+    batchTimeoutMs: options.batchTimeoutMs,
+    onItemError: options.onItemError,
+    ...(options.priority !== undefined ? { priority: options.priority } : {}),
+    ...(py ? { python: py.python } : {}),
+  };
+  return { job, bundle, script };
 }
 
 /**
@@ -233,7 +243,7 @@ export function eventsFor(progress: MapOptions['progress']): EventDetail {
   return typeof progress === 'function' || (progress !== false && process.env.SKYBATCH_EVENTS === 'jsonl') ? 'all' : 'progress';
 }
 
-function spec(f: InputReader<object> | OutputWriter<object>, type: string): FormatSpec {
+export function spec(f: InputReader<object> | OutputWriter<object>, type: string): FormatSpec {
   let options: unknown;
   try {
     options = JSON.parse(JSON.stringify(f.options ?? {}));

@@ -3,7 +3,8 @@ import type { DeadLetter, JobSpec } from '../protocol.js';
 
 /** Agent → mapper process (Node IPC). */
 export type AgentToMapper =
-  | { type: 'start'; spec: JobSpec; bundlePath: string; cacheDir: string }
+  /** `dryRun`: a notebook's mapper cell run on its own (client/dry-run.ts): nothing is written, every result comes back as the sample. */
+  | { type: 'start'; spec: JobSpec; bundlePath: string; cacheDir: string; dryRun?: boolean }
   | { type: 'batch'; index: number; start: number; end: number; attempt: number; wantSample: boolean }
   /** No more batches: let `load()` finish so the mapper returns. */
   | { type: 'end' };

@@ -38,6 +38,7 @@ let spec: JobSpec;
 let reader: InputReader<object>;
 let writers: OutputWriter<object>[];
 let cacheDir: string;
+let dryRun = false;
 const queue: Batch[] = [];
 let ended = false;
 let wake: (() => void) | undefined;
@@ -181,7 +182,7 @@ async function saveResults(results: unknown[]): Promise<void> {
       const { error } = results[i] as FailedItem;
       return { index: b.start + i, input: items[i], error: error.message, code: 'SKYBATCH_E_ITEM_FAILED', stack: error.stack };
     });
-    const sample = b.wantSample ? results.filter((r) => !isFailedItem(r)).slice(0, SAMPLE_SIZE).map((r) => previewValue(r)) : undefined;
+    const sample = b.wantSample ? results.filter((r) => !isFailedItem(r)).slice(0, dryRun ? undefined : SAMPLE_SIZE).map((r) => previewValue(r)) : undefined;
     finish(b, { items: want - failed.length, sample, ...(deadLetters.length ? { deadLetters } : {}) });
   })();
   pendingSave = save.catch(() => {});
@@ -201,6 +202,7 @@ function bridgeBatch(b: Batch | undefined): BridgeBatch | undefined {
 async function start(msg: Extract<AgentToMapper, { type: 'start' }>): Promise<void> {
   spec = msg.spec;
   cacheDir = msg.cacheDir;
+  dryRun = msg.dryRun === true;
   process.argv = spec.argv;
   try {
     if (process.env.SKYBATCH_AGENT_BUILD && process.env.SKYBATCH_AGENT_BUILD !== buildId()) {
@@ -216,7 +218,7 @@ async function start(msg: Extract<AgentToMapper, { type: 'start' }>): Promise<vo
       });
     }
     reader = makeReader(spec.reader);
-    writers = makeWriters(spec.writers);
+    writers = dryRun ? [] : makeWriters(spec.writers);
     formatsReady();
     setMapperContext({ load, saveResults });
     await fn();

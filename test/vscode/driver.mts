@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { killPools, startCodeServer, workbenchUrl, type Server } from './code-server.mjs';
 import { runHostTests, type TestResult } from './host-run.mjs';
-import { runUiSteps, uiSteps } from './ui-steps.mjs';
+import { runUiSteps, uiSteps, vsixSampleSteps } from './ui-steps.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const only = process.argv.slice(2);
@@ -97,6 +97,11 @@ function prepareWorkspaces(run: string): { hostWs: string; uiWs: string } {
   fs.mkdirSync(py, { recursive: true });
   fs.writeFileSync(path.join(py, 'python.skybatch'), PYTHON_NOTEBOOK);
   fs.copyFileSync(path.join(ROOT, 'samples', 'python-quickstart', 'data.jsonl'), path.join(py, 'data.jsonl'));
+  // A pool nobody started and no pool file: the notebook offers ways on, not a dead end.
+  const nopool = path.join(uiWs, 'samples', 'nopool');
+  fs.mkdirSync(nopool, { recursive: true });
+  fs.writeFileSync(path.join(nopool, 'nopool.skybatch'), FIXED_NOTEBOOK.replace('pool: image-pool', 'pool: nowhere-pool').replace('poolFile: ../images/pool.yaml\n', ''));
+  fs.writeFileSync(path.join(nopool, 'data.jsonl'), Array.from({ length: 4 }, (_, n) => JSON.stringify({ n })).join('\n') + '\n');
   const slow = path.join(uiWs, 'samples', 'slow');
   fs.mkdirSync(slow, { recursive: true });
   fs.writeFileSync(path.join(slow, 'slow.skybatch'), SLOW_NOTEBOOK);
@@ -192,7 +197,7 @@ async function main(): Promise<number> {
       const vsixShots = path.join(shots, 'vsix');
       fs.rmSync(vsixShots, { recursive: true, force: true });
       fs.mkdirSync(vsixShots, { recursive: true });
-      results.push(...(await runUiSteps({ page, shots: vsixShots, log, label: 'vsix', ws: uiWs }, uiSteps({ pool: 'image-pool' }).slice(0, 5))));
+      results.push(...(await runUiSteps({ page, shots: vsixShots, log, label: 'vsix', ws: uiWs }, [...uiSteps({ pool: 'image-pool' }).slice(0, 7), ...vsixSampleSteps()])));
       await page.close();
     }
   } catch (err) {

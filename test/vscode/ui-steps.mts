@@ -76,6 +76,34 @@ async function runAll(page: Page): Promise<void> {
 }
 
 /**
+ * Clicks a link in a cell output. Scrolled to the notebook's end, a link near the output's top
+ * can sit under the notebook toolbar, which then takes the click: scroll up a little and retry.
+ */
+async function clickInOutput(page: Page, link: ReturnType<FrameLocator['locator']>): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await link.click({ timeout: 3000 });
+      return;
+    } catch (err) {
+      if (i >= 8) throw err;
+      const box = await page.locator('.notebook-editor.notebookOverlay').first().boundingBox({ timeout: 1000 }).catch(() => null);
+      if (box) await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+      await page.mouse.wheel(0, -150);
+    }
+  }
+}
+
+/** Runs one cell as a person does: click into its editor and press Shift+Enter (picks the Sky Batch kernel if asked). */
+async function runCellByKeys(page: Page, text: string): Promise<void> {
+  await toTop(page);
+  const cell = page.locator('.notebook-editor .code-cell-row', { hasText: text }).first();
+  await cell.locator('.monaco-editor').first().click({ timeout: T });
+  await page.keyboard.press('Shift+Enter');
+  const kernel = page.locator('.quick-input-list .monaco-list-row', { hasText: 'Sky Batch' });
+  if (await kernel.first().isVisible({ timeout: 1500 }).catch(() => false)) await kernel.first().click();
+}
+
+/**
  * The frame of a job panel's page (a webview panel: an iframe holding #active-frame): any
  * panel's, or the one whose script shows job `job` (a panel may be opened anew while it loads).
  */
@@ -161,6 +189,27 @@ export function uiSteps(opts: { pool: string }) {
         await openFile(page, 'images.skybatch');
         await page.locator('.notebook-editor.notebookOverlay .code-cell-row').first().waitFor({ timeout: T });
         await page.locator('.cell-statusbar-container', { hasText: 'mapper' }).first().waitFor({ timeout: T });
+      },
+    ],
+    [
+      "running the reader cell on its own (Shift+Enter) previews its first items",
+      async ({ page }) => {
+        await runCellByKeys(page, "new sky.JsonReader('prompts.jsonl')");
+        await waitOutput(page, 'table.skybatch-preview', T, 'start');
+        await outputs(page).getByText(/Reader preview: first \d+ of \d+ items/).first().waitFor({ timeout: T });
+      },
+    ],
+    [
+      'running the mapper cell shows one sample batch of images from a dry run, with no pool running',
+      async ({ page }) => {
+        await runCellByKeys(page, 'for await (const batch of sky.load())');
+        await waitOutput(page, 'table.skybatch-dry-run img.skybatch-image', 90_000, 'start');
+        const img = outputs(page).locator('table.skybatch-dry-run img.skybatch-image').first();
+        if (!((await img.evaluate((e) => (e as HTMLImageElement).naturalWidth)) > 0)) throw new Error('the dry-run image did not load');
+        await outputs(page).getByText(/Dry run: items \[0, \d+\] of \d+ on this machine, no pool/).first().waitFor({ timeout: T });
+        await img.scrollIntoViewIfNeeded();
+        // Leave the cell editor: VS Code shows no extension toasts to someone typing, and the next step waits for one.
+        await page.keyboard.press('Escape');
       },
     ],
     [
@@ -297,7 +346,7 @@ export function uiSteps(opts: { pool: string }) {
         const full = fs.readFileSync(file, 'utf8');
         if (full.trim().split('\n').length !== 12) throw new Error(`the fixed job wrote ${full.trim().split('\n').length} rows, not 12`);
         // The output path is a link that opens the file.
-        await outputs(page).locator('.skybatch-outputs a.skybatch-link').first().click();
+        await clickInOutput(page, outputs(page).locator('.skybatch-outputs a.skybatch-link').first());
         await page.locator('.tabs-container .tab', { hasText: 'output.jsonl' }).waitFor({ timeout: T });
         await palette(page, 'Sky Batch: Recover Partial Results');
         const row = page.locator('.quick-input-list .monaco-list-row', { hasText: `job ${failed}` }).first();
@@ -332,6 +381,25 @@ export function uiSteps(opts: { pool: string }) {
         await page.screenshot({ path: path.join(shots, '12-a-apply-pool-asks-which-pool.png') });
         await page.keyboard.press('Escape');
         await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: T });
+      },
+    ],
+    [
+      'a notebook whose pool is not running and has no pool file offers create / pick / use a running pool; declining says "Not started"',
+      async ({ page, shots }) => {
+        await palette(page, 'View: Close All Editors');
+        await page.locator('.tabs-container .tab').first().waitFor({ state: 'detached', timeout: T });
+        await openFile(page, 'nopool.skybatch');
+        await page.locator('.notebook-editor.notebookOverlay .code-cell-row').first().waitFor({ timeout: T });
+        await runAll(page);
+        const toast = page.locator('.notifications-toasts .notification-toast', { hasText: "Pool 'nowhere-pool' is not running and there is no pool file" });
+        await toast.waitFor({ timeout: 90_000 });
+        for (const b of ['Create a local pool.yaml', 'Pick a pool file…', 'Use a running pool…']) await toast.locator('a.monaco-button', { hasText: b }).waitFor({ timeout: T });
+        await page.screenshot({ path: path.join(shots, '15-a-no-pool-file-offers-three-ways.png') });
+        await toast.hover();
+        await toast.locator('.codicon-notifications-clear').first().click();
+        await waitOutput(page, '.skybatch-not-started', 60_000);
+        const run = page.locator('.notebook-editor .code-cell-row', { hasText: 'nowhere-pool' }).first();
+        if (await run.locator('.codicon-notebook-state-error').count()) throw new Error('declining is shown as a failure');
       },
     ],
     [
@@ -489,6 +557,37 @@ export function uiSteps(opts: { pool: string }) {
     ],
   ];
   return steps;
+}
+
+/** The other shipped samples, run from the installed .vsix in a workspace with no node_modules (the image sample runs in the first steps). */
+export function vsixSampleSteps(): ReturnType<typeof uiSteps> {
+  const sample = (file: string, pool: string, check: (ws: string) => void): ReturnType<typeof uiSteps>[number] => [
+    `the ${file} sample runs as shipped, with no node_modules in the workspace`,
+    async ({ page, ws }) => {
+      await palette(page, 'View: Close All Editors');
+      await page.locator('.tabs-container .tab').first().waitFor({ state: 'detached', timeout: T });
+      await openFile(page, file);
+      await page.locator('.notebook-editor.notebookOverlay .code-cell-row').first().waitFor({ timeout: T });
+      await runAll(page);
+      const toast = page.locator('.notifications-toasts .notification-toast', { hasText: `Pool '${pool}' is not running` });
+      await toast.waitFor({ timeout: 90_000 });
+      await toast.locator('a.monaco-button', { hasText: 'Apply Pool' }).click();
+      await waitOutput(page, '.skybatch-job[data-status="SUCCEEDED"]', 120_000);
+      check(ws!);
+    },
+  ];
+  return [
+    sample('quickstart.skybatch', 'my-pool', (ws) => {
+      const rows = fs.readFileSync(path.join(ws, 'samples', 'quickstart', 'output', 'output.jsonl'), 'utf8').trim().split('\n');
+      if (rows.length < 2) throw new Error(`quickstart wrote ${rows.length} rows`);
+    }),
+    sample('custom-formats.skybatch', 'custom-fmt-pool', (ws) => {
+      const out = path.join(ws, 'samples', 'custom-formats', 'output');
+      const yaml = fs.readFileSync(path.join(out, 'metadata.yaml'), 'utf8').trim().split('\n');
+      if (yaml.length !== 20) throw new Error(`metadata.yaml has ${yaml.length} entries, not 20`);
+      if (fs.readdirSync(path.join(out, 'texts')).length !== 20) throw new Error('not 20 text files');
+    }),
+  ];
 }
 
 /** Runs the steps in order, one screenshot each; after a failure the rest are reported failed without running. */

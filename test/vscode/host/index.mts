@@ -4,13 +4,15 @@
 // driver through the workbench's codeAutomationExit.
 import * as fs from 'node:fs';
 import Mocha from 'mocha';
+import { cellsSuite } from './cells.test.mjs';
 import { commandsSuite } from './commands.test.mjs';
 import { controllerSuite } from './controller.test.mjs';
 import { serializerSuite } from './serializer.test.mjs';
 import { treeSuite } from './tree.test.mjs';
 
 export function run(): Promise<void> {
-  const mocha = new Mocha({ ui: 'bdd', timeout: 60_000, reporter: class {
+  // SKYBATCH_TEST_GREP (set on the driver) runs only the tests whose titles match.
+  const mocha = new Mocha({ ui: 'bdd', timeout: 60_000, ...(process.env.SKYBATCH_TEST_GREP ? { grep: process.env.SKYBATCH_TEST_GREP } : {}), reporter: class {
     constructor(runner: Mocha.Runner) {
       const file = process.env.SKYBATCH_TEST_RESULTS;
       const say = (o: object) => {
@@ -22,6 +24,6 @@ export function run(): Promise<void> {
       runner.on('end', () => say({ state: 'end', passed: runner.stats?.passes ?? 0, failed: runner.stats?.failures ?? 0 }));
     }
   } as unknown as Mocha.ReporterConstructor });
-  for (const suite of [serializerSuite, controllerSuite, commandsSuite, treeSuite]) mocha.suite.addSuite(suite(Mocha));
+  for (const suite of [serializerSuite, controllerSuite, cellsSuite, commandsSuite, treeSuite]) mocha.suite.addSuite(suite(Mocha));
   return new Promise((resolve, reject) => mocha.run((failures) => (failures ? reject(new Error(`${failures} test(s) failed`)) : resolve())));
 }
