@@ -4,7 +4,8 @@
  * figure, its peer, the ratio, the target and whether it is met (docs/bench.md).
  *
  *   --smoke           small sizes everywhere (under a minute; CI keeps the bench working with it)
- *   --only a,b        sections: dispatch, double, cpu, failure, scale
+ *   --only a,b        sections: dispatch, double, cpu, failure, scale, remote (remote needs root and
+ *                     ip netns, is skipped without them, and is left out of --smoke unless named)
  *   --scale small     the scale section with 200 workers and 100,000 batches (full: 1,000 and 1,000,000)
  *   --profile DIR     every Node process of the run writes a CPU profile into DIR
  *                     (summarise with `node out/bench/profile-summary.js DIR`)
@@ -27,9 +28,10 @@ import { runCpu, type CpuResult } from './sections/cpu.js';
 import { skybatchDispatch, type DispatchResult } from './sections/dispatch.js';
 import { runDouble, type DoubleResult } from './sections/double.js';
 import { runFailure, type FailureResult } from './sections/failure.js';
+import { runRemote, type RemoteResult } from './sections/remote.js';
 import { runScript } from './sections/script.js';
 
-const SECTIONS = ['dispatch', 'double', 'cpu', 'failure', 'scale'] as const;
+const SECTIONS = ['dispatch', 'double', 'cpu', 'failure', 'scale', 'remote'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values: args } = parseArgs({
@@ -42,7 +44,8 @@ const { values: args } = parseArgs({
   },
 });
 const smoke = args.smoke!;
-const only = new Set((args.only ?? SECTIONS.join(',')).split(',').map((v) => v.trim()));
+// --smoke stays quick and needs no root: the remote section (network namespaces, sshd) only when named
+const only = new Set((args.only ?? SECTIONS.filter((sec) => !(smoke && sec === 'remote')).join(',')).split(',').map((v) => v.trim()));
 for (const o of only) if (!SECTIONS.includes(o as Section)) throw new Error(`--only: unknown section '${o}' (sections: ${SECTIONS.join(', ')})`);
 if (!['full', 'small'].includes(args.scale!)) throw new Error(`--scale must be 'full' or 'small', got '${args.scale}'`);
 const want = (sec: Section) => only.has(sec);
@@ -82,6 +85,7 @@ const results: {
   cpu?: CpuResult;
   failure?: FailureResult;
   scale?: ScaleResult;
+  remote?: RemoteResult;
 } = {};
 const failed: string[] = [];
 /** A section that breaks is reported and the others still run; the exit code says it broke. */
@@ -143,6 +147,11 @@ try {
 if (want('scale')) await guarded('scale', async () => {
   log(`scale: ${size.scale.workers} simulated workers, ${size.scale.batches} batches`);
   results.scale = await runScale({ ...size.scale, restart: true, log });
+});
+
+if (want('remote')) await guarded('remote', async () => {
+  results.remote = await runRemote(log, smoke ? 1000 : 2000);
+  if ('skipped' in results.remote) log(`remote: skipped: ${results.remote.skipped}`);
 });
 
 const rows: Row[] = [];
@@ -226,6 +235,14 @@ if (sc) {
       met: grew <= 32,
     });
   }
+}
+
+const rm = results.remote;
+if (rm && 'skipped' in rm) {
+  rows.push({ figure: 'ssh pool (2 hosts x 1 worker): remote section', skybatch: `skipped: ${rm.skipped}`, peer: '', ratio: '', target: '(absolute)' });
+} else if (rm) {
+  rows.push({ figure: 'ssh pool (2 hosts x 1 worker): pool apply -> 1st batch running on a remote worker', skybatch: s(rm.firstRemoteBatchSeconds), peer: `(pool apply returned after ${s(rm.applySeconds)})`, ratio: '', target: '(absolute)' });
+  rows.push({ figure: "ssh host's link down -> its batch running on the other host", skybatch: s(rm.linkDownRunningElsewhereSeconds), peer: `(given up after ${s(rm.linkDownNoticedSeconds)})`, ratio: '', target: '(absolute)' });
 }
 
 const load1 = os.loadavg();

@@ -1,8 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CoordinatorClient } from '../../runtime/client/connection.js';
-import type { JobEvent } from '../../runtime/protocol.js';
 import type { Sandbox } from '../../test/harness.js';
+import { watchBatches } from '../lib/batch-events.js';
 import { childPids, kill } from '../lib/proc.js';
 import { SCRIPTS } from './script.js';
 
@@ -17,8 +16,6 @@ export interface FailureResult {
   killed: FailureTimes;
   frozen: FailureTimes;
 }
-
-type BatchEvent = Extract<JobEvent, { kind: 'batch' }>;
 
 /** The agent process of local worker `name` of `pool`. */
 function agentPid(sb: Sandbox, pool: string, name: string): number {
@@ -35,24 +32,7 @@ function agentPid(sb: Sandbox, pool: string, name: string): number {
  */
 export async function runFailure(sb: Sandbox, pool: string, sleepMs: number): Promise<FailureResult> {
   const c = sb.coordinator(pool);
-  const client = await CoordinatorClient.connect(c.url, c.token);
-  const waiters = new Set<(e: BatchEvent) => boolean>();
-  client.onEvent((e) => {
-    if (e.kind !== 'batch') return;
-    for (const w of waiters) if (w(e)) waiters.delete(w);
-  });
-  const next = (pred: (e: BatchEvent) => boolean, what: string, timeoutMs = 60_000) =>
-    new Promise<BatchEvent>((resolve, reject) => {
-      const t = setTimeout(() => (waiters.delete(w), reject(new Error(`bench: timed out waiting for ${what}`))), timeoutMs);
-      const w = (e: BatchEvent) => {
-        if (!pred(e)) return false;
-        clearTimeout(t);
-        resolve(e);
-        return true;
-      };
-      waiters.add(w);
-    });
-  await client.request({ type: 'subscribe' });
+  const { next, close } = await watchBatches(c.url, c.token);
   const job = sb.cli(['run', path.join(SCRIPTS, 'sleepy.ts')], { env: { POOL: pool, SLEEP_MS: String(sleepMs), ITEMS: '100000' } });
   let frozenPid: number | undefined;
   try {
@@ -79,9 +59,7 @@ export async function runFailure(sb: Sandbox, pool: string, sleepMs: number): Pr
     return { killed, frozen };
   } finally {
     if (frozenPid) kill(frozenPid, 'SIGCONT');
-    const jobs = (await client.request({ type: 'status' }).catch(() => ({ jobs: [] as { jobId: string; status: string }[] }))).jobs;
-    for (const j of jobs) if (j.status === 'RUNNING' || j.status === 'PENDING') await client.request({ type: 'cancel', jobId: j.jobId }).catch(() => undefined);
-    client.close();
+    await close();
     await job;
   }
 }

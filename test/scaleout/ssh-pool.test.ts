@@ -11,43 +11,11 @@ import { CoordinatorClient } from '../../runtime/client/connection.js';
 import type { BackendWorkerSummary, PoolSummary } from '../../runtime/protocol.js';
 import { ROOT, Sandbox, jsonl, mapperScript, readJsonl, waitFor } from '../harness.js';
 import { s3TestServer, uniqueName } from '../storage/conformance.js';
+import { type Net, netnsImpossible, readNet, NETNS } from './netns.js';
 import { forwardTcp } from './tcp-forward.js';
 
-const NETNS = path.join(ROOT, 'test', 'scaleout', 'netns-hosts.sh');
-
-/** Why this machine cannot make network namespaces (not root, no iproute2), or undefined when it can. */
-function netnsImpossible(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root to create network namespaces';
-  // iproute2 and sshd, when missing; a failure here shows up as the hosts failing to come up, not as a skip
-  spawnSync('bash', [NETNS, 'install', os.tmpdir()], { stdio: 'inherit' });
-  const probe = `skyprobe${process.pid}`;
-  const r = spawnSync('ip', ['netns', 'add', probe], { encoding: 'utf8' });
-  if (r.error || r.status !== 0) return `ip netns add failed: ${r.error?.message ?? r.stderr.trim()}`;
-  spawnSync('ip', ['netns', 'del', probe]);
-  return undefined;
-}
 const skip = netnsImpossible();
 if (skip) process.stderr.write(`ssh pool tests skipped: ${skip}\n`);
-
-interface Net {
-  dir: string;
-  hostIp: string;
-  ip: Record<string, string>;
-  ns: Record<string, string>;
-  veth: Record<string, string>;
-}
-
-function readNet(dir: string): Net {
-  const env = Object.fromEntries(
-    fs
-      .readFileSync(path.join(dir, 'net.env'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => l.split('=') as [string, string]),
-  );
-  const pick = (prefix: string) => Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
-  return { dir, hostIp: env.HOST_IP, ip: pick('IP_'), ns: pick('NS_'), veth: pick('VETH_') };
-}
 
 /** Processes in a host's namespace that belong to skybatch (its runtime folder is .skybatch-host). */
 function skybatchProcs(ns: string): { pid: number; argv: string[] }[] {
