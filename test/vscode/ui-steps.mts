@@ -266,7 +266,7 @@ export function uiSteps(opts: { pool: string }) {
         const rows = page.locator('.pane-body .monaco-list-row');
         await rows.filter({ hasText: opts.pool }).first().waitFor({ timeout: T });
         await rows.filter({ hasText: /job \d+\s*SUCCEEDED/ }).first().waitFor({ timeout: T });
-        await rows.filter({ hasText: /local-\d+\s*idle/ }).first().waitFor({ timeout: T });
+        await rows.filter({ hasText: /local-\d+\s*\S+ · idle · engine running/ }).first().waitFor({ timeout: T });
       },
     ],
     [

@@ -16,7 +16,8 @@ export const treeSuite = defineSuite('pools view', (t) => {
     const [workers, jobs] = tree.getChildren(pool);
     const ws = tree.getChildren(workers).map((n) => tree.getTreeItem(n));
     assert.equal(ws.length, 2);
-    for (const w of ws) assert.match(String(w.description), /^(idle|busy)/);
+    // each worker's host, the coordinator's state of it, and what its backend's engine says
+    for (const w of ws) assert.match(String(w.description), /^\S+ · (idle|busy)\b.* · engine running$/);
     const js = tree.getChildren(jobs).map((n) => tree.getTreeItem(n));
     const states = js.map((j) => j.contextValue);
     assert.ok(states.includes('job-SUCCEEDED') && states.includes('job-CANCELLED') && states.includes('job-FAILED'), String(states));
