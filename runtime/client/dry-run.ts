@@ -7,6 +7,7 @@ import { SkybatchError, type WireError } from '../../formats/common/errors.js';
 import type { InputReader } from '../../formats/input-reader.js';
 import { INPUT_READER_REGISTRY } from '../../formats/registries.js';
 import { mapperInfo } from '../mapper-api.js';
+import { isPythonFunction, pythonMapperInfo } from '../python-mapper.js';
 import type { JobSpec } from '../protocol.js';
 import { eachMessage } from '../worker/ipc-batch.js';
 import type { AgentToMapper, MapperToAgent } from '../worker/mapper-ipc.js';
@@ -47,11 +48,14 @@ export interface DryRunResult {
  */
 export async function dryRunMapper(reader: InputReader<object>, mapper: unknown, o: DryRunOptions): Promise<DryRunResult> {
   const t0 = Date.now();
-  const info = mapperInfo(mapper);
+  // A Python mapper is not in the script (of it the bundle holds only the reader's format): the
+  // mapper process hosts it through the Python bridge, as on a worker.
+  const py = isPythonFunction(mapper) ? pythonMapperInfo(mapper) : undefined;
+  const ts = py ? undefined : mapperInfo(mapper);
   const readerType = INPUT_READER_REGISTRY.nameOf(reader);
   const bundle = await bundleScript({
     entry: o.script,
-    mapper: { name: info.id.replace(/#\d+$/, ''), site: info.site, ordinal: info.ordinal },
+    ...(ts ? { mapper: { name: ts.id.replace(/#\d+$/, ''), site: ts.site, ordinal: ts.ordinal } } : {}),
     formats: [{ kind: 'reader', type: readerType, builtin: false }],
     external: o.external,
   });
@@ -65,13 +69,15 @@ export async function dryRunMapper(reader: InputReader<object>, mapper: unknown,
   try {
     const bundlePath = path.join(dir, 'bundle.mjs');
     fs.writeFileSync(bundlePath, bundle.code);
-    fs.mkdirSync(path.join(dir, 'cache'));
+    // A job's cache folder is <workdir>/.skybatch-cache/<jobId> on a worker; the Python bridge keeps
+    // the mapper's file two levels up, which must be this temp dir too.
+    fs.mkdirSync(path.join(dir, 'cache', '0'), { recursive: true });
     const jobSpec: JobSpec = {
       jobId: '0',
       pool: 'dry-run',
       createdAt: new Date().toISOString(),
       bundleHash: bundle.hash,
-      mapperId: info.id,
+      mapperId: (py ?? ts!).id,
       scriptPath: o.script,
       reader: { ...spec(reader, readerType), state: reader.exportJobState() },
       // Never made: a dry run writes nothing (the mapper process leaves writers out).
@@ -81,6 +87,7 @@ export async function dryRunMapper(reader: InputReader<object>, mapper: unknown,
       env: {},
       argv: process.argv,
       cwd: process.cwd(),
+      ...(py ? { python: py.python } : {}),
     };
     const sample = await runOneBatch(jobSpec, bundlePath, dir, end, o);
     return { total, start: 0, end, results: sample, ms: Date.now() - t0 };
@@ -143,7 +150,7 @@ function runOneBatch(jobSpec: JobSpec, bundlePath: string, dir: string, end: num
     proc.on('exit', (code, signal) => {
       if (!settled) fail({ code: 'SKYBATCH_E_WORKER_LOST', message: `the mapper process exited (${signal ?? `code ${code}`}) before it finished the batch${stderr.length ? `:\n${stderr.slice(-10).join('\n')}` : ''}`, retryable: false });
     });
-    send({ type: 'start', spec: jobSpec, bundlePath, cacheDir: path.join(dir, 'cache'), dryRun: true });
+    send({ type: 'start', spec: jobSpec, bundlePath, cacheDir: path.join(dir, 'cache', '0'), dryRun: true });
     send({ type: 'batch', index: 0, start: 0, end, attempt: 1, wantSample: true });
   });
 }
