@@ -14,6 +14,7 @@ import { CellJobOutput, jobOutput } from './job-output.js';
 import type { JobRecord, JobRecords } from './job-records.js';
 import { watchJob } from './job-watch.js';
 import { CellRunner } from './cell-runner.js';
+import { CellConsoleOutput } from './cell-console-output.js';
 import { ensurePool } from './pool-starter.js';
 import { RunErrors } from './run-errors.js';
 import { NOTEBOOK_TYPE, cellsOf, roleOf } from './serializer.js';
@@ -210,6 +211,7 @@ export class BatchJobController implements vscode.Disposable {
       return this.finish(exec, out, tracker);
     }
     let lastBatchError: { message: string; stack?: string } | undefined;
+    const consoleOut = new CellConsoleOutput(this.controller, doc, target);
     const launcher = new JobLauncher({
       engine,
       notebookPath: doc.uri.fsPath,
@@ -231,12 +233,17 @@ export class BatchJobController implements vscode.Disposable {
         } else out.update();
       },
       onOutput: (line, stream) => {
+        // A line the definitions, reader or writers cell printed goes under that cell; the rest (the submission's) to the run's log.
+        const taken = stream === 'stdout' ? consoleOut.line(line) : undefined;
+        if (taken === 'marker') return;
         this.deps.log.appendLine(`[${stream}] ${line}`);
+        if (taken) return;
         if (stream === 'stdout' && line.trim()) (tracker.log(line), out.update());
       },
     });
     run.launcher = launcher;
     const result = await launcher.run();
+    await consoleOut.flush();
     let failure: { message: string; stack?: string } | undefined;
     let fallbackLine: number | undefined;
     if (!tracker.finished) {

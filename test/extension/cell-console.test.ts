@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { CellConsoleRouter } from '../../extension/core/cell-console.js';
+import { generateJobScript } from '../../extension/core/job-script.js';
+import type { NotebookCellData } from '../../extension/core/notebook-format.js';
+import { parseRunSettings } from '../../extension/core/run-settings.js';
+import { mapStack, scriptMapOf } from '../../extension/core/script-map.js';
+import { JobLauncher, scriptPathFor } from '../../extension/job-launcher.js';
+import * as errors from '../../runtime/control/error-channel.js';
+import { CLI, Sandbox, jsonl } from '../harness.js';
+
+const cells = (defs2: string): NotebookCellData[] => [
+  { kind: 'markdown', source: '# Console' },
+  { kind: 'code', role: 'definitions', language: 'typescript', source: "import * as sky from 'skybatch';\nconsole.log('defs one');\nconsole.log('defs one again');" },
+  { kind: 'code', role: 'definitions', language: 'typescript', source: defs2 },
+  { kind: 'code', role: 'reader', language: 'typescript', source: "(console.log('opening in.jsonl'), new sky.JsonReader('in.jsonl'))" },
+  { kind: 'code', role: 'mapper', language: 'typescript', source: 'for await (const batch of sky.load()) await sky.saveResults(batch);' },
+  { kind: 'code', role: 'writers', language: 'typescript', source: "[new sky.JsonWriter('out/out.jsonl')].map((w) => (console.log('writing the output'), w))" },
+  { kind: 'code', role: 'run', language: 'yaml', source: 'pool: nowhere\nbatchSize: 2' },
+];
+
+/**
+ * Submits the notebook as the controller does (its generated script, `skybatch run`, the
+ * launcher), to a pool that is not running: the cells' top-level code runs and prints, then
+ * the submission fails. Each stdout line goes through the router the controller uses.
+ */
+async function submit(sb: Sandbox, name: string, nb: NotebookCellData[]) {
+  const dir = path.join(sb.dir, name);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'in.jsonl'), jsonl([{ text: 'a' }]));
+  const notebook = path.join(dir, `${name}.skybatch`);
+  const settings = parseRunSettings('pool: nowhere\nbatchSize: 2').settings!;
+  const script = generateJobScript(nb, settings, path.basename(notebook));
+  const router = new CellConsoleRouter();
+  const routed: { cell: number | undefined; line: string }[] = [];
+  const launcher = new JobLauncher({
+    engine: { cli: CLI, errors },
+    notebookPath: notebook,
+    script,
+    env: { SKYBATCH_HOME: sb.home },
+    onEvent: () => undefined,
+    onOutput: (line, stream) => {
+      if (stream !== 'stdout') return;
+      const r = router.line(line);
+      if (!('marker' in r)) routed.push({ cell: r.cell, line });
+    },
+  });
+  const r = await launcher.run();
+  return { r, routed, map: scriptMapOf(script, scriptPathFor(notebook)) };
+}
+
+describe("a submitted job's console output", () => {
+  const sb = new Sandbox('cell-console');
+  after(() => sb.cleanup());
+
+  test('each line printed by the top-level code of the definitions, reader and writers cells carries that cell', async () => {
+    const { routed, r } = await submit(sb, 'prints', cells("console.log('defs two');"));
+    assert.notEqual(r.code, 0, 'no pool: the submission itself fails');
+    const of = (cell: number) => routed.filter((x) => x.cell === cell).map((x) => x.line);
+    assert.deepEqual(of(1), ['defs one', 'defs one again']);
+    assert.deepEqual(of(2), ['defs two']);
+    assert.deepEqual(of(3), ['opening in.jsonl']);
+    assert.deepEqual(of(5), ['writing the output']);
+    assert.deepEqual(of(4), [], 'the mapper cell runs only on workers');
+    assert.ok(routed.every((x) => x.cell !== undefined || !/^(defs|opening|writing)/.test(x.line)), JSON.stringify(routed));
+    assert.ok(routed.every((x) => !x.line.startsWith('SKYBATCH_CONSOLE_CELL')), 'markers are not output');
+  });
+
+  test("the markers keep every cell line where it was: a throw maps to its cell's line", async () => {
+    const { r, routed, map } = await submit(sb, 'throws', cells("console.log('before');\n\nthrow new Error('defs two broke');"));
+    assert.ok(r.error?.stack, JSON.stringify(r));
+    assert.match(r.error!.message, /defs two broke/);
+    const m = mapStack(r.error!.stack!, map, r.error!.scriptLine);
+    assert.equal(m.origin?.cell, 2);
+    assert.equal(m.origin?.cellLine, 2);
+    assert.deepEqual(routed.filter((x) => x.cell === 2).map((x) => x.line), ['before']);
+    assert.equal(routed.filter((x) => x.cell === 3).length, 0, 'the reader cell never ran');
+  });
+});
