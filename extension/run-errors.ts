@@ -85,7 +85,10 @@ export class RunErrors {
     }
     const { name, message } = splitHead(head);
     const stack = formatTraceback(m, this.sources, { cell: m.origin.cell, executionOrder: exec.executionOrder ?? 0 });
-    await exec.replaceOutput(new vscode.NotebookCellOutput([vscode.NotebookCellOutputItem.error({ name, message, stack })], { skybatch: { error: positionOf(m.origin), jobId: opts.jobId } }));
+    const error = new vscode.NotebookCellOutput([vscode.NotebookCellOutputItem.error({ name, message, stack })], { skybatch: { error: positionOf(m.origin), jobId: opts.jobId } });
+    // What the cell printed before it threw stays above the error, as in Jupyter (cell-console-output.ts).
+    const printed = own ? [] : cell.outputs.filter((o) => (o.metadata as { skybatch?: { console?: string } } | undefined)?.skybatch?.console);
+    await exec.replaceOutput([...printed, error]);
     if (!own) exec.end(false, Date.now());
     this.shown.push(cell);
     const why = opts.jobId ? ` (job ${opts.jobId} failed)` : opts.running ? ` (running the ${cellLabelOf(opts.running.cell, this.map)})` : ' (the job was not started)';

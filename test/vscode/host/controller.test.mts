@@ -100,6 +100,37 @@ export const controllerSuite = defineSuite('notebook controller', (t) => {
     assert.equal(reader.executionSummary?.success, false);
   });
 
+  t.test("console output of a submission shows under the cell that printed it, with no check mark; a cell that threw keeps its prints above the error", async () => {
+    const printing = (name: string, input: string) => {
+      const file = quickNotebook(name);
+      const src = fs
+        .readFileSync(file, 'utf8')
+        .replace('```ts reader', "```ts definitions\nconsole.log('definitions say hi');\n```\n\n```ts reader")
+        .replace("new sky.JsonReader('data.jsonl')", `(console.log('opening ${input}'), new sky.JsonReader('${input}'))`)
+        .replace("new sky.JsonWriter('output/output.jsonl')", "(console.log('writers built'), new sky.JsonWriter('output/output.jsonl'))");
+      fs.writeFileSync(file, src);
+      return file;
+    };
+    const stdoutOf = (c: vscode.NotebookCell) => c.outputs.flatMap((o) => o.items).filter((i) => i.mime === 'application/vnd.code.notebook.stdout').map((i) => new TextDecoder().decode(i.data)).join('');
+    const editor = await openNotebook(printing('cellconsole', 'data.jsonl'));
+    const text = await runAll(editor, 90_000);
+    assert.match(text, /: SUCCEEDED/, text);
+    assert.doesNotMatch(text, /definitions say hi|opening data|writers built/, 'not in the run cell');
+    const defs = cellByRole(editor.notebook, 'definitions');
+    const writers = cellByRole(editor.notebook, 'writers');
+    assert.equal((await waitFor('the definitions cell to show its print', () => stdoutOf(defs) || undefined)).trim(), 'definitions say hi');
+    assert.equal(stdoutOf(cellByRole(editor.notebook, 'reader')).trim(), 'opening data.jsonl');
+    assert.equal(stdoutOf(writers).trim(), 'writers built');
+    assert.equal(defs.executionSummary?.success, undefined, 'no check mark: it did not run on its own');
+    assert.equal(writers.executionSummary?.success, undefined);
+    // The pool runs now: a reader that fails in the submission puts its error under the cell, below what it printed.
+    const failing = await openNotebook(printing('cellconsole-fails', 'missing.jsonl'));
+    assert.match(await runAll(failing), /: FAILED/);
+    const reader = cellByRole(failing.notebook, 'reader');
+    await waitFor('the error under the reader cell', () => errorOf(reader));
+    assert.equal(stdoutOf(reader).trim(), 'opening missing.jsonl');
+  });
+
   t.test('a mapper that throws: its traceback is under the mapper cell, which is marked failed; the diagnostic outlives 10 s of job updates and goes when the cell is edited', async () => {
     const mapper = [
       'for await (const batch of sky.load()) {',
