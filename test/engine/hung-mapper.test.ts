@@ -84,7 +84,10 @@ describe('a frozen mapper never holds a job', () => {
     await waitFor('the process it started to be killed with it', () => pidsMatching(`sleep\u0000${SLEEP}`).length === 0 || undefined, 5_000);
     const jobId = /RESULT (\d+)/.exec(r.stdout)![1];
     const log = (await sb.cli(['jobs', 'logs', jobId])).stdout;
-    assert.match(log, /did not start batch \[\d+, \d+\] within 3000 ms/);
+    // Taken back either by the stall check (no batch started within batchTimeoutMs) or, when the
+    // other worker finishes the rest first, by the straggler copy of the spinning batch winning;
+    // both give the queued batches back uncharged (scheduler.test.ts covers the stall check alone).
+    assert.match(log, /did not start batch \[\d+, \d+\] within 3000 ms|was waiting on local-\d behind a mapper that is being stopped; given back/);
     assert.doesNotMatch(log, /attempt \d+ failed/, 'a batch that never started is not charged');
 
     // both workers take batches of the next job: the one whose mapper hung got a fresh mapper
