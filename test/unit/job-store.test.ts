@@ -1,17 +1,14 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { WireError } from '../../formats/common/errors.js';
 import { JobRun } from '../../runtime/coordinator/job-run.js';
 import { appendJournalRecord, Journal, readJournal } from '../../runtime/store/job-store.js';
 import { jobDir } from '../../runtime/store/pool-store.js';
-import { spec } from './spec.js';
+import { spec, useTempHome } from './spec.js';
 
 const retryable: WireError = { code: 'SKYBATCH_E_MAPPER', message: 'boom', retryable: true } as WireError;
-let home: string;
-let saved: string | undefined;
 let nextId = 1;
 
 function newJob(): string {
@@ -25,16 +22,7 @@ function journalFile(id: string): string {
 }
 
 describe('job journal', () => {
-  before(() => {
-    saved = process.env.SKYBATCH_HOME;
-    home = fs.mkdtempSync(path.join(os.tmpdir(), 'skybatch-unit-'));
-    process.env.SKYBATCH_HOME = home;
-  });
-  after(() => {
-    if (saved === undefined) delete process.env.SKYBATCH_HOME;
-    else process.env.SKYBATCH_HOME = saved;
-    fs.rmSync(home, { recursive: true, force: true });
-  });
+  useTempHome();
 
   it('replays commits, failures, splits, dead letters and status into a new JobRun', () => {
     const id = newJob();

@@ -1,20 +1,17 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { WireError } from '../../formats/common/errors.js';
 import { JobRun } from '../../runtime/coordinator/job-run.js';
 import type { JobSpec } from '../../runtime/protocol.js';
 import { appendJournalRecord, Journal, readJournal, writeSpec } from '../../runtime/store/job-store.js';
 import { batchOfItem, readJobView } from '../../runtime/store/job-view.js';
 import { jobDir } from '../../runtime/store/pool-store.js';
-import { spec as baseSpec } from './spec.js';
+import { spec as baseSpec, useTempHome } from './spec.js';
 
 const retryable: WireError = { code: 'SKYBATCH_E_MAPPER', message: 'boom', retryable: true };
 const fatal: WireError = { code: 'SKYBATCH_E_MAPPER', message: 'TypeError: x is undefined', retryable: false };
-let home: string;
-let saved: string | undefined;
 let nextId = 1;
 
 /** A job folder with its job.json, as the coordinator's admission writes it. */
@@ -27,16 +24,7 @@ function newJob(over: Partial<JobSpec> = {}): JobSpec {
 }
 
 describe('job view from disk', () => {
-  before(() => {
-    saved = process.env.SKYBATCH_HOME;
-    home = fs.mkdtempSync(path.join(os.tmpdir(), 'skybatch-unit-'));
-    process.env.SKYBATCH_HOME = home;
-  });
-  after(() => {
-    if (saved === undefined) delete process.env.SKYBATCH_HOME;
-    else process.env.SKYBATCH_HOME = saved;
-    fs.rmSync(home, { recursive: true, force: true });
-  });
+  useTempHome();
 
   it('numbers batches as the coordinator does once a batch is split, not by start / batchSize', () => {
     // 9 items in batches of 3; batch 1 (items 3-5) keeps failing under 'skip' and is split
