@@ -4,9 +4,8 @@ import { assertSeparateOutputs } from '../../formats/output-claims.js';
 import { errorsPath } from '../../formats/utils.js';
 import { assertWorkersCanReach } from '../backends/shared-paths.js';
 import type { PoolConfig } from '../pool-config.js';
-import { checkJobSpec } from '../protocol-guards.js';
 import type { JobRequest, JobSpec } from '../protocol.js';
-import { JournalState, allocateJobId, bundleFile, readJournal, readSpec, resumedSpec, saveBundle, writeSpec } from '../store/job-store.js';
+import { JournalState, allocateJobId, bundleFile, readCheckedSpec, readJournal, resumedSpec, saveBundle, writeSpec } from '../store/job-store.js';
 
 /** Why no worker of the pool can run a job now (every one failed its setup), if so. */
 export type Unrunnable = () => SkybatchError | undefined;
@@ -37,13 +36,7 @@ export function admitJob(req: JobRequest, bundle: string | undefined, pool: stri
  * its new spec. Returns the spec and the journal to continue from.
  */
 export function admitResume(jobId: string, pool: string, config: PoolConfig, unrunnable: Unrunnable, req?: JobRequest, bundle?: string): { spec: JobSpec; replay: JournalState } {
-  let raw: unknown;
-  try {
-    raw = readSpec(jobId);
-  } catch {
-    throw new SkybatchError('SKYBATCH_E_JOB_NOT_FOUND', `job ${jobId} not found`, { context: { jobId } });
-  }
-  let spec = checkJobSpec(raw, jobId);
+  let spec = readCheckedSpec(jobId);
   if (spec.pool !== pool) {
     throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} ran on pool '${spec.pool}', not '${pool}'`, { context: { jobId, field: 'poolName' } });
   }

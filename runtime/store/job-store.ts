@@ -8,6 +8,7 @@ import { bundlePath, jobDir, jobsDir, writePrivate } from './pool-store.js';
 import { SkybatchError } from '../../formats/common/errors.js';
 import type { DeadLetter, JobRequest, JobSpec, JobStatus } from '../protocol.js';
 import { JournalFold, SnapshotRecord } from './journal-fold.js';
+import { checkJobSpec } from '../protocol-guards.js';
 
 /** A running job's journal is compacted after this many commits since its last compaction... */
 const COMPACT_EVERY_COMMITS = 50_000;
@@ -121,6 +122,17 @@ export function resumedSpec(spec: JobSpec, req: JobRequest): JobSpec {
 
 export function readSpec(jobId: string): JobSpec {
   return JSON.parse(fs.readFileSync(path.join(jobDir(jobId), 'job.json'), 'utf8')) as JobSpec;
+}
+
+/** A job's spec, checked (`checkJobSpec`): SKYBATCH_E_JOB_NOT_FOUND when its job.json cannot be read. */
+export function readCheckedSpec(jobId: string): JobSpec {
+  let raw: unknown;
+  try {
+    raw = readSpec(jobId);
+  } catch {
+    throw new SkybatchError('SKYBATCH_E_JOB_NOT_FOUND', `job ${jobId} not found`, { context: { jobId } });
+  }
+  return checkJobSpec(raw, jobId);
 }
 
 export function listJobIds(): string[] {

@@ -1,9 +1,7 @@
 import * as path from 'node:path';
 import type { WireError } from '../../formats/common/errors.js';
-import { SkybatchError } from '../../formats/common/errors.js';
-import { checkJobSpec } from '../protocol-guards.js';
 import type { BatchInfo, DeadLetter, JobSpec, JobSummary } from '../protocol.js';
-import { readJournal, readSpec, type PublishedOutput } from './job-store.js';
+import { readCheckedSpec, readJournal, type PublishedOutput } from './job-store.js';
 import { assertJobId, jobDir } from './pool-store.js';
 
 /** One failed attempt as the journal records it. */
@@ -62,13 +60,7 @@ export function batchOfItem(batches: readonly BatchInfo[], item: number): number
  */
 export function readJobView(jobId: string): JobView {
   assertJobId(jobId);
-  let raw: unknown;
-  try {
-    raw = readSpec(jobId);
-  } catch {
-    throw new SkybatchError('SKYBATCH_E_JOB_NOT_FOUND', `job ${jobId} not found`, { context: { jobId } });
-  }
-  const spec = checkJobSpec(raw, jobId);
+  const spec = readCheckedSpec(jobId);
   const journal = readJournal(jobId);
   // The batch table as JobRun builds it from the same journal: ranges of batchSize, then,
   // in journal order, one single-item batch per item of each split batch, appended.
