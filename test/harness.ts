@@ -3,6 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CoordinatorClient } from '../runtime/client/connection.js';
+import type { PoolSummary } from '../runtime/protocol.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(ROOT, 'bin', 'skybatch.js');
@@ -92,6 +94,17 @@ export class Sandbox {
     const dir = path.join(this.home, 'pools', pool);
     const info = JSON.parse(fs.readFileSync(path.join(dir, 'coordinator.json'), 'utf8'));
     return { ...info, token: fs.readFileSync(path.join(dir, 'token'), 'utf8').trim() };
+  }
+
+  /** The pool's status, asked of its coordinator as a client asks (its pinned certificate too, for a wss:// pool). */
+  async status(pool: string): Promise<PoolSummary> {
+    const c = this.coordinator(pool) as { url: string; token: string; ca?: string };
+    const client = await CoordinatorClient.connect(c.url, c.token, c.ca);
+    try {
+      return await client.request({ type: 'status' });
+    } finally {
+      client.close();
+    }
   }
 
   /** Pids of the pool's local worker processes (found by their working directory, adopted ones too). */

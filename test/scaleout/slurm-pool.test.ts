@@ -4,7 +4,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CoordinatorClient } from '../../runtime/client/connection.js';
 import type { PoolSummary } from '../../runtime/protocol.js';
 import { ROOT, Sandbox, jsonl, mapperScript, readJsonl, untilFileExists, waitFor } from '../harness.js';
 
@@ -43,16 +42,6 @@ describe('a pool of Slurm jobs (slurmctld + two slurmd, one with a fake L4)', { 
         return { id, name, state, nodes };
       });
   const jobOf = (pool: string, worker: string) => squeue().find((j) => j.name === `sky-${pool}-${worker}` && j.state === 'RUNNING');
-
-  const status = async (pool: string): Promise<PoolSummary> => {
-    const c = sb.coordinator(pool) as { url: string; token: string; ca?: string };
-    const client = await CoordinatorClient.connect(c.url, c.token, c.ca);
-    try {
-      return await client.request({ type: 'status' });
-    } finally {
-      client.close();
-    }
-  };
   const ready = (s: PoolSummary) => s.workers.filter((w) => w.state === 'idle' || w.state === 'busy');
   const poolYaml = (workers: number, resources: string) => `pool:
   workers: ${workers}
@@ -98,7 +87,7 @@ ${resources}`;
     const grow = await sb.cli(['pool', 'apply', sb.file('gpus2.pool.yaml', poolYaml(2, '  accelerators: L4:1\n  cpus: 1\n  memory: 0.5\n')), '--pool', 'gpus', '-y', '--no-wait'], { env });
     assert.equal(grow.code, 0, grow.stderr);
     const s = await waitFor('slurm-1 to wait on Resources', async () => {
-      const st = await status('gpus');
+      const st = await sb.status('gpus');
       const b = st.backend?.workers.find((w) => w.name === 'slurm-1');
       return b?.state === 'pending' && /is PENDING: Resources/.test(b.reason ?? '') ? st : undefined;
     }, 30_000);
@@ -164,13 +153,13 @@ ${resources}`;
     );
     const run = sb.run(script);
     const held = await waitFor('both workers to hold a batch', async () => {
-      const ws = ready(await status('cpus'));
+      const ws = ready(await sb.status('cpus'));
       return ws.length === 2 && ws.every((w) => w.batches.length > 0) ? ws : undefined;
     }, 30_000);
     const victim = held.find((w) => w.name === 'slurm-0')!;
     const cancelled = jobOf('cpus', 'slurm-0')!.id;
     execFileSync('scancel', [cancelled], { env: { ...process.env, ...env } });
-    await waitFor("the coordinator to drop slurm-0's connection", async () => ((await status('cpus')).workers.some((w) => w.name === 'slurm-0' && (w.state === 'idle' || w.state === 'busy')) ? undefined : true), 20_000);
+    await waitFor("the coordinator to drop slurm-0's connection", async () => ((await sb.status('cpus')).workers.some((w) => w.name === 'slurm-0' && (w.state === 'idle' || w.state === 'busy')) ? undefined : true), 20_000);
     fs.writeFileSync(gate, '');
     const r = await run;
     assert.equal(r.code, 0, r.stderr);
@@ -183,7 +172,7 @@ ${resources}`;
       const j = jobOf('cpus', 'slurm-0');
       return j && j.id !== cancelled ? j : undefined;
     }, 30_000);
-    await waitFor('slurm-0 to rejoin', async () => (ready(await status('cpus')).some((w) => w.name === 'slurm-0') ? true : undefined), 30_000);
+    await waitFor('slurm-0 to rejoin', async () => (ready(await sb.status('cpus')).some((w) => w.name === 'slurm-0') ? true : undefined), 30_000);
     const log = fs.readFileSync(path.join(sb.home, 'pools', 'cpus', 'coordinator.log'), 'utf8');
     assert.match(log, new RegExp(`worker slurm-0: Slurm job ${cancelled} ended \\(CANCELLED`));
     assert.match(log, new RegExp(`worker slurm-0: submitted Slurm job ${again.id}`));
@@ -218,14 +207,14 @@ ${resources}`;
     assert.match(newer.out(), new RegExp(`SKYBATCH_E_FENCED: refused worker slurm-1 .*: launch \\d+\\.0 \\(pid \\d+\\) replaced launch ${current}\\.1`));
     const log = fs.readFileSync(path.join(sb.home, 'pools', 'cpus', 'coordinator.log'), 'utf8');
     assert.match(log, new RegExp(`refused worker slurm-1 .*: launch ${current}\\.1 \\(pid \\d+\\) replaced launch ${current}\\.0`));
-    await waitFor('slurm-1 to run again in a new job', async () => (ready(await status('cpus')).filter((w) => w.name === 'slurm-1').length === 1 && jobOf('cpus', 'slurm-1') ? true : undefined), 30_000);
+    await waitFor('slurm-1 to run again in a new job', async () => (ready(await sb.status('cpus')).filter((w) => w.name === 'slurm-1').length === 1 && jobOf('cpus', 'slurm-1') ? true : undefined), 30_000);
   });
 
   test("a coordinator killed with SIGKILL: the next one adopts its Slurm jobs, whose workers rejoin without a new sbatch", async () => {
     const before = ['slurm-0', 'slurm-1'].map((w) => jobOf('cpus', w)!.id);
     process.kill(sb.coordinator('cpus').pid, 'SIGKILL');
     await sb.applyPool('cpus', poolYaml(2, '  cpus: 1\n  memory: 0.25\n'), env);
-    const s = await status('cpus');
+    const s = await sb.status('cpus');
     assert.deepEqual(ready(s).map((w) => w.name).sort(), ['slurm-0', 'slurm-1']);
     assert.deepEqual(['slurm-0', 'slurm-1'].map((w) => jobOf('cpus', w)?.id), before, 'the same Slurm jobs run');
     const log = fs.readFileSync(path.join(sb.home, 'pools', 'cpus', 'coordinator.log'), 'utf8');

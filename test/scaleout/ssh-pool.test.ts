@@ -7,7 +7,6 @@ import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { PNG } from 'pngjs';
 import { S3Storage } from '../../formats/storage/s3.js';
-import { CoordinatorClient } from '../../runtime/client/connection.js';
 import type { BackendWorkerSummary, PoolSummary } from '../../runtime/protocol.js';
 import { ROOT, Sandbox, jsonl, mapperScript, readJsonl, waitFor } from '../harness.js';
 import { s3TestServer, uniqueName } from '../storage/conformance.js';
@@ -73,16 +72,6 @@ ${Object.entries(o.hosts)
     ConnectTimeout: 3
 ${o.resources ?? ''}setup: echo "Setup complete!"
 `;
-
-  const status = async (pool: string): Promise<PoolSummary> => {
-    const c = sb.coordinator(pool) as { url: string; token: string; ca?: string };
-    const client = await CoordinatorClient.connect(c.url, c.token, c.ca);
-    try {
-      return await client.request({ type: 'status' });
-    } finally {
-      client.close();
-    }
-  };
   const s3Storage = () => {
     const rgw = s3TestServer();
     return new S3Storage({ endpoint: rgw.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey } });
@@ -128,7 +117,7 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
 
   test('2 hosts x 2 workers run the quickstart on S3 exactly, each worker from the runtime shipped to its host', async () => {
     await sb.applyPool('wide', poolYaml({ workers: 4, sharedFs: shared, hosts: { h1: '    cpus: 2\n', h2: '    cpus: 2\n' }, resources: 'resources:\n  cpus: 1\n' }));
-    const s = await status('wide');
+    const s = await sb.status('wide');
     assert.deepEqual(ready(s).map((w) => `${w.name}@${w.host}`).sort(), ['h1-0@h1', 'h1-1@h1', 'h2-0@h2', 'h2-1@h2']);
     assert.deepEqual(s.backend?.workers.map((w) => w.state), ['running', 'running', 'running', 'running']);
     assert.match(s.url, new RegExp(`^wss://${net.hostIp.replace(/\./g, '\\.')}:\\d+$`), 'off loopback the coordinator serves wss://');
@@ -202,7 +191,7 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
     const held = await waitFor(
       'both h1 workers to hold batches',
       async () => {
-        const h1 = (await status('wide')).workers.filter((w) => w.host === 'h1');
+        const h1 = (await sb.status('wide')).workers.filter((w) => w.host === 'h1');
         return h1.length === 2 && h1.every((w) => w.batches.length > 0) ? h1.flatMap((w) => w.batches) : undefined;
       },
       30_000,
@@ -222,7 +211,7 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
     // While cut off, the backend says why h1's workers are not running, and keeps retrying.
     const seen = new Map<string, BackendWorkerSummary>();
     await waitFor('the backend to report each h1 worker unreachable', async () => {
-      for (const w of (await status('wide')).backend!.workers) {
+      for (const w of (await sb.status('wide')).backend!.workers) {
         if (w.host === 'h1' && w.state === 'pending' && /ssh to h1 failed or was cut/.test(w.reason ?? '')) seen.set(w.name, w);
       }
       return seen.size === 2 ? true : undefined;
@@ -230,14 +219,14 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
     assert.ok([...seen.values()].every((w) => w.failures >= 1 && /retrying in \d+ s/.test(w.reason!)), JSON.stringify([...seen.values()]));
 
     execFileSync('ip', ['link', 'set', net.veth.h1, 'up']);
-    await waitFor('h1 to rejoin with both workers', async () => (ready(await status('wide')).filter((w) => w.host === 'h1').length === 2 ? true : undefined), 60_000);
+    await waitFor('h1 to rejoin with both workers', async () => (ready(await sb.status('wide')).filter((w) => w.host === 'h1').length === 2 ? true : undefined), 60_000);
     // The launches from before the cut ended (sshd saw their session die, or the coordinator fenced them): two workers on h1, not four.
     await waitFor('only the two new workers to run on h1', () => (skybatchProcs(net.ns.h1).filter((p) => p.argv.some((a) => a.endsWith('/worker/main.js'))).length === 2 ? true : undefined), 30_000);
   });
 
   test('a worker that says it is an earlier start of a slot is refused, exits, and leaves the slot to the running one', async () => {
     const c = sb.coordinator('wide') as { url: string; token: string; ca: string; pid: number };
-    const before = ready(await status('wide')).map((w) => w.workerId).sort();
+    const before = ready(await sb.status('wide')).map((w) => w.workerId).sort();
     // its session is still open (stdin stays open): it leaves because it is refused, not because its lifeline ended
     const proc = spawn(process.execPath, [path.join(ROOT, 'out/runtime/worker/main.js'), '--coordinator', c.url, '--name', 'h1-0', '--workdir', path.join(sb.dir, 'stale-h1-0'), '--launch', 'an-earlier-start', '--lifeline', 'stdin'], {
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -252,7 +241,7 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
     assert.equal(code, 3, out);
     assert.match(out, /the coordinator refused this worker: SKYBATCH_E_FENCED: refused worker h1-0 .*: a newer start of h1-0 runs/);
     assert.match(fs.readFileSync(path.join(sb.home, 'pools', 'wide', 'coordinator.log'), 'utf8'), /refused worker h1-0 \([^)]*\): a newer start of h1-0 runs/);
-    assert.deepEqual(ready(await status('wide')).map((w) => w.workerId).sort(), before);
+    assert.deepEqual(ready(await sb.status('wide')).map((w) => w.workerId).sort(), before);
   });
 
   test('pool down leaves no skybatch process on any host and no ssh session here', async () => {
@@ -265,7 +254,7 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
   test('workers land only on hosts with the GPU type they ask for, each with its own CUDA_VISIBLE_DEVICES; without shared_fs a local path is refused', async () => {
     // h2 lists a T4 first, so its L4 is CUDA device 1 there.
     await sb.applyPool('gpus', poolYaml({ workers: 2, hosts: { h1: '    accelerators: L4:1\n', h2: '    accelerators: { T4: 1, L4: 1 }\n' }, resources: 'resources:\n  accelerators: L4:1\n' }));
-    const s = await status('gpus');
+    const s = await sb.status('gpus');
     assert.deepEqual(
       ready(s).map((w) => [w.name, w.resources?.gpus]).sort(),
       [
@@ -335,13 +324,13 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
 
   test('an autoscaled ssh pool grows from zero with a job’s backlog up to max and shrinks back to zero after the idle delay', async () => {
     await sb.applyPool('auto', poolYaml({ workers: '{ min: 0, max: 2 }\n  idle_delay: 2s', hosts: { h1: '', h2: '' } }));
-    assert.equal((await status('auto')).backend?.workers.length, 0, 'no worker before a job');
+    assert.equal((await sb.status('auto')).backend?.workers.length, 0, 'no worker before a job');
     await storagePut(`s3://${bucket}/auto/in.jsonl`, jsonl(Array.from({ length: 8 }, (_, i) => ({ text: `a${i}` }))));
     const script = sb.file('auto.ts', mapperScript({ input: `s3://${bucket}/auto/in.jsonl`, output: `s3://${bucket}/auto/out.jsonl`, pool: 'auto', batchSize: 1, body: 'await new Promise((r) => setTimeout(r, 500)); await sky.saveResults(batch.map((x) => ({ text: x.text, worker: process.env.SKYBATCH_WORKER })));' }));
     const run = sb.run(script, s3env);
     let most = 0;
     const grown = await waitFor('two workers up on the hosts for the backlog', async () => {
-      const s = await status('auto');
+      const s = await sb.status('auto');
       most = Math.max(most, s.backend!.workers.length);
       return ready(s).length === 2 ? s : undefined;
     }, 60_000);
@@ -351,7 +340,7 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
     const rows = (await readS3(`s3://${bucket}/auto/out.jsonl`)).toString().trim().split('\n').map((l) => JSON.parse(l) as { text: string });
     assert.deepEqual(rows.map((x) => x.text), Array.from({ length: 8 }, (_, i) => `a${i}`));
     await waitFor('the pool to shrink to zero and its workers to leave the hosts', async () => {
-      const s = await status('auto');
+      const s = await sb.status('auto');
       most = Math.max(most, s.backend!.workers.length);
       return s.backend!.workers.length === 0 && Object.values(net.ns).every((ns) => !skybatchProcs(ns).some((p) => p.argv.some((a) => a.includes('/pools/auto/')))) ? true : undefined;
     }, 30_000);
