@@ -1,6 +1,8 @@
 import { MergeReport, Winner, WinnerScope, currentReduce, winnerOf } from './attempts.js';
 import { BatchObject, jobKey, jobTmpDir, listBatchObjects, uncoveredWinners } from './batch-files.js';
 import { SkybatchError } from './common/errors.js';
+import { schemeOf } from './common/paths.js';
+import { readLocalPieces, writeLocalWhole } from './local-concat.js';
 import { storageFor } from './storage-for.js';
 
 /** Batch files up to this size are read in one request; bigger ones are streamed. */
@@ -66,13 +68,17 @@ export async function mergeBatches(
   let rows = 0;
   let failure: SkybatchError | undefined;
   const sourceStorage = await storageFor(jobTmpDir(source, id));
+  const local = schemeOf(source) === 'file';
   async function* chunks(): AsyncIterable<Uint8Array> {
     const perWinner = new Map<number, number>();
     for (let i = 0; i < files.length; i++) {
       const f: BatchObject = files[i];
       let last = 0x0a;
       let lines = 0;
-      const parts: Iterable<Uint8Array> | AsyncIterable<Uint8Array> = f.size <= SMALL_FILE ? [await sourceStorage.get(f.path)] : await sourceStorage.readStream(f.path);
+      const parts: Iterable<Uint8Array> | AsyncIterable<Uint8Array> =
+        local ? readLocalPieces(f.path, f.size)
+        : f.size <= SMALL_FILE ? [await sourceStorage.get(f.path)]
+        : await sourceStorage.readStream(f.path);
       for await (const c of parts) {
         const buf = c as Buffer;
         if (!buf.length) continue;
@@ -98,7 +104,8 @@ export async function mergeBatches(
     }
   }
   try {
-    await (await storageFor(target)).put(target, chunks());
+    if (schemeOf(target) === 'file') await writeLocalWhole(target, chunks());
+    else await (await storageFor(target)).put(target, chunks());
   } catch (err) {
     throw failure ?? err;
   }

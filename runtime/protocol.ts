@@ -12,6 +12,12 @@ export interface FormatSpec {
   type: string;
   path: string;
   options: unknown;
+  /**
+   * Set by the client on a writer that is skybatch's own class (not a subclass, nor a class
+   * registered under a built-in name): the coordinator may then reduce it in its own process,
+   * as no user code is involved (runtime/coordinator/builtin-reduce.ts).
+   */
+  builtin?: boolean;
 }
 
 export type JobStatus = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';

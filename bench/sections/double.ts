@@ -77,7 +77,7 @@ export async function runDouble(sb: Sandbox, pool: string, rows: number, batchSi
   const rss = new RssSampler(coord, 50);
   let reducePeakRssMb = 0;
   const reduceWatch = setInterval(() => {
-    for (const pid of childPids(coord, 'reduce')) reducePeakRssMb = Math.max(reducePeakRssMb, rssMb(pid) ?? 0);
+    for (const pid of childPids(coord, 'reduce-process.js')) reducePeakRssMb = Math.max(reducePeakRssMb, rssMb(pid) ?? 0);
   }, 20);
   let r: { jobId: string; seconds: number; calledAt: number; returnedAt: number };
   try {

@@ -163,7 +163,8 @@ export async function prepareJob(reader: InputReader<object>, mapper: unknown, o
   const { id: mapperId, definedIn } = py ?? ts!;
   validate(options);
   const writers = Array.isArray(options.output) ? options.output : [options.output];
-  const writerSpecs = writers.map((w) => spec(w, OUTPUT_WRITER_REGISTRY.nameOf(w)));
+  // `builtin`: the coordinator may reduce it in its own process (no user code in its class)
+  const writerSpecs = writers.map((w) => ({ ...spec(w, OUTPUT_WRITER_REGISTRY.nameOf(w)), ...(BUILTIN_FORMATS.has(w.constructor) ? { builtin: true } : {}) }));
   assertSeparateOutputs(
     writers.map((w, i) => ({ ...writerSpecs[i], label: `${w.constructor.name}(${w.path})` })),
     { errorsFile: options.onItemError === 'skip' ? errorsPath(writers[0].path) : undefined },

@@ -4,6 +4,7 @@ import { SkybatchError } from '../../formats/common/errors.js';
 import { forEachLine } from '../lines.js';
 import type { ReduceReport } from '../reduce-step.js';
 import { readSpec } from '../store/job-store.js';
+import { builtinWriters, reduceInProcess } from './builtin-reduce.js';
 
 const REDUCE_PROCESS = fileURLToPath(new URL('../reduce-process.js', import.meta.url));
 
@@ -11,12 +12,15 @@ const REPORT_PREFIX = 'SKYBATCH_REDUCE ';
 
 /**
  * Runs every writer's `reduceResults` then `cleanup` for a job, in a process of its own:
- * writers may be the user's classes, and user code never runs inside the coordinator.
+ * writers may be the user's classes, and user code never runs inside the coordinator. A job
+ * whose writers are all built-in (and local) reduces in this process instead (builtin-reduce.ts).
  * The same step serves a finished job and (`recover: true`) `skybatch recover`; it is
  * idempotent, and waits for another reduce of the same job to finish (see reduce-step.ts).
  */
 export async function runReduce(jobId: string, onLine: (line: string) => void, opts: { cleanup?: boolean; recover?: boolean } = {}): Promise<ReduceReport> {
   const spec = readSpec(jobId);
+  const builtin = builtinWriters(spec);
+  if (builtin) return reduceInProcess(spec, builtin, onLine, opts);
   const args = ['--enable-source-maps', REDUCE_PROCESS, jobId, ...(opts.recover ? ['--recover'] : []), ...(opts.cleanup === false ? ['--no-cleanup'] : [])];
   const proc = spawn(process.execPath, args, { env: { ...process.env, ...spec.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let errorJson = '';

@@ -1,0 +1,56 @@
+import * as path from 'node:path';
+import { schemeOf } from '../../formats/common/paths.js';
+import { ImageWriter } from '../../formats/image-writer.js';
+import { JsonWriter } from '../../formats/json-writer.js';
+import type { OutputWriter } from '../../formats/output-writer.js';
+import { FileLock } from '../file-lock.js';
+import type { FormatSpec, JobSpec } from '../protocol.js';
+import { type ReduceReport, reduceJob } from '../reduce-step.js';
+import { readJournal } from '../store/job-store.js';
+import { jobDir } from '../store/pool-store.js';
+
+// Only skybatch's own classes, looked up here and never in the registry: a job's bundle may
+// register its own class under a built-in name, and this process never loads bundles.
+const BUILTIN_WRITERS: Record<string, new (path: string, options: never) => OutputWriter<object>> = { json: JsonWriter, image: ImageWriter };
+
+/**
+ * The job's writers, when the coordinator may reduce them in its own process: every one is a
+ * built-in class (the client says so in the spec) writing to an absolute local path. Cloud
+ * outputs still reduce in a reduce process: their storage clients take the job's environment
+ * (credentials, endpoint) from `spec.env`, which this process does not have.
+ */
+export function builtinWriters(spec: JobSpec): OutputWriter<object>[] | undefined {
+  const ok = (w: FormatSpec) => w.builtin === true && Object.hasOwn(BUILTIN_WRITERS, w.type) && schemeOf(w.path) === 'file' && (w.path.startsWith('file://') || path.isAbsolute(w.path));
+  if (!spec.writers.every(ok)) return undefined;
+  return spec.writers.map((w) => new BUILTIN_WRITERS[w.type](w.path, (w.options ?? {}) as never));
+}
+
+/**
+ * The reduce step of reduce-process.ts, run here: same lock, same steps, same report. A
+ * built-in writer's merge is a byte concatenation of the winners' batch files (no row is
+ * parsed), so what a reduce process added was its start and the import of the job's bundle.
+ * A coordinator killed here leaves what a killed reduce process leaves: a stale lock (broken,
+ * as its pid is gone) and a `.partial` output (removed by the next reduce); the journal's
+ * `published` record still decides whether the next reduce merges again.
+ */
+export async function reduceInProcess(
+  spec: JobSpec,
+  writers: OutputWriter<object>[],
+  say: (line: string) => void,
+  opts: { cleanup?: boolean; recover?: boolean },
+): Promise<ReduceReport> {
+  const jobId = spec.jobId;
+  // The coordinator's journal writes the last commit on the next tick; a macrotask later it is
+  // in the file that readJournal reads (a reduce process, started later still, never raced it).
+  await new Promise((r) => setImmediate(r));
+  const lock = await FileLock.acquire(path.join(jobDir(jobId), 'reduce.lock'), `reduce of job ${jobId}`, {
+    timeoutMs: Infinity,
+    onWait: (h) => say(`waiting for reduce process ${h.pid} (started ${h.since}) to finish: it is reducing this job already`),
+  });
+  try {
+    // read under the lock: a reduce that held it before may have published meanwhile
+    return await reduceJob(spec, readJournal(jobId), writers, { recover: opts.recover === true, cleanup: opts.cleanup !== false, say });
+  } finally {
+    lock.release();
+  }
+}
