@@ -47,6 +47,7 @@ export async function reduceInProcess(
     timeoutMs: Infinity,
     onWait: (h) => say(`waiting for reduce process ${h.pid} (started ${h.since}) to finish: it is reducing this job already`),
   });
+  say(`reducing in the coordinator's process: every writer is built-in`);
   try {
     // read under the lock: a reduce that held it before may have published meanwhile
     return await reduceJob(spec, readJournal(jobId), writers, { recover: opts.recover === true, cleanup: opts.cleanup !== false, say });

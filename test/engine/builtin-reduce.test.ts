@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Sandbox, alive, jsonl, listFiles, waitFor } from '../harness.js';
+
+const IN_PROCESS = "reducing in the coordinator's process";
+
+/** Lines of a job's log (the coordinator's notes, the reduce step's lines prefixed `[reduce]`). */
+function jobLog(sb: Sandbox, jobId: string): string {
+  return fs.readFileSync(path.join(sb.home, 'jobs', jobId, 'job.log'), 'utf8');
+}
+
+async function status(sb: Sandbox, jobId: string): Promise<string | undefined> {
+  const r = await sb.cli(['jobs', 'queue']);
+  return new RegExp(`^${jobId}\\s+\\S+\\s+(\\S+)`, 'm').exec(r.stdout)?.[1];
+}
+
+/**
+ * One script, two writers: `WRITER=builtin` maps into skybatch's own JsonWriter (reduced in
+ * the coordinator), `WRITER=subclass` into a subclass that changes nothing (a user class:
+ * reduced in a reduce process by the same reduceResults). Items 8..11 (all of batch [8, 11])
+ * and item 5 fail and are skipped, so the job has an empty batch and a batch with a hole.
+ */
+function twinScript(sb: Sandbox, pool: string): string {
+  return sb.file(
+    'twin.ts',
+    `import * as sky from 'skybatch';
+class SameJson extends sky.JsonWriter {}
+sky.registry.OUTPUT_WRITER_REGISTRY.register('samejson', SameJson);
+const mapper = sky.remoteFunction(async function mapper() {
+  for await (const batch of sky.load()) {
+    await sky.saveResults(batch.map((x) => (x.i === 5 || (x.i >= 8 && x.i <= 11) ? sky.failItem(new Error('no ' + x.i)) : { out: x.text + '\\u00e9', dropped: x.i })));
+  }
+});
+const W = process.env.WRITER === 'subclass' ? SameJson : sky.JsonWriter;
+const ds = new sky.Dataset(new sky.JsonReader(process.env.INPUT!));
+const job = await ds.map(mapper, { poolName: ${JSON.stringify(pool)}, batchSize: 4, onItemError: 'skip', output: new W(process.env.OUTPUT!, { column: 'out' }) });
+console.log('RESULT', job.jobId, job.status);
+`,
+  );
+}
+
+describe('built-in writers reduce in the coordinator, byte for byte as the reduce process did', () => {
+  const POOL = 'inproc';
+  const sb = new Sandbox('inproc');
+  before(async () => {
+    await sb.applyPool(POOL, 'pool:\n  workers: 2\n');
+    sb.file('in.jsonl', jsonl(Array.from({ length: 23 }, (_, i) => ({ i, text: `t${i} "q" \\ ${'x'.repeat(i)}` }))));
+  });
+  after(() => sb.cleanup());
+  const ids: Record<string, string> = {};
+
+  test('the same job through both paths: same output and errors.jsonl bytes; only the built-in one skipped the reduce process', async () => {
+    const script = twinScript(sb, POOL);
+    for (const w of ['builtin', 'subclass']) {
+      const r = await sb.run(script, { WRITER: w, INPUT: path.join(sb.dir, 'in.jsonl'), OUTPUT: path.join(sb.dir, w, 'out.jsonl') });
+      assert.equal(r.code, 0, r.stderr);
+      ids[w] = /RESULT (\d+) SUCCEEDED/.exec(r.stdout)![1];
+    }
+    assert.match(jobLog(sb, ids.builtin), new RegExp(IN_PROCESS));
+    assert.doesNotMatch(jobLog(sb, ids.subclass), new RegExp(IN_PROCESS), 'a user class never reduces in the coordinator');
+    const read = (w: string, f: string) => fs.readFileSync(path.join(sb.dir, w, f));
+    assert.ok(read('builtin', 'out.jsonl').equals(read('subclass', 'out.jsonl')), 'out.jsonl differs between the two paths');
+    assert.equal(read('builtin', 'out.jsonl').toString().split('\n').length - 1, 23 - 5, 'every row but the 5 skipped ones');
+    assert.doesNotMatch(read('builtin', 'out.jsonl').toString(), /dropped/, 'the column option applies');
+    // errors.jsonl carries each item's stack: the same script and line on both paths
+    assert.ok(read('builtin', 'errors.jsonl').equals(read('subclass', 'errors.jsonl')), 'errors.jsonl differs between the two paths');
+    for (const w of ['builtin', 'subclass']) assert.deepEqual(listFiles(path.join(sb.dir, w)), ['errors.jsonl', 'out.jsonl'], `${w}: temp files are gone`);
+  });
+
+  test('a second reduce (`skybatch recover`) of a published built-in job changes nothing', async () => {
+    const out = path.join(sb.dir, 'builtin', 'out.jsonl');
+    const before = fs.readFileSync(out);
+    const r = await sb.cli(['recover', ids.builtin]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout + r.stderr, /already published/);
+    assert.ok(fs.readFileSync(out).equals(before));
+  });
+});
+
+describe('a coordinator SIGKILLed while it merges a built-in output in its own process', () => {
+  const POOL = 'inprockill';
+  const sb = new Sandbox('inprockill');
+  const N = 40_000;
+  const pad = 'p'.repeat(900);
+  before(async () => {
+    await sb.applyPool(POOL, 'pool:\n  workers: 2\n');
+    sb.file('in.jsonl', jsonl(Array.from({ length: N }, (_, i) => ({ i }))));
+  });
+  after(() => sb.cleanup());
+
+  test('leaves no output under the published name; the restarted coordinator publishes every row once and the job SUCCEEDS', async () => {
+    const dir = path.join(sb.dir, 'big');
+    fs.mkdirSync(dir, { recursive: true });
+    const out = path.join(dir, 'out.jsonl');
+    const script = sb.file(
+      'big.ts',
+      `import * as sky from 'skybatch';
+const mapper = sky.remoteFunction(async function mapper() {
+  for await (const batch of sky.load()) await sky.saveResults(batch.map((x) => ({ i: x.i, pad: ${JSON.stringify(pad)} })));
+});
+const ds = new sky.Dataset(new sky.JsonReader(${JSON.stringify(path.join(sb.dir, 'in.jsonl'))}));
+const job = await ds.map(mapper, { poolName: ${JSON.stringify(POOL)}, batchSize: 2000, stream: false, output: new sky.JsonWriter(${JSON.stringify(out)}) });
+console.log('RESULT', job.jobId, job.status);
+`,
+    );
+    const coordinator = sb.coordinator(POOL).pid;
+    // ~37 MB of output: the merge writes a `.partial` sibling for tens of ms; kill as it appears
+    let partial: string | undefined;
+    const watcher = fs.watch(dir, (_event, name) => {
+      if (partial || !name || !/^out\.jsonl\.[0-9a-f]{8}\.partial$/.test(String(name))) return;
+      partial = String(name);
+      process.kill(coordinator, 'SIGKILL');
+    });
+    try {
+      const run = await sb.run(script); // stream: false: returns once submitted
+      assert.equal(run.code, 0, run.stderr);
+      await waitFor('the merge to start writing its partial output', () => partial, 90_000);
+    } finally {
+      watcher.close();
+    }
+    await waitFor('the coordinator to die', () => (!alive(coordinator) ? true : undefined));
+    assert.ok(!fs.existsSync(out), 'nothing was published under the output name by the killed merge');
+    const jobId = fs.readdirSync(path.join(dir, '.sky_batch_tmp'))[0];
+    assert.match(jobLog(sb, jobId), new RegExp(IN_PROCESS));
+
+    const apply = await sb.cli(['pool', 'apply', path.join(sb.dir, `${POOL}.pool.yaml`), '--pool', POOL, '-y']);
+    assert.equal(apply.code, 0, apply.stderr);
+    await waitFor('the job to succeed', async () => ((await status(sb, jobId)) === 'SUCCEEDED' ? true : undefined), 60_000);
+    const lines = fs.readFileSync(out, 'utf8').split('\n');
+    assert.equal(lines.pop(), '');
+    assert.equal(lines.length, N, 'every row once');
+    lines.forEach((l, i) => assert.equal(l, JSON.stringify({ i, pad }), `row ${i}`));
+    assert.deepEqual(listFiles(dir), ['out.jsonl'], 'the stale partial and the temp files are gone');
+  });
+});
