@@ -1,6 +1,7 @@
 /**
  * `node reduce-process.js JOB_ID [--recover] [--no-cleanup]`: takes the job's reduce lock,
- * loads the job's bundle (so the user's own writer classes are registered), then publishes
+ * loads the job's bundle (so the user's own writer classes are registered; not when every
+ * writer is built-in), then publishes
  * every writer's output and cleans up (see reduce-step.ts). Its last stdout line is
  * `SKYBATCH_REDUCE {report}`; a failure is one `SKYBATCH_ERROR {json}` line on stderr and
  * exit code 1.
@@ -13,6 +14,7 @@ import { bundleFile, readJournal, readSpec } from './store/job-store.js';
 import { jobDir } from './store/pool-store.js';
 import { FileLock } from './file-lock.js';
 import { reduceJob } from './reduce-step.js';
+import { onlyBuiltinWriters } from './coordinator/builtin-reduce.js';
 
 const [jobId, ...flags] = process.argv.slice(2);
 // A reduce whose coordinator was killed carries on to the end: writing to its closed pipes must not kill it.
@@ -37,9 +39,15 @@ try {
   });
   let report;
   try {
-    await loadBundle(bundleFile(spec.bundleHash), await loadPackageApi());
+    // Built-in writers (here: with cloud outputs, which take the job's environment) need
+    // nothing of the job's script: its import was most of this process's time.
+    let writers = onlyBuiltinWriters(spec);
+    if (!writers) {
+      await loadBundle(bundleFile(spec.bundleHash), await loadPackageApi());
+      writers = makeWriters(spec.writers);
+    }
     // read under the lock: a reduce that held it before may have published meanwhile
-    report = await reduceJob(spec, readJournal(jobId), makeWriters(spec.writers), { recover: flags.includes('--recover'), cleanup: !flags.includes('--no-cleanup'), say });
+    report = await reduceJob(spec, readJournal(jobId), writers, { recover: flags.includes('--recover'), cleanup: !flags.includes('--no-cleanup'), say });
   } finally {
     lock.release();
   }

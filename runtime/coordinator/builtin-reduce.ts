@@ -20,8 +20,13 @@ const BUILTIN_WRITERS: Record<string, new (path: string, options: never) => Outp
  * (credentials, endpoint) from `spec.env`, which this process does not have.
  */
 export function builtinWriters(spec: JobSpec): OutputWriter<object>[] | undefined {
-  const ok = (w: FormatSpec) => w.builtin === true && Object.hasOwn(BUILTIN_WRITERS, w.type) && schemeOf(w.path) === 'file' && (w.path.startsWith('file://') || path.isAbsolute(w.path));
-  if (!spec.writers.every(ok)) return undefined;
+  const local = (w: FormatSpec) => schemeOf(w.path) === 'file' && (w.path.startsWith('file://') || path.isAbsolute(w.path));
+  return spec.writers.every(local) ? onlyBuiltinWriters(spec) : undefined;
+}
+
+/** The job's writers when every one is a built-in class, built without the job's bundle; else undefined. */
+export function onlyBuiltinWriters(spec: JobSpec): OutputWriter<object>[] | undefined {
+  if (!spec.writers.every((w) => w.builtin === true && Object.hasOwn(BUILTIN_WRITERS, w.type))) return undefined;
   return spec.writers.map((w) => new BUILTIN_WRITERS[w.type](w.path, (w.options ?? {}) as never));
 }
 
