@@ -2,7 +2,7 @@ import { MergeReport, Winner, WinnerScope, currentReduce, winnerOf } from './att
 import { BatchObject, jobKey, jobTmpDir, listBatchObjects, uncoveredWinners } from './batch-files.js';
 import { SkybatchError } from './common/errors.js';
 import { schemeOf } from './common/paths.js';
-import { readLocalPieces, writeLocalWhole } from './local-concat.js';
+import { LocalPieces, writeLocalWhole } from './local-concat.js';
 import { storageFor } from './storage-for.js';
 
 /** Batch files up to this size are read in one request; bigger ones are streamed. */
@@ -69,6 +69,9 @@ export async function mergeBatches(
   let failure: SkybatchError | undefined;
   const sourceStorage = await storageFor(jobTmpDir(source, id));
   const local = schemeOf(source) === 'file';
+  const localTarget = schemeOf(target) === 'file';
+  // a local target is written piece by piece before the next is read: one buffer serves all
+  const localPieces = new LocalPieces(localTarget);
   async function* chunks(): AsyncIterable<Uint8Array> {
     const perWinner = new Map<number, number>();
     for (let i = 0; i < files.length; i++) {
@@ -76,7 +79,7 @@ export async function mergeBatches(
       let last = 0x0a;
       let lines = 0;
       const parts: Iterable<Uint8Array> | AsyncIterable<Uint8Array> =
-        local ? readLocalPieces(f.path, f.size)
+        local ? localPieces.read(f.path, f.size)
         : f.size <= SMALL_FILE ? [await sourceStorage.get(f.path)]
         : await sourceStorage.readStream(f.path);
       for await (const c of parts) {
@@ -104,7 +107,7 @@ export async function mergeBatches(
     }
   }
   try {
-    if (schemeOf(target) === 'file') await writeLocalWhole(target, chunks());
+    if (localTarget) await writeLocalWhole(target, chunks());
     else await (await storageFor(target)).put(target, chunks());
   } catch (err) {
     throw failure ?? err;

@@ -9,26 +9,44 @@ import { assertWritable } from './write-scope.js';
 const PIECE = 8 * 1024 * 1024;
 
 /**
- * Reads a local file as buffers of at most 8 MiB, synchronously: a batch file is a few hundred
+ * Reads local files as buffers of at most 8 MiB, synchronously: a batch file is a few hundred
  * KB, and one blocking read of it costs less than the round trip through libuv's thread pool
  * that an async read takes (3x the byte copy's time for 100 files on a loaded machine).
+ *
+ * With `reuse`, every piece is a view of one buffer that the next piece overwrites: for a
+ * consumer that is done with a piece before asking for the next (writeLocalWhole), so a merge
+ * holds one file's bytes, not every file's until the GC runs (24 MB of coordinator RSS for
+ * the 1M-row bench job).
  */
-export function* readLocalPieces(path: string, size: number): Iterable<Buffer> {
-  const file = normalizePath(path);
-  if (size <= PIECE) {
-    yield fs.readFileSync(file);
-    return;
-  }
-  const fd = fs.openSync(file, 'r');
-  try {
-    for (;;) {
-      const buf = Buffer.allocUnsafe(PIECE);
-      const n = fs.readSync(fd, buf, 0, PIECE, null);
-      if (n === 0) return;
-      yield buf.subarray(0, n);
+export class LocalPieces {
+  private scratch?: Buffer;
+
+  constructor(private readonly reuse: boolean) {}
+
+  *read(path: string, size: number): Iterable<Buffer> {
+    const file = normalizePath(path);
+    if (!this.reuse && size <= PIECE) {
+      yield fs.readFileSync(file);
+      return;
     }
-  } finally {
-    fs.closeSync(fd);
+    const fd = fs.openSync(file, 'r');
+    try {
+      for (;;) {
+        const buf = this.buffer(size);
+        const n = fs.readSync(fd, buf, 0, buf.length, null);
+        if (n === 0) return;
+        yield buf.subarray(0, n);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  private buffer(size: number): Buffer {
+    const want = Math.min(PIECE, Math.max(size, 64 * 1024));
+    if (!this.reuse) return Buffer.allocUnsafe(want);
+    if (!this.scratch || this.scratch.length < want) this.scratch = Buffer.allocUnsafe(want);
+    return this.scratch;
   }
 }
 
