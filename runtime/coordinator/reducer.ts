@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { SkybatchError } from '../../formats/common/errors.js';
 import { forEachLine } from '../lines.js';
+import type { JobSpec } from '../protocol.js';
 import type { ReduceReport } from '../reduce-step.js';
 import { readSpec } from '../store/job-store.js';
 import { builtinWriters, reduceInProcess } from './builtin-reduce.js';
@@ -17,8 +18,9 @@ const REPORT_PREFIX = 'SKYBATCH_REDUCE ';
  * The same step serves a finished job and (`recover: true`) `skybatch recover`; it is
  * idempotent, and waits for another reduce of the same job to finish (see reduce-step.ts).
  */
-export async function runReduce(jobId: string, onLine: (line: string) => void, opts: { cleanup?: boolean; recover?: boolean } = {}): Promise<ReduceReport> {
-  const spec = readSpec(jobId);
+export async function runReduce(jobId: string, onLine: (line: string) => void, opts: { cleanup?: boolean; recover?: boolean; spec?: JobSpec } = {}): Promise<ReduceReport> {
+  // the coordinator passes the spec it holds: job.json carries the reader's line index (MBs)
+  const spec = opts.spec ?? readSpec(jobId);
   const builtin = builtinWriters(spec);
   if (builtin) return reduceInProcess(spec, builtin, onLine, opts);
   const args = ['--enable-source-maps', REDUCE_PROCESS, jobId, ...(opts.recover ? ['--recover'] : []), ...(opts.cleanup === false ? ['--no-cleanup'] : [])];
