@@ -150,7 +150,7 @@ export class JobLifecycle {
     run.log('all batches committed; reducing outputs');
     this.emit({ kind: 'log', jobId: run.spec.jobId, stream: 'info', line: 'all batches done; merging outputs' });
     try {
-      await runReduce(run.spec.jobId, (line) => run.log(`[reduce] ${line}`), { spec: run.spec });
+      await runReduce(run.spec.jobId, (line) => run.log(`[reduce] ${line}`), { inCoordinator: run.spec });
     } catch (err) {
       if (!run.isFinished) this.fail(run, toWireError(err, { jobId: run.spec.jobId }));
       return;

@@ -14,14 +14,17 @@ const REPORT_PREFIX = 'SKYBATCH_REDUCE ';
 /**
  * Runs every writer's `reduceResults` then `cleanup` for a job, in a process of its own:
  * writers may be the user's classes, and user code never runs inside the coordinator. A job
- * whose writers are all built-in (and local) reduces in this process instead (builtin-reduce.ts).
+ * whose writers are all built-in (and local) reduces in the coordinator's own process
+ * instead (builtin-reduce.ts).
  * The same step serves a finished job and (`recover: true`) `skybatch recover`; it is
  * idempotent, and waits for another reduce of the same job to finish (see reduce-step.ts).
  */
-export async function runReduce(jobId: string, onLine: (line: string) => void, opts: { cleanup?: boolean; recover?: boolean; spec?: JobSpec } = {}): Promise<ReduceReport> {
-  // the coordinator passes the spec it holds: job.json carries the reader's line index (MBs)
-  const spec = opts.spec ?? readSpec(jobId);
-  const builtin = builtinWriters(spec);
+export async function runReduce(jobId: string, onLine: (line: string) => void, opts: { cleanup?: boolean; recover?: boolean; inCoordinator?: JobSpec } = {}): Promise<ReduceReport> {
+  // Only the coordinator reduces in its own process; `recover` (the CLI, the VS Code
+  // extension's host) starts a reduce process. It passes the spec it holds: job.json also
+  // carries the reader's line index (MBs to parse).
+  const spec = opts.inCoordinator ?? readSpec(jobId);
+  const builtin = opts.inCoordinator && builtinWriters(spec);
   if (builtin) return reduceInProcess(spec, builtin, onLine, opts);
   const args = ['--enable-source-maps', REDUCE_PROCESS, jobId, ...(opts.recover ? ['--recover'] : []), ...(opts.cleanup === false ? ['--no-cleanup'] : [])];
   const proc = spawn(process.execPath, args, { env: { ...process.env, ...spec.env }, stdio: ['ignore', 'pipe', 'pipe'] });
