@@ -2,6 +2,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import * as os from 'node:os';
+import { withWinners } from '../../formats/attempts.js';
+import { mergeBatches } from '../../formats/batch-merge.js';
+import { jobTmpDir } from '../../formats/batch-files.js';
+import { SkybatchError } from '../../formats/common/errors.js';
 import { Sandbox, alive, jsonl, listFiles, waitFor } from '../harness.js';
 
 const IN_PROCESS = "reducing in the coordinator's process";
@@ -133,5 +138,38 @@ console.log('RESULT', job.jobId, job.status);
     assert.equal(lines.length, N, 'every row once');
     lines.forEach((l, i) => assert.equal(l, JSON.stringify({ i, pad }), `row ${i}`));
     assert.deepEqual(listFiles(dir), ['out.jsonl'], 'the stale partial and the temp files are gone');
+  });
+});
+
+describe('the local merge (plain reads and writes through one buffer)', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'skybatch-localmerge-'));
+  after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const stage = (name: string, files: [number, number, string][]) => {
+    const out = path.join(root, name, 'out.jsonl');
+    const tmp = jobTmpDir(out, '9');
+    fs.mkdirSync(tmp, { recursive: true });
+    for (const [s, e, body] of files) fs.writeFileSync(path.join(tmp, `batch_${String(s).padStart(12, '0')}_${String(e).padStart(12, '0')}.a1.jsonl`), body);
+    return out;
+  };
+  const winners = (rows: [number, number, number][]) => rows.map(([start, end, n]) => ({ start, end, attempt: 1, rows: n }));
+
+  test('concatenates in index order, ends a file without a last newline, counts rows; a big file goes through in pieces', async () => {
+    const big = Array.from({ length: 400_000 }, (_, i) => `{"i":${i}}`).join('\n') + '\n'; // > 8 MiB: read in pieces of the reused buffer
+    const out = stage('order', [[4, 5, '{"b":4}\n{"b":5}'], [0, 1, '{"a":0}\n{"a":1}\n'], [2, 3, '{"x":2}\n{"x":3}\n'], [6, 400_005, big]]);
+    const report = await withWinners({ jobId: '9', winners: winners([[0, 1, 2], [2, 3, 2], [4, 5, 2], [6, 400_005, 400_000]]), complete: true }, () => mergeBatches(out, out, '9', { checkRows: true }));
+    assert.deepEqual([report.files, report.rows, report.written], [4, 400_006, true]);
+    assert.equal(fs.readFileSync(out, 'utf8'), '{"a":0}\n{"a":1}\n{"x":2}\n{"x":3}\n{"b":4}\n{"b":5}\n' + big);
+    assert.deepEqual(fs.readdirSync(path.dirname(out)).filter((f) => f.endsWith('.partial')), []);
+  });
+
+  test('a batch file short of its rows fails SKYBATCH_E_INCOMPLETE naming it; the existing output is untouched and no partial is left', async () => {
+    const out = stage('short', [[0, 1, '{"a":0}\n{"a":1}\n'], [2, 4, '{"x":2}\n{"x":3}\n']]);
+    fs.writeFileSync(out, 'previous\n');
+    await assert.rejects(
+      withWinners({ jobId: '9', winners: winners([[0, 1, 2], [2, 4, 3]]), complete: true }, () => mergeBatches(out, out, '9', { checkRows: true })),
+      (err: unknown) => err instanceof SkybatchError && err.code === 'SKYBATCH_E_INCOMPLETE' && /\[2, 4\]/.test(err.message) && /hold 2 rows where 3 were expected/.test(err.message),
+    );
+    assert.equal(fs.readFileSync(out, 'utf8'), 'previous\n');
+    assert.deepEqual(fs.readdirSync(path.dirname(out)).filter((f) => f.endsWith('.partial')), []);
   });
 });
