@@ -11,6 +11,8 @@ import { Body, ObjectInfo, Storage, isStreamBody } from './storage.js';
 const TMP_SEGMENT = '.sky_batch_tmp';
 /** Bodies up to this size are written synchronously: on slow disks a small async write costs several times more. */
 const SMALL_WRITE = 256 * 1024;
+/** Files of one folder stat'ed at once by `list`. */
+const STAT_TOGETHER = 256;
 
 /**
  * Local files behind the storage interface. Writes go to a sibling temp file and are
@@ -156,11 +158,14 @@ async function walk(dir: string, visit: (file: string, size: number) => Promise<
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return;
     throw wrap(err, dir, 'list');
   }
-  // a folder's files are stat'ed together: one at a time, a reduce listing 100 batch files
-  // waited for 100 thread-pool round trips in a row
+  // a folder's files are stat'ed STAT_TOGETHER at a time: one by one, a reduce listing 100
+  // batch files waited for 100 thread-pool round trips in a row
   const files = entries.filter((e) => e.isFile() && !e.name.endsWith('.partial')).map((e) => nodePath.join(dir, e.name));
-  const sizes = await Promise.all(files.map((p) => fsp.stat(p).then((st) => st.size, () => -1)));
-  for (const [i, p] of files.entries()) if (sizes[i] >= 0) await visit(p, sizes[i]); // gone meanwhile: not listed
+  for (let i = 0; i < files.length; i += STAT_TOGETHER) {
+    const some = files.slice(i, i + STAT_TOGETHER);
+    const sizes = await Promise.all(some.map((p) => fsp.stat(p).then((st) => st.size, () => -1)));
+    for (const [j, p] of some.entries()) if (sizes[j] >= 0) await visit(p, sizes[j]); // gone meanwhile: not listed
+  }
   for (const e of entries) if (e.isDirectory()) await walk(nodePath.join(dir, e.name), visit);
 }
 

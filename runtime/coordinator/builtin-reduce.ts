@@ -14,13 +14,23 @@ import { jobDir } from '../store/pool-store.js';
 const BUILTIN_WRITERS: Record<string, new (path: string, options: never) => OutputWriter<object>> = { json: JsonWriter, image: ImageWriter };
 
 /**
+ * Above this many batches a job reduces in a reduce process: the reduce lists every batch
+ * file and keeps one record per file (hundreds of MB for a million files), which must not
+ * land in the coordinator's heap; next to merging that many files, a process start is nothing.
+ */
+const IN_PROCESS_MAX_BATCHES = 10_000;
+
+/**
  * The job's writers, when the coordinator may reduce them in its own process: every one is a
- * built-in class (the client says so in the spec) writing to an absolute local path. Cloud
- * outputs still reduce in a reduce process: their storage clients take the job's environment
- * (credentials, endpoint) from `spec.env`, which this process does not have.
+ * built-in class (the client says so in the spec) writing to an absolute local path, and the
+ * job has at most IN_PROCESS_MAX_BATCHES batches. Cloud outputs still reduce in a reduce
+ * process: their storage clients take the job's environment (credentials, endpoint) from
+ * `spec.env`, and the SDK and its multipart buffers (4 parts of 8 MiB) would stay in the
+ * coordinator's memory.
  */
 export function builtinWriters(spec: JobSpec): OutputWriter<object>[] | undefined {
   const local = (w: FormatSpec) => schemeOf(w.path) === 'file' && (w.path.startsWith('file://') || path.isAbsolute(w.path));
+  if (Math.ceil(spec.total / spec.batchSize) > IN_PROCESS_MAX_BATCHES) return undefined;
   return spec.writers.every(local) ? onlyBuiltinWriters(spec) : undefined;
 }
 
