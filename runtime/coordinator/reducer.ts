@@ -5,7 +5,6 @@ import { forEachLine } from '../lines.js';
 import type { JobSpec } from '../protocol.js';
 import type { ReduceReport } from '../reduce-step.js';
 import { readSpec } from '../store/job-store.js';
-import { builtinWriters, reduceInProcess } from './builtin-reduce.js';
 
 const REDUCE_PROCESS = fileURLToPath(new URL('../reduce-process.js', import.meta.url));
 
@@ -24,8 +23,12 @@ export async function runReduce(jobId: string, onLine: (line: string) => void, o
   // extension's host) starts a reduce process. It passes the spec it holds: job.json also
   // carries the reader's line index (MBs to parse).
   const spec = opts.inCoordinator ?? readSpec(jobId);
-  const builtin = opts.inCoordinator && builtinWriters(spec);
-  if (builtin) return reduceInProcess(spec, builtin, onLine, opts);
+  if (opts.inCoordinator) {
+    // loaded on first use: the writers (pngjs) and the reduce step stay out of the coordinator's start
+    const { builtinWriters, reduceInProcess } = await import('./builtin-reduce.js');
+    const builtin = builtinWriters(spec);
+    if (builtin) return reduceInProcess(spec, builtin, onLine, opts);
+  }
   const args = ['--enable-source-maps', REDUCE_PROCESS, jobId, ...(opts.recover ? ['--recover'] : []), ...(opts.cleanup === false ? ['--no-cleanup'] : [])];
   const proc = spawn(process.execPath, args, { env: { ...process.env, ...spec.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let errorJson = '';
