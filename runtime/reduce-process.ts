@@ -1,8 +1,8 @@
 /**
  * `node reduce-process.js JOB_ID [--recover] [--no-cleanup]`: takes the job's reduce lock,
  * loads the job's bundle (so the user's own writer classes are registered; not when every
- * writer is built-in), then publishes
- * every writer's output and cleans up (see reduce-step.ts). Its last stdout line is
+ * writer is built-in), then publishes every writer's output and cleans up (see
+ * reduce-step.ts). Its last stdout line is
  * `SKYBATCH_REDUCE {report}`; a failure is one `SKYBATCH_ERROR {json}` line on stderr and
  * exit code 1.
  */
