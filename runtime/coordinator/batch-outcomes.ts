@@ -63,13 +63,14 @@ export class BatchOutcomes {
 
   /** A commit from `w` (already no longer holding the batch). Returns false for a stale attempt, whose result is ignored. */
   done(w: WorkerEntry, run: JobRun, msg: Extract<WorkerMessage, { type: 'batchDone' }>): boolean {
+    // the live record, taken before the commit settles it (a settled batch has none to look up)
+    const b = run.batch(msg.index);
     const won = run.commit(msg.index, msg.attempt, w.name, msg.items);
-    if (!won) return false;
+    if (!won || !b) return false;
     // The losing copy of a straggler is stopped: its mapper may be hung, and the batches
     // queued behind it would wait for it.
     const loser = this.port.workers.byName(won.loser);
     if (loser && won.loserAttempt !== undefined) {
-      const b = run.batches[msg.index];
       run.log(`batch [${b.start}, ${b.end}]: the copy on ${w.name} finished first; stopping the one on ${loser.name} (attempt ${won.loserAttempt})`);
       this.port.workers.unlease(loser, msg.index);
       loser.link.send({ type: 'abortBatch', jobId: run.spec.jobId, index: msg.index, attempt: won.loserAttempt });
@@ -79,7 +80,6 @@ export class BatchOutcomes {
       run.addDeadLetters(msg.deadLetters);
       run.log(`${msg.deadLetters.length} item(s) skipped into errors.jsonl: ${msg.deadLetters.map((d) => `item ${d.index}: ${d.error}`).join('; ')}`);
     }
-    const b = run.batches[msg.index];
     this.port.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'done', worker: w.name, attempt: msg.attempt });
     if (msg.sample) this.port.emit({ kind: 'sample', jobId: run.spec.jobId, start: b.start, results: msg.sample });
     this.port.progress(run);
@@ -87,7 +87,7 @@ export class BatchOutcomes {
   }
 
   failed(run: JobRun, index: number, attempt: number, error: WireError, input?: unknown[]): void {
-    const b = run.batches[index];
+    const b = run.batch(index)!;
     const outcome = run.fail(index, attempt, error);
     if (outcome === 'stale') return;
     run.log(`batch [${b.start}, ${b.end}] attempt ${attempt} failed: ${error.message}`);
@@ -116,7 +116,7 @@ export class BatchOutcomes {
   /** Puts back an attempt that never started: not a failure of the batch. */
   release(run: JobRun, index: number, attempt: number): void {
     if (!run.release(index, attempt)) return;
-    const b = run.batches[index];
+    const b = run.batch(index)!;
     this.port.emit({ kind: 'batch', jobId: run.spec.jobId, index, start: b.start, end: b.end, state: 'pending', attempt });
   }
 
@@ -130,7 +130,7 @@ export class BatchOutcomes {
       if (held?.started) continue;
       this.port.workers.unlease(w, index);
       if (!held) continue;
-      const b = run.batches[index];
+      const b = run.batch(index)!;
       run.log(`batch [${b.start}, ${b.end}] (attempt ${held.attempt}) was waiting on ${w.name} behind a mapper that is being stopped; given back`);
       this.release(run, index, held.attempt);
     }
@@ -141,7 +141,7 @@ export class BatchOutcomes {
     for (const index of w.leased) {
       const mine = run.heldBy(index, w.name); // its own lease or the straggler copy it ran
       if (!mine) continue;
-      const b = run.batches[index];
+      const b = run.batch(index)!;
       if (!mine.started) {
         this.release(run, index, mine.attempt); // only prefetched: not this batch's fault
         continue;
@@ -171,7 +171,7 @@ export class BatchOutcomes {
 
   /** A worker whose mapper takes none of the batches it holds: they go back, and its mapper is restarted. */
   stalled(w: WorkerEntry, run: JobRun, held: { index: number; attempt: number }[]): void {
-    const first = run.batches[held[0].index];
+    const first = run.batch(held[0].index)!;
     run.log(`${w.name} did not start batch [${first.start}, ${first.end}] within ${run.batchTimeoutMs} ms (batchTimeoutMs) while running no other batch: its mapper looks hung; restarting it, its ${held.length} batch(es) given back`);
     for (const h of held) w.link.send({ type: 'abortBatch', jobId: run.spec.jobId, index: h.index, attempt: h.attempt });
     this.reclaimQueued(w, run);

@@ -56,7 +56,7 @@ export class EventHub {
       kind: 'progress',
       jobId: id,
       batchesDone: run.batchesDone,
-      batchesTotal: run.batches.length,
+      batchesTotal: run.batchCount,
       itemsDone: run.itemsDone,
       itemsTotal: run.spec.total,
       failed: run.failedCount(),

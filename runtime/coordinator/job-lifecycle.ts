@@ -69,7 +69,7 @@ export class JobLifecycle {
     const spec = admitJob(req, bundle, this.port.pool, this.port.config(), () => this.port.unrunnable());
     const run = new JobRun(spec, undefined, new Journal(spec.jobId));
     run.setStatus('PENDING');
-    run.log(`submitted from ${spec.scriptPath}: ${spec.total} items in ${run.batches.length} batches of ${spec.batchSize}`);
+    run.log(`submitted from ${spec.scriptPath}: ${spec.total} items in ${run.batchCount} batches of ${spec.batchSize}`);
     this.jobs.set(spec.jobId, run);
     this.queue.push(spec.jobId);
     this.emit({ kind: 'jobSubmitted', job: run.summary() });
@@ -88,7 +88,7 @@ export class JobLifecycle {
     const { spec, replay } = admitResume(jobId, this.port.pool, this.port.config(), () => this.port.unrunnable(), req, bundle);
     const run = new JobRun(spec, replay, new Journal(jobId));
     run.setStatus('PENDING');
-    run.log(`resumed: ${run.batchesDone}/${run.batches.length} batches already committed`);
+    run.log(`resumed: ${run.batchesDone}/${run.batchCount} batches already committed`);
     this.jobs.set(jobId, run);
     this.queue.push(jobId);
     if (run.allDone) void this.finish(run);
@@ -120,7 +120,7 @@ export class JobLifecycle {
     const cancelAll = (merging: boolean) => {
       for (const run of this.all()) {
         if (run.isFinished || run.allDone !== merging) continue;
-        this.end(run, 'CANCELLED', poolDownError(run.spec.jobId, this.port.pool, run.batchesDone, run.batches.length));
+        this.end(run, 'CANCELLED', poolDownError(run.spec.jobId, this.port.pool, run.batchesDone, run.batchCount));
       }
     };
     cancelAll(false);
@@ -140,7 +140,7 @@ export class JobLifecycle {
 
   fail(run: JobRun, error: WireError): void {
     const id = run.spec.jobId;
-    const message = `job ${id} failed: ${error.message}\nFinished batches are kept (${run.batchesDone}/${run.batches.length}); recover them with: skybatch recover ${id}`;
+    const message = `job ${id} failed: ${error.message}\nFinished batches are kept (${run.batchesDone}/${run.batchCount}); recover them with: skybatch recover ${id}`;
     this.end(run, 'FAILED', { ...error, message, context: { ...error.context, jobId: id } });
   }
 

@@ -30,7 +30,7 @@ export function cancelJobsOnDisk(pool: string): string[] {
     } catch {
       continue; // a job that cannot be read is no job of this pool's to cancel
     }
-    const error = poolDownError(id, pool, run.batchesDone, run.batches.length);
+    const error = poolDownError(id, pool, run.batchesDone, run.batchCount);
     run.log(`CANCELLED: ${error.message}`);
     run.setStatus('CANCELLED', error);
     cancelled.push(id);

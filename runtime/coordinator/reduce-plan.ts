@@ -50,21 +50,21 @@ export function planReduce(spec: JobSpec, journal: JournalState, complete: boole
   const dead = journal.deadLetters.map((d) => d.index); // sorted by readJournal
   const winners: PlannedWinner[] = [];
   const missing: MissingBatch[] = [];
-  for (const b of run.batches) {
-    if (b.state === 'split' || b.state === 'skipped') continue;
-    const c = journal.commits.get(b.index);
-    if (b.state !== 'done' || !c) {
-      if (complete) missing.push({ index: b.index, start: b.start, end: b.end, why: 'not committed' });
-      continue;
+  run.forEachBatch((index, start, end, state) => {
+    if (state === 'split' || state === 'skipped') return;
+    const c = journal.commits.get(index);
+    if (state !== 'done' || !c) {
+      if (complete) missing.push({ index, start, end, why: 'not committed' });
+      return;
     }
-    if (c.s !== b.start || c.x !== b.end) {
-      missing.push({ index: b.index, start: b.start, end: b.end, why: `its commit record names range [${c.s}, ${c.x}]` });
+    if (c.s !== start || c.x !== end) {
+      missing.push({ index, start, end, why: `its commit record names range [${c.s}, ${c.x}]` });
     } else if (!Number.isInteger(c.a) || c.a < 0) {
-      missing.push({ index: b.index, start: b.start, end: b.end, why: 'its commit record has no attempt number' });
+      missing.push({ index, start, end, why: 'its commit record has no attempt number' });
     } else {
-      winners.push({ index: b.index, start: b.start, end: b.end, attempt: c.a, rows: b.end - b.start + 1 - countIn(dead, b.start, b.end) });
+      winners.push({ index, start, end, attempt: c.a, rows: end - start + 1 - countIn(dead, start, end) });
     }
-  }
+  });
   winners.sort((a, b) => a.start - b.start);
   return { winners, missing };
 }

@@ -19,7 +19,7 @@ export function restoreRuns(pool: string, log: (line: string) => void): JobRun[]
     try {
       const run = new JobRun(found.spec, found.replay, new Journal(id));
       run.setStatus(run.status); // a new load: later attempt numbers stay above this one's
-      run.log(`coordinator restarted: resuming with ${run.batchesDone}/${run.batches.length} batches already committed`);
+      run.log(`coordinator restarted: resuming with ${run.batchesDone}/${run.batchCount} batches already committed`);
       runs.push(run);
     } catch (err) {
       markUnrestorable(id, `${(err as Error)?.message ?? String(err)}. Finished batches are kept; recover them with: skybatch recover ${id}`, log);

@@ -134,7 +134,7 @@ export class WorkerTable {
   }
 
   summary(w: WorkerEntry, run: JobRun | undefined): WorkerSummary {
-    const batches = [...w.leased].map((i) => run?.batches[i]).filter((b) => b !== undefined).map((b) => [b.start, b.end] as [number, number]);
+    const batches = [...w.leased].map((i) => run?.batch(i)).filter((b) => b !== undefined).map((b) => [b.start, b.end] as [number, number]);
     return { workerId: w.id, name: w.name, host: w.host, state: w.state, jobId: w.jobId, batches, ...(w.resources ? { resources: w.resources } : {}), ...(w.error ? { error: w.error } : {}) };
   }
 }
@@ -146,7 +146,7 @@ export class WorkerTable {
  * that ended) must change nothing, whatever name the connection gave.
  */
 export function holdsAttempt(w: WorkerEntry, run: JobRun | undefined, msg: { jobId: string; index: number; attempt: number }): run is JobRun {
-  const b = run?.batches[msg.index];
+  const b = run?.batch(msg.index);
   return (
     w.jobId === msg.jobId &&
     w.leased.has(msg.index) &&

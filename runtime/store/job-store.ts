@@ -7,7 +7,7 @@ import { isTerminal } from '../job-events.js';
 import { bundlePath, jobDir, jobsDir, writePrivate } from './pool-store.js';
 import { SkybatchError } from '../../formats/common/errors.js';
 import type { DeadLetter, JobRequest, JobSpec, JobStatus } from '../protocol.js';
-import { JournalFold, SnapshotRecord } from './journal-fold.js';
+import { BatchIndexMap, Commit, JournalFold, SnapshotRecord } from './journal-fold.js';
 import { checkJobSpec } from '../protocol-guards.js';
 
 /** A running job's journal is compacted after this many commits since its last compaction... */
@@ -52,9 +52,9 @@ export interface JournalState {
   error?: WireError;
   finishedAt?: string;
   /** Committed batches: index → winning attempt. */
-  committed: Map<number, number>;
+  committed: BatchIndexMap<number>;
   /** The same with the range and item count each commit record names. */
-  commits: Map<number, { s: number; x: number; a: number; n: number }>;
+  commits: BatchIndexMap<Commit>;
   /** The same as ranges with their winning attempts, sorted by start: what reduce publishes. */
   winners: Winner[];
   splits: { i: number; base: number }[];

@@ -26,6 +26,68 @@ export interface SnapshotRecord {
   odd?: unknown[][];
 }
 
+/** A commit record's range, attempt and item count. */
+export interface Commit {
+  s: number;
+  x: number;
+  a: number;
+  n: number;
+}
+
+/**
+ * Read-only map-like access by batch index, for what `readJournal` returns: committed
+ * batches are looked up in the fold's typed arrays, not copied into a Map of a million entries.
+ */
+export interface BatchIndexMap<V> {
+  readonly size: number;
+  get(i: number): V | undefined;
+  has(i: number): boolean;
+  /** In index order, as a Map's `forEach` (value first). */
+  forEach(f: (value: V, i: number) => void): void;
+  keys(): IterableIterator<number>;
+  entries(): IterableIterator<[number, V]>;
+  [Symbol.iterator](): IterableIterator<[number, V]>;
+}
+
+class CommitView<V> implements BatchIndexMap<V> {
+  constructor(
+    private readonly table: CommitTable,
+    private readonly pick: (c: Commit) => V,
+    private readonly pickEach: (a: number, n: number, i: number) => V,
+  ) {}
+
+  get size(): number {
+    let n = 0;
+    this.table.each(() => n++);
+    return n;
+  }
+
+  get(i: number): V | undefined {
+    const c = this.table.get(i);
+    return c && this.pick(c);
+  }
+
+  has(i: number): boolean {
+    return this.table.get(i) !== undefined;
+  }
+
+  forEach(f: (value: V, i: number) => void): void {
+    this.table.each((i, a, n) => f(this.pickEach(a, n, i), i));
+  }
+
+  *keys(): IterableIterator<number> {
+    for (const [i] of this.table.entries()) yield i;
+  }
+
+  *entries(): IterableIterator<[number, V]> {
+    for (const [i, c] of this.table.entries()) yield [i, this.pick(c)];
+  }
+
+  [Symbol.iterator](): IterableIterator<[number, V]> {
+    return this.entries();
+  }
+}
+
 /**
  * Committed batches by index, in typed arrays: a million commits take 16 MB and no object
  * each, so a coordinator can keep them for compaction (and replay builds its maps once).
@@ -38,7 +100,7 @@ class CommitTable {
   /** Items committed, where fewer than the batch's width (items skipped). */
   private readonly items = new Map<number, number>();
   /** Records that are not plain numbers, kept as written so reduce can say what is wrong with them. */
-  readonly odd = new Map<number, { s: number; x: number; a: number; n: number }>();
+  readonly odd = new Map<number, Commit>();
   /** One past the highest index ever set. */
   length = 0;
 
@@ -86,7 +148,30 @@ class CommitTable {
     this.length = 0;
   }
 
-  *entries(): Generator<[number, { s: number; x: number; a: number; n: number }]> {
+  /** Batch `i`'s commit as recorded, if any. */
+  get(i: number): Commit | undefined {
+    const a = Number.isInteger(i) && i >= 0 ? this.attempt[i] : 0;
+    if (!a) return this.odd.get(i);
+    const s = this.start[i];
+    const w = this.width[i];
+    return { s, x: s + w - 1, a: a - 1, n: this.items.get(i) ?? w };
+  }
+
+  /** Calls `f` with each committed batch's index, attempt and items, by index, building nothing per batch. */
+  each(f: (i: number, a: number, n: number) => void): void {
+    for (let i = 0; i < this.length; i++) {
+      const a = this.attempt[i];
+      if (a) {
+        f(i, a - 1, this.items.get(i) ?? this.width[i]);
+        continue;
+      }
+      const odd = this.odd.get(i);
+      if (odd) f(i, odd.a, odd.n);
+    }
+    for (const [i, c] of this.odd) if (!(Number.isInteger(i) && i >= 0 && i < this.length)) f(i, c.a, c.n);
+  }
+
+  *entries(): Generator<[number, Commit]> {
     for (let i = 0; i < this.length; i++) {
       const a = this.attempt[i];
       const odd = a ? undefined : this.odd.get(i);
@@ -97,11 +182,6 @@ class CommitTable {
       yield [i, { s, x: s + w - 1, a: a - 1, n: this.items.get(i) ?? w }];
     }
     for (const [i, c] of this.odd) if (!(Number.isInteger(i) && i >= 0 && i < this.length)) yield [i, c];
-  }
-
-  /** Committed batches as `[index, attempt, items]`, by index. */
-  *attempts(): Generator<[number, number, number]> {
-    for (const [i, c] of this.entries()) yield [i, c.a, c.n];
   }
 
   encode(): number[][] {
@@ -238,13 +318,16 @@ export class JournalFold {
   }
 
   /**
-   * The state as `readJournal` gives it. `commits` and `winners` (an object per commit) are
-   * built when first read: a coordinator restarting a job needs only `committed`.
+   * The state as `readJournal` gives it. `committed` and `commits` read this fold's table (it
+   * must not fold more after this); `winners` (an object per commit) is built when first read:
+   * a coordinator restarting a job needs only `committed`.
    */
   toState(): JournalState {
+    const table = this.commits;
     const state = {
       status: this.status,
-      committed: new Map<number, number>(),
+      committed: new CommitView(table, (c) => c.a, (a) => a),
+      commits: new CommitView(table, (c) => c, (a, n, i) => table.get(i)!),
       splits: this.splits,
       deadLetters: [...this.deadLetters].sort((a, b) => a.index - b.index),
       skipped: this.skipped,
@@ -254,18 +337,12 @@ export class JournalFold {
       attemptsUpTo: this.attemptsUpTo,
       failures: this.failures,
       published: this.published,
-    } as JournalState;
+    } as Omit<JournalState, 'winners'> as JournalState;
     if (this.error !== undefined || this.loads > 0) state.error = this.error;
     if (this.finishedAt !== undefined) state.finishedAt = this.finishedAt;
-    const table = this.commits;
-    for (const [i, a, n] of table.attempts()) {
-      state.committed.set(i, a);
-      state.itemsDone += n;
-    }
-    let commits: JournalState['commits'] | undefined;
+    table.each((i, a, n) => (state.itemsDone += n));
     let winners: JournalState['winners'] | undefined;
     Object.defineProperties(state, {
-      commits: { enumerable: true, get: () => (commits ??= new Map(table.entries())) },
       winners: {
         enumerable: true,
         get: () => (winners ??= [...table.entries()].map(([, c]) => ({ start: c.s, end: c.x, attempt: c.a })).sort((a, b) => a.start - b.start)),

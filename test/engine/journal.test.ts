@@ -88,7 +88,7 @@ describe('the journal survives torn writes and restarts', () => {
       const run = new JobRun(spec('3'), readJournal('3'), new Journal('3'));
       run.setStatus('RUNNING');
       for (let i = 0; i < 2; i++) {
-        const b = run.batches[0];
+        const b = run.batch(0)!;
         run.lease(b, 'w');
         assert.ok(!seen.has(b.current), `attempt ${b.current} of batch 0 was handed out twice`);
         seen.add(b.current);
@@ -100,7 +100,7 @@ describe('the journal survives torn writes and restarts', () => {
     const kept = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l && !l.includes('"status"'));
     fs.writeFileSync(file, kept.join('\n') + '\n');
     const run = new JobRun(spec('3'), readJournal('3'), new Journal('3'));
-    const b = run.batches[0];
+    const b = run.batch(0)!;
     run.lease(b, 'w');
     assert.ok(b.current > Math.max(...seen), `attempt ${b.current} of batch 0 may repeat one of ${[...seen].join(', ')}`);
   });

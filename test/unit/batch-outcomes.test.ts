@@ -48,18 +48,18 @@ describe('batch outcomes', () => {
     const run = new JobRun(spec({ total: 30 }));
     const { workers: [w1, w2], sent, outcomes, table, give } = setup(run, ['w1', 'w2']);
     give(); // w1: 0, 2; w2: 1
-    run.markStarted(0, run.batches[0].current);
-    run.markStarted(1, run.batches[1].current);
-    assert.ok(outcomes.done(w2, run, { type: 'batchDone', jobId: '1', index: 1, attempt: run.batches[1].current, items: 10 } as never));
+    run.markStarted(0, run.batch(0)!.current);
+    run.markStarted(1, run.batch(1)!.current);
+    assert.ok(outcomes.done(w2, run, { type: 'batchDone', jobId: '1', index: 1, attempt: run.batch(1)!.current, items: 10 } as never));
     table.unlease(w2, 1);
-    const copy = run.leaseBackup(run.batches[0], 'w2');
+    const copy = run.leaseBackup(run.batch(0)!, 'w2');
     table.assign(w2, '1', 0);
     run.markStarted(0, copy);
     table.unlease(w2, 0);
     assert.ok(outcomes.done(w2, run, { type: 'batchDone', jobId: '1', index: 0, attempt: copy, items: 10 } as never));
     assert.deepEqual(aborts(sent.get('w1')!), [0], 'the loser is stopped');
     assert.deepEqual([...w1.leased], [], 'and holds nothing: batch 2 was only queued behind it');
-    assert.equal(run.batches[2].state, 'retrying');
+    assert.equal(run.batch(2)!.state, 'retrying');
     assert.equal(run.next(0)!.index, 2, 'batch 2 goes out again at once');
     assert.equal(outcomes.done(w1, run, { type: 'batchDone', jobId: '1', index: 0, attempt: 1, items: 10 } as never), false, 'the loser’s late result is ignored');
   });
@@ -68,17 +68,17 @@ describe('batch outcomes', () => {
     const run = new JobRun(spec({ total: 30 }));
     const { workers: [w1, w2], sent, events, calls, outcomes, give } = setup(run, ['w1', 'w2']);
     give(); // w1: 0, 2; w2: 1
-    const a0 = run.batches[0].current;
-    const before = structuredClone(run.batches[0]);
+    const a0 = run.batch(0)!.current;
+    const before = structuredClone(run.batch(0)!);
     outcomes.report(w2, { type: 'batchStarted', jobId: '1', index: 0, attempt: a0 });
     outcomes.report(w2, { type: 'batchDone', jobId: '1', index: 0, attempt: a0, items: 10 } as never);
     outcomes.report(w1, { type: 'batchDone', jobId: '2', index: 0, attempt: a0, items: 10 } as never);
-    assert.deepEqual(run.batches[0], before, 'nothing changed');
+    assert.deepEqual(run.batch(0)!, before, 'nothing changed');
     assert.equal(sent.get('w2')!.filter((m) => m.type === 'error').length, 2);
     assert.equal(calls.filter((c) => c.startsWith('log refused batch')).length, 3);
     outcomes.report(w1, { type: 'batchStarted', jobId: '1', index: 0, attempt: a0 });
     outcomes.report(w1, { type: 'batchDone', jobId: '1', index: 0, attempt: a0, items: 10 } as never);
-    assert.equal(run.batches[0].state, 'done');
+    assert.equal(run.batch(0)!.state, 'done');
     assert.deepEqual([...w1.leased], [2]);
     assert.deepEqual(events.filter((e) => e.kind === 'batch').map((e) => (e as { state: string }).state), ['running', 'done']);
     assert.ok(calls.includes('pumpSoon'));
@@ -88,13 +88,13 @@ describe('batch outcomes', () => {
     const run = new JobRun(spec({ retryBaseMs: 1000 }));
     const { workers: [w1], events, calls, outcomes, give } = setup(run, ['w1']);
     give(); // w1: 0, 1
-    run.markStarted(0, run.batches[0].current);
+    run.markStarted(0, run.batch(0)!.current);
     outcomes.workerLost(w1, run, 'socket closed');
-    assert.equal(run.batches[0].state, 'retrying');
-    assert.equal(run.batches[0].failures, 1);
-    assert.equal(run.batches[0].lastError?.code, 'SKYBATCH_E_WORKER_LOST');
-    assert.equal(run.batches[1].state, 'retrying');
-    assert.equal(run.batches[1].failures, 0, 'a prefetched batch is not charged');
+    assert.equal(run.batch(0)!.state, 'retrying');
+    assert.equal(run.batch(0)!.failures, 1);
+    assert.equal(run.batch(0)!.lastError?.code, 'SKYBATCH_E_WORKER_LOST');
+    assert.equal(run.batch(1)!.state, 'retrying');
+    assert.equal(run.batch(1)!.failures, 0, 'a prefetched batch is not charged');
     assert.deepEqual(events.filter((e) => e.kind === 'batch').map((e) => [(e as { index: number }).index, (e as { state: string }).state]), [[0, 'retrying'], [1, 'pending']]);
     assert.ok(calls.includes('retryLater'));
   });
@@ -104,14 +104,14 @@ describe('batch outcomes', () => {
     const failing = new JobRun(spec({ total: 10, maxAttempts: 1 }));
     const a = setup(failing, ['w1']);
     a.give();
-    a.outcomes.failed(failing, 0, failing.batches[0].current, err);
+    a.outcomes.failed(failing, 0, failing.batch(0)!.current, err);
     assert.deepEqual(a.calls.filter((c) => c.startsWith('fail')), ['fail SKYBATCH_E_BATCH_FAILED']);
 
     const skipping = new JobRun(spec({ total: 1, batchSize: 1, maxAttempts: 1, onItemError: 'skip' }));
     const b = setup(skipping, ['w1']);
     b.give();
-    b.outcomes.failed(skipping, 0, skipping.batches[0].current, err, ['poison']);
-    assert.equal(skipping.batches[0].state, 'skipped');
+    b.outcomes.failed(skipping, 0, skipping.batch(0)!.current, err, ['poison']);
+    assert.equal(skipping.batch(0)!.state, 'skipped');
     assert.ok(b.calls.includes('finish'));
   });
 
@@ -119,11 +119,11 @@ describe('batch outcomes', () => {
     const run = new JobRun(spec({ batchTimeoutMs: 1000 }));
     const { workers: [w1], sent, outcomes, give } = setup(run, ['w1']);
     give();
-    run.markStarted(0, run.batches[0].current);
-    outcomes.timedOut(run, run.batches[0], run.batches[0].current);
+    run.markStarted(0, run.batch(0)!.current);
+    outcomes.timedOut(run, run.batch(0)!, run.batch(0)!.current);
     assert.deepEqual(aborts(sent.get('w1')!), [0]);
-    assert.equal(run.batches[0].lastError?.code, 'SKYBATCH_E_BATCH_TIMEOUT');
+    assert.equal(run.batch(0)!.lastError?.code, 'SKYBATCH_E_BATCH_TIMEOUT');
     assert.deepEqual([...w1.leased], [], 'its prefetched batch was given back too');
-    assert.equal(run.batches[1].failures, 0);
+    assert.equal(run.batch(1)!.failures, 0);
   });
 });

@@ -10,8 +10,8 @@ const permanent: WireError = { code: 'SKYBATCH_E_MAPPER', message: 'bad', retrya
 describe('JobRun', () => {
   it('hands out batches in order and leases each with a fresh attempt', () => {
     const run = new JobRun(spec());
-    assert.equal(run.batches.length, 3);
-    assert.deepEqual(run.batches.map((b) => [b.start, b.end]), [[0, 9], [10, 19], [20, 29]]);
+    assert.equal(run.batchCount, 3);
+    assert.deepEqual(run.batchList().map((b) => [b.start, b.end]), [[0, 9], [10, 19], [20, 29]]);
     const b0 = run.next(0)!;
     run.lease(b0, 'w1');
     assert.equal(b0.state, 'running');
@@ -100,7 +100,7 @@ describe('JobRun', () => {
     run.lease(s, 'w1');
     assert.equal(run.fail(4, s.current, permanent), 'skip');
     run.skip(4, { index: 0, error: permanent } as never);
-    assert.equal(run.batches[4].state, 'skipped');
+    assert.equal(run.batch(4)!.state, 'skipped');
     assert.equal(run.itemsFailed, 1);
     assert.equal(run.next(0)!.index, 5);
   });

@@ -56,8 +56,8 @@ describe('job journal', () => {
     assert.equal(state.retries, 2);
 
     const again = new JobRun(s, state);
-    assert.equal(again.batches.length, 6);
-    assert.deepEqual(again.batches.map((b) => b.state), ['done', 'split', 'pending', 'skipped', 'pending', 'pending']);
+    assert.equal(again.batchCount, 6);
+    assert.deepEqual(again.batchList().map((b) => b.state), ['done', 'split', 'pending', 'skipped', 'pending', 'pending']);
     assert.equal(again.batchesDone, 3);
     assert.equal(again.itemsDone, 3);
     assert.equal(again.itemsFailed, 1);

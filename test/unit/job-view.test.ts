@@ -101,7 +101,7 @@ describe('job view from disk', () => {
     run.lease(b1, 'w2');
     assert.equal(run.fail(0, b0.current, retryable), 'retry');
     run.commit(1, b1.current, 'w2', 10);
-    const again = run.batches[0];
+    const again = run.batch(0)!;
     run.lease(again, 'w2');
     assert.equal(run.fail(0, again.current, fatal), 'fatal');
     run.setStatus('FAILED', { ...fatal, context: { jobId: s.jobId, batch: [0, 9] } });
@@ -138,7 +138,7 @@ describe('job view from disk', () => {
     assert.deepEqual(view.published, { at: 'T1', outputs: [{ writer: 'jsonl', path: '/out', rows: 20 }] });
     assert.equal(view.summary.batchesDone, 2);
 
-    appendJournalRecord(s.jobId, { e: 'lost', i: 1, a: run.batches[1].current });
+    appendJournalRecord(s.jobId, { e: 'lost', i: 1, a: run.batch(1)!.current });
     view = readJobView(s.jobId);
     assert.equal(view.published, undefined);
     assert.deepEqual(

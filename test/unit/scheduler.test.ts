@@ -39,7 +39,7 @@ describe('scheduler', () => {
     const w2 = worker('w2');
     const plan = schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: 0 });
     assert.deepEqual(assigned(plan.decisions), [['w1', 0, false], ['w2', 1, false], ['w1', 2, false], ['w2', 3, false]]);
-    assert.deepEqual(run.batches.slice(0, 5).map((b) => [b.state, b.worker]), [['running', 'w1'], ['running', 'w2'], ['running', 'w1'], ['running', 'w2'], ['pending', undefined]]);
+    assert.deepEqual(run.batchList().slice(0, 5).map((b) => [b.state, b.worker]), [['running', 'w1'], ['running', 'w2'], ['running', 'w1'], ['running', 'w2'], ['pending', undefined]]);
     assert.equal(plan.wakeAt, null, 'a job runs, no retry waits');
     apply(plan.decisions);
     assert.deepEqual(schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions, [], 'no credit left');
@@ -55,7 +55,7 @@ describe('scheduler', () => {
     assert.deepEqual(plan.decisions.map((d) => [d.kind, d.worker.name]), [['rerunSetup', 'staleIdle']]);
     assert.ok(!plan.decisions.some((d) => d.worker === staleBusy), 'finishes what it holds first');
     assert.deepEqual(assigned(plan.decisions), []);
-    assert.equal(run.batches[0].state, 'pending');
+    assert.equal(run.batch(0)!.state, 'pending');
   });
 
   it('gives nothing new to a worker the pool is draining', () => {
@@ -82,16 +82,16 @@ describe('scheduler', () => {
     const first = schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: 0 });
     apply(first.decisions);
     assert.deepEqual(assigned(first.decisions), [['w1', 0, false], ['w2', 1, false]]);
-    run.markStarted(0, run.batches[0].current);
-    run.markStarted(1, run.batches[1].current);
-    run.commit(1, run.batches[1].current, 'w2', 10);
+    run.markStarted(0, run.batch(0)!.current);
+    run.markStarted(1, run.batch(1)!.current);
+    run.commit(1, run.batch(1)!.current, 'w2', 10);
     w2.leased.delete(1);
     const now = Date.now();
     assert.deepEqual(assigned(schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now }).decisions), [], 'not straggling yet');
     const later = schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: now + 60_000 });
     assert.deepEqual(assigned(later.decisions), [['w2', 0, true]]);
     const copy = later.decisions.find((d) => d.kind === 'assign')!;
-    assert.equal(copy.kind === 'assign' && copy.attempt, run.batches[0].backup!.attempt);
+    assert.equal(copy.kind === 'assign' && copy.attempt, run.batch(0)!.backup!.attempt);
   });
 
   it('marks a busy worker holding nothing idle', () => {
@@ -99,7 +99,7 @@ describe('scheduler', () => {
     const w1 = worker('w1');
     const w2 = worker('w2');
     apply(schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions);
-    run.commit(0, run.batches[0].current, 'w1', 10);
+    run.commit(0, run.batch(0)!.current, 'w1', 10);
     w1.leased.clear();
     const plan = schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: 0 });
     assert.deepEqual(plan.decisions.map((d) => [d.kind, d.worker.name]), [['idle', 'w1']]);
@@ -109,7 +109,7 @@ describe('scheduler', () => {
     const run = new JobRun(spec({ retryBaseMs: 5000 }));
     const w1 = worker('w1');
     apply(schedule({ ...jobs(run), workers: [w1], setupKey: KEY, now: 0 }).decisions);
-    const b = run.batches[0];
+    const b = run.batch(0)!;
     run.fail(0, b.current, { code: 'SKYBATCH_E_MAPPER', message: 'x', retryable: true } as never);
     w1.leased.delete(0);
     const plan = schedule({ ...jobs(run), workers: [w1], setupKey: KEY, now: Date.now() });
@@ -128,7 +128,7 @@ describe('scheduler', () => {
     }
     done.status = 'CANCELLED';
     const found = overdueBatches([run, done], Date.now() + 5000);
-    assert.deepEqual(found.map((o) => [o.run.spec.jobId, o.batch.index, o.attempt]), [['1', 0, run.batches[0].current]]);
+    assert.deepEqual(found.map((o) => [o.run.spec.jobId, o.batch.index, o.attempt]), [['1', 0, run.batch(0)!.current]]);
   });
 
   it('finds a worker that has held unstarted batches past the batch timeout', () => {
@@ -159,7 +159,7 @@ describe('scheduler', () => {
     const short = new JobRun(spec({ jobId: '2', total: 40 }));
     const settle = (w: WorkerEntry) => {
       const index = [...w.leased][0];
-      long.commit(index, long.batches[index].current, w.name, 10);
+      long.commit(index, long.batch(index)!.current, w.name, 10);
       w.leased.delete(index);
     };
     settle(w2);
