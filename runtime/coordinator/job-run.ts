@@ -332,6 +332,7 @@ export class JobRun {
   }
 
   lease(b: BatchRecord, worker: string): void {
+    if (this.records.get(b.index) !== b) this.records.set(b.index, b); // a copy from `batch()` of a batch never leased
     this.running.add(b);
     b.state = 'running';
     b.worker = worker;
