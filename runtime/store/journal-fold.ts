@@ -54,6 +54,8 @@ class CommitView<V> implements BatchIndexMap<V> {
     private readonly table: CommitTable,
     private readonly pick: (c: Commit) => V,
     private readonly pickEach: (a: number, n: number, i: number) => V,
+    /** `get` without building a `Commit` when the value is a number of the table's. */
+    private readonly getFast?: (i: number) => V | undefined,
   ) {}
 
   get size(): number {
@@ -63,12 +65,13 @@ class CommitView<V> implements BatchIndexMap<V> {
   }
 
   get(i: number): V | undefined {
+    if (this.getFast) return this.getFast(i);
     const c = this.table.get(i);
     return c && this.pick(c);
   }
 
   has(i: number): boolean {
-    return this.table.get(i) !== undefined;
+    return this.table.has(i);
   }
 
   forEach(f: (value: V, i: number) => void): void {
@@ -146,6 +149,16 @@ class CommitTable {
     this.items.clear();
     this.odd.clear();
     this.length = 0;
+  }
+
+  has(i: number): boolean {
+    return (Number.isInteger(i) && i >= 0 && this.attempt[i] > 0) || this.odd.has(i);
+  }
+
+  /** The winning attempt of batch `i`, if committed. */
+  attemptAt(i: number): number | undefined {
+    const a = Number.isInteger(i) && i >= 0 ? this.attempt[i] : 0;
+    return a ? a - 1 : this.odd.get(i)?.a;
   }
 
   /** Batch `i`'s commit as recorded, if any. */
@@ -326,7 +339,7 @@ export class JournalFold {
     const table = this.commits;
     const state = {
       status: this.status,
-      committed: new CommitView(table, (c) => c.a, (a) => a),
+      committed: new CommitView(table, (c) => c.a, (a) => a, (i) => table.attemptAt(i)),
       commits: new CommitView(table, (c) => c, (a, n, i) => table.get(i)!),
       splits: this.splits,
       deadLetters: [...this.deadLetters].sort((a, b) => a.index - b.index),
