@@ -20,10 +20,10 @@ const arg = (name: string, dflt: number) => {
   return i > 0 ? Number(process.argv[i + 1]) : dflt;
 };
 const batches = arg('batches', 1_000_000);
-const commits = arg('commits', 612_345);
+const commits = arg('commits', Math.round(batches * 0.612345));
 const mode = process.argv.includes('--restore') ? 'restore' : process.argv.includes('--run') ? 'run' : 'main';
 
-function spec(): JobSpec {
+function spec(batches: number): JobSpec {
   return {
     jobId: '1', pool: 'mem', createdAt: '2026-01-01T00:00:00.000Z', scriptPath: 'job.ts', mapperId: 'm', bundleHash: 'h',
     reader: { type: 'jsonl', path: '/in' }, writers: [{ type: 'jsonl', path: '/out' }],
@@ -47,7 +47,7 @@ if (mode === 'run') {
   const base = mem();
   let t = process.cpuUsage();
   const journal = new Journal('1');
-  const run = new JobRun(spec(), undefined, journal);
+  const run = new JobRun(spec(batches), undefined, journal);
   run.setStatus('RUNNING');
   const built = { ...mem(), cpuMs: cpuMs(t) };
   t = process.cpuUsage();
@@ -58,7 +58,8 @@ if (mode === 'run') {
   let at10: ReturnType<typeof mem> | undefined;
   while (done < commits) {
     while (inFlight.length < 2000) {
-      const b = run.next(0)!;
+      const b = run.next(0);
+      if (!b) break;
       const worker = `w${n++ % 1000}`;
       run.lease(b, worker);
       run.markStarted(b.index, b.current);
@@ -79,29 +80,61 @@ if (mode === 'run') {
   const replay = readJournal('1');
   const readMs = cpuMs(t);
   t = process.cpuUsage();
-  const run = new JobRun(spec(), replay, new Journal('1'));
+  const run = new JobRun(spec(batches), replay, new Journal('1'));
   const buildMs = cpuMs(t);
   const after = mem();
   const summary = run.summary(); // after mem(): the run is still reachable when it is measured
   console.log(JSON.stringify({ base, readMs, buildMs, after, batchesDone: summary.batchesDone, itemsDone: summary.itemsDone }));
   process.exit(0);
-} else {
+}
+
+export interface ReplayMemory {
+  batches: number;
+  commits: number;
+  /** Heap + array buffers after a full GC, MB: a JobRun just built, and after the commits. */
+  builtMb: number;
+  committedMb: number;
+  emptyMb: number;
+  runRssMb: number;
+  commitUs: number;
+  journalMb: number;
+  /** CPU of a restarted coordinator's restore (readJournal, then new JobRun), ms, and its heap after. */
+  readMs: number;
+  buildMs: number;
+  restoredMb: number;
+  restoredBatchesDone: number;
+}
+
+/** Runs both phases in child processes of their own (a clean heap each) in a temporary SKYBATCH_HOME. */
+export function replayMemory(batches: number, commits: number): ReplayMemory {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'skybatch-mem-'));
+  const saved = process.env.SKYBATCH_HOME;
   try {
     const env = { ...process.env, SKYBATCH_HOME: home };
     const self = fileURLToPath(import.meta.url);
     const child = (m: string) => JSON.parse(execFileSync(process.execPath, ['--expose-gc', self, m, '--batches', String(batches), '--commits', String(commits)], { env, encoding: 'utf8', maxBuffer: 1 << 20 }).trim().split('\n').pop()!);
     process.env.SKYBATCH_HOME = home;
-    writeSpec(spec());
+    writeSpec(spec(batches));
     const run = child('--run');
     const journalMb = fs.statSync(path.join(home, 'jobs', '1', 'journal.jsonl')).size / 2 ** 20;
     const restore = child('--restore');
-    const f = (x: number) => x.toFixed(1);
-    console.log(`job of ${batches} batches, ${commits} committed; load ${os.loadavg()[0].toFixed(1)}`);
-    console.log(`running: heap+buffers ${f(run.base.heapMb)} MB empty, ${f(run.built.heapMb)} MB after new JobRun (${f(run.built.cpuMs)} ms CPU), ${run.at10 ? f(run.at10.heapMb) : '-'} MB at 10 %, ${f(run.committed.heapMb)} MB after the commits (${f(run.committed.cpuMs)} ms CPU, ${f((run.committed.cpuMs * 1000) / commits)} us each); RSS ${f(run.committed.rssMb)} MB`);
-    console.log(`journal: ${f(journalMb)} MB`);
-    console.log(`restore: readJournal ${f(restore.readMs)} ms CPU, new JobRun ${f(restore.buildMs)} ms CPU; heap+buffers ${f(restore.base.heapMb)} -> ${f(restore.after.heapMb)} MB, RSS ${f(restore.after.rssMb)} MB; ${restore.batchesDone} batches / ${restore.itemsDone} items done`);
+    return {
+      batches, commits, emptyMb: run.base.heapMb, builtMb: run.built.heapMb, committedMb: run.committed.heapMb, runRssMb: run.committed.rssMb,
+      commitUs: (run.committed.cpuMs * 1000) / commits, journalMb,
+      readMs: restore.readMs, buildMs: restore.buildMs, restoredMb: restore.after.heapMb, restoredBatchesDone: restore.batchesDone,
+    };
   } finally {
+    if (saved === undefined) delete process.env.SKYBATCH_HOME;
+    else process.env.SKYBATCH_HOME = saved;
     fs.rmSync(home, { recursive: true, force: true });
   }
+}
+
+if (mode === 'main' && process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  const m = replayMemory(batches, commits);
+  const f = (x: number) => x.toFixed(1);
+  console.log(`job of ${batches} batches, ${commits} committed; load ${os.loadavg()[0].toFixed(1)}`);
+  console.log(`running: heap+buffers ${f(m.emptyMb)} MB empty, ${f(m.builtMb)} MB after new JobRun, ${f(m.committedMb)} MB after the commits (${f(m.commitUs)} us CPU each); RSS ${f(m.runRssMb)} MB`);
+  console.log(`journal: ${f(m.journalMb)} MB`);
+  console.log(`restore: readJournal ${f(m.readMs)} ms CPU, new JobRun ${f(m.buildMs)} ms CPU; heap+buffers ${f(m.restoredMb)} MB; ${m.restoredBatchesDone} batches done`);
 }

@@ -21,6 +21,7 @@ import { parseArgs } from 'node:util';
 import { WORKER_CREDIT } from '../runtime/protocol.js';
 import { Sandbox } from '../test/harness.js';
 import { runScale, type ScaleResult } from './load-gen.js';
+import { replayMemory, type ReplayMemory } from './replay-memory.js';
 import { type Row, mb, printTable, rate, s, x } from './lib/table.js';
 import { runBullmq, type BullmqResult } from './peers/bullmq.js';
 import { ensureRedisServer, startRedis } from './peers/redis.js';
@@ -85,6 +86,7 @@ const results: {
   cpu?: CpuResult;
   failure?: FailureResult;
   scale?: ScaleResult;
+  scaleMemory?: ReplayMemory;
   remote?: RemoteResult;
 } = {};
 const failed: string[] = [];
@@ -147,6 +149,8 @@ try {
 if (want('scale')) await guarded('scale', async () => {
   log(`scale: ${size.scale.workers} simulated workers, ${size.scale.batches} batches`);
   results.scale = await runScale({ ...size.scale, restart: true, log });
+  log(`scale: a JobRun of ${size.scale.batches} batches alone, 60 % committed, then restored (bench/replay-memory.ts)`);
+  results.scaleMemory = replayMemory(size.scale.batches, Math.round(size.scale.batches * 0.6));
 });
 
 if (want('remote')) await guarded('remote', async () => {
@@ -235,6 +239,13 @@ if (sc) {
       met: grew <= 32,
     });
   }
+}
+
+const sm = results.scaleMemory;
+if (sm) {
+  const n = `${sm.batches.toLocaleString('en-US')}-batch job`;
+  rows.push({ figure: `coordinator's batch table, ${n}, 60 % committed (heap + buffers after GC)`, skybatch: `${sm.committedMb.toFixed(0)} MB`, peer: `empty process: ${sm.emptyMb.toFixed(0)} MB`, ratio: '', target: '(context)' });
+  rows.push({ figure: `restore of that job alone (readJournal + JobRun), CPU`, skybatch: `${(sm.readMs + sm.buildMs).toFixed(0)} ms`, peer: `heap + buffers after: ${sm.restoredMb.toFixed(0)} MB`, ratio: '', target: '(context)' });
 }
 
 const rm = results.remote;
