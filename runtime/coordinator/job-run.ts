@@ -107,6 +107,7 @@ export class JobRun {
     this.count = this.baseCount;
     this.states = new Uint8Array(this.count);
     this.attemptOf = new Uint32Array(this.count);
+    journal?.reserve(this.count);
     // Replay in journal order: splits first recreate the single-item batches they made.
     for (const s of replay?.splits ?? []) this.split(s.i, false);
     // by what the journal names, not by batch: a restart mid-job replays a million batches

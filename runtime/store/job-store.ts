@@ -199,6 +199,7 @@ export class Journal {
   /** What the file said up to byte `folded`, kept for the next compaction. */
   private fold?: JournalFold;
   private folded = 0;
+  private batches = 0;
 
   constructor(private readonly jobId: string) {
     const file = path.join(jobDir(jobId), 'journal.jsonl');
@@ -224,6 +225,12 @@ export class Journal {
       process.nextTick(() => this.flush());
     }
     if (r.e === 'commit' && ++this.commitsSinceCompaction >= COMPACT_EVERY_COMMITS) this.compact();
+  }
+
+  /** The job has `n` batches: the fold kept for compaction is sized for them when it is made. */
+  reserve(n: number): void {
+    this.batches = n;
+    this.fold?.reserve(n);
   }
 
   /** Writes the records appended so far (the page cache keeps them through a crash of this process). */
@@ -298,7 +305,10 @@ export class Journal {
    * written is left for the next time.
    */
   private foldAppended(): void {
-    this.fold ??= new JournalFold();
+    if (!this.fold) {
+      this.fold = new JournalFold();
+      this.fold.reserve(this.batches);
+    }
     const size = fs.fstatSync(this.fd).size;
     if (size <= this.folded) return;
     const buf = Buffer.alloc(size - this.folded);

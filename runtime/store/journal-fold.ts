@@ -109,7 +109,15 @@ class CommitTable {
 
   private grow(i: number): void {
     if (i < this.attempt.length) return;
-    const size = Math.max(1024, this.attempt.length * 2, i + 1);
+    this.resize(Math.max(1024, this.attempt.length * 2, i + 1));
+  }
+
+  /** Room for batches `0…n-1` at once: a table grown by doubling holds up to twice what it needs while it grows. */
+  reserve(n: number): void {
+    if (n > this.attempt.length && n <= 2 ** 28) this.resize(n);
+  }
+
+  private resize(size: number): void {
     const a = new Uint32Array(size);
     a.set(this.attempt);
     const s = new Float64Array(size);
@@ -121,7 +129,7 @@ class CommitTable {
 
   /** The first commit of a batch wins. */
   add(i: number, s: number, x: number, a: number, n: number): void {
-    const plain = [s, x, n].every(Number.isInteger) && Number.isInteger(a) && a >= 0 && a < 2 ** 32 - 1 && x >= s;
+    const plain = Number.isInteger(s) && Number.isInteger(x) && Number.isInteger(n) && Number.isInteger(a) && a >= 0 && a < 2 ** 32 - 1 && x >= s;
     if (!Number.isInteger(i) || i < 0 || i > 2 ** 28 || !plain) {
       if (this.odd.has(i) || this.attempt[i]) return;
       this.odd.set(i, { s, x, a, n });
@@ -224,6 +232,8 @@ class CommitTable {
 
   decode(runs: number[][], odd: unknown[][] = []): void {
     this.clear();
+    const last = runs[runs.length - 1];
+    if (last) this.reserve(last[0] + last[1]);
     for (const [i0, count, s0, w, a, n] of runs) {
       for (let k = 0; k < count; k++) this.add(i0 + k, s0 + k * w, s0 + k * w + w - 1, a, n ?? w);
     }
@@ -251,6 +261,11 @@ export class JournalFold {
   skipped = new Set<number>();
   failures: { i: number; a: number; w?: string; code: string }[] = [];
   private readonly commits = new CommitTable();
+
+  /** The job has `n` batches (before splits): the commit table takes its full size now, not by doubling. */
+  reserve(n: number): void {
+    this.commits.reserve(n);
+  }
 
   /** Folds every whole line of `text`; a torn line (a crash mid-write) is skipped. */
   foldText(text: string): void {
