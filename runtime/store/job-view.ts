@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import type { WireError } from '../../formats/common/errors.js';
 import type { BatchInfo, DeadLetter, JobSpec, JobSummary } from '../protocol.js';
-import { readCheckedSpec, readJournal, type PublishedOutput } from './job-store.js';
+import { readCheckedSpec, readJournal, type JournalState, type PublishedOutput } from './job-store.js';
 import { assertJobId, jobDir } from './pool-store.js';
 
 /** One failed attempt as the journal records it. */
@@ -62,8 +62,77 @@ export function readJobView(jobId: string): JobView {
   assertJobId(jobId);
   const spec = readCheckedSpec(jobId);
   const journal = readJournal(jobId);
-  // The batch table as JobRun builds it from the same journal: ranges of batchSize, then,
-  // in journal order, one single-item batch per item of each split batch, appended.
+  const outputs = spec.writers.map((w) => w.path);
+  const counts = countBatches(spec, journal);
+  const summary: JobSummary = {
+    jobId,
+    pool: spec.pool,
+    status: journal.status,
+    scriptPath: spec.scriptPath,
+    createdAt: spec.createdAt,
+    finishedAt: journal.finishedAt,
+    batchesTotal: counts.total,
+    batchesDone: counts.done,
+    itemsTotal: spec.total,
+    itemsDone: journal.itemsDone,
+    itemsFailed: journal.deadLetters.length,
+    retries: journal.retries,
+    outputs,
+    error: journal.error,
+  };
+  const failures = journal.failures.map((f): BatchFailure => ({ index: f.i, attempt: f.a, code: f.code, ...(f.w ? { worker: f.w } : {}) }));
+  const view = {
+    spec,
+    summary,
+    failures,
+    deadLetters: journal.deadLetters,
+    error: journal.error,
+    outputs,
+    published: journal.published,
+    logFile: path.join(jobDir(jobId), 'job.log'),
+  } as Omit<JobView, 'batches'> as JobView;
+  // The table (an object per batch) only for those who read it: `jobs` lists summaries of
+  // jobs that may have a million batches each.
+  let batches: BatchInfo[] | undefined;
+  Object.defineProperty(view, 'batches', { enumerable: true, get: () => (batches ??= batchTable(spec, journal, failures)) });
+  return view;
+}
+
+/** How many batches the table of `batchTable` has, and how many are done, skipped or split, without building it. */
+function countBatches(spec: JobSpec, journal: JournalState): { total: number; done: number } {
+  let total = spec.total > 0 ? Math.ceil(spec.total / spec.batchSize) : 0;
+  const base = total;
+  // the single-item batches of each split, appended in journal order; each split's first index and first item
+  const singles: { base: number; start: number }[] = [];
+  const settled = new Set<number>(journal.skipped);
+  for (const s of journal.splits) {
+    if (!(Number.isInteger(s.i) && s.i >= 0 && s.i < total)) continue;
+    let start: number;
+    let end: number;
+    if (s.i < base) {
+      start = s.i * spec.batchSize;
+      end = Math.min(start + spec.batchSize - 1, spec.total - 1);
+    } else {
+      const from = singles.findLast((x) => x.base <= s.i)!;
+      start = end = from.start + (s.i - from.base);
+    }
+    settled.add(s.i);
+    singles.push({ base: total, start });
+    total += end - start + 1;
+  }
+  const valid = (i: number) => Number.isInteger(i) && i >= 0 && i < total;
+  let done = 0;
+  journal.committed.forEach((_, i) => {
+    if (valid(i)) done++;
+  });
+  for (const i of settled) if (valid(i) && !journal.committed.has(i)) done++;
+  return { total, done };
+}
+
+/** The batch table as JobRun builds it from the same journal. */
+function batchTable(spec: JobSpec, journal: JournalState, failures: BatchFailure[]): BatchInfo[] {
+  // Ranges of batchSize, then, in journal order, one single-item batch per item of each
+  // split batch, appended.
   const batches: BatchInfo[] = [];
   for (let start = 0, i = 0; start < spec.total; start += spec.batchSize, i++) {
     batches.push({ index: i, start, end: Math.min(start + spec.batchSize - 1, spec.total - 1), state: 'pending', attempt: 0 });
@@ -83,39 +152,11 @@ export function readJobView(jobId: string): JobView {
       b.state = 'skipped';
     }
   }
-  const failures = journal.failures.map((f): BatchFailure => ({ index: f.i, attempt: f.a, code: f.code, ...(f.w ? { worker: f.w } : {}) }));
   // The failure that ended a FAILED job is the last one recorded.
   const last = failures[failures.length - 1];
   if (journal.status === 'FAILED' && last && batches[last.index]?.state === 'pending') {
     batches[last.index].state = 'failed';
     batches[last.index].attempt = last.attempt;
   }
-  const outputs = spec.writers.map((w) => w.path);
-  const summary: JobSummary = {
-    jobId,
-    pool: spec.pool,
-    status: journal.status,
-    scriptPath: spec.scriptPath,
-    createdAt: spec.createdAt,
-    finishedAt: journal.finishedAt,
-    batchesTotal: batches.length,
-    batchesDone: batches.filter((b) => b.state === 'done' || b.state === 'skipped' || b.state === 'split').length,
-    itemsTotal: spec.total,
-    itemsDone: journal.itemsDone,
-    itemsFailed: journal.deadLetters.length,
-    retries: journal.retries,
-    outputs,
-    error: journal.error,
-  };
-  return {
-    spec,
-    summary,
-    batches,
-    failures,
-    deadLetters: journal.deadLetters,
-    error: journal.error,
-    outputs,
-    published: journal.published,
-    logFile: path.join(jobDir(jobId), 'job.log'),
-  };
+  return batches;
 }

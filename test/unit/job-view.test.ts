@@ -174,4 +174,20 @@ describe('job view from disk', () => {
     fs.writeFileSync(path.join(jobDir(s.jobId), 'job.json'), JSON.stringify({ ...s, batchSize: 0 }));
     assert.throws(() => readJobView(s.jobId), { code: 'SKYBATCH_E_BAD_OPTION', context: { jobId: s.jobId, field: 'batchSize' } });
   });
+
+  it('counts batches for the summary without building the table, as the table counts them', () => {
+    // splits (of a split's single too, twice, out of range), commits and skips in and out of range
+    const journals: object[][] = [
+      [{ e: 'split', i: 1, base: 3 }, { e: 'commit', i: 4, s: 11, x: 11, a: 1, w: 'w', n: 1 }, { e: 'dead', d: [], b: 5 }, { e: 'commit', i: 0, s: 0, x: 9, a: 1, w: 'w', n: 10 }],
+      [{ e: 'split', i: 2, base: 3 }, { e: 'split', i: 5, base: 13 }, { e: 'split', i: 2, base: 14 }, { e: 'split', i: 99, base: 24 }, { e: 'commit', i: 13, s: 22, x: 22, a: 1, w: 'w', n: 1 }],
+      [{ e: 'commit', i: 7, s: 0, x: 0, a: 1, w: 'w', n: 1 }, { e: 'dead', d: [], b: 40 }, { e: 'split', i: 0, base: 3 }, { e: 'commit', i: 0, s: 0, x: 9, a: 2, w: 'w', n: 10 }, { e: 'dead', d: [], b: 3 }],
+    ];
+    for (const records of journals) {
+      const s = newJob();
+      for (const r of records) appendJournalRecord(s.jobId, r as never);
+      const view = readJobView(s.jobId);
+      assert.equal(view.summary.batchesTotal, view.batches.length);
+      assert.equal(view.summary.batchesDone, view.batches.filter((b) => ['done', 'skipped', 'split'].includes(b.state)).length);
+    }
+  });
 });
