@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import type { WireError } from '../../formats/common/errors.js';
 import { JobRun } from '../../runtime/coordinator/job-run.js';
 import type { JobSpec } from '../../runtime/protocol.js';
-import { Journal, readJournal } from '../../runtime/store/job-store.js';
+import { appendJournalRecord, Journal, readJournal } from '../../runtime/store/job-store.js';
 import { jobDir } from '../../runtime/store/pool-store.js';
 import { ReferenceJobRun } from './job-run-reference.js';
 import { spec, useTempHome } from './spec.js';
@@ -199,5 +201,29 @@ describe('JobRun compact batch table against main’s JobRun', () => {
     assert.deepEqual([again.batch(50_001)?.start, again.batch(49_999)?.end], [1, 99_999]);
     // the dispatch order: the split's remaining single first, then the rest in order
     assert.deepEqual([again.next(0)?.index, again.next(0)?.index], [50_001, 1]);
+  });
+
+  it('holds no object per batch for a 1,000,000-batch job, new or restored from 600,000 commits', () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const heap = () => {
+      gc();
+      return process.memoryUsage().heapUsed / 2 ** 20;
+    };
+    const s = spec({ jobId: '901', total: 1_000_000, batchSize: 1 });
+    fs.mkdirSync(jobDir('901'), { recursive: true });
+    // a snapshot (600,000 first attempts as one run) and a tail
+    appendJournalRecord('901', { e: 'snap', status: 'RUNNING', loads: 1, retries: 0, attemptsUpTo: 2000, splits: [], dead: [], skipped: [], failures: [], commits: [[0, 600_000, 0, 1, 1001]] });
+    for (let i = 600_000; i < 600_100; i++) appendJournalRecord('901', { e: 'commit', i, s: i, x: i, a: 1001, w: 'w', n: 1 });
+    const before = heap();
+    const fresh = new JobRun(s);
+    const restored = new JobRun(s, readJournal('901'));
+    const grew = heap() - before;
+    assert.equal(fresh.batchCount, 1_000_000);
+    assert.equal(restored.batchesDone, 600_100);
+    assert.equal(restored.batch(600_099)?.state, 'done');
+    assert.equal(restored.next(0)?.index, 600_100);
+    // a record per batch took about 130 MB here; the compact table lives in array buffers
+    assert.ok(grew < 16, `the heap grew by ${grew.toFixed(1)} MB`);
   });
 });
