@@ -230,11 +230,28 @@ class CommitTable {
     return runs;
   }
 
+  private isPlainRun(i0: number, count: number, s0: number, w: number, a: number): boolean {
+    return [i0, count, s0, w, a].every(Number.isInteger) && i0 >= 0 && count > 0 && i0 + count - 1 <= 2 ** 28 && w >= 1 && a >= 0 && a < 2 ** 32 - 1;
+  }
+
   decode(runs: number[][], odd: unknown[][] = []): void {
     this.clear();
     const last = runs[runs.length - 1];
-    if (last) this.reserve(last[0] + last[1]);
+    // room for a tail of commits after the snapshot too, without doubling the table
+    if (last) this.reserve(Math.ceil((last[0] + last[1]) * 1.25));
     for (const [i0, count, s0, w, a, n] of runs) {
+      if (n === undefined && this.isPlainRun(i0, count, s0, w, a)) {
+        // what `add` does for each, checked once per run: a restart decodes a million
+        this.grow(i0 + count - 1);
+        for (let k = 0, i = i0; k < count; k++, i++) {
+          if (this.attempt[i]) continue; // the first commit of a batch wins
+          this.attempt[i] = a + 1;
+          this.start[i] = s0 + k * w;
+          this.width[i] = w;
+        }
+        this.length = Math.max(this.length, i0 + count);
+        continue;
+      }
       for (let k = 0; k < count; k++) this.add(i0 + k, s0 + k * w, s0 + k * w + w - 1, a, n ?? w);
     }
     // JSON wrote what was missing as null
