@@ -2,13 +2,13 @@
  * One load-generator process: holds `count` real ws connections to a coordinator, each
  * speaking the worker protocol as runtime/worker/agent.ts does (hello with the pool token,
  * welcome → ready, then batchStarted/batchDone for every batch, no-op or after a fixed
- * delay), and reconnecting like the agent when the connection drops. Reports to its parent
+ * delay; several batches a frame both ways, `batches` and `batchReports`), and reconnecting like the agent when the connection drops. Reports to its parent
  * over IPC: how many are connected and ready, and how many batches it has answered.
  *
  *   node load-gen-worker.js URL TOKEN FIRST COUNT DELAY_MS
  */
 import WebSocket from 'ws';
-import { PROTOCOL_VERSION, type CoordinatorToWorker, type WorkerMessage } from '../runtime/protocol.js';
+import { PROTOCOL_VERSION, type BatchAssignment, type BatchReportItem, type CoordinatorToWorker, type WorkerMessage } from '../runtime/protocol.js';
 
 const [url, token, firstArg, countArg, delayArg] = process.argv.slice(2);
 const first = Number(firstArg);
@@ -28,7 +28,20 @@ function connect(n: number): void {
     ws.send(JSON.stringify(m));
     return true;
   };
-  ws.on('open', () => send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, role: 'worker', name: `lg-${n}`, host: 'load-gen', pid: process.pid }));
+  ws.on('open', () => send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, role: 'worker', name: `lg-${n}`, host: 'load-gen', pid: process.pid, batchFrames: true }));
+  // Like the agent: the reports of one tick leave in one frame.
+  const report = (jobId: string, reports: BatchReportItem[]): boolean =>
+    send(reports.length === 1 ? { ...reports[0], jobId } : { type: 'batchReports', jobId, reports });
+  const run = (jobId: string, batches: BatchAssignment[]) => {
+    report(jobId, batches.map(({ index, attempt }) => ({ type: 'batchStarted', index, attempt })));
+    const finish = () => {
+      const reports = batches.map(({ index, attempt, start, end, wantSample }): BatchReportItem => ({ type: 'batchDone', index, attempt, items: end - start + 1, ...(wantSample ? { sample: [{ i: start }] } : {}) }));
+      // counted only when it reached an open socket: answers lost with a killed coordinator are not dispatches
+      if (report(jobId, reports)) done += reports.length;
+    };
+    if (delayMs > 0) setTimeout(finish, delayMs);
+    else finish();
+  };
   ws.on('message', (data) => {
     const msg = JSON.parse(data.toString()) as CoordinatorToWorker;
     if (msg.type === 'welcome') {
@@ -36,14 +49,9 @@ function connect(n: number): void {
       isReady = true;
       ready++;
     } else if (msg.type === 'batch') {
-      const { jobId, index, attempt, start, end, wantSample } = msg;
-      send({ type: 'batchStarted', jobId, index, attempt });
-      const finish = () => {
-        // counted only when it reached an open socket: answers lost with a killed coordinator are not dispatches
-        if (send({ type: 'batchDone', jobId, index, attempt, items: end - start + 1, ...(wantSample ? { sample: [{ i: start }] } : {}) })) done++;
-      };
-      if (delayMs > 0) setTimeout(finish, delayMs);
-      else finish();
+      run(msg.jobId, [msg]);
+    } else if (msg.type === 'batches') {
+      run(msg.jobId, msg.batches);
     } else if (msg.type === 'shutdown') {
       ws.close();
     }

@@ -9,6 +9,7 @@ import { ErrorCode, SkybatchError } from '../formats/common/errors.js';
 import { FORMAT_NAME_PATTERN } from '../formats/registry.js';
 import { checkJobLimits, jobOptionFields, poolName } from './job-options.js';
 import { BUNDLE_HASH_PATTERN, JOB_ID_PATTERN } from './store/pool-store.js';
+import * as hot from './hot-frames.js';
 import type * as P from './protocol.js';
 import type { AgentToMapper, MapperToAgent } from './worker/mapper-ipc.js';
 
@@ -214,8 +215,18 @@ const workerHello = exact<Extract<P.WorkerMessage, { type: 'hello' }>>()(
     pid: z.number().int(),
     resources: workerResources.optional(),
     launch: z.string().max(256).optional(),
+    batchFrames: z.boolean().optional(),
   }),
 );
+const batchReportItem = exactUnion<P.BatchReportItem, 'type'>('type')(
+  z.discriminatedUnion('type', [
+    z.object({ type: z.literal('batchStarted'), index: count, attempt: count }),
+    z.object({ type: z.literal('batchDone'), index: count, attempt: count, items: count, sample: z.array(z.unknown()).optional(), deadLetters: z.array(deadLetter).optional() }),
+    z.object({ type: z.literal('batchReleased'), index: count, attempt: count }),
+    z.object({ type: z.literal('batchFailed'), index: count, attempt: count, error: wireError, input: z.array(z.unknown()).optional() }),
+  ]),
+);
+const batchAssignment = exact<P.BatchAssignment>()(z.object({ index: count, start: count, end: count, attempt: count, wantSample: z.boolean() }));
 export const workerMessage = exactUnion<P.WorkerMessage, 'type'>('type')(
   z.discriminatedUnion('type', [
     workerHello,
@@ -228,6 +239,7 @@ export const workerMessage = exactUnion<P.WorkerMessage, 'type'>('type')(
     z.object({ type: z.literal('batchDone'), ...batchRef, items: count, sample: z.array(z.unknown()).optional(), deadLetters: z.array(deadLetter).optional() }),
     z.object({ type: z.literal('batchReleased'), ...batchRef }),
     z.object({ type: z.literal('batchFailed'), ...batchRef, error: wireError, input: z.array(z.unknown()).optional() }),
+    z.object({ type: z.literal('batchReports'), jobId, reports: z.array(batchReportItem).min(1, 'must list at least one report') }),
     z.object({ type: z.literal('jobFatal'), jobId, error: wireError }),
     z.object({ type: z.literal('log'), jobId: jobId.optional(), stream: z.enum(['stdout', 'stderr']), line: z.string() }),
   ]),
@@ -244,6 +256,7 @@ export const coordinatorToWorker = exactUnion<P.CoordinatorToWorker, 'type'>('ty
     z.object({ type: z.literal('bundleUnavailable'), hash: z.string(), error: wireError }),
     z.object({ type: z.literal('packages'), hash: bundleHash, error: wireError.optional() }),
     z.object({ type: z.literal('batch'), jobId, index: count, start: count, end: count, attempt: count, wantSample: z.boolean() }),
+    z.object({ type: z.literal('batches'), jobId, batches: z.array(batchAssignment).min(1, 'must list at least one batch') }),
     z.object({ type: z.literal('endJob'), jobId, reason: z.enum(['done', 'cancelled', 'failed']) }),
     z.object({ type: z.literal('abortBatch'), ...batchRef }),
     z.object({ type: z.literal('shutdown') }),
@@ -288,6 +301,14 @@ export const mapperToAgent = exactUnion<MapperToAgent, 'type'>('type')(
   ]),
 );
 
+/** The per-batch frames of each schema, checked by hand first (runtime/hot-frames.ts). */
+const FAST_CHECKS = new Map<z.ZodType, hot.HotChecks>([
+  [workerMessage, hot.fromWorker],
+  [coordinatorToWorker, hot.toWorker],
+  [agentToMapper, hot.toMapper],
+  [mapperToAgent, hot.fromMapper],
+]);
+
 /**
  * A checked frame, or why it was refused. `strike`: the frame is malformed (a broken or
  * hostile peer; a receiver closes a connection after a few); a well-formed request with a bad
@@ -315,6 +336,8 @@ export function checkFrame<S extends z.ZodType<{ type: string }>>(schema: S, dat
     return refuse('SKYBATCH_E_BAD_FRAME', `${from} sent ${preview(value)}, not a message object`);
   }
   const obj = value as Record<string, unknown>;
+  const fast = FAST_CHECKS.get(schema)?.[obj.type as string]?.(obj);
+  if (fast !== undefined) return { ok: true, msg: fast as z.output<S> };
   const reqId = typeof obj.reqId === 'number' && Number.isInteger(obj.reqId) && obj.reqId >= 0 ? obj.reqId : undefined;
   const types = typesOf(schema);
   if (typeof obj.type !== 'string' || (types && !types.includes(obj.type))) {
@@ -352,9 +375,12 @@ function refuse(code: ErrorCode, message: string, reqId?: number, field?: string
   return { ok: false, error: new SkybatchError(code, message, field ? { context: { field } } : {}), reqId, strike: code === 'SKYBATCH_E_BAD_FRAME' };
 }
 
+const knownTypes = new WeakMap<z.ZodType, string[] | undefined>();
 function typesOf(schema: z.ZodType): string[] | undefined {
-  if (!(schema instanceof z.ZodDiscriminatedUnion)) return undefined;
-  return [...new Set((schema.options as z.ZodObject[]).map((o) => String((o.shape.type as z.ZodLiteral).value)))];
+  if (knownTypes.has(schema)) return knownTypes.get(schema);
+  const types = schema instanceof z.ZodDiscriminatedUnion ? [...new Set((schema.options as z.ZodObject[]).map((o) => String((o.shape.type as z.ZodLiteral).value)))] : undefined;
+  knownTypes.set(schema, types);
+  return types;
 }
 
 function at(value: unknown, path: PropertyKey[]): unknown {

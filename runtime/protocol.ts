@@ -247,9 +247,32 @@ export type CoordinatorToClient =
   /** A refused frame that had no `reqId` to answer (not JSON, not an object, ...). */
   | { type: 'error'; error: WireError };
 
+/** What a worker reports on one batch it holds. */
+export type BatchReportItem =
+  /** The mapper took the batch from load(): a crash from now on is charged to this batch. */
+  | { type: 'batchStarted'; index: number; attempt: number }
+  | { type: 'batchDone'; index: number; attempt: number; items: number; sample?: unknown[]; deadLetters?: DeadLetter[] }
+  /** Given back untouched (its mapper process stopped before reaching it): not a failure. */
+  | { type: 'batchReleased'; index: number; attempt: number }
+  /** `input`: the batch's items when it has just one, for errors.jsonl. */
+  | { type: 'batchFailed'; index: number; attempt: number; error: WireError; input?: unknown[] };
+
+/** One batch handed to a worker. */
+export interface BatchAssignment {
+  index: number;
+  start: number;
+  end: number;
+  attempt: number;
+  wantSample: boolean;
+}
+
 export type WorkerMessage =
-  /** `launch`: the id its backend gave this start of the worker; a stale start (an earlier launch that outlived a partition) is refused. */
-  | { type: 'hello'; protocolVersion: number; role: 'worker'; name: string; host: string; pid: number; resources?: WorkerResources; launch?: string }
+  /**
+   * `launch`: the id its backend gave this start of the worker; a stale start (an earlier
+   * launch that outlived a partition) is refused. `batchFrames`: it takes `batches` frames
+   * (a worker without it gets one `batch` frame per batch).
+   */
+  | { type: 'hello'; protocolVersion: number; role: 'worker'; name: string; host: string; pid: number; resources?: WorkerResources; launch?: string; batchFrames?: boolean }
   | { type: 'setupLog'; stream: 'stdout' | 'stderr'; line: string }
   | { type: 'ready' }
   | { type: 'setupFailed'; error: WireError }
@@ -263,6 +286,13 @@ export type WorkerMessage =
   | { type: 'batchReleased'; jobId: string; index: number; attempt: number }
   /** `input`: the batch's items when it has just one, for errors.jsonl. */
   | { type: 'batchFailed'; jobId: string; index: number; attempt: number; error: WireError; input?: unknown[] }
+  /**
+   * Several reports of one job in one frame, in the order they happened: at batchSize 1 one
+   * frame per report was most of a worker's and the coordinator's cost per batch. Each is
+   * handled as if it came in its own frame (a report on a batch the worker does not hold is
+   * refused on its own).
+   */
+  | { type: 'batchReports'; jobId: string; reports: BatchReportItem[] }
   | { type: 'jobFatal'; jobId: string; error: WireError }
   | { type: 'log'; jobId?: string; stream: 'stdout' | 'stderr'; line: string };
 
@@ -276,6 +306,8 @@ export type CoordinatorToWorker =
   /** The answer to `getPackages`: they are in the host's packages folder (`error`: they cannot be put there). */
   | { type: 'packages'; hash: string; error?: WireError }
   | { type: 'batch'; jobId: string; index: number; start: number; end: number; attempt: number; wantSample: boolean }
+  /** Several batches of one job in one frame, to a worker whose hello said `batchFrames`; the same as one `batch` frame each, in order. */
+  | { type: 'batches'; jobId: string; batches: BatchAssignment[] }
   | { type: 'endJob'; jobId: string; reason: 'done' | 'cancelled' | 'failed' }
   /**
    * The batch was taken away from this worker (it timed out, a copy elsewhere won, or it was

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { SkybatchError, WireError, toWireError } from '../../formats/common/errors.js';
 import { MAX_FRAME_BYTES, checkFrame, clientMessage, hello as helloMessage, workerMessage } from '../protocol-guards.js';
-import { ClientReplies, ClientRequest, CoordinatorToClient, CoordinatorToWorker, EventDetail, FENCED_CLOSE_CODE, JobEvent, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
+import { BatchAssignment, ClientReplies, ClientRequest, CoordinatorToClient, CoordinatorToWorker, EventDetail, FENCED_CLOSE_CODE, JobEvent, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
 import type { Coordinator } from './coordinator.js';
 import { sendCorked } from '../corked-send.js';
 import { SubscriberOutbox } from './subscriber-outbox.js';
@@ -142,7 +142,7 @@ export class CoordinatorServer {
   }
 
   private serveWorker(ws: WebSocket, hello: Extract<WorkerMessage, { type: 'hello' }>): void {
-    const id = this.coordinator.addWorker({ send: (m) => send(ws, m), close: () => ws.close() }, hello);
+    const id = this.coordinator.addWorker({ send: hello.batchFrames ? batchingSend(ws) : (m) => send(ws, m), close: () => ws.close() }, hello);
     const who = `worker ${hello.name}`;
     this.opts.log(`${who} (${hello.host}, pid ${hello.pid}) joined as ${id}`);
     const strike = this.strikes(ws, who);
@@ -152,6 +152,9 @@ export class CoordinatorServer {
         if (!checked.ok) {
           send(ws, { type: 'error', error: replyError(checked.error) });
           strike(checked.error);
+        } else if (checked.msg.type === 'batchReports') {
+          const { jobId, reports } = checked.msg;
+          for (const r of reports) this.coordinator.onWorkerMessage(id, { ...r, jobId });
         } else if (checked.msg.type !== 'hello') {
           this.coordinator.onWorkerMessage(id, checked.msg);
         }
@@ -297,6 +300,32 @@ export class CoordinatorServer {
 
 function send(ws: WebSocket, m: CoordinatorToClient | CoordinatorToWorker): void {
   if (ws.readyState === ws.OPEN) sendCorked(ws, JSON.stringify(m));
+}
+
+/**
+ * Sends to a worker that takes `batches` frames: the batches of one job assigned in one tick
+ * leave as one frame (one parse and one check on the worker instead of one per batch). Any
+ * other frame sends those queued before it first, so the worker sees everything in order.
+ */
+function batchingSend(ws: WebSocket): (m: CoordinatorToWorker) => void {
+  let jobId = '';
+  let queued: BatchAssignment[] = [];
+  const flush = () => {
+    if (!queued.length) return;
+    const batches = queued;
+    queued = [];
+    send(ws, batches.length === 1 ? { type: 'batch', jobId, ...batches[0] } : { type: 'batches', jobId, batches });
+  };
+  return (m) => {
+    if (m.type !== 'batch') {
+      flush();
+      send(ws, m);
+      return;
+    }
+    if (queued.length && m.jobId !== jobId) flush();
+    jobId = m.jobId;
+    if (queued.push({ index: m.index, start: m.start, end: m.end, attempt: m.attempt, wantSample: m.wantSample }) === 1) process.nextTick(flush);
+  };
 }
 
 /**

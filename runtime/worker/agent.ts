@@ -5,7 +5,7 @@ import WebSocket from 'ws';
 import { fromWireError, toWireError } from '../../formats/common/errors.js';
 import { DEFAULT_SETUP_TIMEOUT_S } from '../pool-config.js';
 import { checkFrame, coordinatorToWorker } from '../protocol-guards.js';
-import { CoordinatorToWorker, FENCED_CLOSE_CODE, JobSpec, PROTOCOL_VERSION, WorkerMessage, WorkerResources } from '../protocol.js';
+import { BatchReportItem, CoordinatorToWorker, FENCED_CLOSE_CODE, JobSpec, PROTOCOL_VERSION, WorkerMessage, WorkerResources } from '../protocol.js';
 import { sendCorked } from '../corked-send.js';
 import { BundleCache } from './bundle-cache.js';
 import { PackageFolder } from './package-folder.js';
@@ -48,6 +48,10 @@ export class WorkerAgent {
   private readonly bundles: BundleCache;
   private readonly packages: PackageFolder;
   private closed = false;
+  /** The coordinator sent a `batches` frame on this connection, so it takes `batchReports` too. */
+  private batchFrames = false;
+  /** Batch reports of one job sent this tick, leaving as one `batchReports` frame. */
+  private reports?: { jobId: string; reports: BatchReportItem[] };
   private lastConnected = Date.now();
   private readonly log: (line: string) => void;
   private readonly resources?: WorkerResources;
@@ -99,6 +103,7 @@ export class WorkerAgent {
   start(): void {
     const ws = new WebSocket(this.opts.url, { headers: { authorization: `Bearer ${this.opts.token}` }, ...(this.opts.ca ? { ca: this.opts.ca } : {}) });
     this.ws = ws;
+    this.batchFrames = false;
     let lastPing = Date.now();
     const watchdog = setInterval(() => {
       if (Date.now() - lastPing > PING_TIMEOUT_MS) {
@@ -111,7 +116,7 @@ export class WorkerAgent {
     ws.on('open', () => {
       lastPing = Date.now();
       this.lastConnected = Date.now();
-      this.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, role: 'worker', name: this.opts.name, host: os.hostname(), pid: process.pid, ...(this.resources ? { resources: this.resources } : {}), ...(this.opts.launch ? { launch: this.opts.launch } : {}) });
+      this.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, role: 'worker', name: this.opts.name, host: os.hostname(), pid: process.pid, ...(this.resources ? { resources: this.resources } : {}), ...(this.opts.launch ? { launch: this.opts.launch } : {}), batchFrames: true });
     });
     ws.on('unexpected-response', (_req, res) => {
       this.log(`the coordinator at ${this.opts.url} refused this worker (HTTP ${res.statusCode}): check the pool token`);
@@ -144,7 +149,33 @@ export class WorkerAgent {
     setTimeout(() => !this.closed && this.start(), 500);
   }
 
+  /**
+   * Batch reports sent in one tick leave as one `batchReports` frame (to a coordinator that
+   * sends `batches`, so takes them); any other message sends those queued before it first.
+   */
   private send(msg: WorkerMessage): void {
+    if (this.batchFrames && isBatchReport(msg)) {
+      const { jobId, ...item } = msg;
+      if (this.reports && this.reports.jobId !== jobId) this.flushReports();
+      if (!this.reports) {
+        this.reports = { jobId, reports: [] };
+        process.nextTick(() => this.flushReports());
+      }
+      this.reports.reports.push(item);
+      return;
+    }
+    this.flushReports();
+    this.sendNow(msg);
+  }
+
+  private flushReports(): void {
+    const r = this.reports;
+    if (!r) return;
+    this.reports = undefined;
+    this.sendNow(r.reports.length === 1 ? { ...r.reports[0], jobId: r.jobId } : { type: 'batchReports', jobId: r.jobId, reports: r.reports });
+  }
+
+  private sendNow(msg: WorkerMessage): void {
     if (this.ws?.readyState === WebSocket.OPEN) sendCorked(this.ws, JSON.stringify(msg));
   }
 
@@ -175,6 +206,10 @@ export class WorkerAgent {
         break;
       case 'batch':
         this.forwardBatch(msg);
+        break;
+      case 'batches':
+        this.batchFrames = true;
+        for (const b of msg.batches) this.forwardBatch({ type: 'batch', jobId: msg.jobId, ...b });
         break;
       case 'endJob':
         if (this.job?.jobId === msg.jobId) {
@@ -215,3 +250,7 @@ export class WorkerAgent {
   }
 }
 
+
+function isBatchReport(msg: WorkerMessage): msg is Extract<WorkerMessage, { type: BatchReportItem['type'] }> {
+  return msg.type === 'batchStarted' || msg.type === 'batchDone' || msg.type === 'batchReleased' || msg.type === 'batchFailed';
+}
