@@ -326,5 +326,10 @@ export const FENCED_CLOSE_CODE = 4001;
  * one running and one prefetched. Short batches get more (`JobRun.credit`).
  */
 export const WORKER_CREDIT = 2;
-/** The most batches a worker holds at once, however short its batches. */
-export const MAX_WORKER_CREDIT = 32;
+/**
+ * The most batches a worker holds at once, however short its batches (and only as many as
+ * 100 ms of its work: `BatchClock.credit`). At 32, no-op batches left every process of the
+ * round trip waking for a few dozen batches at a time; 128 cut the agents' CPU per batch by
+ * a quarter and the coordinator's by a sixth (docs/bench.md).
+ */
+export const MAX_WORKER_CREDIT = 128;

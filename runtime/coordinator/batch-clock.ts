@@ -75,6 +75,7 @@ export class BatchClock {
    */
   credit(): number {
     if (this.durations.length < 5) return WORKER_CREDIT;
-    return Math.max(WORKER_CREDIT, Math.min(MAX_WORKER_CREDIT, Math.floor(QUEUED_WORK_MS / Math.max(this.medianMs, 1))));
+    // a median of 0: no-op batches whose start and end reach the coordinator in one frame
+    return Math.max(WORKER_CREDIT, Math.min(MAX_WORKER_CREDIT, Math.floor(QUEUED_WORK_MS / Math.max(this.medianMs, QUEUED_WORK_MS / MAX_WORKER_CREDIT))));
   }
 }

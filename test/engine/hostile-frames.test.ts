@@ -247,6 +247,22 @@ describe('a coordinator no frame can kill', () => {
         const refusal = await intruder.frame(`the refusal of ${r.type}`, (f) => f.type === 'error', i + 1);
         assert.equal(refusal.error.code, 'SKYBATCH_E_NOT_LEASED', JSON.stringify(refusal));
       }
+      // the same reports, several to a frame: each is refused on its own
+      const from = intruder.frames.length;
+      intruder.send({ type: 'batchReports', jobId, reports: reports.slice(0, 4).map(({ jobId: _, ...r }) => r) });
+      const refusals = await waitFor('four refusals of one batchReports frame', () => {
+        const errors = intruder.frames.slice(from).filter((f) => f.type === 'error');
+        return errors.length >= 4 ? errors : undefined;
+      });
+      assert.deepEqual(
+        refusals.map((f: Frame) => [f.error.code, /^refused (\w+)/.exec(f.error.message)?.[1]]),
+        reports.slice(0, 4).map((r) => ['SKYBATCH_E_NOT_LEASED', r.type]),
+      );
+      // and a malformed one is refused naming the report and field
+      intruder.send({ type: 'batchReports', jobId, reports: [{ type: 'batchDone', index: 0, attempt: b0.attempt, items: 'two' }] });
+      const bad = await intruder.frame('the refusal of a malformed batchReports frame', (f) => f.type === 'error', from + 4);
+      assert.equal(bad.error.code, 'SKYBATCH_E_BAD_FRAME');
+      assert.match(bad.error.message, /bad 'batchReports' message: reports\.0\.items: .*got "two"/);
       const after = await client.request({ type: 'batches', jobId });
       assert.equal(after[0].state, 'running');
       assert.equal(after[0].attempt, b0.attempt);

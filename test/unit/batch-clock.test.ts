@@ -10,7 +10,10 @@ describe('batch clock', () => {
     const short = new BatchClock(() => now);
     assert.equal(short.credit(), WORKER_CREDIT);
     for (let i = 0; i < 50; i++) short.committed(1, 1);
-    assert.equal(short.credit(), MAX_WORKER_CREDIT);
+    assert.equal(short.credit(), 100); // 100 ms of queued work
+    const noop = new BatchClock(() => now);
+    for (let i = 0; i < 50; i++) noop.committed(1, 0); // started and done reported in one frame
+    assert.equal(noop.credit(), MAX_WORKER_CREDIT);
     const medium = new BatchClock(() => now);
     for (let i = 0; i < 50; i++) medium.committed(1, 20);
     assert.equal(medium.credit(), 5);
