@@ -21,7 +21,7 @@ let ready = 0;
 let stopping = false;
 
 function connect(n: number): void {
-  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } });
+  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, generateMask: (mask) => void mask.fill(0) }); // unmasked, as the agent (UNMASKED)
   let isReady = false;
   const send = (m: WorkerMessage): boolean => {
     if (ws.readyState !== WebSocket.OPEN) return false;
