@@ -33,7 +33,8 @@ function connect(n: number): void {
   const report = (jobId: string, reports: BatchReportItem[]): boolean =>
     send(reports.length === 1 ? { ...reports[0], jobId } : { type: 'batchReports', jobId, reports });
   const run = (jobId: string, batches: BatchAssignment[]) => {
-    report(jobId, batches.map(({ index, attempt }) => ({ type: 'batchStarted', index, attempt })));
+    // a batch done in the tick it started is reported done only, as the agent does
+    if (delayMs > 0) report(jobId, batches.map(({ index, attempt }) => ({ type: 'batchStarted', index, attempt })));
     const finish = () => {
       const reports = batches.map(({ index, attempt, start, end, wantSample }): BatchReportItem => ({ type: 'batchDone', index, attempt, items: end - start + 1, ...(wantSample ? { sample: [{ i: start }] } : {}) }));
       // counted only when it reached an open socket: answers lost with a killed coordinator are not dispatches

@@ -46,6 +46,8 @@ export class BatchOutcomes {
       if (b) this.port.emit({ kind: 'batch', jobId: msg.jobId, index: b.index, start: b.start, end: b.end, state: 'running', worker: w.name, attempt: msg.attempt });
       return;
     }
+    // an agent leaves out the start of a batch done in the same tick: the commit is both
+    if (msg.type === 'batchDone' && !run.batches[msg.index].started) run.markStarted(msg.index, msg.attempt);
     this.port.workers.unlease(w, msg.index);
     if (msg.type === 'batchReleased') {
       this.release(run, msg.index, msg.attempt);
@@ -66,6 +68,8 @@ export class BatchOutcomes {
     // the live record, taken before the commit settles it (a settled batch has none to look up)
     const b = run.batch(msg.index);
     const won = run.commit(msg.index, msg.attempt, w.name, msg.items);
+    // a worker that commits is not stalled, even if no start of what it still holds reached us
+    w.waitingSince = undefined;
     if (!won || !b) return false;
     // The losing copy of a straggler is stopped: its mapper may be hung, and the batches
     // queued behind it would wait for it.

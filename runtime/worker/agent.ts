@@ -57,8 +57,8 @@ export class WorkerAgent {
   private closed = false;
   /** The coordinator sent a `batches` frame on this connection, so it takes `batchReports` too. */
   private batchFrames = false;
-  /** Batch reports of one job sent this tick, leaving as one `batchReports` frame. */
-  private reports?: { jobId: string; reports: BatchReportItem[] };
+  /** Batch reports of one job sent this tick, leaving as one `batchReports` frame (a dropped start: undefined). */
+  private reports?: { jobId: string; reports: (BatchReportItem | undefined)[]; started: Map<number, number> };
   private lastConnected = Date.now();
   private readonly log: (line: string) => void;
   private readonly resources?: WorkerResources;
@@ -165,10 +165,16 @@ export class WorkerAgent {
       const { jobId, ...item } = msg;
       if (this.reports && this.reports.jobId !== jobId) this.flushReports();
       if (!this.reports) {
-        this.reports = { jobId, reports: [] };
+        this.reports = { jobId, reports: [], started: new Map() };
         process.nextTick(() => this.flushReports());
       }
-      this.reports.reports.push(item);
+      const r = this.reports;
+      // A batch done in the same tick as it started needs no start: the coordinator takes
+      // the commit as both (half the reports of a short batch).
+      const at = item.type === 'batchStarted' ? undefined : r.started.get(item.index);
+      if (at !== undefined && item.type === 'batchDone' && r.reports[at]?.attempt === item.attempt) r.reports[at] = undefined;
+      if (item.type === 'batchStarted') r.started.set(item.index, r.reports.length);
+      r.reports.push(item);
       return;
     }
     this.flushReports();
@@ -179,7 +185,8 @@ export class WorkerAgent {
     const r = this.reports;
     if (!r) return;
     this.reports = undefined;
-    this.sendNow(r.reports.length === 1 ? { ...r.reports[0], jobId: r.jobId } : { type: 'batchReports', jobId: r.jobId, reports: r.reports });
+    const reports = r.reports.filter((x) => x !== undefined);
+    this.sendNow(reports.length === 1 ? { ...reports[0], jobId: r.jobId } : { type: 'batchReports', jobId: r.jobId, reports });
   }
 
   private sendNow(msg: WorkerMessage): void {

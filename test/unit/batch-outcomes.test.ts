@@ -3,9 +3,9 @@ import { describe, it } from 'node:test';
 import type { WireError } from '../../formats/common/errors.js';
 import { BatchOutcomes } from '../../runtime/coordinator/batch-outcomes.js';
 import { JobRun } from '../../runtime/coordinator/job-run.js';
-import { schedule } from '../../runtime/coordinator/scheduler.js';
+import { schedule, stalledWorkers } from '../../runtime/coordinator/scheduler.js';
 import { WorkerEntry, WorkerTable } from '../../runtime/coordinator/worker-table.js';
-import type { CoordinatorToWorker, JobEvent } from '../../runtime/protocol.js';
+import { WORKER_CREDIT, type CoordinatorToWorker, type JobEvent } from '../../runtime/protocol.js';
 import { spec } from './spec.js';
 
 /** A worker table whose links record what they were sent, and the outcome handlers over it. */
@@ -62,6 +62,26 @@ describe('batch outcomes', () => {
     assert.equal(run.batch(2)!.state, 'retrying');
     assert.equal(run.next(0)!.index, 2, 'batch 2 goes out again at once');
     assert.equal(outcomes.done(w1, run, { type: 'batchDone', jobId: '1', index: 0, attempt: 1, items: 10 } as never), false, 'the loser’s late result is ignored');
+  });
+
+  it('takes a batchDone with no batchStarted before it (an agent folds the start of a batch done in the same tick) as both: committed, timed for the credit, and the worker not stalled', () => {
+    const run = new JobRun(spec({ total: 200, batchSize: 1, batchTimeoutMs: 1000 }));
+    const { workers: [w1], outcomes, give } = setup(run, ['w1']);
+    give();
+    const held = [...w1.leased];
+    assert.ok(held.length >= 2, 'w1 holds a running and a prefetched batch');
+    assert.deepEqual(stalledWorkers([w1], new Map([['1', run]]), 0), [], 'the stall clock starts: nothing it holds has started');
+    for (let i = 0; i < 10; i++) {
+      give();
+      const index = [...w1.leased][0];
+      outcomes.report(w1, { type: 'batchDone', jobId: '1', index, attempt: run.batches[index].current, items: 1 });
+      assert.equal(run.batches[index].state, 'done');
+    }
+    assert.equal(run.batchesDone, 10);
+    assert.ok(run.credit() > WORKER_CREDIT, `timed commits raise the credit (got ${run.credit()})`);
+    // still holding batches none of whose starts it reported, but it commits: not stalled
+    assert.ok(w1.leased.size > 0);
+    assert.deepEqual(stalledWorkers([w1], new Map([['1', run]]), 5000), []);
   });
 
   it('applies a report only from the worker holding that attempt; others are refused and change nothing', () => {
