@@ -47,7 +47,7 @@ export class BatchOutcomes {
       return;
     }
     // an agent leaves out the start of a batch done in the same tick: the commit is both
-    if (msg.type === 'batchDone' && !run.batches[msg.index].started) run.markStarted(msg.index, msg.attempt);
+    if (msg.type === 'batchDone' && !run.batch(msg.index)?.started) run.markStarted(msg.index, msg.attempt);
     this.port.workers.unlease(w, msg.index);
     if (msg.type === 'batchReleased') {
       this.release(run, msg.index, msg.attempt);

@@ -74,8 +74,8 @@ describe('batch outcomes', () => {
     for (let i = 0; i < 10; i++) {
       give();
       const index = [...w1.leased][0];
-      outcomes.report(w1, { type: 'batchDone', jobId: '1', index, attempt: run.batches[index].current, items: 1 });
-      assert.equal(run.batches[index].state, 'done');
+      outcomes.report(w1, { type: 'batchDone', jobId: '1', index, attempt: run.batch(index)!.current, items: 1 });
+      assert.equal(run.batch(index)!.state, 'done');
     }
     assert.equal(run.batchesDone, 10);
     assert.ok(run.credit() > WORKER_CREDIT, `timed commits raise the credit (got ${run.credit()})`);
