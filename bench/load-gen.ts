@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoordinatorClient } from '../runtime/client/connection.js';
 import type { PoolSummary } from '../runtime/protocol.js';
+import { COORDINATOR_NODE_FLAGS } from '../runtime/coordinator/node-flags.js';
 import { ROOT, Sandbox } from '../test/harness.js';
 import { RssSampler, alive, cpuSeconds, kill, sleep } from './lib/proc.js';
 
@@ -65,11 +66,17 @@ interface Coord {
   listenSeconds: number;
 }
 
+/** The flags `pool apply` starts the coordinator with; BENCH_COORDINATOR_FLAGS (space-separated) replaces them, to compare. */
+function coordinatorFlags(): readonly string[] {
+  const given = process.env.BENCH_COORDINATOR_FLAGS;
+  return given === undefined ? COORDINATOR_NODE_FLAGS : given.split(' ').filter(Boolean);
+}
+
 async function startCoordinator(sb: Sandbox, pool: string): Promise<Coord> {
   const dir = path.join(sb.home, 'pools', pool);
   const out = fs.openSync(path.join(dir, 'coordinator.log'), 'a');
   const t0 = performance.now();
-  const proc = spawn(process.execPath, ['--enable-source-maps', COORDINATOR, '--pool', pool], { env: sb.env(), stdio: ['ignore', out, out] });
+  const proc = spawn(process.execPath, [...coordinatorFlags(), COORDINATOR, '--pool', pool], { env: sb.env(), stdio: ['ignore', out, out] });
   fs.closeSync(out);
   const deadline = Date.now() + 60_000;
   for (;;) {

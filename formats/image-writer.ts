@@ -1,7 +1,7 @@
-import { PNG } from 'pngjs';
 import { BatchRef, normalizeColumns, requireColumn, writerOptions } from './columns.js';
 import { eachLimit } from './concurrency.js';
 import { SkybatchError } from './common/errors.js';
+import { lazyRequire } from './common/lazy-require.js';
 import { Item } from './input-reader.js';
 import { OutputWriter } from './output-writer.js';
 import { assertSafeKey, joinPath, pad8 } from './common/paths.js';
@@ -19,6 +19,8 @@ export interface RgbaImage {
   height: number;
   data: Uint8Array;
 }
+
+const pngjs = lazyRequire<typeof import('pngjs')>('pngjs');
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const UPLOAD_CONCURRENCY = 8;
@@ -108,6 +110,7 @@ function toPng(value: unknown, index: number, at: BatchRef, column: string): Buf
     if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) throw fail(`width and height must be positive integers, got ${width}x${height}`);
     if (!(data instanceof Uint8Array)) throw fail(`'data' must be a Uint8Array of RGBA pixels`);
     if (data.length !== width * height * 4) throw fail(`'data' has ${data.length} bytes, expected ${width}x${height}x4 = ${width * height * 4}`);
+    const { PNG } = pngjs();
     const png = new PNG({ width, height });
     png.data = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     return PNG.sync.write(png);

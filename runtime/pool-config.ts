@@ -1,9 +1,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { isMap, isSeq, LineCounter, parseDocument, Node as YamlNode } from 'yaml';
+import type { LineCounter, Node as YamlNode } from 'yaml';
+import { lazyRequire } from '../formats/common/lazy-require.js';
 import { z } from 'zod';
 import { SkybatchError } from '../formats/common/errors.js';
+
+const yaml = lazyRequire<typeof import('yaml')>('yaml');
 
 const quantity = z.union([z.number().positive(), z.string().regex(/^\d+(\.\d+)?\+?$/, 'expected a number like 4 or 4+ (at least 4)')]);
 const accelerators = z.union([
@@ -223,6 +226,7 @@ export interface ConfigProblem {
  * problems that need more than the file (what the host has), reported the same way.
  */
 export function parsePoolConfig(text: string, file = 'pool.yaml', check?: (config: PoolConfig) => ConfigProblem[]): PoolConfig {
+  const { LineCounter, parseDocument } = yaml();
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
   if (doc.errors.length) {
@@ -286,6 +290,7 @@ export function readPoolConfig(file: string, check?: (config: PoolConfig) => Con
 
 /** The line of the deepest node along `path` that exists (the key itself when it does). */
 function lineOf(root: YamlNode | null, path: string[], lc: LineCounter): number | undefined {
+  const { isMap, isSeq } = yaml();
   let node: unknown = root;
   let line = root?.range ? lc.linePos(root.range[0]).line : undefined;
   for (const key of path) {

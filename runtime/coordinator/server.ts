@@ -2,7 +2,8 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { WebSocket, WebSocketServer } from 'ws';
+import type * as Ws from 'ws';
+import { requireCjs } from '../../formats/common/lazy-require.js';
 import { SkybatchError, WireError, toWireError } from '../../formats/common/errors.js';
 import { MAX_FRAME_BYTES, checkFrame, clientMessage, hello as helloMessage, workerMessage } from '../protocol-guards.js';
 import { BatchAssignment, ClientReplies, ClientRequest, CoordinatorToClient, CoordinatorToWorker, EventDetail, FENCED_CLOSE_CODE, JobEvent, PROTOCOL_VERSION, WorkerMessage } from '../protocol.js';
@@ -11,6 +12,9 @@ import { sendCorked } from '../corked-send.js';
 import { SubscriberOutbox } from './subscriber-outbox.js';
 import { bundleFile } from '../store/job-store.js';
 import * as fs from 'node:fs';
+
+const { WebSocket, WebSocketServer } = requireCjs<typeof Ws>('ws');
+type WebSocket = Ws.WebSocket;
 
 const HEARTBEAT_MS = 1000;
 const MISSED_BEATS = 3;
