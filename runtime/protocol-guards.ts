@@ -287,7 +287,7 @@ export const agentToMapper = exactUnion<AgentToMapper, 'type'>('type')(
   z.discriminatedUnion('type', [
     z.object({ type: z.literal('start'), spec: jobSpec, bundlePath: z.string(), cacheDir: z.string(), dryRun: z.boolean().optional() }),
     z.object({ type: z.literal('batch'), index: count, start: count, end: count, attempt: count, wantSample: z.boolean() }),
-    z.object({ type: z.literal('end') }),
+    z.object({ type: z.literal('end'), keep: z.boolean().optional() }),
   ]),
 );
 
@@ -298,6 +298,7 @@ export const mapperToAgent = exactUnion<MapperToAgent, 'type'>('type')(
     z.object({ type: z.literal('batchReleased'), index: count, attempt: count }),
     z.object({ type: z.literal('batchFailed'), index: count, attempt: count, error: wireError, input: z.array(z.unknown()).optional() }),
     z.object({ type: z.literal('fatal'), error: wireError }),
+    z.object({ type: z.literal('idle') }),
   ]),
 );
 

@@ -203,7 +203,7 @@ export class WorkerAgent {
         void this.setup.run(msg.setup, msg.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_S * 1000);
         break;
       case 'job':
-        this.mappers.kill('superseded by a new job');
+        this.mappers.newJob(msg.spec);
         this.job = msg.spec;
         break;
       case 'bundle':

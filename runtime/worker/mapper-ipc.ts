@@ -6,8 +6,8 @@ export type AgentToMapper =
   /** `dryRun`: a notebook's mapper cell run on its own (client/dry-run.ts): nothing is written, every result comes back as the sample. */
   | { type: 'start'; spec: JobSpec; bundlePath: string; cacheDir: string; dryRun?: boolean }
   | { type: 'batch'; index: number; start: number; end: number; attempt: number; wantSample: boolean }
-  /** No more batches: let `load()` finish so the mapper returns. */
-  | { type: 'end' };
+  /** No more batches: let `load()` finish so the mapper returns. `keep`: then wait for a next job of the same bundle (`idle`) instead of exiting. */
+  | { type: 'end'; keep?: boolean };
 
 /** Mapper process → agent. */
 export type MapperToAgent =
@@ -16,4 +16,6 @@ export type MapperToAgent =
   | { type: 'batchReleased'; index: number; attempt: number }
   | { type: 'batchFailed'; index: number; attempt: number; error: WireError; input?: unknown[] }
   /** The job cannot run on this worker at all (script failed to load, mapper threw before its first batch). */
-  | { type: 'fatal'; error: WireError };
+  | { type: 'fatal'; error: WireError }
+  /** Its job's mapper returned cleanly after `end` with `keep`: it waits for a next `start`. */
+  | { type: 'idle' };

@@ -17,27 +17,43 @@ const MAPPER_PROCESS = fileURLToPath(new URL('./mapper-process.js', import.meta.
 const END_GRACE_MS = 30_000;
 const BUILD = buildId();
 const KILL_GRACE_MS = 3_000;
+/** How long a next job waits for the warm process to return from the last one before it starts a fresh one. */
+const WARM_WAIT_MS = 2_000;
 
 /** Which GPUs a process sees is the worker's business, never the submitting client's. */
 export const DEVICE_ENV = ['CUDA_VISIBLE_DEVICES', 'CUDA_DEVICE_ORDER'];
 
+/** One job's use of a mapper process on this worker. */
 interface MapperChild {
   jobId: string;
   inflight: Map<number, { attempt: number; started: boolean; start: number; end: number }>;
-  /** The process, once the job's bundle is here and it was spawned. */
-  proc?: ChildProcess;
-  /** Sends to `proc`, several messages per IPC write (see `batchedSender`). */
-  send?: (msg: AgentToMapper) => void;
-  /** Settles once `proc` is spawned, or once the child was given up before that. */
+  /** The process running this job, once the job's bundle is here and it was spawned (or a warm one was handed the job). */
+  host?: MapperProc;
+  /** Settles once `host` runs the job, or once the child was given up before that. */
   spawned: Promise<void>;
   /** Stopped, exited or superseded: it takes no more batches. */
   gone: boolean;
-  ending: boolean;
-  stderrTail: string[];
-  /** Whether this process ever took a batch from load(). */
+  /** Whether its process ever took a batch of this job from load(). */
   tookBatch: boolean;
+  /** It runs in a process an earlier job left warm. */
+  reused: boolean;
+}
+
+/** A mapper process, which may run several jobs one after another (see `keyOf`). */
+interface MapperProc {
+  proc: ChildProcess;
+  /** Sends to `proc`, several messages per IPC write (see `batchedSender`). */
+  send: (msg: AgentToMapper) => void;
+  /** What a next job must match to run in it; undefined: never reused. */
+  key?: string;
+  /** The job it runs now; none while it waits as the warm process. */
+  job?: MapperChild;
+  stderrTail: string[];
   /** Set when the agent stopped it for using more than `resources.memoryMb`. */
   overMemoryMb?: number;
+  /** After a `done` job's `end` with keep: true once it waits for a next job, false if it exited instead. */
+  idle?: Promise<boolean>;
+  settleIdle?: (ok: boolean) => void;
 }
 
 /** What the agent lends the supervisor: the connection, and what it knows of the worker and its job. */
@@ -64,12 +80,56 @@ export interface SupervisorPorts {
  * The mapper process of the agent's current job: started for the job's first batch, handed
  * its batches, and when it goes away, its batches reported (a started one failed, the rest
  * given back). Decisions about it are synchronous, in message order.
+ *
+ * A process whose job ended `done`, whose mapper returned cleanly, stays warm: the next job
+ * with the same bundle and process environment (`keyOf`) runs in it, so module state (a
+ * loaded model) survives between jobs. Anything else ends it as before; a process that
+ * crashed, was killed for memory or was aborted as hung has exited and is never reused.
  */
 export class MapperSupervisor {
-  /** The mapper process that takes new batches. */
+  /** The mapper process's use by the current job, which takes new batches. */
   private child?: MapperChild;
+  /** The process a finished job left for the next one (it may still be returning from that job). */
+  private warm?: MapperProc;
 
   constructor(private readonly ports: SupervisorPorts) {}
+
+  /**
+   * Everything a process is started with for `spec`, apart from the job's id: a warm process
+   * runs a next job only when this is the same. Python mappers are not kept (their bridge
+   * process is per job).
+   */
+  private keyOf(spec: JobSpec): string | undefined {
+    if (spec.python) return undefined;
+    const { SKYBATCH_JOB_ID: _job, ...env } = this.envFor(spec, spec.packages?.hash);
+    return JSON.stringify([spec.bundleHash, spec.activateEnv ?? null, this.ports.memoryMb ?? null, Object.entries(env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
+  }
+
+  private envFor(spec: JobSpec, packages: string | undefined): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {
+      ...withoutDeviceEnv(process.env),
+      ...this.ports.setupEnv(),
+      ...withoutDeviceEnv(spec.env),
+      ...this.ports.deviceEnv(),
+      SKYBATCH_JOB_ID: spec.jobId,
+      SKYBATCH_WORKER: this.ports.worker,
+      SKYBATCH_AGENT_BUILD: BUILD,
+      ...(packages ? { SKYBATCH_PACKAGES: packages } : {}),
+    };
+    delete env.SKYBATCH_TOKEN;
+    return env;
+  }
+
+  /** The agent was handed job `spec`: the current job's process goes; the warm one stays only if `spec` can run in it. */
+  newJob(spec: JobSpec): void {
+    this.kill('superseded by a new job', false);
+    const warm = this.warm;
+    if (warm && warm.key !== this.keyOf(spec)) {
+      this.warm = undefined;
+      this.ports.log(`stopping the warm mapper process: job ${spec.jobId} has another bundle or environment`);
+      terminate(warm.proc);
+    }
+  }
 
   /** Hands batch `msg` of job `spec` to the job's mapper process, starting one when there is none. */
   forward(spec: JobSpec, msg: Extract<CoordinatorToWorker, { type: 'batch' }>): void {
@@ -79,22 +139,31 @@ export class MapperSupervisor {
     const fwd: AgentToMapper = { type: 'batch', index: msg.index, start: msg.start, end: msg.end, attempt: msg.attempt, wantSample: msg.wantSample };
     // A child that went away meanwhile reports this batch with the rest of its batches.
     void child.spawned.then(() => {
-      if (child.gone || !child.proc?.connected) return;
-      child.send?.(fwd);
+      if (child.gone || !child.host?.proc.connected) return;
+      child.host.send(fwd);
     });
   }
 
   private startChild(spec: JobSpec): MapperChild {
-    const child: MapperChild = { jobId: spec.jobId, inflight: new Map(), gone: false, ending: false, stderrTail: [], tookBatch: false, spawned: Promise.resolve() };
+    const child: MapperChild = { jobId: spec.jobId, inflight: new Map(), gone: false, tookBatch: false, reused: false, spawned: Promise.resolve() };
+    const key = this.keyOf(spec);
+    const warm = key !== undefined && this.warm?.key === key ? this.warm : undefined;
+    if (this.warm && !warm) terminate(this.warm.proc);
+    this.warm = undefined;
     const packages = spec.packages ? this.ports.packages.dir(spec.packages.hash) : Promise.resolve(undefined);
-    child.spawned = Promise.all([this.ports.bundles.path(spec.bundleHash), packages]).then(
-      ([bundlePath, packagesDir]) => {
-        if (child.gone) this.settle(child, 'was stopped before it started', false);
-        else this.spawnMapper(child, spec, bundlePath, packagesDir);
+    child.spawned = Promise.all([this.ports.bundles.path(spec.bundleHash), packages, warm ? untilIdle(warm) : false]).then(
+      ([bundlePath, packagesDir, idle]) => {
+        const reusable = warm && idle && warm.proc.exitCode === null && warm.proc.signalCode === null && warm.proc.connected;
+        if (child.gone) {
+          if (warm) terminate(warm.proc);
+          this.settle(child, 'was stopped before it started', false);
+        } else if (reusable) this.reuse(warm, child, spec, bundlePath);
+        else this.spawnMapper(child, spec, bundlePath, packagesDir, key);
       },
       (err: unknown) => {
         child.gone = true;
         child.inflight.clear();
+        if (warm) terminate(warm.proc);
         if (this.child === child && this.ports.currentJob() === spec.jobId) {
           this.child = undefined;
           this.ports.startFailed(spec.jobId, err);
@@ -104,20 +173,26 @@ export class MapperSupervisor {
     return child;
   }
 
-  private spawnMapper(child: MapperChild, spec: JobSpec, bundlePath: string, packagesDir: string | undefined): void {
+  /** Runs job `spec` in the warm process `host`, which already imported its bundle. */
+  private reuse(host: MapperProc, child: MapperChild, spec: JobSpec, bundlePath: string): void {
+    this.ports.log(`job ${spec.jobId} runs in the warm mapper process ${host.proc.pid}`);
+    host.idle = host.settleIdle = undefined;
+    host.stderrTail = [];
+    host.job = child;
+    child.host = host;
+    child.reused = true;
+    host.send({ type: 'start', spec, bundlePath, cacheDir: this.cacheDir(spec) });
+  }
+
+  private cacheDir(spec: JobSpec): string {
     const cacheDir = path.join(this.ports.workdir, '.skybatch-cache', spec.jobId);
     fs.mkdirSync(cacheDir, { recursive: true });
-    const env: NodeJS.ProcessEnv = {
-      ...withoutDeviceEnv(process.env),
-      ...this.ports.setupEnv(),
-      ...withoutDeviceEnv(spec.env),
-      ...this.ports.deviceEnv(),
-      SKYBATCH_JOB_ID: spec.jobId,
-      SKYBATCH_WORKER: this.ports.worker,
-      SKYBATCH_AGENT_BUILD: BUILD,
-      ...(packagesDir ? { SKYBATCH_PACKAGES: packagesDir } : {}),
-    };
-    delete env.SKYBATCH_TOKEN;
+    return cacheDir;
+  }
+
+  private spawnMapper(child: MapperChild, spec: JobSpec, bundlePath: string, packagesDir: string | undefined, key: string | undefined): void {
+    const cacheDir = this.cacheDir(spec);
+    const env = this.envFor(spec, packagesDir);
     const memoryMb = this.ports.memoryMb;
     // V8's heap limit follows the worker's memory limit, so it collects garbage before the
     // agent would see the process over its limit; the agent's RSS poll is what enforces it.
@@ -126,41 +201,58 @@ export class MapperSupervisor {
     const proc = spec.activateEnv
       ? spawn('bash', ['-c', `${spec.activateEnv}\nexec "$0" "$@"`, process.execPath, ...nodeArgs], { cwd: this.ports.workdir, env, stdio })
       : spawn(process.execPath, nodeArgs, { cwd: this.ports.workdir, env, stdio });
-    child.proc = proc;
-    child.send = batchedSender<AgentToMapper>(
-      (m) => proc.connected && proc.send(m),
-      // the process is going away: its exit hands its batches back (they are in inflight)
-      (err) => this.ports.log(`messages of job ${spec.jobId} not handed to its mapper process: ${err.message}`),
-    );
+    const host: MapperProc = {
+      proc,
+      key,
+      job: child,
+      stderrTail: [],
+      send: batchedSender<AgentToMapper>(
+        (m) => proc.connected && proc.send(m),
+        // the process is going away: its exit hands its batches back (they are in inflight)
+        (err) => this.ports.log(`messages of job ${host.job?.jobId ?? '(none)'} not handed to its mapper process: ${err.message}`),
+      ),
+    };
+    child.host = host;
     if (memoryMb && canWatchMemory && proc.pid) {
       const stop = capMemory(proc.pid, memoryMb * 2 ** 20, (rss) => {
-        child.overMemoryMb = Math.round(rss / 2 ** 20);
-        this.ports.log(`mapper of job ${spec.jobId} used ${child.overMemoryMb} MB, over its ${memoryMb} MB limit; stopped it`);
+        host.overMemoryMb = Math.round(rss / 2 ** 20);
+        this.ports.log(`mapper of job ${host.job?.jobId ?? '(none, warm)'} used ${host.overMemoryMb} MB, over its ${memoryMb} MB limit; stopped it`);
       });
       proc.once('exit', stop);
     }
     const relay = (stream: 'stdout' | 'stderr') => (line: string) => {
       if (stream === 'stderr') {
-        child.stderrTail.push(line);
-        if (child.stderrTail.length > 10) child.stderrTail.shift();
+        host.stderrTail.push(line);
+        if (host.stderrTail.length > 10) host.stderrTail.shift();
       }
-      this.ports.send({ type: 'log', jobId: spec.jobId, stream, line });
+      // a warm process between jobs has no job to log to: its lines go to the worker's log
+      const jobId = host.job?.jobId;
+      if (jobId) this.ports.send({ type: 'log', jobId, stream, line });
+      else this.ports.log(`warm mapper process ${proc.pid} ${stream}: ${line}`);
     };
     forEachLine(proc.stdout, relay('stdout'));
     forEachLine(proc.stderr, relay('stderr'));
     proc.on('message', (raw: unknown) =>
       eachMessage(raw, (m) => {
-        const checked = checkFrame(mapperToAgent, m, `the mapper process of job ${spec.jobId}`);
-        if (checked.ok) this.onChildMessage(child, checked.msg);
+        const checked = checkFrame(mapperToAgent, m, `the mapper process of job ${host.job?.jobId ?? '(none)'}`);
+        if (checked.ok) this.onChildMessage(host, checked.msg);
         else this.ports.log(`ignored a message: ${checked.error.message}`);
       }),
     );
-    proc.on('exit', (code, signal) => this.onChildExit(child, code, signal));
+    proc.on('exit', (code, signal) => this.onChildExit(host, code, signal));
     proc.on('error', (err) => this.ports.log(`mapper process error: ${err.message}`));
-    child.send({ type: 'start', spec, bundlePath, cacheDir });
+    host.send({ type: 'start', spec, bundlePath, cacheDir });
   }
 
-  private onChildMessage(child: MapperChild, m: MapperToAgent): void {
+  private onChildMessage(host: MapperProc, m: MapperToAgent): void {
+    if (m.type === 'idle') {
+      // Its job's messages all came before this one: the process now belongs to no job.
+      host.job = undefined;
+      host.settleIdle?.(true);
+      return;
+    }
+    const child = host.job;
+    if (!child) return;
     const jobId = child.jobId;
     if (m.type === 'fatal') {
       this.ports.send({ type: 'jobFatal', jobId, error: m.error });
@@ -173,12 +265,17 @@ export class MapperSupervisor {
     this.ports.send({ ...m, jobId });
   }
 
-  private onChildExit(child: MapperChild, code: number | null, signal: NodeJS.Signals | null): void {
+  private onChildExit(host: MapperProc, code: number | null, signal: NodeJS.Signals | null): void {
+    host.settleIdle?.(false);
+    if (this.warm === host) this.warm = undefined;
+    const child = host.job;
+    host.job = undefined;
+    if (!child) return;
     child.gone = true;
     if (this.child === child) this.child = undefined;
-    const over = child.overMemoryMb;
+    const over = host.overMemoryMb;
     const limit = `the ${this.ports.memoryMb} MB the pool gives it (resources.memory); raise resources.memory or lower batchSize`;
-    if (over !== undefined && !child.tookBatch && this.ports.currentJob() === child.jobId) {
+    if (over !== undefined && !child.tookBatch && !child.reused && this.ports.currentJob() === child.jobId) {
       // Its one-time setup alone is too big: every retry would end the same way.
       const err = new SkybatchError('SKYBATCH_E_MEMORY_LIMIT', `job ${child.jobId}: the mapper process on worker ${this.ports.worker} used ${over} MB before taking its first batch, over ${limit}`, {
         context: { jobId: child.jobId, worker: this.ports.worker },
@@ -187,15 +284,15 @@ export class MapperSupervisor {
       child.inflight.clear();
       return;
     }
-    this.settle(child, signal ? `was killed by ${signal}` : `exited with code ${code}`, true, over === undefined ? undefined : (batch) => `used ${over} MB while holding batch [${batch[0]}, ${batch[1]}], over ${limit}`);
+    this.settle(child, signal ? `was killed by ${signal}` : `exited with code ${code}`, true, host.stderrTail, over === undefined ? undefined : (batch) => `used ${over} MB while holding batch [${batch[0]}, ${batch[1]}], over ${limit}`);
   }
 
   /**
    * Reports the batches a mapper process held when it went away: a started batch failed
    * (when `charge`), one it never took is given back without counting against it.
    */
-  private settle(child: MapperChild, how: string, charge: boolean, overMemory?: (batch: [number, number]) => string): void {
-    const tail = child.stderrTail.length ? `; last stderr:\n${child.stderrTail.join('\n')}` : '';
+  private settle(child: MapperChild, how: string, charge: boolean, stderrTail: string[] = [], overMemory?: (batch: [number, number]) => string): void {
+    const tail = stderrTail.length ? `; last stderr:\n${stderrTail.join('\n')}` : '';
     for (const [index, { attempt, started, start, end }] of child.inflight) {
       if (!started || !charge) {
         this.ports.send({ type: 'batchReleased', jobId: child.jobId, index, attempt });
@@ -225,10 +322,15 @@ export class MapperSupervisor {
     this.ports.log(`batch ${index} (attempt ${attempt}) of job ${jobId} was taken away; stopping its mapper process`);
     this.child = undefined;
     child.gone = true;
-    if (child.proc?.pid) killTree(child.proc.pid); // with what it started (a Python mapper, a model server)
+    const pid = child.host?.proc.pid;
+    if (pid) killTree(pid); // with what it started (a Python mapper, a model server)
   }
 
-  /** The job ended: a mapper that is done ends gracefully, one still holding batches (a straggler's losing copy) or of a failed job is stopped. */
+  /**
+   * The job ended: a mapper that is done returns and stays warm for a next job (or ends
+   * gracefully when it cannot be reused); one still holding batches (a straggler's losing
+   * copy) or of a failed or cancelled job is stopped.
+   */
   end(reason: 'done' | 'cancelled' | 'failed'): void {
     const child = this.child;
     this.child = undefined;
@@ -239,32 +341,47 @@ export class MapperSupervisor {
     child.inflight.clear();
     child.gone = true;
     void child.spawned.then(() => {
-      const proc = child.proc;
-      if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+      const host = child.host;
+      const proc = host?.proc;
+      if (!host || !proc || proc.exitCode !== null || proc.signalCode !== null) return;
       if (zombie) {
         if (proc.pid) killTree(proc.pid);
       } else if (reason === 'done') {
-        child.ending = true;
-        child.send?.({ type: 'end' });
+        const keep = host.key !== undefined;
+        if (keep) {
+          host.idle = new Promise<boolean>((resolve) => (host.settleIdle = resolve));
+          if (this.warm && this.warm !== host) terminate(this.warm.proc);
+          this.warm = host;
+        }
+        host.send({ type: 'end', ...(keep ? { keep } : {}) });
+        // one that neither returns nor exits in time is hung: it is killed, not kept
         const timer = setTimeout(() => proc.kill('SIGKILL'), END_GRACE_MS);
         proc.once('exit', () => clearTimeout(timer));
+        void host.idle?.then(() => clearTimeout(timer));
       } else {
         terminate(proc);
       }
     });
   }
 
-  /** Stops the mapper process, if any, without reporting its batches (the coordinator took them back). */
-  kill(why: string): void {
+  /** Stops the mapper process, if any, without reporting its batches (the coordinator took them back); with `warmToo`, the warm one as well. */
+  kill(why: string, warmToo = true): void {
+    const warm = this.warm;
+    if (warmToo && warm) {
+      this.warm = undefined;
+      this.ports.log(`stopping the warm mapper process: ${why}`);
+      terminate(warm.proc);
+    }
     const child = this.child;
     this.child = undefined;
     if (!child) return;
     child.inflight.clear();
     child.gone = true;
     void child.spawned.then(() => {
-      if (!child.proc || child.proc.exitCode !== null || child.proc.signalCode !== null) return;
+      const proc = child.host?.proc;
+      if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
       this.ports.log(`stopping mapper of job ${child.jobId}: ${why}`);
-      terminate(child.proc);
+      terminate(proc);
     });
   }
 }
@@ -273,6 +390,22 @@ export function withoutDeviceEnv(env: Record<string, string | undefined>): Recor
   const out = { ...env };
   for (const k of DEVICE_ENV) delete out[k];
   return out;
+}
+
+/**
+ * Whether `warm` is ready for a next job: it returned from its last one. One still busy
+ * returning after `WARM_WAIT_MS` is not waited for (a fresh process starts instead) and is
+ * ended once it returns.
+ */
+function untilIdle(warm: MapperProc): Promise<boolean> {
+  const idle = warm.idle ?? Promise.resolve(false);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), WARM_WAIT_MS)));
+  return Promise.race([idle, late]).then((ok) => {
+    clearTimeout(timer);
+    if (!ok) void idle.then((returned) => returned && terminate(warm.proc));
+    return ok;
+  });
 }
 
 function terminate(proc: ChildProcess): void {
