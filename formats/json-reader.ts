@@ -50,8 +50,33 @@ export class JsonReader extends InputReader<Record<string, never>> {
   }
 }
 
-/** Parses the rows `startIdx..endIdx` out of `buf`, which starts at row `row0` on line `line0`. */
+/**
+ * Parses the rows `startIdx..endIdx` out of `buf`, which starts at row `row0` on line `line0`.
+ * The range is checked and decoded once and split as a string: per-line `isUtf8` and
+ * `toString` calls were most of a worker's time on short rows. A range that is not valid
+ * UTF-8 is parsed line by line, so the error names the line.
+ */
 function parseRows(buf: Buffer, path: string, row0: number, line0: number, startIdx: number, endIdx: number): Item[] {
+  if (!isUtf8(buf)) return parseRowsByLine(buf, path, row0, line0, startIdx, endIdx);
+  const text = buf.toString('utf8');
+  const out: Item[] = [];
+  let row = row0;
+  let line = line0;
+  let pos = 0;
+  while (pos < text.length && row <= endIdx) {
+    let nl = text.indexOf('\n', pos);
+    if (nl < 0) nl = text.length;
+    if (textHasContent(text, pos, nl)) {
+      if (row >= startIdx) out.push(parseText(text.slice(pos, nl), path, line));
+      row++;
+    }
+    pos = nl + 1;
+    line++;
+  }
+  return checkCount(out, path, startIdx, endIdx);
+}
+
+function parseRowsByLine(buf: Buffer, path: string, row0: number, line0: number, startIdx: number, endIdx: number): Item[] {
   const out: Item[] = [];
   let row = row0;
   let line = line0;
@@ -66,6 +91,10 @@ function parseRows(buf: Buffer, path: string, row0: number, line0: number, start
     pos = nl + 1;
     line++;
   }
+  return checkCount(out, path, startIdx, endIdx);
+}
+
+function checkCount(out: Item[], path: string, startIdx: number, endIdx: number): Item[] {
   if (out.length !== endIdx - startIdx + 1) {
     throw new SkybatchError('SKYBATCH_E_STORAGE', `${path} changed since the job started: expected rows ${startIdx}..${endIdx}, found ${out.length}`, {
       context: { path, batch: [startIdx, endIdx] },
@@ -75,19 +104,28 @@ function parseRows(buf: Buffer, path: string, row0: number, line0: number, start
 }
 
 function parseLine(bytes: Buffer, path: string, line: number): Item {
-  const where = { context: { path, line } };
-  if (!isUtf8(bytes)) throw new SkybatchError('SKYBATCH_E_MALFORMED_JSONL', `${path} line ${line}: not valid UTF-8`, where);
+  if (!isUtf8(bytes)) throw new SkybatchError('SKYBATCH_E_MALFORMED_JSONL', `${path} line ${line}: not valid UTF-8`, { context: { path, line } });
+  return parseText(bytes.toString('utf8'), path, line);
+}
+
+function parseText(text: string, path: string, line: number): Item {
   let value: unknown;
   try {
-    value = JSON.parse(bytes.toString('utf8'));
+    value = JSON.parse(text);
   } catch (err) {
-    throw new SkybatchError('SKYBATCH_E_MALFORMED_JSONL', `${path} line ${line}: ${(err as Error).message}`, { ...where, cause: err });
+    throw new SkybatchError('SKYBATCH_E_MALFORMED_JSONL', `${path} line ${line}: ${(err as Error).message}`, { context: { path, line }, cause: err });
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
-    throw new SkybatchError('SKYBATCH_E_MALFORMED_JSONL', `${path} line ${line}: expected a JSON object, got ${got}`, where);
+    throw new SkybatchError('SKYBATCH_E_MALFORMED_JSONL', `${path} line ${line}: expected a JSON object, got ${got}`, { context: { path, line } });
   }
   return value as Item;
+}
+
+/** `hasContent` over decoded text: a non-ASCII character is content, as its bytes are. */
+function textHasContent(text: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (!isBlank(text.charCodeAt(i))) return true;
+  return false;
 }
 
 /** JSON's own whitespace: a line of nothing else is skipped like an empty one. */

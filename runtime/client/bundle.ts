@@ -7,9 +7,10 @@ import { SkybatchError } from '../../formats/common/errors.js';
 import { headerLine, type BundleHeader } from '../bundle-header.js';
 import { RUNTIME_KEY } from '../bundle-loader.js';
 import { loadPackageApi } from '../package-api.js';
-import { rewriteImportMeta } from './import-meta.js';
+import { buildId } from '../build-id.js';
+import { skybatchHome } from '../store/pool-store.js';
 import { projectOf } from './project.js';
-import { pruneEntry, type FormatRoot, type MapperRoot } from './prune.js';
+import type { FormatRoot, MapperRoot } from './prune.js';
 
 export interface Bundle {
   code: string;
@@ -46,21 +47,103 @@ export function bundleScript(req: BundleRequest): Promise<Bundle> {
   const key = JSON.stringify(req);
   let p = cache.get(key);
   if (!p) {
-    p = build(req);
+    p = cachedBuild(req);
     cache.set(key, p);
     p.catch(() => cache.delete(key));
   }
   return p;
 }
 
+/** One file (or folder) the bundle was built from, as it was then; `missing` for one whose appearing would change the build. */
+interface InputStamp {
+  file: string;
+  size?: number;
+  mtimeNs?: string;
+  ctimeNs?: string;
+  missing?: true;
+}
+
+interface CachedBundle extends Bundle {
+  inputs: InputStamp[];
+}
+
+function stamp(file: string): InputStamp {
+  try {
+    const st = fs.statSync(file, { bigint: true });
+    return { file, size: Number(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
+  } catch {
+    return { file, missing: true };
+  }
+}
+
+/** The code that turns a script into a bundle: a rebuilt skybatch whose bundler changed must not serve old bundles. */
+const BUNDLER_FILES = ['./bundle.js', './prune.js', './script-ast.js', './import-meta.js', '../bundle-header.js', '../../index.js'];
+
+/**
+ * Files besides esbuild's inputs whose change could change the bundle: the folders of the
+ * inputs (a file added next to one can change what an import resolves to), and every
+ * package.json, tsconfig.json and jsconfig.json from the entry's folder up (resolution,
+ * `paths`, module type), present or not; the project's lockfile (installed packages).
+ */
+function watchedFiles(entry: string, inputs: string[], lockfile: string | undefined): string[] {
+  const out = new Set<string>(inputs);
+  for (const f of inputs) out.add(path.dirname(f));
+  for (let dir = path.dirname(entry); ; dir = path.dirname(dir)) {
+    for (const name of ['package.json', 'tsconfig.json', 'jsconfig.json']) out.add(path.join(dir, name));
+    if (path.dirname(dir) === dir) break;
+  }
+  if (lockfile) out.add(lockfile);
+  return [...out];
+}
+
+/**
+ * A repeated run of an unchanged script reuses its bundle from `$SKYBATCH_HOME/cache/bundles`
+ * instead of parsing, pruning and bundling again (about 0.15 s of every `map()`, with
+ * @babel/parser and esbuild loaded only for a build). An entry is keyed by the request, the
+ * project and skybatch's bundler code, and serves only while every file esbuild read (its
+ * metafile inputs) and `watchedFiles` have the size, mtime and ctime they had, or are
+ * still missing.
+ */
+async function cachedBuild(req: BundleRequest): Promise<Bundle> {
+  const entry = fs.realpathSync(req.entry);
+  const project = projectOf(entry);
+  const key = createHash('sha256').update(JSON.stringify([buildId(), entry, req, project]));
+  for (const f of BUNDLER_FILES) key.update(fs.readFileSync(new URL(f, import.meta.url)));
+  const dir = path.join(skybatchHome(), 'cache', 'bundles');
+  const file = path.join(dir, `${key.digest('hex')}.json`);
+  try {
+    const hit = JSON.parse(fs.readFileSync(file, 'utf8')) as CachedBundle;
+    const same = hit.inputs.every((was) => JSON.stringify(stamp(was.file)) === JSON.stringify(was));
+    if (same && createHash('sha256').update(hit.code).digest('hex') === hit.hash) return { code: hit.code, hash: hit.hash, notes: hit.notes };
+  } catch {
+    // no entry, or a torn one: build
+  }
+  // Stamped before the build: a file changed while esbuild reads it fails the next run's check.
+  const before = new Map<string, InputStamp>();
+  const { bundle, inputs } = await build(req, (f) => before.set(f, stamp(f)));
+  const stamps = watchedFiles(entry, inputs, project.lockfile?.path).map((f) => before.get(f) ?? stamp(f));
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify({ ...bundle, inputs: stamps } satisfies CachedBundle));
+    fs.renameSync(tmp, file);
+  } catch {
+    // a cache that cannot be written only costs the next run a build
+  }
+  return bundle;
+}
+
 const BANNER = `const require = globalThis[Symbol.for('skybatch.host')]?.require ?? ((id) => { throw new Error('this bundle runs inside a skybatch host process only (require ' + id + ')'); });`;
 const INNER = Symbol('skybatch-resolve');
 const HEADER_SLOT = '// skybatch-bundle-header';
 
-async function build(req: BundleRequest): Promise<Bundle> {
-  const esbuild = await import('esbuild');
+async function build(req: BundleRequest, reading: (file: string) => void = () => {}): Promise<{ bundle: Bundle; inputs: string[] }> {
+  // Loaded here, not at the top: every host process imports this module through the package
+  // API, and @babel/parser alone cost a mapper process's start about 0.15 s of CPU.
+  const [esbuild, { pruneEntry }, { rewriteImportMeta }] = await Promise.all([import('esbuild'), import('./prune.js'), import('./import-meta.js')]);
   const entry = fs.realpathSync(req.entry);
   // Pruning first, outside esbuild, so its errors reach the user as they are.
+  reading(entry);
   const pruned = pruneEntry(entry, fs.readFileSync(entry, 'utf8'), req.mapper, req.formats);
   const project = projectOf(entry);
   const external = new Set(req.external ?? []);
@@ -107,6 +190,7 @@ async function build(req: BundleRequest): Promise<Bundle> {
       b.onLoad({ filter: /\.[cm]?[jt]sx?$/ }, async (args) => {
         if (args.namespace !== 'file' || isInstalled(args.path)) return undefined;
         const isEntry = args.path === entry;
+        if (!isEntry) reading(args.path);
         const text = isEntry ? pruned.code : await fs.promises.readFile(args.path, 'utf8');
         if (!isEntry && !text.includes('import.meta')) return undefined;
         return { contents: rewriteImportMeta(text, args.path), loader: loaderFor(args.path), resolveDir: path.dirname(args.path) };
@@ -126,6 +210,7 @@ async function build(req: BundleRequest): Promise<Bundle> {
       sourcemap: 'external',
       sourcesContent: false,
       keepNames: true, // mapper ids include the function's name
+      metafile: true,
       logLevel: 'silent',
       plugins: [shim, packages, source],
       banner: { js: `${HEADER_SLOT}\n${BANNER}` },
@@ -159,7 +244,11 @@ async function build(req: BundleRequest): Promise<Bundle> {
   };
   // The header takes the banner's first line, which is one line whatever it holds: the source map stays right.
   const code = body.replace(HEADER_SLOT, headerLine(header)) + `//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}\n`;
-  return { code, hash: createHash('sha256').update(code).digest('hex'), notes: pruned.notes };
+  // Every file esbuild read (namespace 'file'; the runtime shim is not one), absolute.
+  const inputs = Object.keys(result.metafile.inputs)
+    .filter((f) => !f.includes(':'))
+    .map((f) => path.resolve(f));
+  return { bundle: { code, hash: createHash('sha256').update(code).digest('hex'), notes: pruned.notes }, inputs: [entry, ...inputs] };
 }
 
 /** `@scope/name/sub` → `@scope/name`; `name/sub` → `name`. */
