@@ -120,9 +120,15 @@ export class MapperSupervisor {
     return env;
   }
 
-  /** The agent was handed job `spec`: the current job's process goes; the warm one stays only if `spec` can run in it. */
+  /**
+   * The agent was handed job `spec`. The current job's process, if it holds no batch (the
+   * coordinator moved this worker to a job short of its share), returns from its job and may
+   * stay warm, as at a job's end; one holding batches is stopped. The warm one stays only if
+   * `spec` can run in it.
+   */
   newJob(spec: JobSpec): void {
-    this.kill('superseded by a new job', false);
+    if (this.child && this.child.jobId !== spec.jobId && this.child.inflight.size === 0) this.end('done');
+    else this.kill('superseded by a new job', false);
     const warm = this.warm;
     if (warm && warm.key !== this.keyOf(spec)) {
       this.warm = undefined;
@@ -340,7 +346,7 @@ export class MapperSupervisor {
     const zombie = child.inflight.size > 0;
     child.inflight.clear();
     child.gone = true;
-    void child.spawned.then(() => {
+    whenSpawned(child, () => {
       const host = child.host;
       const proc = host?.proc;
       if (!host || !proc || proc.exitCode !== null || proc.signalCode !== null) return;
@@ -377,7 +383,7 @@ export class MapperSupervisor {
     if (!child) return;
     child.inflight.clear();
     child.gone = true;
-    void child.spawned.then(() => {
+    whenSpawned(child, () => {
       const proc = child.host?.proc;
       if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
       this.ports.log(`stopping mapper of job ${child.jobId}: ${why}`);
@@ -390,6 +396,16 @@ export function withoutDeviceEnv(env: Record<string, string | undefined>): Recor
   const out = { ...env };
   for (const k of DEVICE_ENV) delete out[k];
   return out;
+}
+
+/**
+ * Runs `fn` at once when the child's process runs its job, else once it does (or was given
+ * up). At once matters: the coordinator sends a job's `endJob` and the next job's first
+ * batch in one write, and the ending process must be the warm one before that batch asks.
+ */
+function whenSpawned(child: MapperChild, fn: () => void): void {
+  if (child.host) fn();
+  else void child.spawned.then(fn);
 }
 
 /**

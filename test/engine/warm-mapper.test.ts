@@ -84,6 +84,37 @@ console.log('RESULT', job.jobId, job.status);
     assert.ok(otherBundle.out.every((o) => o.flavor === 'b'));
   });
 
+  test('jobs that follow each other on a worker at once, or share it, run in one mapper process', async () => {
+    // Two jobs submitted together on one worker: the coordinator ends one and hands out the
+    // next in the same write, or moves the worker between them (fair share).
+    const both = sb.file(
+      'both.ts',
+      `import * as sky from 'skybatch';
+const mapper = sky.remoteFunction(async function mapper() {
+  for await (const batch of sky.load()) {
+    await sky.saveResults(batch.map((x) => ({ text: x.text, pid: process.pid, job: process.env.SKYBATCH_JOB_ID })));
+  }
+});
+const ds = new sky.Dataset(new sky.JsonReader(process.argv[2]));
+const jobs = await Promise.all([process.argv[3], process.argv[4]].map((out) => ds.map(mapper, { poolName: 'warm', batchSize: 1, output: new sky.JsonWriter(out), retryBaseMs: 50 })));
+console.log('RESULT', jobs.map((j) => j.jobId + ' ' + j.status).join(' '));
+`,
+    );
+    const outs = [path.join(sb.dir, 'both1.jsonl'), path.join(sb.dir, 'both2.jsonl')];
+    const r = await sb.run(both, {}, [input, ...outs]);
+    assert.equal(r.code, 0, r.stderr);
+    const ids = [...r.stdout.matchAll(/(\S+) SUCCEEDED/g)].map((m) => m[1]);
+    assert.equal(ids.length, 2, r.stdout);
+    const pids = new Set<number>();
+    outs.forEach((out, i) => {
+      const got = readJsonl(out) as Row[];
+      assert.deepEqual(got.map((o) => o.text), rows.map((x) => x.text), 'every row once, in order');
+      assert.ok(got.every((o) => o.job === ids[i]), 'each row under its own job');
+      for (const o of got) pids.add(o.pid);
+    });
+    assert.equal(pids.size, 1, `one mapper process for both jobs, got pids ${[...pids].join(', ')}`);
+  });
+
   test('a warm process that died, or whose job failed, is not reused', async () => {
     const base = await runJob(script);
     process.kill(base.out[0].pid, 'SIGKILL');
