@@ -12,6 +12,7 @@ import type { PackageFolder } from './package-folder.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
 import { batchedSender, eachMessage } from './ipc-batch.js';
 import { canWatchMemory, capMemory, killTree } from './memory-watch.js';
+import { mapperEnv, processKey } from './mapper-env.js';
 
 const MAPPER_PROCESS = fileURLToPath(new URL('./mapper-process.js', import.meta.url));
 const END_GRACE_MS = 30_000;
@@ -20,8 +21,7 @@ const KILL_GRACE_MS = 3_000;
 /** How long a next job waits for the warm process to return from the last one before it starts a fresh one. */
 const WARM_WAIT_MS = 2_000;
 
-/** Which GPUs a process sees is the worker's business, never the submitting client's. */
-export const DEVICE_ENV = ['CUDA_VISIBLE_DEVICES', 'CUDA_DEVICE_ORDER'];
+export { DEVICE_ENV, withoutDeviceEnv } from './mapper-env.js';
 
 /** One job's use of a mapper process on this worker. */
 interface MapperChild {
@@ -94,30 +94,12 @@ export class MapperSupervisor {
 
   constructor(private readonly ports: SupervisorPorts) {}
 
-  /**
-   * Everything a process is started with for `spec`, apart from the job's id: a warm process
-   * runs a next job only when this is the same. Python mappers are not kept (their bridge
-   * process is per job).
-   */
   private keyOf(spec: JobSpec): string | undefined {
-    if (spec.python) return undefined;
-    const { SKYBATCH_JOB_ID: _job, ...env } = this.envFor(spec, spec.packages?.hash);
-    return JSON.stringify([spec.bundleHash, spec.activateEnv ?? null, this.ports.memoryMb ?? null, Object.entries(env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
+    return processKey(spec, this.envFor(spec, spec.packages?.hash), this.ports.memoryMb);
   }
 
   private envFor(spec: JobSpec, packages: string | undefined): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = {
-      ...withoutDeviceEnv(process.env),
-      ...this.ports.setupEnv(),
-      ...withoutDeviceEnv(spec.env),
-      ...this.ports.deviceEnv(),
-      SKYBATCH_JOB_ID: spec.jobId,
-      SKYBATCH_WORKER: this.ports.worker,
-      SKYBATCH_AGENT_BUILD: BUILD,
-      ...(packages ? { SKYBATCH_PACKAGES: packages } : {}),
-    };
-    delete env.SKYBATCH_TOKEN;
-    return env;
+    return mapperEnv(spec, { setupEnv: this.ports.setupEnv(), deviceEnv: this.ports.deviceEnv(), worker: this.ports.worker, build: BUILD, packages });
   }
 
   /**
@@ -390,12 +372,6 @@ export class MapperSupervisor {
       terminate(proc);
     });
   }
-}
-
-export function withoutDeviceEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
-  const out = { ...env };
-  for (const k of DEVICE_ENV) delete out[k];
-  return out;
 }
 
 /**
