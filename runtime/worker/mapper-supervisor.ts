@@ -91,6 +91,20 @@ export class MapperSupervisor {
   private child?: MapperChild;
   /** The process a finished job left for the next one (it may still be returning from that job). */
   private warm?: MapperProc;
+  /**
+   * Settles once the warm processes this supervisor stopped have exited. A fresh process
+   * starts only after: a warm one may hold what the next needs (GPU memory, a port), which
+   * a process that ended with its job had given back before the next job came.
+   */
+  private retired: Promise<void> = Promise.resolve();
+
+  /** Stops the warm process `warm`, and makes the next fresh start wait for its exit. */
+  private retire(warm: MapperProc): void {
+    if (this.warm === warm) this.warm = undefined;
+    const gone = terminate(warm.proc);
+    const before = this.retired;
+    this.retired = Promise.all([before, gone]).then(() => {});
+  }
 
   constructor(private readonly ports: SupervisorPorts) {}
 
@@ -113,9 +127,8 @@ export class MapperSupervisor {
     else this.kill('superseded by a new job', false);
     const warm = this.warm;
     if (warm && warm.key !== this.keyOf(spec)) {
-      this.warm = undefined;
       this.ports.log(`stopping the warm mapper process: job ${spec.jobId} has another bundle or environment`);
-      terminate(warm.proc);
+      this.retire(warm);
     }
   }
 
@@ -136,22 +149,27 @@ export class MapperSupervisor {
     const child: MapperChild = { jobId: spec.jobId, inflight: new Map(), gone: false, tookBatch: false, reused: false, spawned: Promise.resolve() };
     const key = this.keyOf(spec);
     const warm = key !== undefined && this.warm?.key === key ? this.warm : undefined;
-    if (this.warm && !warm) terminate(this.warm.proc);
+    if (this.warm && !warm) this.retire(this.warm);
     this.warm = undefined;
     const packages = spec.packages ? this.ports.packages.dir(spec.packages.hash) : Promise.resolve(undefined);
-    child.spawned = Promise.all([this.ports.bundles.path(spec.bundleHash), packages, warm ? untilIdle(warm) : false]).then(
+    // a fresh start waits for stopped warm processes; one that does not come back idle is stopped too
+    const ready = warm ? untilIdle(warm).then((idle) => (idle ? true : (this.retire(warm), this.retired.then(() => false)))) : this.retired.then(() => false);
+    child.spawned = Promise.all([this.ports.bundles.path(spec.bundleHash), packages, ready]).then(
       ([bundlePath, packagesDir, idle]) => {
         const reusable = warm && idle && warm.proc.exitCode === null && warm.proc.signalCode === null && warm.proc.connected;
         if (child.gone) {
-          if (warm) terminate(warm.proc);
+          if (warm) this.retire(warm);
           this.settle(child, 'was stopped before it started', false);
         } else if (reusable) this.reuse(warm, child, spec, bundlePath);
-        else this.spawnMapper(child, spec, bundlePath, packagesDir, key);
+        else {
+          if (warm) this.retire(warm);
+          this.spawnMapper(child, spec, bundlePath, packagesDir, key);
+        }
       },
       (err: unknown) => {
         child.gone = true;
         child.inflight.clear();
-        if (warm) terminate(warm.proc);
+        if (warm) this.retire(warm);
         if (this.child === child && this.ports.currentJob() === spec.jobId) {
           this.child = undefined;
           this.ports.startFailed(spec.jobId, err);
@@ -338,7 +356,7 @@ export class MapperSupervisor {
         const keep = host.key !== undefined;
         if (keep) {
           host.idle = new Promise<boolean>((resolve) => (host.settleIdle = resolve));
-          if (this.warm && this.warm !== host) terminate(this.warm.proc);
+          if (this.warm && this.warm !== host) this.retire(this.warm);
           this.warm = host;
         }
         host.send({ type: 'end', ...(keep ? { keep } : {}) });
@@ -356,9 +374,8 @@ export class MapperSupervisor {
   kill(why: string, warmToo = true): void {
     const warm = this.warm;
     if (warmToo && warm) {
-      this.warm = undefined;
       this.ports.log(`stopping the warm mapper process: ${why}`);
-      terminate(warm.proc);
+      this.retire(warm);
     }
     const child = this.child;
     this.child = undefined;
@@ -386,8 +403,8 @@ function whenSpawned(child: MapperChild, fn: () => void): void {
 
 /**
  * Whether `warm` is ready for a next job: it returned from its last one. One still busy
- * returning after `WARM_WAIT_MS` is not waited for (a fresh process starts instead) and is
- * ended once it returns.
+ * returning after `WARM_WAIT_MS` is not waited for longer: it is stopped and a fresh
+ * process starts.
  */
 function untilIdle(warm: MapperProc): Promise<boolean> {
   const idle = warm.idle ?? Promise.resolve(false);
@@ -395,15 +412,17 @@ function untilIdle(warm: MapperProc): Promise<boolean> {
   const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), WARM_WAIT_MS)));
   return Promise.race([idle, late]).then((ok) => {
     clearTimeout(timer);
-    if (!ok) void idle.then((returned) => returned && terminate(warm.proc));
     return ok;
   });
 }
 
-function terminate(proc: ChildProcess): void {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
+/** SIGTERM, then SIGKILL after a grace; settles once the process exited. */
+function terminate(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   proc.kill('SIGTERM');
   proc.kill('SIGCONT'); // a stopped process acts on SIGTERM only once it runs
   const timer = setTimeout(() => proc.kill('SIGKILL'), KILL_GRACE_MS);
   proc.once('exit', () => clearTimeout(timer));
+  return exited;
 }
