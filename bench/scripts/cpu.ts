@@ -34,7 +34,7 @@ const hash = sky.remoteFunction(async function hash() {
   }
 });
 
-const count = Number(process.argv[2] ?? process.env.ITEMS ?? 400);
+const count = Number(process.env.ITEMS ?? 400);
 const t0 = performance.now();
 const job = await new sky.Dataset(new CpuRange('', { count })).map(hash, {
   poolName: process.env.POOL!,

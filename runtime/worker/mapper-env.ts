@@ -41,13 +41,14 @@ export function mapperEnv(spec: JobSpec, w: WorkerEnv): NodeJS.ProcessEnv {
 /**
  * Everything a mapper process is started with for `spec`, apart from the job's id: a warm
  * process runs a next job only when this is the same (mapper-supervisor.ts). The whole
- * environment counts, not only what the script reads, because the bundle's top level ran
- * under the first job's (a `const ROUNDS = Number(process.env.ROUNDS)` keeps its value).
+ * environment and the script's arguments count, not only what the script reads, because
+ * the bundle's top level ran under the first job's (a `const ROUNDS =
+ * Number(process.env.ROUNDS)` or `process.argv[2]` read there keeps its value).
  * Python mappers are never kept (their bridge process is per job): undefined.
  */
 export function processKey(spec: JobSpec, env: NodeJS.ProcessEnv, memoryMb: number | undefined): string | undefined {
   if (spec.python) return undefined;
   const { SKYBATCH_JOB_ID: _job, ...rest } = env;
   const sorted = Object.entries(rest).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return JSON.stringify([spec.bundleHash, spec.activateEnv ?? null, memoryMb ?? null, sorted]);
+  return JSON.stringify([spec.bundleHash, spec.argv, spec.activateEnv ?? null, memoryMb ?? null, sorted]);
 }

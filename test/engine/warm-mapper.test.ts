@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox, jsonl, readJsonl, waitFor } from '../harness.js';
@@ -17,30 +18,34 @@ interface Row {
  */
 describe('warm mapper processes', () => {
   const sb = new Sandbox('warm');
+  const input = path.join(sb.dir, 'in.jsonl');
   const rows = Array.from({ length: 9 }, (_, i) => ({ text: `row${i}` }));
-  let input: string;
   let script: string;
   let otherScript: string;
 
-  // `jobs` is module state: it counts the jobs this process ran. argv[4] === 'fail' makes the
-  // mapper throw before its first batch (argv is the job's, not part of the process key).
-  const source = (extra: string) => `import * as sky from 'skybatch';
+  // `jobs` is module state: it counts the jobs this process ran. The FAIL file makes the
+  // mapper throw before its first batch. Each run's output path comes from a file: the
+  // script's arguments and environment are part of what makes a mapper process reusable.
+  const failFlag = () => path.join(sb.dir, 'FAIL');
+  const nextOutput = () => path.join(sb.dir, 'next-output.txt');
+  const source = (extra: string) => `import * as fs from 'node:fs';
+import * as sky from 'skybatch';
 let jobs = 0;
 const mapper = sky.remoteFunction(async function mapper() {
   jobs++;
-  if (process.argv[4] === 'fail') throw new Error('told to fail');
+  if (fs.existsSync(${JSON.stringify(failFlag())})) throw new Error('told to fail');
   for await (const batch of sky.load()) {
     await sky.saveResults(batch.map((x) => ({ text: x.text, pid: process.pid, jobs, job: process.env.SKYBATCH_JOB_ID${extra} })));
   }
 });
-const ds = new sky.Dataset(new sky.JsonReader(process.argv[2]));
-const job = await ds.map(mapper, { poolName: 'warm', batchSize: 2, output: new sky.JsonWriter(process.argv[3]), retryBaseMs: 50 });
+const ds = new sky.Dataset(new sky.JsonReader(${JSON.stringify(input)}));
+const job = await ds.map(mapper, { poolName: 'warm', batchSize: 2, output: new sky.JsonWriter(fs.readFileSync(${JSON.stringify(nextOutput())}, 'utf8')), retryBaseMs: 50 });
 console.log('RESULT', job.jobId, job.status);
 `;
 
   before(async () => {
     await sb.applyPool('warm', 'pool:\n  workers: 1\n');
-    input = sb.file('in.jsonl', jsonl(rows));
+    sb.file('in.jsonl', jsonl(rows));
     script = sb.file('warm.ts', source(''));
     otherScript = sb.file('other.ts', source(', flavor: process.env.WARM_FLAVOR'));
   });
@@ -48,9 +53,10 @@ console.log('RESULT', job.jobId, job.status);
 
   let n = 0;
   /** Runs `file` to its end and checks its output row for row; returns the rows and the job id. */
-  async function runJob(file: string, env: Record<string, string> = {}): Promise<{ out: Row[]; jobId: string }> {
+  async function runJob(file: string, env: Record<string, string> = {}, args: string[] = []): Promise<{ out: Row[]; jobId: string }> {
     const output = path.join(sb.dir, `out${++n}.jsonl`);
-    const r = await sb.run(file, env, [input, output]);
+    fs.writeFileSync(nextOutput(), output);
+    const r = await sb.run(file, env, args);
     assert.equal(r.code, 0, r.stderr);
     const jobId = /RESULT (\S+) SUCCEEDED/.exec(r.stdout)?.[1];
     assert.ok(jobId, r.stdout);
@@ -78,8 +84,12 @@ console.log('RESULT', job.jobId, job.status);
     assert.equal(otherEnv.out[0].jobs, 1);
     const again = await runJob(script, { WARM_FLAVOR: 'b' });
     assert.equal(again.out[0].pid, otherEnv.out[0].pid, 'the same env again: warm');
+    const otherArgs = await runJob(script, { WARM_FLAVOR: 'b' }, ['--some-setting']);
+    assert.notEqual(otherArgs.out[0].pid, again.out[0].pid, 'other script arguments: a new process');
+    await runJob(script, { WARM_FLAVOR: 'b' });
     const otherBundle = await runJob(otherScript, { WARM_FLAVOR: 'b' });
     assert.notEqual(otherBundle.out[0].pid, again.out[0].pid, 'another bundle: a new process');
+    assert.notEqual(otherBundle.out[0].pid, otherArgs.out[0].pid, 'another bundle: a new process');
     assert.equal(otherBundle.out[0].jobs, 1);
     assert.ok(otherBundle.out.every((o) => o.flavor === 'b'));
   });
@@ -95,13 +105,13 @@ const mapper = sky.remoteFunction(async function mapper() {
     await sky.saveResults(batch.map((x) => ({ text: x.text, pid: process.pid, job: process.env.SKYBATCH_JOB_ID })));
   }
 });
-const ds = new sky.Dataset(new sky.JsonReader(process.argv[2]));
-const jobs = await Promise.all([process.argv[3], process.argv[4]].map((out) => ds.map(mapper, { poolName: 'warm', batchSize: 1, output: new sky.JsonWriter(out), retryBaseMs: 50 })));
+const ds = new sky.Dataset(new sky.JsonReader(${JSON.stringify(input)}));
+const jobs = await Promise.all([process.argv[2], process.argv[3]].map((out) => ds.map(mapper, { poolName: 'warm', batchSize: 1, output: new sky.JsonWriter(out), retryBaseMs: 50 })));
 console.log('RESULT', jobs.map((j) => j.jobId + ' ' + j.status).join(' '));
 `,
     );
     const outs = [path.join(sb.dir, 'both1.jsonl'), path.join(sb.dir, 'both2.jsonl')];
-    const r = await sb.run(both, {}, [input, ...outs]);
+    const r = await sb.run(both, {}, outs);
     assert.equal(r.code, 0, r.stderr);
     const ids = [...r.stdout.matchAll(/(\S+) SUCCEEDED/g)].map((m) => m[1]);
     assert.equal(ids.length, 2, r.stdout);
@@ -130,7 +140,10 @@ console.log('RESULT', jobs.map((j) => j.jobId + ' ' + j.status).join(' '));
     assert.notEqual(afterCrash.out[0].pid, base.out[0].pid);
     assert.equal(afterCrash.out[0].jobs, 1, 'a fresh process');
 
-    const failed = await sb.run(script, {}, [input, path.join(sb.dir, 'failed.jsonl'), 'fail']);
+    fs.writeFileSync(failFlag(), '');
+    fs.writeFileSync(nextOutput(), path.join(sb.dir, 'failed.jsonl'));
+    const failed = await sb.run(script);
+    fs.rmSync(failFlag());
     assert.notEqual(failed.code, 0);
     assert.match(failed.stderr, /told to fail/);
     const afterFailure = await runJob(script);
