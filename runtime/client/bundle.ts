@@ -127,10 +127,22 @@ async function cachedBuild(req: BundleRequest): Promise<Bundle> {
     const tmp = `${file}.${process.pid}.tmp`;
     fs.writeFileSync(tmp, JSON.stringify({ ...bundle, inputs: stamps } satisfies CachedBundle));
     fs.renameSync(tmp, file);
+    trimCache(dir);
   } catch {
     // a cache that cannot be written only costs the next run a build
   }
   return bundle;
+}
+
+/** How many bundles the cache keeps: every edit of a script adds one. */
+export const BUNDLE_CACHE_ENTRIES = 200;
+
+/** Drops the oldest entries (by when they were built) beyond `BUNDLE_CACHE_ENTRIES`. */
+function trimCache(dir: string): void {
+  const names = fs.readdirSync(dir).filter((n) => n.endsWith('.json'));
+  if (names.length <= BUNDLE_CACHE_ENTRIES) return;
+  const byAge = names.map((n) => ({ n, at: fs.statSync(path.join(dir, n)).mtimeMs })).sort((a, b) => a.at - b.at);
+  for (const { n } of byAge.slice(0, names.length - BUNDLE_CACHE_ENTRIES)) fs.rmSync(path.join(dir, n), { force: true });
 }
 
 const BANNER = `const require = globalThis[Symbol.for('skybatch.host')]?.require ?? ((id) => { throw new Error('this bundle runs inside a skybatch host process only (require ' + id + ')'); });`;

@@ -59,4 +59,20 @@ describe('the client bundle cache', () => {
     const entryEdited = await bundleInNewProcess(req);
     assert.match(entryEdited.code, /other/);
   });
+
+  test('the cache keeps the newest entries only', async () => {
+    const { BUNDLE_CACHE_ENTRIES } = await import('../../runtime/client/bundle.js');
+    const cacheDir = path.join(process.env.SKYBATCH_HOME!, 'cache', 'bundles');
+    const old = new Date(Date.now() - 3600_000);
+    for (let i = 0; i < BUNDLE_CACHE_ENTRIES + 5; i++) {
+      const f = path.join(cacheDir, `old${i}.json`);
+      fs.writeFileSync(f, '{}');
+      fs.utimesSync(f, old, old);
+    }
+    fs.writeFileSync(path.join(dir, 'helper.js'), "console.log('helper three');\n"); // an input: rebuilds
+    await bundleInNewProcess(req);
+    const left = fs.readdirSync(cacheDir);
+    assert.equal(left.length, BUNDLE_CACHE_ENTRIES);
+    assert.equal(left.filter((n) => !n.startsWith('old')).length >= 1, true, 'the new entry is kept');
+  });
 });
