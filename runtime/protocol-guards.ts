@@ -54,7 +54,7 @@ export const wireError = exact<import('../formats/common/errors.js').WireError>(
 );
 const deadLetter = exact<P.DeadLetter>()(z.object({ index: count, input: z.unknown(), error: z.string(), code: z.string(), stack: z.string().optional() }));
 
-const formatSpec = exact<P.FormatSpec>()(z.object({ type: z.string().regex(FORMAT_NAME_PATTERN, 'must be a registered format name'), path: z.string(), options: z.unknown(), builtin: z.boolean().optional() }));
+const formatSpec = exact<P.FormatSpec>()(z.object({ type: z.string().regex(FORMAT_NAME_PATTERN, 'must be a registered format name'), path: z.string(), options: z.unknown(), builtin: z.boolean().optional(), noReduceStep: z.string().max(200).regex(/^[^\x00-\x1f\x7f]*$/, 'must be a class name').optional() }));
 const readerSpec = exact<P.JobRequest['reader']>()(formatSpec.extend({ state: z.unknown().optional() }));
 
 /** A Python mapper's file: travels in the job (a mapper file, not data). */

@@ -18,6 +18,13 @@ export interface FormatSpec {
    * as no user code is involved (runtime/coordinator/builtin-reduce.ts).
    */
   builtin?: boolean;
+  /**
+   * Set by the client on a user's writer whose class overrides neither `reduceResults` nor
+   * `cleanup` (both are OutputWriter's no-ops): its class name, for the report's label. The
+   * coordinator then runs the job's reduce step with a stand-in that runs no user code
+   * (runtime/coordinator/no-reduce-writer.ts).
+   */
+  noReduceStep?: string;
 }
 
 export type JobStatus = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';

@@ -13,6 +13,7 @@ import { runWriterStep } from './bundle-loader.js';
 import { JournalState, PublishedOutput, appendJournalRecord } from './store/job-store.js';
 import { MissingBatch, PlannedWinner, planReduce } from './coordinator/reduce-plan.js';
 import type { JobSpec } from './protocol.js';
+import { inJobDir, isNoReduceWriter } from './coordinator/no-reduce-writer.js';
 
 /** What one reduce did, printed by the reduce process as one `SKYBATCH_REDUCE {json}` line. */
 export interface ReduceReport {
@@ -105,7 +106,8 @@ async function publish(spec: JobSpec, journal: JournalState, writers: OutputWrit
       current = outputs[i];
       if (skip.has(i)) Object.assign(current, { files: 0, rows: 0, written: false });
       else {
-        if (schemeOf(w.path) === 'file') await removeStalePartials(w.path);
+        // a stand-in's path may be '' (the job's folder): it writes nothing, so leaves no partial
+        if (schemeOf(w.path) === 'file' && !(isNoReduceWriter(w) && w.path === '')) await removeStalePartials(w.path);
         await runWriterStep(w, jobId, 'reduceResults');
       }
       opts.say(describeOutput(current));
@@ -114,7 +116,7 @@ async function publish(spec: JobSpec, journal: JournalState, writers: OutputWrit
   if (skip.size === writers.length) return outputs; // nothing was merged: nothing to record either
   if (journal.deadLetters.length) {
     const file = errorsPath(spec.writers[0].path);
-    await saveJsonlToCloud(journal.deadLetters, file);
+    await saveJsonlToCloud(journal.deadLetters, inJobDir(writers[0], file));
     opts.say(`wrote ${file}: ${journal.deadLetters.length} skipped item(s)`);
   }
   appendJournalRecord(jobId, { e: 'published', at: new Date().toISOString(), outputs });
@@ -127,7 +129,7 @@ async function publish(spec: JobSpec, journal: JournalState, writers: OutputWrit
  * there, and which winners lack some.
  */
 async function stagedFiles(w: OutputWriter<object>, jobId: string, winners: PlannedWinner[]) {
-  const tmp = jobTmpDir(w.path, jobId) + '/';
+  const tmp = inJobDir(w, jobTmpDir(w.path, jobId)) + '/';
   let empty = true;
   let anyBatch = false;
   for await (const o of (await storageFor(tmp)).list(tmp)) {
@@ -139,6 +141,10 @@ async function stagedFiles(w: OutputWriter<object>, jobId: string, winners: Plan
   }
   const staging = anyBatch || w.constructor === JsonWriter || w.constructor === ImageWriter;
   if (!staging) return { empty, staging, winnerFiles: 0, uncovered: [] as PlannedWinner[] };
+  if (tmp !== jobTmpDir(w.path, jobId) + '/') {
+    // builtinWriters() found no batch file there; one showing up since is no stand-in's
+    throw new SkybatchError('SKYBATCH_E_REDUCE', `job ${jobId}: ${label(w)} was said to have no reduce step, but batch files appeared in ${tmp}: run \`skybatch recover ${jobId}\``, { context: { jobId, path: tmp } });
+  }
   const files = await listBatchObjects(w.path, jobId, winners);
   return { empty, staging, winnerFiles: files.length, uncovered: uncoveredWinners(winners, files) as PlannedWinner[] };
 }

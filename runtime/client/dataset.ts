@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { SkybatchError, WireError } from '../../formats/common/errors.js';
 import type { InputReader } from '../../formats/input-reader.js';
 import { assertSeparateOutputs } from '../../formats/output-claims.js';
-import type { OutputWriter } from '../../formats/output-writer.js';
+import { OutputWriter } from '../../formats/output-writer.js';
 import { ImageWriter } from '../../formats/image-writer.js';
 import { JsonReader } from '../../formats/json-reader.js';
 import { JsonWriter } from '../../formats/json-writer.js';
@@ -153,6 +153,18 @@ export class Dataset {
 }
 
 /**
+ * Whether `w` runs OutputWriter's own no-op `reduceResults` and `cleanup`: no object on its
+ * prototype chain below OutputWriter.prototype (the instance included: a field holding a
+ * function) defines either.
+ */
+function hasNoReduceStep(w: OutputWriter<object>): boolean {
+  for (let o: object | null = w; o !== OutputWriter.prototype; o = Object.getPrototypeOf(o)) {
+    if (o === null || Object.hasOwn(o, 'reduceResults') || Object.hasOwn(o, 'cleanup')) return false;
+  }
+  return true;
+}
+
+/**
  * Everything `map()` does before it talks to a pool: checks the options and outputs,
  * bundles what workers run of the script and reads the input's length. The notebook runs
  * this alone ("can this job be packed?") before it starts a pool.
@@ -163,8 +175,12 @@ export async function prepareJob(reader: InputReader<object>, mapper: unknown, o
   const { id: mapperId, definedIn } = py ?? ts!;
   validate(options);
   const writers = Array.isArray(options.output) ? options.output : [options.output];
-  // `builtin`: the coordinator may reduce it in its own process (no user code in its class)
-  const writerSpecs = writers.map((w) => ({ ...spec(w, OUTPUT_WRITER_REGISTRY.nameOf(w)), ...(BUILTIN_FORMATS.has(w.constructor) ? { builtin: true } : {}) }));
+  // `builtin`: the coordinator may reduce it in its own process (no user code in its class);
+  // `noReduceStep`: a user's class whose reduce step is OutputWriter's no-ops, reduced there too
+  const writerSpecs = writers.map((w) => ({
+    ...spec(w, OUTPUT_WRITER_REGISTRY.nameOf(w)),
+    ...(BUILTIN_FORMATS.has(w.constructor) ? { builtin: true } : hasNoReduceStep(w) ? { noReduceStep: w.constructor.name } : {}),
+  }));
   assertSeparateOutputs(
     writers.map((w, i) => ({ ...writerSpecs[i], label: `${w.constructor.name}(${w.path})` })),
     { errorsFile: options.onItemError === 'skip' ? errorsPath(writers[0].path) : undefined },

@@ -1,13 +1,17 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { jobTmpDir, parseBatchPath } from '../../formats/batch-files.js';
 import { schemeOf } from '../../formats/common/paths.js';
 import { ImageWriter } from '../../formats/image-writer.js';
 import { JsonWriter } from '../../formats/json-writer.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
+import { storageFor } from '../../formats/storage-for.js';
 import { FileLock } from '../file-lock.js';
 import type { FormatSpec, JobSpec } from '../protocol.js';
 import { type ReduceReport, reduceJob } from '../reduce-step.js';
 import { readJournal } from '../store/job-store.js';
 import { jobDir } from '../store/pool-store.js';
+import { type NoReduceWriter, inJobDir, isNoReduceWriter, noReduceWriter } from './no-reduce-writer.js';
 
 // Only skybatch's own classes, looked up here and never in the registry: a job's bundle may
 // register its own class under a built-in name, and this process never loads bundles.
@@ -21,17 +25,48 @@ const BUILTIN_WRITERS: Record<string, new (path: string, options: never) => Outp
 const IN_PROCESS_MAX_BATCHES = 10_000;
 
 /**
- * The job's writers, when the coordinator may reduce them in its own process: every one is a
- * built-in class (the client says so in the spec) writing to an absolute local path, and the
- * job has at most IN_PROCESS_MAX_BATCHES batches. Cloud outputs still reduce in a reduce
- * process: their storage clients take the job's environment (credentials, endpoint) from
- * `spec.env`, and the SDK and its multipart buffers (4 parts of 8 MiB) would stay in the
- * coordinator's memory.
+ * The job's writers, when the coordinator may reduce them in its own process: every one is
+ * either a built-in class (the client says so in the spec) writing to an absolute local path,
+ * or a user's class with no reduce step (FormatSpec.noReduceStep, a stand-in that runs none
+ * of its code) writing to an absolute local path or '' (the job's directory); and the job has
+ * at most IN_PROCESS_MAX_BATCHES batches. Cloud outputs still reduce in a reduce process:
+ * their storage clients take the job's environment (credentials, endpoint) from `spec.env`,
+ * and the SDK and its multipart buffers (4 parts of 8 MiB) would stay in the coordinator's
+ * memory.
+ *
+ * A writer said to have no reduce step that staged batch files under the job's temp folder
+ * goes to the reduce process all the same: only a reduce step merges those, so the client's
+ * word is doubtful (a hostile or stale client), and the reduce process runs the class the
+ * bundle really holds. The coordinator never runs a job's code either way.
  */
-export function builtinWriters(spec: JobSpec): OutputWriter<object>[] | undefined {
-  const local = (w: FormatSpec) => schemeOf(w.path) === 'file' && (w.path.startsWith('file://') || path.isAbsolute(w.path));
+export async function builtinWriters(spec: JobSpec): Promise<OutputWriter<object>[] | undefined> {
+  const local = (p: string) => schemeOf(p) === 'file' && (p.startsWith('file://') || path.isAbsolute(p));
   if (Math.ceil(spec.total / spec.batchSize) > IN_PROCESS_MAX_BATCHES) return undefined;
-  return spec.writers.every(local) ? onlyBuiltinWriters(spec) : undefined;
+  const jobCwd = path.isAbsolute(spec.cwd) && isDirectory(spec.cwd);
+  const writers: OutputWriter<object>[] = [];
+  for (const w of spec.writers) {
+    if (w.builtin === true && Object.hasOwn(BUILTIN_WRITERS, w.type) && local(w.path)) writers.push(new BUILTIN_WRITERS[w.type](w.path, (w.options ?? {}) as never));
+    else if (typeof w.noReduceStep === 'string' && (local(w.path) || (w.path === '' && jobCwd))) {
+      const standIn = noReduceWriter(w.noReduceStep, w.path, spec.cwd);
+      if (await stagesBatchFiles(standIn, spec.jobId)) return undefined;
+      writers.push(standIn);
+    } else return undefined;
+  }
+  return writers;
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+async function stagesBatchFiles(w: NoReduceWriter, jobId: string): Promise<boolean> {
+  const tmp = inJobDir(w, jobTmpDir(w.path, jobId)) + '/';
+  for await (const o of (await storageFor(tmp)).list(tmp)) if (parseBatchPath(o.path)) return true;
+  return false;
 }
 
 /** The job's writers when every one is a built-in class, built without the job's bundle; else undefined. */
@@ -62,7 +97,7 @@ export async function reduceInProcess(
     timeoutMs: Infinity,
     onWait: (h) => say(`waiting for reduce process ${h.pid} (started ${h.since}) to finish: it is reducing this job already`),
   });
-  say(`reducing in the coordinator's process: every writer is built-in`);
+  say(`reducing in the coordinator's process: every writer is built-in${writers.some(isNoReduceWriter) ? ' or has no reduce step' : ''}`);
   try {
     // read under the lock: a reduce that held it before may have published meanwhile
     return await reduceJob(spec, readJournal(jobId), writers, { recover: opts.recover === true, cleanup: opts.cleanup !== false, say });

@@ -14,7 +14,7 @@ const REPORT_PREFIX = 'SKYBATCH_REDUCE ';
  * Runs every writer's `reduceResults` then `cleanup` for a job, in a process of its own:
  * writers may be the user's classes, and user code never runs inside the coordinator. A job
  * whose writers are all built-in (and local) reduces in the coordinator's own process
- * instead (builtin-reduce.ts).
+ * instead (builtin-reduce.ts), and so does one whose user writers have no reduce step.
  * The same step serves a finished job and (`recover: true`) `skybatch recover`; it is
  * idempotent, and waits for another reduce of the same job to finish (see reduce-step.ts).
  */
@@ -26,7 +26,7 @@ export async function runReduce(jobId: string, onLine: (line: string) => void, o
   if (opts.inCoordinator) {
     // loaded on first use: the writers (pngjs) and the reduce step stay out of the coordinator's start
     const { builtinWriters, reduceInProcess } = await import('./builtin-reduce.js');
-    const builtin = builtinWriters(spec);
+    const builtin = await builtinWriters(spec);
     if (builtin) return reduceInProcess(spec, builtin, onLine, opts);
   }
   const args = ['--enable-source-maps', REDUCE_PROCESS, jobId, ...(opts.recover ? ['--recover'] : []), ...(opts.cleanup === false ? ['--no-cleanup'] : [])];
