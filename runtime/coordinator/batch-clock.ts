@@ -23,11 +23,24 @@ export class BatchClock {
   private sinceMedian = 0;
   private medianMs = 0;
 
+  /** Per worker: its last report frame with commits (`at`), their count, and since when they ran. */
+  private readonly frames = new Map<string, { since: number; at: number; count: number }>();
+
   constructor(private readonly now: () => number = Date.now) {}
 
-  /** A batch of `items` committed, `durationMs` after its mapper took it (if known). */
-  committed(items: number, durationMs?: number): void {
+  /**
+   * A batch of `items` committed, `durationMs` after its mapper took it (if known). With
+   * `on` (the worker and when it was handed the batch), the duration counted is the
+   * batch's share of the worker's time since its previous commit (or since the hand-over,
+   * if later): a mapper whose batch runs synchronously reports its start and end in one
+   * frame, so start-to-end read 0 ms for a 200 ms sha256 batch, the same as a no-op batch,
+   * and the credit went to 128: the whole job was handed out up front, half to each worker,
+   * with no balancing left for the tail (and no progress until each worker's end). Commits
+   * of one worker arriving in one frame share the time since its previous frame.
+   */
+  committed(items: number, durationMs?: number, on?: { worker: string; leasedAt: number }): void {
     const t = this.now();
+    if (on) durationMs = this.serviceTime(on.worker, on.leasedAt, t);
     this.firstAt ??= t;
     const sec = Math.floor(t / 1000);
     const slot = sec % this.buckets.length;
@@ -37,6 +50,27 @@ export class BatchClock {
     }
     this.buckets[slot] += items;
     if (durationMs === undefined) return;
+    this.addDuration(durationMs);
+  }
+
+  /**
+   * The previous frame's per-batch time once this commit starts a new frame (undefined while
+   * commits of the same frame keep arriving: they are counted when the next frame comes).
+   */
+  private serviceTime(worker: string, leasedAt: number, t: number): number | undefined {
+    const f = this.frames.get(worker);
+    if (f && t - f.at <= 1) {
+      f.count++;
+      return undefined;
+    }
+    this.frames.set(worker, { since: f ? Math.max(f.at, leasedAt) : leasedAt, at: t, count: 1 });
+    if (!f) return undefined;
+    const each = (f.at - f.since) / f.count;
+    for (let i = 1; i < f.count; i++) this.addDuration(each);
+    return each;
+  }
+
+  private addDuration(durationMs: number): void {
     if (this.durations.length < DURATIONS_KEPT) this.durations.push(durationMs);
     else this.durations[this.nextDuration] = durationMs;
     this.nextDuration = (this.nextDuration + 1) % DURATIONS_KEPT;

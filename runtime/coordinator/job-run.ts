@@ -21,6 +21,8 @@ export interface BatchRecord {
   /** The mapper has taken the current attempt's batch (it is no longer just prefetched). */
   started: boolean;
   startedAt?: number;
+  /** When the current attempt was handed to `worker` (BatchClock's service time). */
+  leasedAt?: number;
   worker?: string;
   notBefore: number;
   lastError?: WireError;
@@ -332,11 +334,12 @@ export class JobRun {
     return this.retryQueue[0]?.notBefore;
   }
 
-  lease(b: BatchRecord, worker: string): void {
+  lease(b: BatchRecord, worker: string, now = Date.now()): void {
     if (this.records.get(b.index) !== b) this.records.set(b.index, b); // a copy from `batch()` of a batch never leased
     this.running.add(b);
     b.state = 'running';
     b.worker = worker;
+    b.leasedAt = now;
     b.started = false;
     b.current = this.nextAttempt(b);
   }
@@ -465,7 +468,7 @@ export class JobRun {
     const loser = isCurrent ? b.backup?.worker : b.worker;
     const loserAttempt = isCurrent ? b.backup?.attempt : b.current;
     this.journal?.append({ e: 'commit', i: index, s: b.start, x: b.end, a: attempt, w: worker, n: items });
-    this.clock.committed(items, b.startedAt ? Date.now() - b.startedAt : undefined);
+    this.clock.committed(items, b.startedAt ? Date.now() - b.startedAt : undefined, isCurrent && b.leasedAt !== undefined ? { worker, leasedAt: b.leasedAt } : undefined);
     this.running.delete(b);
     this.settle(index, DONE, attempt);
     this.batchesDone++;

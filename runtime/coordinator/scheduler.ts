@@ -82,7 +82,7 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
         exhausted.add(run);
         continue;
       }
-      run.lease(b, w.name);
+      run.lease(b, w.name, now);
       give(run, w, b, b.current, false);
       gave = true;
     }

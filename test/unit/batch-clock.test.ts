@@ -22,6 +22,35 @@ describe('batch clock', () => {
     assert.equal(long.credit(), WORKER_CREDIT);
   });
 
+  it("times a batch by its worker's time between commits: a 200 ms batch reported started and done in one frame keeps the default credit", () => {
+    let now = 1000;
+    const cpu = new BatchClock(() => now);
+    for (let i = 0; i < 20; i++) {
+      const leasedAt = now;
+      now += 200; // the mapper's synchronous loop: start and end reach the coordinator together
+      cpu.committed(1, 0, { worker: 'w1', leasedAt });
+    }
+    assert.equal(cpu.credit(), WORKER_CREDIT);
+    assert.equal(cpu.median, 200);
+    // two batches reported in one frame after 400 ms share it; an idle time before a hand-over is not counted
+    const pair = new BatchClock(() => now);
+    for (let i = 0; i < 10; i++) {
+      const leasedAt = (now += 1000);
+      now += 400;
+      pair.committed(1, 0, { worker: 'w1', leasedAt });
+      pair.committed(1, 0, { worker: 'w1', leasedAt });
+    }
+    assert.equal(pair.median, 200);
+    // no-op batches in frames of 50: the credit still goes to the most
+    const noop = new BatchClock(() => now);
+    for (let f = 0; f < 10; f++) {
+      const leasedAt = now;
+      now += 2;
+      for (let i = 0; i < 50; i++) noop.committed(1, 0, { worker: f % 2 ? 'a' : 'b', leasedAt });
+    }
+    assert.equal(noop.credit(), MAX_WORKER_CREDIT);
+  });
+
   it('reports items per second over the last seconds, forgetting older commits', () => {
     let now = 100_000;
     const clock = new BatchClock(() => now);
