@@ -73,6 +73,8 @@ describe('batch outcomes', () => {
     assert.deepEqual(stalledWorkers([w1], new Map([['1', run]]), 0), [], 'the stall clock starts: nothing it holds has started');
     for (let i = 0; i < 10; i++) {
       give();
+      // each report in a frame of its own: the clock times a worker's commits by the time between its frames
+      for (const until = Date.now() + 3; Date.now() < until; );
       const index = [...w1.leased][0];
       outcomes.report(w1, { type: 'batchDone', jobId: '1', index, attempt: run.batch(index)!.current, items: 1 });
       assert.equal(run.batch(index)!.state, 'done');
