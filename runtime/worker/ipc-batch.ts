@@ -4,9 +4,10 @@
  * quarter of the agent's (docs/bench.md). Messages sent in one tick leave as one array, in
  * order; a lone message leaves as itself.
  */
-export function batchedSender<M>(send: (msg: M | M[]) => void, onError: (err: Error) => void): (msg: M) => void {
+export function batchedSender<M>(send: (msg: M | M[]) => void, onError: (err: Error) => void): ((msg: M) => void) & { flush: () => void } {
   let queued: M[] = [];
   const flush = () => {
+    if (queued.length === 0) return; // flushed early (`flush()`) in this tick
     const out = queued;
     queued = [];
     try {
@@ -15,9 +16,12 @@ export function batchedSender<M>(send: (msg: M | M[]) => void, onError: (err: Er
       onError(err as Error);
     }
   };
-  return (msg) => {
+  const sender = (msg: M) => {
     if (queued.push(msg) === 1) process.nextTick(flush);
   };
+  /** Sends what is queued now, not at the tick's end (which may be a long synchronous mapper batch away). */
+  sender.flush = flush;
+  return sender;
 }
 
 /** Each message of what `batchedSender` sent: an array of them, or one. */

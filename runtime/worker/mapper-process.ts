@@ -35,7 +35,12 @@ interface Batch {
   items: Promise<Item[]>;
   saved: boolean;
   finished: boolean;
+  /** When load() handed it to the mapper. */
+  yieldedAt?: number;
 }
+
+/** A batch that ran this long is reported as it ends (see `finish`); 2 ms is far above a write's cost. */
+const REPORT_AT_ONCE_MS = 2;
 
 /** The bundle this process imported: a warm process runs later jobs of the same bundle in it. */
 let loaded: { bundlePath: string; header: BundleHeader | undefined } | undefined;
@@ -102,6 +107,12 @@ class JobRun {
     } else {
       send({ type: 'batchDone', index: b.index, attempt: b.attempt, ...outcome });
     }
+    // The queue leaves at the tick's end, but a mapper's loop goes from saveResults straight
+    // into its next batch without one: a synchronous batch (CPU-bound work) would hold this
+    // report until it ends, and the coordinator would learn of each batch a batch late (its
+    // clock, credit and tail balancing with it). A batch that took a while is reported at
+    // once; fast ones still share a write.
+    if (b.yieldedAt !== undefined && performance.now() - b.yieldedAt >= REPORT_AT_ONCE_MS) send.flush();
   }
 
   private async download(b: Omit<Batch, 'items'>): Promise<Item[]> {
@@ -179,6 +190,7 @@ class JobRun {
       this.current = b;
       this.batchesTaken++;
       send({ type: 'batchStarted', index: b.index, attempt: b.attempt });
+      b.yieldedAt = performance.now();
       yield items;
     }
   }
