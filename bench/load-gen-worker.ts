@@ -32,16 +32,34 @@ function connect(n: number): void {
   // Like the agent: the reports of one tick leave in one frame.
   const report = (jobId: string, reports: BatchReportItem[]): boolean =>
     send(reports.length === 1 ? { ...reports[0], jobId } : { type: 'batchReports', jobId, reports });
-  const run = (jobId: string, batches: BatchAssignment[]) => {
-    // a batch done in the tick it started is reported done only, as the agent does
-    if (delayMs > 0) report(jobId, batches.map(({ index, attempt }) => ({ type: 'batchStarted', index, attempt })));
-    const finish = () => {
-      const reports = batches.map(({ index, attempt, start, end, wantSample }): BatchReportItem => ({ type: 'batchDone', index, attempt, items: end - start + 1, ...(wantSample ? { sample: [{ i: start }] } : {}) }));
+  const done1 = (jobId: string, { index, attempt, start, end, wantSample }: BatchAssignment): BatchReportItem => ({ type: 'batchDone', index, attempt, items: end - start + 1, ...(wantSample ? { sample: [{ i: start }] } : {}) });
+  // With a delay, batches run one after another, as in a mapper process: a worker holds its
+  // credit's worth of batches but works on one (the coordinator times batches by that).
+  const queue: { jobId: string; b: BatchAssignment }[] = [];
+  let busy = false;
+  const next = () => {
+    const q = queue.shift();
+    if (!q) {
+      busy = false;
+      return;
+    }
+    busy = true;
+    report(q.jobId, [{ type: 'batchStarted', index: q.b.index, attempt: q.b.attempt }]);
+    setTimeout(() => {
       // counted only when it reached an open socket: answers lost with a killed coordinator are not dispatches
-      if (report(jobId, reports)) done += reports.length;
-    };
-    if (delayMs > 0) setTimeout(finish, delayMs);
-    else finish();
+      if (report(q.jobId, [done1(q.jobId, q.b)])) done++;
+      next();
+    }, delayMs);
+  };
+  const run = (jobId: string, batches: BatchAssignment[]) => {
+    if (delayMs > 0) {
+      for (const b of batches) queue.push({ jobId, b });
+      if (!busy) next();
+      return;
+    }
+    // no-op batches: done in the tick they came, reported done only (as the agent does)
+    const reports = batches.map((b) => done1(jobId, b));
+    if (report(jobId, reports)) done += reports.length;
   };
   ws.on('message', (data) => {
     const msg = JSON.parse(data.toString()) as CoordinatorToWorker;
@@ -59,6 +77,7 @@ function connect(n: number): void {
   });
   ws.on('error', () => undefined); // a refused connection ends in 'close', which retries
   ws.on('close', () => {
+    queue.length = 0; // the coordinator takes back what this connection held
     if (isReady) ready--;
     if (!stopping) setTimeout(() => connect(n), RECONNECT_MS);
   });
