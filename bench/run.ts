@@ -189,6 +189,13 @@ if (db) {
     ratio: '',
     target: '(context)',
   });
+  rows.push({
+    figure: 'CPU during the measured run (user+sys)',
+    skybatch: `${db.cpu.mapperProcesses} warm mappers ${s(db.cpu.mappers)}, agents ${s(db.cpu.agents)}, coordinator ${s(db.cpu.coordinator)}`,
+    peer: `hand loop, 1 process: ${s(db.handSeconds)} wall`,
+    ratio: '',
+    target: '(context)',
+  });
   if (db.reduceSeconds !== undefined) {
     rows.push({ figure: `reduce of ${db.batchFiles} batch files, ${db.inputMb.toFixed(0)} MB in`, skybatch: s(db.reduceSeconds), peer: `byte copy of the same files: ${s(db.copySeconds)}`, ratio: x(db.reduceSeconds / db.copySeconds), target: '<= 2x byte copy', met: db.reduceSeconds <= 2 * db.copySeconds });
   }

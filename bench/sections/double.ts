@@ -3,8 +3,8 @@ import * as path from 'node:path';
 import { CoordinatorClient } from '../../runtime/client/connection.js';
 import { buildIndex } from '../../formats/json-reader.js';
 import type { JobEvent } from '../../runtime/protocol.js';
-import type { Sandbox } from '../../test/harness.js';
-import { RssSampler, childPids, rssMb } from '../lib/proc.js';
+import { type Sandbox, pidsMatching } from '../../test/harness.js';
+import { RssSampler, alive, childPids, cpuSeconds, rssMb } from '../lib/proc.js';
 import { singleRun, splitRun } from '../peers/hand-loop.js';
 import { runScript } from './script.js';
 
@@ -46,6 +46,8 @@ export interface DoubleResult {
   indexSeconds: number;
   /** The identical job run once before the measured one, so its mappers (and the client's bundle cache) are warm. */
   warmupSeconds: number;
+  /** CPU seconds (user+sys, /proc) each kind of process used during the measured run; mappers are the warm ones. */
+  cpu: { mappers: number; agents: number; coordinator: number; mapperProcesses: number };
 }
 
 export interface Phases {
@@ -79,6 +81,10 @@ export async function runDouble(sb: Sandbox, pool: string, rows: number, batchSi
 
   const c = sb.coordinator(pool);
   const coord = c.pid;
+  const agents = sb.workerPids(pool);
+  const mappers = pidsMatching('mapper-process.js', agents);
+  const cpuOf = (pids: number[]) => pids.reduce((sum, pid) => sum + (alive(pid) ? cpuSeconds(pid) : 0), 0);
+  const cpu0 = { mappers: cpuOf(mappers), agents: cpuOf(agents), coordinator: cpuSeconds(coord) };
   const watcher = await CoordinatorClient.connect(c.url, c.token);
   const seen: { at: number; e: JobEvent }[] = [];
   watcher.onEvent((e) => seen.push({ at: Date.now(), e }));
@@ -96,6 +102,12 @@ export async function runDouble(sb: Sandbox, pool: string, rows: number, batchSi
     clearInterval(reduceWatch);
     watcher.close();
   }
+  const cpu = {
+    mappers: cpuOf(mappers) - cpu0.mappers,
+    agents: cpuOf(agents) - cpu0.agents,
+    coordinator: cpuSeconds(coord) - cpu0.coordinator,
+    mapperProcesses: mappers.length,
+  };
   const mine = seen.filter(({ e }) => ('jobId' in e ? e.jobId : 'job' in e ? e.job.jobId : undefined) === r.jobId);
   const at = (pred: (e: JobEvent) => boolean, last = false) => {
     const hits = mine.filter(({ e }) => pred(e));
@@ -129,6 +141,7 @@ export async function runDouble(sb: Sandbox, pool: string, rows: number, batchSi
     phases,
     indexSeconds,
     warmupSeconds: warmup.seconds,
+    cpu,
   };
   for (const f of ['hand.jsonl', 'split.jsonl', 'skybatch.jsonl', 'rows.jsonl']) fs.rmSync(out(f), { force: true });
   return result;

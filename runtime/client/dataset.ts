@@ -16,6 +16,7 @@ import type { EventDetail, FormatSpec, JobEvent, JobRequest, JobStatus, JobSumma
 import { isPythonFunction, pythonMapperInfo } from '../python-mapper.js';
 import { bundleScript, type Bundle } from './bundle.js';
 import { CoordinatorClient } from './connection.js';
+import { cachedIndex } from './jsonl-index-cache.js';
 import { followJob } from './job-follower.js';
 import { ProgressView } from './progress.js';
 
@@ -197,7 +198,9 @@ export async function prepareJob(reader: InputReader<object>, mapper: unknown, o
   // A Python mapper is not in the script: of it, workers run only the job's custom formats.
   const root = ts && { mapper: { name: mapperId.replace(/#\d+$/, ''), site: ts.site, ordinal: ts.ordinal } };
   const bundling = bundleScript({ entry: script, ...root, formats, external: options.external });
-  const [bundle, total] = await Promise.all([bundling, reader.length()]);
+  // A plain JsonReader over a local file it indexed before takes that index from the cache.
+  const counting = reader instanceof JsonReader && reader.constructor === JsonReader ? cachedIndex(reader.path).then((index) => (reader.importJobState(index), reader.length())) : reader.length();
+  const [bundle, total] = await Promise.all([bundling, counting]);
   for (const note of bundle.notes) process.stderr.write(`skybatch: ${note}\n`);
   if (!Number.isInteger(total) || total < 0) {
     throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `${reader.constructor.name}.length() returned ${total}; expected a non-negative integer`);

@@ -52,6 +52,13 @@ const send = batchedSender<MapperToAgent>(
   () => {}, // the agent is gone: this process exits on 'disconnect'
 );
 
+/** Where the failed items are; a plain loop, as it runs over every result of every batch. */
+function failedIndexes(results: unknown[]): number[] {
+  const failed: number[] = [];
+  for (let i = 0; i < results.length; i++) if (isFailedItem(results[i])) failed.push(i);
+  return failed;
+}
+
 /** Splits results into runs of consecutive good items, with their global ranges. */
 function goodRuns(results: unknown[], start: number): { start: number; end: number; results: unknown[] }[] {
   const runs: { start: number; end: number; results: unknown[] }[] = [];
@@ -213,7 +220,7 @@ class JobRun {
         );
       }
       b.saved = true;
-      const failed = results.flatMap((r, i) => (isFailedItem(r) ? [i] : []));
+      const failed = failedIndexes(results);
       if (failed.length && spec.onItemError !== 'skip') {
         const { error } = results[failed[0]] as FailedItem;
         throw new SkybatchError('SKYBATCH_E_ITEM_FAILED', `${this.ref(b)}: item ${b.start + failed[0]} failed: ${error.message} (pass onItemError: 'skip' to skip failed items)`, {
