@@ -49,20 +49,25 @@ describe('the client caches a JSONL input line index by file identity, size, mti
 
   it('indexes again a file rewritten with the same size and its old mtime', async () => {
     const file = path.join(dir, 'rewritten.jsonl');
+    // whole seconds, so utimes can put the very same mtime back (to the nanosecond)
+    const when = 1_700_000_000;
     fs.writeFileSync(file, '{"a":11}\n{"a":22}\n');
+    fs.utimesSync(file, when, when);
     await settle(file);
     const old = await cachedIndex(file);
     assert.equal(old!.rows, 2);
-    const { atime, mtime } = fs.statSync(file);
-    fs.writeFileSync(file, '{"a":1}\n\n\n{"a":222}\n'); // same 18 bytes, other lines
-    fs.utimesSync(file, atime, mtime);
+    const was = fs.statSync(file, { bigint: true });
+    fs.writeFileSync(file, '{"a":1}\n\n{"a":33}\n'); // same 18 bytes, other lines
+    fs.utimesSync(file, when, when);
+    const now = fs.statSync(file, { bigint: true });
+    assert.deepEqual([now.ino, now.size, now.mtimeNs], [was.ino, was.size, was.mtimeNs]);
     await settle(file);
     const fresh = await cachedIndex(file);
     assert.deepEqual(fresh, await buildIndex(file));
-    assert.deepEqual(fresh!.lines, [1, 4]);
+    assert.deepEqual(fresh!.lines, [1, 3]);
     const reader = new JsonReader(file);
     reader.importJobState(fresh);
-    assert.deepEqual(await reader.downloadBatch(0, 1), [{ a: 1 }, { a: 222 }]);
+    assert.deepEqual(await reader.downloadBatch(0, 1), [{ a: 1 }, { a: 33 }]);
   });
 
   it('does not cache a file changed a moment ago, nor a remote input', async () => {
