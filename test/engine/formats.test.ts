@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { PNG } from 'pngjs';
 import { ImageWriter, InputReader, JsonReader, JsonWriter, Registry, SkybatchError, utils } from '../../formats/index.js';
+import { MAX_INDEX_ENTRIES } from '../../formats/json-reader.js';
 import { parsePoolConfig } from '../../runtime/pool-config.js';
 import { listFiles, readJsonl } from '../harness.js';
 
@@ -23,14 +24,14 @@ function rejectsWith(code: string, pattern: RegExp) {
 describe('JsonReader', () => {
   test('reads any slice of a large file through its sparse index, skipping blank lines and CRLF', async () => {
     const file = path.join(tmp, 'big.jsonl');
-    const n = 150_000; // past 2 x 65,536 index entries: the stride doubles
+    const n = 150_000; // past 2 x MAX_INDEX_ENTRIES index entries: the stride doubles
     const lines: string[] = [];
     for (let i = 0; i < n; i++) lines.push(JSON.stringify({ i }) + (i % 1000 === 7 ? '\r\n\n' : '\n'));
     fs.writeFileSync(file, lines.join(''));
     const reader = new JsonReader(file);
     assert.equal(await reader.length(), n);
     const state = reader.exportJobState()!;
-    assert.ok(state.stride >= 2 && state.offsets.length <= 2 * 65_536);
+    assert.ok(state.stride >= 2 && state.offsets.length <= 2 * MAX_INDEX_ENTRIES);
     const worker = new JsonReader(file);
     worker.importJobState(JSON.parse(JSON.stringify(state)));
     for (const [s, e] of [[0, 0], [0, 9], [7, 8], [131_071, 131_075], [n - 3, n - 1], [65_535, 65_540]]) {
