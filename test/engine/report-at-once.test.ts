@@ -18,7 +18,8 @@ describe('reports of a synchronous mapper', () => {
 
   test('a batch is committed while the next batch runs synchronously in the same mapper process', async () => {
     const out = path.join(sb.dir, 'out.jsonl');
-    // Batch i > 0 spins (no await) until the journal holds batch i-1's commit, for at most 20 s.
+    // Each batch spins (no await) for 20 ms, and batch i > 0 then until the journal holds batch
+    // i-1's commit, for at most 20 s.
     const script = sb.file(
       'sync.ts',
       `import * as fs from 'node:fs';
@@ -45,6 +46,9 @@ class Discard extends sky.OutputWriter<Record<string, never>> {
 const spin = sky.remoteFunction(async function spin() {
   for await (const batch of sky.load()) {
     const i = batch[0].i;
+    // every batch is CPU work (20 ms at least): a batch of a few µs may still share a write with the next
+    const busyUntil = Date.now() + 20;
+    while (Date.now() < busyUntil);
     let sawPrevious = i === 0;
     const until = Date.now() + 20_000;
     while (!sawPrevious && Date.now() < until) {
