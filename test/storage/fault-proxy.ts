@@ -130,7 +130,8 @@ function reply(res: http.ServerResponse, status: number, code: string, message: 
   res.end(body);
 }
 
-function mulberry32(seed: number): () => number {
+/** A small deterministic PRNG (mulberry32): each seed replays the same sequence. */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

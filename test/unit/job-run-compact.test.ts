@@ -9,23 +9,12 @@ import { JobRun } from '../../runtime/coordinator/job-run.js';
 import type { JobSpec } from '../../runtime/protocol.js';
 import { appendJournalRecord, Journal, readJournal } from '../../runtime/store/job-store.js';
 import { jobDir } from '../../runtime/store/pool-store.js';
+import { mulberry32 as prng } from '../storage/fault-proxy.js';
 import { ReferenceJobRun } from './job-run-reference.js';
 import { spec, useTempHome } from './spec.js';
 
 const retryable: WireError = { code: 'SKYBATCH_E_MAPPER', message: 'boom', retryable: true } as WireError;
 const permanent: WireError = { code: 'SKYBATCH_E_MAPPER', message: 'bad', retryable: false } as WireError;
-
-/** A small deterministic PRNG (mulberry32): each seed replays the same event sequence. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let nextId = 1;
 
