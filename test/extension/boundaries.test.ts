@@ -40,9 +40,10 @@ const runtimeNeverImportsIndex: Rule = (file, text) => {
 /**
  * store/ is the floor the coordinator, control and the extension read from: it imports none
  * of them. control/ takes from the coordinator only what it runs itself: the reduce step
- * (`recover`) and the on-disk cancel of a dead pool's jobs (`pool down`).
+ * (`recover`), the on-disk cancel of a dead pool's jobs (`pool down`), and the node flags
+ * the coordinator process starts with (`pool apply`).
  */
-const CONTROL_MAY_USE = new Set(['runtime/coordinator/reducer', 'runtime/coordinator/pool-down']);
+const CONTROL_MAY_USE = new Set(['runtime/coordinator/reducer', 'runtime/coordinator/pool-down', 'runtime/coordinator/node-flags']);
 const storeAndControlStayNarrow: Rule = (file, text) =>
   targets(file, text).flatMap((t) => {
     if (file.startsWith('runtime/store/') && /^runtime\/(coordinator|control|cli|client|worker|backends)\//.test(t)) return [`${file} imports ${t}`];
