@@ -288,6 +288,7 @@ export const agentToMapper = exactUnion<AgentToMapper, 'type'>('type')(
     z.object({ type: z.literal('start'), spec: jobSpec, bundlePath: z.string(), cacheDir: z.string(), dryRun: z.boolean().optional() }),
     z.object({ type: z.literal('batch'), index: count, start: count, end: count, attempt: count, wantSample: z.boolean() }),
     z.object({ type: z.literal('end'), keep: z.boolean().optional() }),
+    z.object({ type: z.literal('ping') }),
   ]),
 );
 
@@ -299,6 +300,7 @@ export const mapperToAgent = exactUnion<MapperToAgent, 'type'>('type')(
     z.object({ type: z.literal('batchFailed'), index: count, attempt: count, error: wireError, input: z.array(z.unknown()).optional() }),
     z.object({ type: z.literal('fatal'), error: wireError }),
     z.object({ type: z.literal('idle') }),
+    z.object({ type: z.literal('pong') }),
   ]),
 );
 

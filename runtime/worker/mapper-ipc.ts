@@ -7,7 +7,9 @@ export type AgentToMapper =
   | { type: 'start'; spec: JobSpec; bundlePath: string; cacheDir: string; dryRun?: boolean }
   | { type: 'batch'; index: number; start: number; end: number; attempt: number; wantSample: boolean }
   /** No more batches: let `load()` finish so the mapper returns. `keep`: then wait for a next job of the same bundle (`idle`) instead of exiting. */
-  | { type: 'end'; keep?: boolean };
+  | { type: 'end'; keep?: boolean }
+  /** Are you there? (asked of a warm process waiting for a next job; answered with `pong`) */
+  | { type: 'ping' };
 
 /** Mapper process → agent. */
 export type MapperToAgent =
@@ -18,4 +20,5 @@ export type MapperToAgent =
   /** The job cannot run on this worker at all (script failed to load, mapper threw before its first batch). */
   | { type: 'fatal'; error: WireError }
   /** Its job's mapper returned cleanly after `end` with `keep`: it waits for a next `start`. */
-  | { type: 'idle' };
+  | { type: 'idle' }
+  | { type: 'pong' };

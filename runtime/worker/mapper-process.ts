@@ -340,6 +340,8 @@ function onMessage(raw: unknown): void {
     job?.take(msg);
   } else if (msg.type === 'end') {
     job?.end(msg.keep === true);
+  } else if (msg.type === 'ping') {
+    send({ type: 'pong' });
   }
 }
 process.on('disconnect', () => process.exit(0));

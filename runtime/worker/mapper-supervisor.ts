@@ -20,6 +20,8 @@ const BUILD = buildId();
 const KILL_GRACE_MS = 3_000;
 /** How long a next job waits for the warm process to return from the last one before it starts a fresh one. */
 const WARM_WAIT_MS = 2_000;
+/** How often a warm process waiting for a next job is asked whether it still answers; one that missed an answer is stopped. */
+const WARM_PING_MS = 5_000;
 
 export { DEVICE_ENV, withoutDeviceEnv } from './mapper-env.js';
 
@@ -54,6 +56,9 @@ interface MapperProc {
   /** After a `done` job's `end` with keep: true once it waits for a next job, false if it exited instead. */
   idle?: Promise<boolean>;
   settleIdle?: (ok: boolean) => void;
+  /** While it waits as the warm process: the ping timer, and whether the last ping is unanswered. */
+  pinger?: NodeJS.Timeout;
+  unanswered?: boolean;
 }
 
 /** What the agent lends the supervisor: the connection, and what it knows of the worker and its job. */
@@ -101,6 +106,7 @@ export class MapperSupervisor {
   /** Stops the warm process `warm`, and makes the next fresh start wait for its exit. */
   private retire(warm: MapperProc): void {
     if (this.warm === warm) this.warm = undefined;
+    stopPinging(warm);
     const gone = terminate(warm.proc);
     const before = this.retired;
     this.retired = Promise.all([before, gone]).then(() => {});
@@ -182,6 +188,7 @@ export class MapperSupervisor {
   /** Runs job `spec` in the warm process `host`, which already imported its bundle. */
   private reuse(host: MapperProc, child: MapperChild, spec: JobSpec, bundlePath: string): void {
     this.ports.log(`job ${spec.jobId} runs in the warm mapper process ${host.proc.pid}`);
+    stopPinging(host);
     host.idle = host.settleIdle = undefined;
     host.stderrTail = [];
     host.job = child;
@@ -255,6 +262,11 @@ export class MapperSupervisor {
       // Its job's messages all came before this one: the process now belongs to no job.
       host.job = undefined;
       host.settleIdle?.(true);
+      if (this.warm === host) this.keepPinging(host);
+      return;
+    }
+    if (m.type === 'pong') {
+      host.unanswered = false;
       return;
     }
     const child = host.job;
@@ -271,7 +283,27 @@ export class MapperSupervisor {
     this.ports.send({ ...m, jobId });
   }
 
+  /**
+   * A warm process holds what its job loaded (a model, GPU memory) until a next job comes,
+   * which may be never: one that stops answering (hung, or stopped with SIGSTOP) is stopped
+   * now rather than found out by the next job's batch timeout.
+   */
+  private keepPinging(host: MapperProc): void {
+    stopPinging(host);
+    host.pinger = setInterval(() => {
+      if (host.unanswered) {
+        this.ports.log(`stopping the warm mapper process ${host.proc.pid}: it did not answer for ${WARM_PING_MS / 1000} s (hung or stopped)`);
+        this.retire(host);
+        return;
+      }
+      host.unanswered = true;
+      host.send({ type: 'ping' });
+    }, WARM_PING_MS);
+    host.pinger.unref();
+  }
+
   private onChildExit(host: MapperProc, code: number | null, signal: NodeJS.Signals | null): void {
+    stopPinging(host);
     host.settleIdle?.(false);
     if (this.warm === host) this.warm = undefined;
     const child = host.job;
@@ -414,6 +446,12 @@ function untilIdle(warm: MapperProc): Promise<boolean> {
     clearTimeout(timer);
     return ok;
   });
+}
+
+function stopPinging(host: MapperProc): void {
+  if (host.pinger) clearInterval(host.pinger);
+  host.pinger = undefined;
+  host.unanswered = false;
 }
 
 /** SIGTERM, then SIGKILL after a grace; settles once the process exited. */

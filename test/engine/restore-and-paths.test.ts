@@ -56,7 +56,8 @@ describe('a pool restarts whatever state its jobs are in', () => {
     const a = await waitFor('job A to be submitted', () => (fs.existsSync(path.join(sb.home, 'jobs')) ? jobOf(scriptA)() : undefined), 60_000);
     const clientB = sb.spawnCli(['run', scriptB]);
     const b = await waitFor('job B to be submitted', jobOf(scriptB), 60_000);
-    assert.equal(lastStatus(sb, b)?.status, 'PENDING');
+    // job.json is written at submission, the journal's first record on the coordinator's next tick
+    assert.equal(await waitFor("job B's first journal record", () => lastStatus(sb, b)?.status), 'PENDING');
 
     // the crash: coordinator, workers and clients gone at once
     const { pid } = sb.coordinator(POOL);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Sandbox, jsonl, readJsonl, waitFor } from '../harness.js';
+import { Sandbox, alive, jsonl, readJsonl, waitFor } from '../harness.js';
 
 interface Row {
   text: string;
@@ -149,5 +149,20 @@ console.log('RESULT', jobs.map((j) => j.jobId + ' ' + j.status).join(' '));
     const afterFailure = await runJob(script);
     assert.notEqual(afterFailure.out[0].pid, afterCrash.out[0].pid, 'the failed job stopped its process');
     assert.equal(afterFailure.out[0].jobs, 1, 'a fresh process');
+  });
+
+  test('a warm process that stops answering while it waits for a next job (SIGSTOP) is stopped, and the next job gets a fresh one', async () => {
+    const base = await runJob(script);
+    const pid = base.out[0].pid;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      // pinged every 5 s: one missed answer, then SIGTERM + SIGCONT, SIGKILL after 3 s
+      await waitFor('the frozen warm mapper process to be stopped', () => (alive(pid) ? undefined : true), 30_000);
+    } finally {
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+    }
+    const next = await runJob(script);
+    assert.notEqual(next.out[0].pid, pid);
+    assert.equal(next.out[0].jobs, 1, 'a fresh process');
   });
 });
