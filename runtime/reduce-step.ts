@@ -2,8 +2,7 @@ import { withWinners } from '../formats/attempts.js';
 import { jobTmpDir, listBatchObjects, parseBatchPath, uncoveredWinners } from '../formats/batch-files.js';
 import { describeRanges } from '../formats/batch-merge.js';
 import { SkybatchError } from '../formats/common/errors.js';
-import { ImageWriter } from '../formats/image-writer.js';
-import { JsonWriter } from '../formats/json-writer.js';
+import { isBuiltinWriter } from '../formats/builtins.js';
 import type { OutputWriter } from '../formats/output-writer.js';
 import { storageFor } from '../formats/storage-for.js';
 import { removeStalePartials } from '../formats/storage/local.js';
@@ -139,7 +138,7 @@ async function stagedFiles(w: OutputWriter<object>, jobId: string, winners: Plan
       break;
     }
   }
-  const staging = anyBatch || w.constructor === JsonWriter || w.constructor === ImageWriter;
+  const staging = anyBatch || isBuiltinWriter(w);
   if (!staging) return { empty, staging, winnerFiles: 0, uncovered: [] as PlannedWinner[] };
   if (tmp !== jobTmpDir(w.path, jobId) + '/') {
     // builtinWriters() found no batch file there; one showing up since is no stand-in's

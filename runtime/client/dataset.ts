@@ -4,9 +4,8 @@ import { SkybatchError, WireError } from '../../formats/common/errors.js';
 import type { InputReader } from '../../formats/input-reader.js';
 import { assertSeparateOutputs } from '../../formats/output-claims.js';
 import { OutputWriter } from '../../formats/output-writer.js';
-import { ImageWriter } from '../../formats/image-writer.js';
+import { BUILTIN_FORMATS } from '../../formats/builtins.js';
 import { JsonReader } from '../../formats/json-reader.js';
-import { JsonWriter } from '../../formats/json-writer.js';
 import { INPUT_READER_REGISTRY, OUTPUT_WRITER_REGISTRY } from '../../formats/registries.js';
 import { errorsPath } from '../../formats/utils.js';
 import { formatEventLine } from '../job-events.js';
@@ -75,8 +74,6 @@ export interface MapOptions {
 
 // Variables that describe the submitting machine or session, not the user's settings.
 const LOCAL_ENV = /^(PATH|HOME|USER|LOGNAME|SHELL|PWD|OLDPWD|TMPDIR|TMP|TEMP|SHLVL|_|TERM|TERM_.*|COLORTERM|DISPLAY|WAYLAND_.*|SSH_.*|XDG_.*|NODE_OPTIONS|NODE_CHANNEL_.*|NODE_UNIQUE_ID|npm_.*|INIT_CWD|SKYBATCH_(HOME|TOKEN|COORDINATOR_URL|CA|EVENTS|JOB_ID|WORKER|AGENT_BUILD|SERVERS_DIR|TEST_.*)|VSCODE_.*|ELECTRON_.*|HOSTNAME|MAIL|LS_COLORS)$/;
-
-const BUILTIN_FORMATS = new Set<unknown>([JsonReader, JsonWriter, ImageWriter]);
 
 /** A submitted job. */
 export class Job {

@@ -2,8 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { jobTmpDir, parseBatchPath } from '../../formats/batch-files.js';
 import { schemeOf } from '../../formats/common/paths.js';
-import { ImageWriter } from '../../formats/image-writer.js';
-import { JsonWriter } from '../../formats/json-writer.js';
+import { BUILTIN_WRITERS } from '../../formats/builtins.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
 import { storageFor } from '../../formats/storage-for.js';
 import { FileLock } from '../file-lock.js';
@@ -13,9 +12,8 @@ import { readJournal } from '../store/job-store.js';
 import { jobDir } from '../store/pool-store.js';
 import { type NoReduceWriter, inJobDir, isNoReduceWriter, noReduceWriter } from './no-reduce-writer.js';
 
-// Only skybatch's own classes, looked up here and never in the registry: a job's bundle may
-// register its own class under a built-in name, and this process never loads bundles.
-const BUILTIN_WRITERS: Record<string, new (path: string, options: never) => OutputWriter<object>> = { json: JsonWriter, image: ImageWriter };
+// Only skybatch's own classes (BUILTIN_WRITERS), never looked up in the registry: a job's
+// bundle may register its own class under a built-in name, and this process never loads bundles.
 
 /**
  * Above this many batches a job reduces in a reduce process: the reduce lists every batch
