@@ -36,7 +36,7 @@ const marker = (what: string) => fs.writeFileSync(process.env.MARKER! + '.' + wh
 class Base extends sky.OutputWriter<Record<string, never>> {
   async uploadBatch(results: sky.Item[], s: number, e: number, jobId: string) {
     if (how === 'lie-staged') {
-      await sky.utils.uploadBytesToCloud(results.map((r) => JSON.stringify(r) + '\\n').join(''), sky.utils.getBatchPath(this.path, jobId, s, e));
+      await sky.utils.uploadBytesToCloud(results.map((r) => JSON.stringify(r) + '\\n').join(''), sky.utils.getBatchPath(this.path, s, e, jobId));
       return '';
     }
     fs.mkdirSync(this.path, { recursive: true });
