@@ -69,7 +69,7 @@ export class BatchOutcomes {
     const b = run.batch(msg.index);
     const won = run.commit(msg.index, msg.attempt, w.name, msg.items);
     // a worker that commits is not stalled, even if no start of what it still holds reached us
-    w.waitingSince = undefined;
+    this.port.workers.notWaiting(w);
     if (!won || !b) return false;
     // The losing copy of a straggler is stopped: its mapper may be hung, and the batches
     // queued behind it would wait for it.
@@ -90,9 +90,10 @@ export class BatchOutcomes {
     return true;
   }
 
-  failed(run: JobRun, index: number, attempt: number, error: WireError, input?: unknown[]): void {
+  /** A failed attempt: retried (after a backoff, or with `atOnce` first in line now), split, skipped, or the job fails. */
+  failed(run: JobRun, index: number, attempt: number, error: WireError, input?: unknown[], atOnce = false): void {
     const b = run.batch(index)!;
-    const outcome = run.fail(index, attempt, error);
+    const outcome = run.fail(index, attempt, error, atOnce);
     if (outcome === 'stale') return;
     run.log(`batch [${b.start}, ${b.end}] attempt ${attempt} failed: ${error.message}`);
     const state = outcome === 'retry' ? 'retrying' : outcome === 'split' ? 'split' : outcome === 'skip' ? 'skipped' : 'failed';
@@ -140,21 +141,31 @@ export class BatchOutcomes {
     }
   }
 
-  /** A worker's connection closed or stopped answering: started batches fail (retryable), prefetched ones go back. */
+  /**
+   * A worker's connection closed or stopped answering: started batches fail (retryable),
+   * prefetched ones go back. Neither waits for a retry's backoff: a batch lost with its
+   * worker did not fail on its own, and a frozen worker has already cost the heartbeat's
+   * seconds. Each goes to the front of the line, started ones first (they were handed out
+   * earliest), so the next worker with room runs them before anything else.
+   */
   workerLost(w: WorkerEntry, run: JobRun, why: string): void {
-    for (const index of w.leased) {
+    const held = [...w.leased].flatMap((index) => {
       const mine = run.heldBy(index, w.name); // its own lease or the straggler copy it ran
-      if (!mine) continue;
-      const b = run.batch(index)!;
-      if (!mine.started) {
-        this.release(run, index, mine.attempt); // only prefetched: not this batch's fault
+      return mine ? [{ index, ...mine }] : [];
+    });
+    // each one put back goes in front of those before it: the last put back goes out first
+    const order = [...held.filter((h) => h.started), ...held.filter((h) => !h.started)].reverse();
+    for (const { index, attempt, started } of order) {
+      if (!started) {
+        this.release(run, index, attempt); // only prefetched: not this batch's fault
         continue;
       }
+      const b = run.batch(index)!;
       const err = new SkybatchError('SKYBATCH_E_WORKER_LOST', `job ${run.spec.jobId}: worker ${w.name} was lost (${why}) while holding batch [${b.start}, ${b.end}]`, {
         retryable: true,
-        context: { jobId: run.spec.jobId, batch: [b.start, b.end], worker: w.name, attempt: mine.attempt },
+        context: { jobId: run.spec.jobId, batch: [b.start, b.end], worker: w.name, attempt },
       });
-      this.failed(run, index, mine.attempt, toWireError(err));
+      this.failed(run, index, attempt, toWireError(err), undefined, true);
     }
   }
 

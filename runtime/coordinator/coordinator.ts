@@ -67,7 +67,7 @@ export class Coordinator {
 
   addWorker(link: WorkerLink, hello: Extract<WorkerMessage, { type: 'hello' }>): string {
     const w = this.workers.add(link, hello);
-    sendWelcome(w, this.config);
+    sendWelcome(this.workers, w, this.config);
     this.emitWorker(w);
     return w.id;
   }
@@ -178,7 +178,7 @@ export class Coordinator {
     for (const d of plan.decisions) {
       if (d.kind === 'rerunSetup') {
         this.workers.rerunSetup(d.worker);
-        sendWelcome(d.worker, this.config);
+        sendWelcome(this.workers, d.worker, this.config);
         this.emitWorker(d.worker);
       } else if (d.kind === 'assign') {
         const b = d.batch;
@@ -206,7 +206,7 @@ export class Coordinator {
   private sweepOverdue(): void {
     const now = Date.now();
     for (const { run, batch, attempt } of overdueBatches(this.jobs.all(), now)) this.outcomes.timedOut(run, batch, attempt);
-    for (const { worker, run, held } of stalledWorkers(this.workers.all(), this.jobs.jobs, now)) this.outcomes.stalled(worker, run, held);
+    for (const { worker, run, held } of stalledWorkers(this.workers, this.jobs.jobs, now)) this.outcomes.stalled(worker, run, held);
     this.pump();
   }
 

@@ -477,10 +477,11 @@ export class JobRun {
   }
 
   /**
-   * Records a failed attempt. Returns 'retry' (queued with exponential backoff), 'fatal'
-   * (the job must fail) or 'stale' (an old attempt: ignored).
+   * Records a failed attempt. Returns 'retry' (queued with exponential backoff, or with
+   * `atOnce` first in line now: a batch lost with its worker did not fail on its own),
+   * 'fatal' (the job must fail) or 'stale' (an old attempt: ignored).
    */
-  fail(index: number, attempt: number, error: WireError): 'retry' | 'fatal' | 'split' | 'skip' | 'stale' {
+  fail(index: number, attempt: number, error: WireError, atOnce = false): 'retry' | 'fatal' | 'split' | 'skip' | 'stale' {
     const b = this.records.get(index);
     if (!b || b.state !== 'running') return 'stale';
     if (this.dropCovered(b, attempt)) return 'stale'; // the other attempt carries on
@@ -498,6 +499,11 @@ export class JobRun {
     }
     this.retries++;
     b.state = 'retrying';
+    if (atOnce) {
+      b.notBefore = 0;
+      this.retryQueue.unshift(b);
+      return 'retry';
+    }
     b.notBefore = Date.now() + (this.spec.retryBaseMs ?? DEFAULT_RETRY_BASE_MS) * 2 ** (b.failures - 1);
     this.retryQueue.push(b);
     this.retryQueue.sort((x, y) => x.notBefore - y.notBefore);

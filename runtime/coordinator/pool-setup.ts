@@ -1,6 +1,6 @@
 import { SkybatchError } from '../../formats/common/errors.js';
 import { PoolConfig, setupTimeoutMs } from '../pool-config.js';
-import type { WorkerEntry } from './worker-table.js';
+import type { WorkerEntry, WorkerTable } from './worker-table.js';
 
 /** What a worker runs before taking batches; a worker told something else runs setup again. */
 export function setupKey(config: PoolConfig): string {
@@ -8,8 +8,8 @@ export function setupKey(config: PoolConfig): string {
 }
 
 /** Tells a worker to run the pool's setup (again): on joining, and after a changed setup. */
-export function sendWelcome(w: WorkerEntry, config: PoolConfig): void {
-  w.setupKey = setupKey(config);
+export function sendWelcome(table: WorkerTable, w: WorkerEntry, config: PoolConfig): void {
+  table.toldSetup(w, setupKey(config));
   w.link.send({ type: 'welcome', workerId: w.id, setup: config.setup, envs: config.envs ?? {}, setupTimeoutMs: setupTimeoutMs(config) });
 }
 

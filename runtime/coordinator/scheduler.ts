@@ -1,7 +1,7 @@
 import type { BatchRecord, JobRun } from './job-run.js';
 import { DEFAULT_PRIORITY, shareTargets } from './fair-share.js';
 import { stalledBatches } from './stalled-worker.js';
-import type { WorkerEntry } from './worker-table.js';
+import type { WorkerEntry, WorkerTable } from './worker-table.js';
 
 /**
  * What the coordinator should do next. The scheduler sends nothing and touches no worker:
@@ -168,13 +168,13 @@ export function overdueBatches(jobs: Iterable<JobRun>, now: number): { run: JobR
 
 /**
  * Workers whose mapper takes none of the batches they hold (see `stalledBatches`, which
- * keeps each worker's `waitingSince`): those batches are to be taken back.
+ * runs each worker's stall clock): those batches are to be taken back.
  */
-export function stalledWorkers(workers: readonly WorkerEntry[], jobs: ReadonlyMap<string, JobRun>, now: number): { worker: WorkerEntry; run: JobRun; held: { index: number; attempt: number }[] }[] {
+export function stalledWorkers(table: WorkerTable, jobs: ReadonlyMap<string, JobRun>, now: number): { worker: WorkerEntry; run: JobRun; held: { index: number; attempt: number }[] }[] {
   const found: { worker: WorkerEntry; run: JobRun; held: { index: number; attempt: number }[] }[] = [];
-  for (const w of workers) {
+  for (const w of table.all()) {
     const run = w.jobId ? jobs.get(w.jobId) : undefined;
-    const held = stalledBatches(w, run, now);
+    const held = stalledBatches(table, w, run, now);
     if (run && held) found.push({ worker: w, run, held });
   }
   return found;

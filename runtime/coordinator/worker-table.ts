@@ -17,9 +17,9 @@ export interface WorkerEntry {
   jobId?: string;
   /** Batch indices of `jobId` this worker holds (running or prefetched). */
   leased: Set<number>;
-  /** Since when it has held batches without running any (its mapper should be taking one). */
+  /** Since when it has held batches without running any (its mapper should be taking one): see `waiting`. */
   waitingSince?: number;
-  /** The setup and envs it was last told to use (`Coordinator.setupKey`). */
+  /** The setup and envs it was last told to use (pool-setup.ts `setupKey`): see `toldSetup`. */
   setupKey?: string;
   /** Why its setup failed. */
   error?: string;
@@ -75,6 +75,24 @@ export class WorkerTable {
 
   undrain(name: string): void {
     this.draining.delete(name);
+  }
+
+  /** It was told (welcome) to run the setup and envs that `key` stands for (pool-setup.ts `setupKey`). */
+  toldSetup(w: WorkerEntry, key: string): void {
+    w.setupKey = key;
+  }
+
+  /**
+   * Its stall clock (see stalled-worker.ts): it holds batches and runs none of them, since
+   * the time returned (`now` if the clock was not running).
+   */
+  waiting(w: WorkerEntry, now: number): number {
+    return (w.waitingSince ??= now);
+  }
+
+  /** It runs or commits a batch, or holds none: its stall clock stops. */
+  notWaiting(w: WorkerEntry): void {
+    w.waitingSince = undefined;
   }
 
   /** Its setup finished: it takes batches. */

@@ -17,7 +17,7 @@ function setup(run: JobRun, names: string[]) {
     sent.set(name, box);
     const w = table.add({ send: (m) => box.push(m), close() {} }, { type: 'hello', name, host: 'h' } as never);
     table.setupDone(w);
-    w.setupKey = 'k';
+    table.toldSetup(w, 'k');
     return w;
   });
   const events: JobEvent[] = [];
@@ -33,10 +33,15 @@ function setup(run: JobRun, names: string[]) {
     job: (jobId) => (jobId === run.spec.jobId ? run : undefined),
     log: (line) => calls.push(`log ${line}`),
   });
-  const give = () => {
-    for (const d of schedule({ queue: [run.spec.jobId], jobs: new Map([[run.spec.jobId, run]]), workers: table.all(), setupKey: 'k', now: 0 }).decisions) {
-      if (d.kind === 'assign') table.assign(d.worker, run.spec.jobId, d.batch.index);
+  /** One round of the scheduler at `now`, applied to the table; returns what it handed out. */
+  const give = (now = 0) => {
+    const out: [worker: string, index: number][] = [];
+    for (const d of schedule({ queue: [run.spec.jobId], jobs: new Map([[run.spec.jobId, run]]), workers: table.all(), setupKey: 'k', now }).decisions) {
+      if (d.kind !== 'assign') continue;
+      table.assign(d.worker, run.spec.jobId, d.batch.index);
+      out.push([d.worker.name, d.batch.index]);
     }
+    return out;
   };
   return { table, workers, sent, events, calls, outcomes, give };
 }
@@ -66,11 +71,11 @@ describe('batch outcomes', () => {
 
   it('takes a batchDone with no batchStarted before it (an agent folds the start of a batch done in the same tick) as both: committed, timed for the credit, and the worker not stalled', () => {
     const run = new JobRun(spec({ total: 200, batchSize: 1, batchTimeoutMs: 1000 }));
-    const { workers: [w1], outcomes, give } = setup(run, ['w1']);
+    const { workers: [w1], outcomes, give, table } = setup(run, ['w1']);
     give();
     const held = [...w1.leased];
     assert.ok(held.length >= 2, 'w1 holds a running and a prefetched batch');
-    assert.deepEqual(stalledWorkers([w1], new Map([['1', run]]), 0), [], 'the stall clock starts: nothing it holds has started');
+    assert.deepEqual(stalledWorkers(table, new Map([['1', run]]), 0), [], 'the stall clock starts: nothing it holds has started');
     for (let i = 0; i < 10; i++) {
       give();
       // each report in a frame of its own: the clock times a worker's commits by the time between its frames
@@ -83,7 +88,7 @@ describe('batch outcomes', () => {
     assert.ok(run.credit() > WORKER_CREDIT, `timed commits raise the credit (got ${run.credit()})`);
     // still holding batches none of whose starts it reported, but it commits: not stalled
     assert.ok(w1.leased.size > 0);
-    assert.deepEqual(stalledWorkers([w1], new Map([['1', run]]), 5000), []);
+    assert.deepEqual(stalledWorkers(table, new Map([['1', run]]), 5000), []);
   });
 
   it('applies a report only from the worker holding that attempt; others are refused and change nothing', () => {
@@ -117,8 +122,44 @@ describe('batch outcomes', () => {
     assert.equal(run.batch(0)!.lastError?.code, 'SKYBATCH_E_WORKER_LOST');
     assert.equal(run.batch(1)!.state, 'retrying');
     assert.equal(run.batch(1)!.failures, 0, 'a prefetched batch is not charged');
-    assert.deepEqual(events.filter((e) => e.kind === 'batch').map((e) => [(e as { index: number }).index, (e as { state: string }).state]), [[0, 'retrying'], [1, 'pending']]);
+    assert.deepEqual(events.filter((e) => e.kind === 'batch').map((e) => [(e as { index: number }).index, (e as { state: string }).state]).sort(), [[0, 'retrying'], [1, 'pending']]);
     assert.ok(calls.includes('retryLater'));
+  });
+
+  it('hands the batches of a lost worker to the next worker with room before anything else, started ones first, with no retry backoff', () => {
+    // a backoff of a minute: a batch that waited for it would not go out in this test at all
+    const run = new JobRun(spec({ total: 100, batchSize: 1, retryBaseMs: 60_000 }));
+    const { workers: [w1, w2], events, outcomes, give, table } = setup(run, ['w1', 'w2']);
+    const now = Date.now();
+    assert.deepEqual(give(now), [['w1', 0], ['w2', 1], ['w1', 2], ['w2', 3]]);
+    for (const i of [0, 1]) outcomes.report(i === 0 ? w1 : w2, { type: 'batchStarted', jobId: '1', index: i, attempt: run.batch(i)!.current });
+    const lostAttempt = run.batch(0)!.current;
+    table.remove(w1.id);
+    outcomes.workerLost(w1, run, 'heartbeat missed');
+    table.gone(w1);
+    assert.deepEqual(give(now), [], 'w2 holds its credit: nothing goes out before it commits');
+    outcomes.report(w2, { type: 'batchDone', jobId: '1', index: 1, attempt: run.batch(1)!.current, items: 1 });
+    assert.deepEqual(give(now), [['w2', 0]], 'the batch that was running on the lost worker goes out first');
+    assert.ok(run.batch(0)!.current > lostAttempt);
+    outcomes.report(w2, { type: 'batchDone', jobId: '1', index: 3, attempt: run.batch(3)!.current, items: 1 });
+    assert.deepEqual(give(now), [['w2', 2]], 'then the one it had prefetched, before fresh batches');
+    assert.equal(run.batch(0)!.failures, 1, 'a lost worker still counts against the batch’s attempts');
+    assert.equal(run.batch(0)!.lastError?.code, 'SKYBATCH_E_WORKER_LOST');
+    assert.equal(run.batch(2)!.failures, 0);
+    const lost = events.find((e) => e.kind === 'batch' && e.index === 0 && e.state === 'retrying');
+    assert.equal((lost as { error?: { code: string } } | undefined)?.error?.code, 'SKYBATCH_E_WORKER_LOST');
+  });
+
+  it('keeps the retry backoff for a batch that failed on its own', () => {
+    const run = new JobRun(spec({ total: 100, batchSize: 1, retryBaseMs: 60_000 }));
+    const { workers: [w1], outcomes, give } = setup(run, ['w1']);
+    const now = Date.now();
+    give(now);
+    outcomes.report(w1, { type: 'batchStarted', jobId: '1', index: 0, attempt: run.batch(0)!.current });
+    outcomes.report(w1, { type: 'batchFailed', jobId: '1', index: 0, attempt: run.batch(0)!.current, error: { code: 'SKYBATCH_E_MAPPER', message: 'x', retryable: true } } as never);
+    assert.equal(run.batch(0)!.state, 'retrying');
+    assert.ok(give(now).every(([, i]) => i !== 0), 'not handed out before its backoff');
+    assert.ok(run.nextRetryAt()! >= now + 60_000);
   });
 
   it('fails the job when a batch runs out of attempts, and finishes it when the last item is skipped', () => {

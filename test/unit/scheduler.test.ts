@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { JobRun } from '../../runtime/coordinator/job-run.js';
 import { Decision, nextRetryAt, overdueBatches, schedule, stalledWorkers } from '../../runtime/coordinator/scheduler.js';
-import type { WorkerEntry } from '../../runtime/coordinator/worker-table.js';
+import { WorkerTable, type WorkerEntry } from '../../runtime/coordinator/worker-table.js';
 import type { WorkerState } from '../../runtime/protocol.js';
 import { shareTargets } from '../../runtime/coordinator/fair-share.js';
 import { spec } from './spec.js';
@@ -133,11 +133,14 @@ describe('scheduler', () => {
 
   it('finds a worker that has held unstarted batches past the batch timeout', () => {
     const run = new JobRun(spec({ batchTimeoutMs: 1000 }));
-    const w1 = worker('w1');
+    const table = new WorkerTable();
+    const w1 = table.add({ send() {}, close() {} }, { type: 'hello', name: 'w1', host: 'h' } as never);
+    table.setupDone(w1);
+    table.toldSetup(w1, KEY);
     apply(schedule({ ...jobs(run), workers: [w1], setupKey: KEY, now: 0 }).decisions);
     const t = Date.now();
-    assert.deepEqual(stalledWorkers([w1], jobs(run).jobs, t), [], 'starts waiting');
-    const found = stalledWorkers([w1], jobs(run).jobs, t + 2000);
+    assert.deepEqual(stalledWorkers(table, jobs(run).jobs, t), [], 'starts waiting');
+    const found = stalledWorkers(table, jobs(run).jobs, t + 2000);
     assert.deepEqual(found.map((s) => [s.worker.name, s.held.map((h) => h.index)]), [['w1', [0, 1]]]);
   });
   it('splits the workers equally between running jobs, each worker filled from one job only', () => {
