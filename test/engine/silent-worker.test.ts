@@ -71,14 +71,19 @@ describe('a worker that goes silent without closing its connection (frozen or pa
     await sb.cleanup();
   });
 
-  /** Batches of 100 ms each until `gate` exists, then instant (the rest of the job proves nothing). */
-  const script = (name: string, gate: string) =>
+  /**
+   * Batches of 100 ms each until `gate` exists, then instant (the rest of the job proves
+   * nothing); on worker `victim` the first batch never ends, so the worker is sure to be
+   * silenced while it runs one.
+   */
+  const script = (name: string, gate: string, victim: string) =>
     sb.file(
       `${name}.ts`,
       `import * as fs from 'node:fs';
 import * as sky from 'skybatch';
 const mapper = sky.remoteFunction(async function mapper() {
   for await (const batch of sky.load()) {
+    if (process.env.SKYBATCH_WORKER === ${JSON.stringify(victim)}) await new Promise(() => {});
     if (!fs.existsSync(${JSON.stringify(gate)})) await new Promise((r) => setTimeout(r, 100));
     await sky.saveResults(batch.map((x) => ({ out: x.text })));
   }
@@ -98,7 +103,7 @@ console.log('RESULT', job.jobId, job.status);
   async function silenceDuringJob(name: string, victim: string, silence: () => void): Promise<void> {
     const gate = path.join(sb.dir, `${name}.gate`);
     const from = events.length;
-    const run: Promise<Result> = sb.run(script(name, gate));
+    const run: Promise<Result> = sb.run(script(name, gate, victim));
     let hit: BatchEvent | undefined;
     try {
       hit = await waitFor(`a batch running on ${victim}`, () => events.slice(from).find((e) => e.state === 'running' && e.worker === victim), 60_000);
