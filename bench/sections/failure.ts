@@ -30,7 +30,8 @@ function agentPid(sb: Sandbox, pool: string, name: string): number {
  * Runs a job of slow batches on the pool and, while it runs: SIGKILLs one worker (its
  * agent and mapper, as when its machine dies) the moment one of its batches starts, then
  * SIGSTOPs another worker's agent and mapper (a frozen machine, or a partitioned one: its
- * socket stays open) the same way; times each until its batch runs again elsewhere. The job is cancelled afterwards.
+ * socket stays open) the same way; times each until its batch is handed out again and
+ * until it runs again elsewhere. The job is cancelled afterwards.
  */
 export async function runFailure(sb: Sandbox, pool: string, sleepMs: number): Promise<FailureResult> {
   const c = sb.coordinator(pool);
