@@ -12,21 +12,17 @@ import type { PackageFolder } from './package-folder.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
 import { batchedSender, eachMessage } from './ipc-batch.js';
 import { canWatchMemory, capMemory, killTree } from './memory-watch.js';
+import { WarmMapper, stopPinging, terminate, untilIdle } from './warm-mapper.js';
 import { mapperEnv, processKey } from './mapper-env.js';
 
 const MAPPER_PROCESS = fileURLToPath(new URL('./mapper-process.js', import.meta.url));
 const END_GRACE_MS = 30_000;
 const BUILD = buildId();
-const KILL_GRACE_MS = 3_000;
-/** How long a next job waits for the warm process to return from the last one before it starts a fresh one. */
-const WARM_WAIT_MS = 2_000;
-/** How often a warm process waiting for a next job is asked whether it still answers; one that missed an answer is stopped. */
-const WARM_PING_MS = 5_000;
 
 export { DEVICE_ENV, withoutDeviceEnv } from './mapper-env.js';
 
 /** One job's use of a mapper process on this worker. */
-interface MapperChild {
+export interface MapperChild {
   jobId: string;
   inflight: Map<number, { attempt: number; started: boolean; start: number; end: number }>;
   /** The process running this job, once the job's bundle is here and it was spawned (or a warm one was handed the job). */
@@ -42,7 +38,7 @@ interface MapperChild {
 }
 
 /** A mapper process, which may run several jobs one after another (see `keyOf`). */
-interface MapperProc {
+export interface MapperProc {
   proc: ChildProcess;
   /** Sends to `proc`, several messages per IPC write (see `batchedSender`). */
   send: (msg: AgentToMapper) => void;
@@ -94,25 +90,12 @@ export interface SupervisorPorts {
 export class MapperSupervisor {
   /** The mapper process's use by the current job, which takes new batches. */
   private child?: MapperChild;
-  /** The process a finished job left for the next one (it may still be returning from that job). */
-  private warm?: MapperProc;
-  /**
-   * Settles once the warm processes this supervisor stopped have exited. A fresh process
-   * starts only after: a warm one may hold what the next needs (GPU memory, a port), which
-   * a process that ended with its job had given back before the next job came.
-   */
-  private retired: Promise<void> = Promise.resolve();
+  /** The process a finished job left for the next one, and the warm processes it stopped. */
+  private readonly warm: WarmMapper;
 
-  /** Stops the warm process `warm`, and makes the next fresh start wait for its exit. */
-  private retire(warm: MapperProc): void {
-    if (this.warm === warm) this.warm = undefined;
-    stopPinging(warm);
-    const gone = terminate(warm.proc);
-    const before = this.retired;
-    this.retired = Promise.all([before, gone]).then(() => {});
+  constructor(private readonly ports: SupervisorPorts) {
+    this.warm = new WarmMapper((line) => ports.log(line));
   }
-
-  constructor(private readonly ports: SupervisorPorts) {}
 
   private keyOf(spec: JobSpec): string | undefined {
     return processKey(spec, this.envFor(spec, spec.packages?.hash), this.ports.memoryMb);
@@ -131,10 +114,10 @@ export class MapperSupervisor {
   newJob(spec: JobSpec): void {
     if (this.child && this.child.jobId !== spec.jobId && this.child.inflight.size === 0) this.end('done');
     else this.kill('superseded by a new job', false);
-    const warm = this.warm;
+    const warm = this.warm.host;
     if (warm && warm.key !== this.keyOf(spec)) {
       this.ports.log(`stopping the warm mapper process: job ${spec.jobId} has another bundle or environment`);
-      this.retire(warm);
+      this.warm.retire(warm);
     }
   }
 
@@ -154,28 +137,28 @@ export class MapperSupervisor {
   private startChild(spec: JobSpec): MapperChild {
     const child: MapperChild = { jobId: spec.jobId, inflight: new Map(), gone: false, tookBatch: false, reused: false, spawned: Promise.resolve() };
     const key = this.keyOf(spec);
-    const warm = key !== undefined && this.warm?.key === key ? this.warm : undefined;
-    if (this.warm && !warm) this.retire(this.warm);
-    this.warm = undefined;
+    const warm = key !== undefined && this.warm.host?.key === key ? this.warm.host : undefined;
+    if (this.warm.host && !warm) this.warm.retire(this.warm.host);
+    this.warm.host = undefined;
     const packages = spec.packages ? this.ports.packages.dir(spec.packages.hash) : Promise.resolve(undefined);
     // a fresh start waits for stopped warm processes; one that does not come back idle is stopped too
-    const ready = warm ? untilIdle(warm).then((idle) => (idle ? true : (this.retire(warm), this.retired.then(() => false)))) : this.retired.then(() => false);
+    const ready = warm ? untilIdle(warm).then((idle) => (idle ? true : (this.warm.retire(warm), this.warm.exited.then(() => false)))) : this.warm.exited.then(() => false);
     child.spawned = Promise.all([this.ports.bundles.path(spec.bundleHash), packages, ready]).then(
       ([bundlePath, packagesDir, idle]) => {
         const reusable = warm && idle && warm.proc.exitCode === null && warm.proc.signalCode === null && warm.proc.connected;
         if (child.gone) {
-          if (warm) this.retire(warm);
+          if (warm) this.warm.retire(warm);
           this.settle(child, 'was stopped before it started', false);
-        } else if (reusable) this.reuse(warm, child, spec, bundlePath);
+        } else if (reusable) this.warm.reuse(warm, child, spec, bundlePath, this.cacheDir(spec));
         else {
-          if (warm) this.retire(warm);
+          if (warm) this.warm.retire(warm);
           this.spawnMapper(child, spec, bundlePath, packagesDir, key);
         }
       },
       (err: unknown) => {
         child.gone = true;
         child.inflight.clear();
-        if (warm) this.retire(warm);
+        if (warm) this.warm.retire(warm);
         if (this.child === child && this.ports.currentJob() === spec.jobId) {
           this.child = undefined;
           this.ports.startFailed(spec.jobId, err);
@@ -183,18 +166,6 @@ export class MapperSupervisor {
       },
     );
     return child;
-  }
-
-  /** Runs job `spec` in the warm process `host`, which already imported its bundle. */
-  private reuse(host: MapperProc, child: MapperChild, spec: JobSpec, bundlePath: string): void {
-    this.ports.log(`job ${spec.jobId} runs in the warm mapper process ${host.proc.pid}`);
-    stopPinging(host);
-    host.idle = host.settleIdle = undefined;
-    host.stderrTail = [];
-    host.job = child;
-    child.host = host;
-    child.reused = true;
-    host.send({ type: 'start', spec, bundlePath, cacheDir: this.cacheDir(spec) });
   }
 
   private cacheDir(spec: JobSpec): string {
@@ -262,7 +233,7 @@ export class MapperSupervisor {
       // Its job's messages all came before this one: the process now belongs to no job.
       host.job = undefined;
       host.settleIdle?.(true);
-      if (this.warm === host) this.keepPinging(host);
+      if (this.warm.host === host) this.warm.keepPinging(host);
       return;
     }
     if (m.type === 'pong') {
@@ -283,29 +254,10 @@ export class MapperSupervisor {
     this.ports.send({ ...m, jobId });
   }
 
-  /**
-   * A warm process holds what its job loaded (a model, GPU memory) until a next job comes,
-   * which may be never: one that stops answering (hung, or stopped with SIGSTOP) is stopped
-   * now rather than found out by the next job's batch timeout.
-   */
-  private keepPinging(host: MapperProc): void {
-    stopPinging(host);
-    host.pinger = setInterval(() => {
-      if (host.unanswered) {
-        this.ports.log(`stopping the warm mapper process ${host.proc.pid}: it did not answer for ${WARM_PING_MS / 1000} s (hung or stopped)`);
-        this.retire(host);
-        return;
-      }
-      host.unanswered = true;
-      host.send({ type: 'ping' });
-    }, WARM_PING_MS);
-    host.pinger.unref();
-  }
-
   private onChildExit(host: MapperProc, code: number | null, signal: NodeJS.Signals | null): void {
     stopPinging(host);
     host.settleIdle?.(false);
-    if (this.warm === host) this.warm = undefined;
+    if (this.warm.host === host) this.warm.host = undefined;
     const child = host.job;
     host.job = undefined;
     if (!child) return;
@@ -388,8 +340,8 @@ export class MapperSupervisor {
         const keep = host.key !== undefined;
         if (keep) {
           host.idle = new Promise<boolean>((resolve) => (host.settleIdle = resolve));
-          if (this.warm && this.warm !== host) this.retire(this.warm);
-          this.warm = host;
+          if (this.warm.host && this.warm.host !== host) this.warm.retire(this.warm.host);
+          this.warm.host = host;
         }
         host.send({ type: 'end', ...(keep ? { keep } : {}) });
         // one that neither returns nor exits in time is hung: it is killed, not kept
@@ -404,10 +356,10 @@ export class MapperSupervisor {
 
   /** Stops the mapper process, if any, without reporting its batches (the coordinator took them back); with `warmToo`, the warm one as well. */
   kill(why: string, warmToo = true): void {
-    const warm = this.warm;
+    const warm = this.warm.host;
     if (warmToo && warm) {
       this.ports.log(`stopping the warm mapper process: ${why}`);
-      this.retire(warm);
+      this.warm.retire(warm);
     }
     const child = this.child;
     this.child = undefined;
@@ -431,36 +383,4 @@ export class MapperSupervisor {
 function whenSpawned(child: MapperChild, fn: () => void): void {
   if (child.host) fn();
   else void child.spawned.then(fn);
-}
-
-/**
- * Whether `warm` is ready for a next job: it returned from its last one. One still busy
- * returning after `WARM_WAIT_MS` is not waited for longer: it is stopped and a fresh
- * process starts.
- */
-function untilIdle(warm: MapperProc): Promise<boolean> {
-  const idle = warm.idle ?? Promise.resolve(false);
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), WARM_WAIT_MS)));
-  return Promise.race([idle, late]).then((ok) => {
-    clearTimeout(timer);
-    return ok;
-  });
-}
-
-function stopPinging(host: MapperProc): void {
-  if (host.pinger) clearInterval(host.pinger);
-  host.pinger = undefined;
-  host.unanswered = false;
-}
-
-/** SIGTERM, then SIGKILL after a grace; settles once the process exited. */
-function terminate(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  proc.kill('SIGTERM');
-  proc.kill('SIGCONT'); // a stopped process acts on SIGTERM only once it runs
-  const timer = setTimeout(() => proc.kill('SIGKILL'), KILL_GRACE_MS);
-  proc.once('exit', () => clearTimeout(timer));
-  return exited;
 }
