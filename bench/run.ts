@@ -173,6 +173,7 @@ if (d) {
   if (py && 'perSec' in py) rows.push({ figure: 'the same no-op mapper in Python (sky.pythonFunction)', skybatch: rate(py.perSec), peer: `TypeScript mapper: ${rate(d.perSec)}`, ratio: x(py.perSec / d.perSec), target: '(context)' });
   else if (py) rows.push({ figure: 'the same no-op mapper in Python (sky.pythonFunction)', skybatch: `failed: ${py.failed}`, peer: '', ratio: '', target: '(context)' });
   rows.push({ figure: 'coordinator CPU per no-op batch', skybatch: `${d.coordCpuUsPerBatch.toFixed(0)} us`, peer: '', ratio: '', target: '(context)' });
+  rows.push({ figure: 'worker CPU per no-op batch (2 agents, 2 mappers, together)', skybatch: `agents ${d.agentCpuUsPerBatch.toFixed(0)} us, mappers ${d.mapperCpuUsPerBatch.toFixed(0)} us`, peer: '', ratio: '', target: '(context)' });
 }
 const db = results.double;
 if (db) {

@@ -5,7 +5,8 @@ import { SkybatchError } from './common/errors.js';
 import { normalizePath, schemeOf } from './common/paths.js';
 import type { Body, Storage } from './storage/storage.js';
 
-interface WriteScope {
+/** A writer's scope, its allowed paths canonical: made once per writer and job (`writeScope`), entered per batch. */
+export interface WriteScope {
   writer: string;
   allowed: string[];
 }
@@ -24,7 +25,17 @@ const TMP_SEGMENT = '.sky_batch_tmp';
  * `fn` awaits, down to `assertWritable`, sees it.
  */
 export function withWriteScope<T>(writer: string, allowed: string[], fn: () => T): T {
-  return store.run({ writer, allowed: allowed.map(canonical) }, fn);
+  return store.run(writeScope(writer, allowed), fn);
+}
+
+/** The scope `withWriteScope` enters, for a caller that runs the same writer many times (a mapper process, once per batch). */
+export function writeScope(writer: string, allowed: string[]): WriteScope {
+  return { writer, allowed: allowed.map(canonical) };
+}
+
+/** Runs `fn` in a scope made by `writeScope`. */
+export function inWriteScope<T>(scope: WriteScope, fn: () => T): T {
+  return store.run(scope, fn);
 }
 
 /** Refuses a write to `path` outside the scope of the writer running now (from the caller's async context; no scope: anything goes). */

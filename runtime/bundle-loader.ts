@@ -4,7 +4,7 @@ import type { InputReader } from '../formats/input-reader.js';
 import type { OutputWriter } from '../formats/output-writer.js';
 import { INPUT_READER_REGISTRY, OUTPUT_WRITER_REGISTRY } from '../formats/registries.js';
 import { jobTmpDir } from '../formats/utils.js';
-import { withWriteScope } from '../formats/write-scope.js';
+import { type WriteScope, withWriteScope, writeScope } from '../formats/write-scope.js';
 import { readBundleHeader, type BundleHeader } from './bundle-header.js';
 import { asPackageError, installHost } from './host-packages.js';
 import { becomeHost, mapperById, mapperBySite, onlyMapperNamed, type MapperFn } from './mapper-api.js';
@@ -66,6 +66,11 @@ export function makeWriters(specs: FormatSpec[]): OutputWriter<object>[] {
 /** Where a writer may write during a job: its output and its temp folder. */
 export function writableBy(w: OutputWriter<object>, jobId: string): string[] {
   return [w.path, jobTmpDir(w.path, jobId) + '/'];
+}
+
+/** The write scope of writer `w` in job `jobId` (see `asWriter`), to enter with `inWriteScope`. */
+export function writerScope(w: OutputWriter<object>, jobId: string): WriteScope {
+  return writeScope(`${w.constructor.name}(${w.path})`, writableBy(w, jobId));
 }
 
 /** Runs `fn` as writer `w`: every write it makes must stay inside `writableBy(w)`. */

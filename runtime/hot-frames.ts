@@ -87,6 +87,10 @@ export const toMapper: HotChecks = {
     const a = assignment(o);
     return a && { type: 'batch', ...a };
   },
+  batches: (o) => {
+    const batches = each(o.batches, assignment);
+    return batches && { type: 'batches', batches };
+  },
 };
 
 /** Mapper process → its worker agent. */

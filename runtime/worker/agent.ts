@@ -5,7 +5,7 @@ import WebSocket from 'ws';
 import { fromWireError, toWireError } from '../../formats/common/errors.js';
 import { DEFAULT_SETUP_TIMEOUT_S } from '../pool-config.js';
 import { checkFrame, coordinatorToWorker } from '../protocol-guards.js';
-import { BatchReportItem, CoordinatorToWorker, FENCED_CLOSE_CODE, JobSpec, PROTOCOL_VERSION, WorkerMessage, WorkerResources } from '../protocol.js';
+import { BatchAssignment, BatchReportItem, CoordinatorToWorker, FENCED_CLOSE_CODE, JobSpec, PROTOCOL_VERSION, WorkerMessage, WorkerResources } from '../protocol.js';
 import { sendCorked } from '../corked-send.js';
 import { BundleCache } from './bundle-cache.js';
 import { PackageFolder } from './package-folder.js';
@@ -84,6 +84,7 @@ export class WorkerAgent {
       workdir: opts.workdir,
       worker: opts.name,
       send,
+      report: (jobId, item) => this.report(jobId, item),
       log: this.log,
       bundles: this.bundles,
       packages: this.packages,
@@ -163,22 +164,31 @@ export class WorkerAgent {
   private send(msg: WorkerMessage): void {
     if (this.batchFrames && isBatchReport(msg)) {
       const { jobId, ...item } = msg;
-      if (this.reports && this.reports.jobId !== jobId) this.flushReports();
-      if (!this.reports) {
-        this.reports = { jobId, reports: [], started: new Map() };
-        process.nextTick(() => this.flushReports());
-      }
-      const r = this.reports;
-      // A batch done in the same tick as it started needs no start: the coordinator takes
-      // the commit as both (half the reports of a short batch).
-      const at = item.type === 'batchStarted' ? undefined : r.started.get(item.index);
-      if (at !== undefined && item.type === 'batchDone' && r.reports[at]?.attempt === item.attempt) r.reports[at] = undefined;
-      if (item.type === 'batchStarted') r.started.set(item.index, r.reports.length);
-      r.reports.push(item);
+      this.report(jobId, item);
       return;
     }
     this.flushReports();
     this.sendNow(msg);
+  }
+
+  /** A report on batch `item` of job `jobId`; `item` is the report's own object (the frame lists it as it is). */
+  private report(jobId: string, item: BatchReportItem): void {
+    if (!this.batchFrames) {
+      this.send({ ...item, jobId });
+      return;
+    }
+    if (this.reports && this.reports.jobId !== jobId) this.flushReports();
+    if (!this.reports) {
+      this.reports = { jobId, reports: [], started: new Map() };
+      process.nextTick(() => this.flushReports());
+    }
+    const r = this.reports;
+    // A batch done in the same tick as it started needs no start: the coordinator takes
+    // the commit as both (half the reports of a short batch).
+    const at = item.type === 'batchStarted' ? undefined : r.started.get(item.index);
+    if (at !== undefined && item.type === 'batchDone' && r.reports[at]?.attempt === item.attempt) r.reports[at] = undefined;
+    if (item.type === 'batchStarted') r.started.set(item.index, r.reports.length);
+    r.reports.push(item);
   }
 
   private flushReports(): void {
@@ -218,12 +228,14 @@ export class WorkerAgent {
       case 'error':
         this.log(`the coordinator refused a message of this worker: ${msg.error.message}`);
         break;
-      case 'batch':
-        this.forwardBatch(msg);
+      case 'batch': {
+        const { type: _, jobId, ...b } = msg;
+        this.forwardBatches(jobId, [b]);
         break;
+      }
       case 'batches':
         this.batchFrames = true;
-        for (const b of msg.batches) this.forwardBatch({ type: 'batch', jobId: msg.jobId, ...b });
+        this.forwardBatches(msg.jobId, msg.batches);
         break;
       case 'endJob':
         if (this.job?.jobId === msg.jobId) {
@@ -240,8 +252,8 @@ export class WorkerAgent {
     }
   }
 
-  private forwardBatch(msg: Extract<CoordinatorToWorker, { type: 'batch' }>): void {
-    if (this.job && this.job.jobId === msg.jobId) this.mappers.forward(this.job, msg);
+  private forwardBatches(jobId: string, batches: BatchAssignment[]): void {
+    if (this.job && this.job.jobId === jobId) this.mappers.forward(this.job, batches);
   }
 
   /** The job's mapper cannot start on this worker (its bundle is unavailable, ...): the job fails with the reason. */

@@ -1,11 +1,13 @@
 import type { WireError } from '../../formats/common/errors.js';
-import type { DeadLetter, JobSpec } from '../protocol.js';
+import type { BatchAssignment, DeadLetter, JobSpec } from '../protocol.js';
 
 /** Agent → mapper process (Node IPC). */
 export type AgentToMapper =
   /** `dryRun`: a notebook's mapper cell run on its own (client/dry-run.ts): nothing is written, every result comes back as the sample. */
   | { type: 'start'; spec: JobSpec; bundlePath: string; cacheDir: string; dryRun?: boolean }
   | { type: 'batch'; index: number; start: number; end: number; attempt: number; wantSample: boolean }
+  /** Several batches, in order: the list of the coordinator's `batches` frame, passed on as it was checked. */
+  | { type: 'batches'; batches: BatchAssignment[] }
   /** No more batches: let `load()` finish so the mapper returns. `keep`: then wait for a next job of the same bundle (`idle`) instead of exiting. */
   | { type: 'end'; keep?: boolean }
   /** Are you there? (asked of a warm process waiting for a next job; answered with `pong`) */

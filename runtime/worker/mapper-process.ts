@@ -8,36 +8,30 @@
  * runs in the module it already imported (mapper-supervisor.ts decides which jobs qualify).
  */
 import { withAttempt } from '../../formats/attempts.js';
-import { SkybatchError, isRetryable, toWireError } from '../../formats/common/errors.js';
+import { SkybatchError, toWireError } from '../../formats/common/errors.js';
 import type { InputReader, Item } from '../../formats/input-reader.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
 import { buildId } from '../build-id.js';
 import { agentToMapper, checkFrame } from '../protocol-guards.js';
 import type { BundleHeader } from '../bundle-header.js';
-import { asWriter, jobMapper, loadBundle, makeReader, makeWriters } from '../bundle-loader.js';
+import { jobMapper, loadBundle, makeReader, makeWriters, writerScope } from '../bundle-loader.js';
+import { type WriteScope, inWriteScope } from '../../formats/write-scope.js';
 import { loadPackageApi } from '../package-api.js';
 import { asPackageError } from '../host-packages.js';
 import { FailedItem, isFailedItem, setMapperContext } from '../mapper-api.js';
-import type { DeadLetter, JobSpec } from '../protocol.js';
+import type { BatchAssignment, DeadLetter, JobSpec } from '../protocol.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
 import { batchedSender, eachMessage } from './ipc-batch.js';
 import { previewValue } from './preview.js';
 import { type BridgeBatch, pythonMapper } from './python-bridge.js';
+import { type MapperBatch, isThenable, startDownload } from './mapper-batch.js';
+import { DONE, type Step, stepIterator } from './step-iterator.js';
 
 const SAMPLE_SIZE = 5;
 
-interface Batch {
-  index: number;
-  start: number;
-  end: number;
-  attempt: number;
-  wantSample: boolean;
-  items: Promise<Item[]>;
-  saved: boolean;
-  finished: boolean;
-  /** When load() handed it to the mapper. */
-  yieldedAt?: number;
-}
+type Outcome = { items: number; sample?: unknown[]; deadLetters?: DeadLetter[] } | { error: unknown };
+
+const SAVED = Promise.resolve();
 
 /** A batch that ran this long is reported as it ends (see `finish`); 2 ms is far above a write's cost. */
 const REPORT_AT_ONCE_MS = 2;
@@ -82,16 +76,20 @@ function goodRuns(results: unknown[], start: number): { start: number; end: numb
 class JobRun {
   private reader!: InputReader<object>;
   private writers!: OutputWriter<object>[];
-  private readonly queue: Batch[] = [];
+  private readonly queue: MapperBatch[] = [];
   private ended = false;
   /** The agent asked this process to stay for a next job once this one returns cleanly. */
   keep = false;
+  /** Each writer's write scope in this job, made once (see `writerScope`). */
+  private scopes!: WriteScope[];
   private wake: (() => void) | undefined;
-  private current: Batch | undefined;
-  private pendingSave: Promise<void> = Promise.resolve();
+  private current: MapperBatch | undefined;
+  /** A save that did not end in the call to saveResults(): load() waits for it. Settles without rejecting. */
+  private pendingSave: Promise<void> | undefined;
   private batchesTaken = 0;
   private formatsReady!: () => void;
   private readonly ready = new Promise<void>((resolve) => (this.formatsReady = resolve));
+  private formatsLoaded = false;
 
   constructor(
     readonly spec: JobSpec,
@@ -99,21 +97,34 @@ class JobRun {
     private readonly dryRun: boolean,
   ) {}
 
-  private ref(b: Batch): string {
+  private ref(b: MapperBatch): string {
     return `job ${this.spec.jobId}, batch [${b.start}, ${b.end}]`;
   }
 
-  private async finish(b: Batch, outcome: { items: number; sample?: unknown[]; deadLetters?: DeadLetter[] } | { error: unknown }): Promise<void> {
+  /**
+   * Reports batch `b` once. Synchronous (a promise per batch is a visible share of a no-op
+   * batch's cost), except a single item's failure under 'skip', which waits for its input.
+   */
+  private finish(b: MapperBatch, outcome: Outcome): void {
     if (b.finished) return;
     b.finished = true;
-    if ('error' in outcome) {
-      const error = toWireError(outcome.error, { jobId: this.spec.jobId, batch: [b.start, b.end], attempt: b.attempt });
-      // A single item's input travels with its failure: it may end in errors.jsonl.
-      const input = b.start === b.end && this.spec.onItemError === 'skip' ? await b.items.catch(() => undefined) : undefined;
-      send({ type: 'batchFailed', index: b.index, attempt: b.attempt, error, ...(input ? { input } : {}) });
-    } else {
-      send({ type: 'batchDone', index: b.index, attempt: b.attempt, ...outcome });
+    if (!('error' in outcome)) {
+      this.report(b, { type: 'batchDone', index: b.index, attempt: b.attempt, ...outcome });
+      return;
     }
+    const error = toWireError(outcome.error, { jobId: this.spec.jobId, batch: [b.start, b.end], attempt: b.attempt });
+    const failed = () => this.report(b, { type: 'batchFailed', index: b.index, attempt: b.attempt, error, ...(b.items ? { input: b.items } : {}) });
+    // A single item's input travels with its failure: it may end in errors.jsonl.
+    if (b.start === b.end && this.spec.onItemError === 'skip') {
+      if (b.downloading && !b.items && !b.failure) void b.downloading.then(failed);
+      else failed();
+    } else {
+      this.report(b, { type: 'batchFailed', index: b.index, attempt: b.attempt, error });
+    }
+  }
+
+  private report(b: MapperBatch, msg: MapperToAgent): void {
+    send(msg);
     // The queue leaves at the tick's end, but a mapper's loop goes from saveResults straight
     // into its next batch without one: a synchronous batch (CPU-bound work) would hold this
     // report until it ends, and the coordinator would learn of each batch a batch late (its
@@ -122,39 +133,14 @@ class JobRun {
     if (b.yieldedAt !== undefined && performance.now() - b.yieldedAt >= REPORT_AT_ONCE_MS) send.flush();
   }
 
-  private async download(b: Omit<Batch, 'items'>): Promise<Item[]> {
-    await this.ready;
-    const reader = this.reader;
-    let items: Item[];
-    try {
-      items = await reader.downloadBatch(b.start, b.end, this.cacheDir);
-    } catch (err) {
-      // Storage and format errors already say what failed; anything else is the reader's own
-      // failure, not the mapper's. A TypeError (a bug) is not retried; other errors are.
-      if (err instanceof SkybatchError) throw err;
-      const wrapped = new SkybatchError('SKYBATCH_E_READER', `${reader.constructor.name}.downloadBatch(${b.start}, ${b.end}) failed: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`, {
-        retryable: isRetryable(err),
-        context: { jobId: this.spec.jobId, batch: [b.start, b.end], attempt: b.attempt },
-        cause: err,
-      });
-      // the reader's own frames, so the trace points into the user's code
-      if (err instanceof Error && err.stack) wrapped.stack = `${wrapped.name}: ${wrapped.message}\n${err.stack.split('\n').filter((l) => /^\s+at /.test(l)).join('\n')}`;
-      throw wrapped;
-    }
-    const want = b.end - b.start + 1;
-    if (!Array.isArray(items) || items.length !== want) {
-      throw new SkybatchError('SKYBATCH_E_RESULT_COUNT', `${reader.constructor.name}.downloadBatch(${b.start}, ${b.end}) returned ${Array.isArray(items) ? items.length : typeof items} items, expected ${want}`, {
-        context: { jobId: this.spec.jobId, batch: [b.start, b.end] },
-      });
-    }
-    return items;
+  private download(b: MapperBatch): Promise<void> | undefined {
+    return startDownload(this.reader, b, { jobId: this.spec.jobId, cacheDir: this.cacheDir });
   }
 
   /** A batch the agent handed over: its download starts at once (prefetch). */
-  take(msg: Extract<AgentToMapper, { type: 'batch' }>): void {
-    const b: Batch = { ...msg, saved: false, finished: false, items: Promise.resolve([]) };
-    b.items = Promise.resolve().then(() => this.download(b));
-    b.items.catch(() => {});
+  take(msg: BatchAssignment): void {
+    const b: MapperBatch = { index: msg.index, start: msg.start, end: msg.end, attempt: msg.attempt, wantSample: msg.wantSample, saved: false, finished: false };
+    b.downloading = this.formatsLoaded ? this.download(b) : this.ready.then(() => this.download(b));
     this.queue.push(b);
     this.wake?.();
   }
@@ -165,95 +151,133 @@ class JobRun {
     this.wake?.();
   }
 
-  private async nextBatch(): Promise<Batch | undefined> {
-    for (;;) {
-      const b = this.queue.shift();
-      if (b) return b;
-      if (this.ended) return undefined;
-      await new Promise<void>((resolve) => (this.wake = resolve));
-    }
+  private load(): AsyncIterableIterator<Item[]> {
+    return stepIterator(() => this.advance());
   }
 
-  private async *load(): AsyncGenerator<Item[]> {
+  /** What `load()`'s next step yields: at once when the next batch is here, else once it is. */
+  private advance(): Step<Item[]> {
     for (;;) {
-      await this.pendingSave;
+      if (this.pendingSave) return this.pendingSave.then(() => this.advance());
       const current = this.current;
       if (current && !current.finished) {
         const err = new SkybatchError('SKYBATCH_E_SAVE_RESULTS', `${this.ref(current)}: the mapper asked for the next batch without calling saveResults() for this one`, {
           context: { jobId: this.spec.jobId, batch: [current.start, current.end] },
         });
-        void this.finish(current, { error: err });
+        this.finish(current, { error: err });
         throw err;
       }
-      const b = await this.nextBatch();
-      if (!b) return;
-      let items: Item[];
-      try {
-        items = await b.items;
-      } catch (err) {
-        void this.finish(b, { error: err }); // e.g. a malformed line: this batch fails, the mapper goes on
+      // It stays queued until handed over, so a mapper that dies meanwhile reports it.
+      const b = this.queue[0];
+      if (!b) {
+        if (this.ended) return DONE;
+        return new Promise<void>((resolve) => (this.wake = resolve)).then(() => this.advance());
+      }
+      if (b.failure) {
+        this.queue.shift();
+        this.finish(b, { error: b.failure.error }); // e.g. a malformed line: this batch fails, the mapper goes on
         continue;
       }
+      if (!b.items) return (b.downloading ?? Promise.resolve()).then(() => this.advance());
+      this.queue.shift();
       this.current = b;
       this.batchesTaken++;
       send({ type: 'batchStarted', index: b.index, attempt: b.attempt });
       b.yieldedAt = performance.now();
-      yield items;
+      return { done: false, value: b.items };
     }
   }
 
-  private async saveResults(results: unknown[]): Promise<void> {
+  /**
+   * Writes the current batch's results through every writer. A save whose writers all
+   * returned at once (no promise) ends in this call and returns a settled promise; the rest
+   * run on, and the next `load()` step waits for them.
+   */
+  private saveResults(results: unknown[]): Promise<void> {
     const b = this.current;
     const spec = this.spec;
     if (!b || b.finished) {
-      throw new SkybatchError('SKYBATCH_E_SAVE_RESULTS', `job ${spec.jobId}: saveResults() was called ${b ? 'twice for one batch' : 'outside a batch'}; call it once for each batch load() yields`, {
-        context: { jobId: spec.jobId },
-      });
-    }
-    const save = (async () => {
-      const want = b.end - b.start + 1;
-      if (!Array.isArray(results) || results.length !== want) {
-        throw new SkybatchError(
-          'SKYBATCH_E_RESULT_COUNT',
-          `${this.ref(b)}: saveResults() got ${Array.isArray(results) ? results.length : typeof results} results for ${want} input items; return one result per item, in order`,
-          { context: { jobId: spec.jobId, batch: [b.start, b.end] } },
-        );
-      }
-      b.saved = true;
-      const failed = failedIndexes(results);
-      if (failed.length && spec.onItemError !== 'skip') {
-        const { error } = results[failed[0]] as FailedItem;
-        throw new SkybatchError('SKYBATCH_E_ITEM_FAILED', `${this.ref(b)}: item ${b.start + failed[0]} failed: ${error.message} (pass onItemError: 'skip' to skip failed items)`, {
-          context: { jobId: spec.jobId, batch: [b.start, b.end] },
-          cause: error,
-        });
-      }
-      // With 'skip', each run of good items is written as its own range; failed items go to errors.jsonl.
-      const items = await b.items;
-      const runs = failed.length ? goodRuns(results, b.start) : [{ start: b.start, end: b.end, results }];
-      await withAttempt({ jobId: spec.jobId, attempt: b.attempt }, () =>
-        Promise.all(runs.flatMap((run) => this.writers.map((w) => asWriter(w, spec.jobId, () => w.uploadBatch(run.results as Item[], run.start, run.end, spec.jobId))))),
+      return Promise.reject(
+        new SkybatchError('SKYBATCH_E_SAVE_RESULTS', `job ${spec.jobId}: saveResults() was called ${b ? 'twice for one batch' : 'outside a batch'}; call it once for each batch load() yields`, {
+          context: { jobId: spec.jobId },
+        }),
       );
-      const deadLetters: DeadLetter[] = failed.map((i) => {
-        const { error } = results[i] as FailedItem;
-        return { index: b.start + i, input: items[i], error: error.message, code: 'SKYBATCH_E_ITEM_FAILED', stack: error.stack };
-      });
-      const sample = b.wantSample ? results.filter((r) => !isFailedItem(r)).slice(0, this.dryRun ? undefined : SAMPLE_SIZE).map((r) => previewValue(r)) : undefined;
-      void this.finish(b, { items: want - failed.length, sample, ...(deadLetters.length ? { deadLetters } : {}) });
-    })();
-    this.pendingSave = save.catch(() => {});
-    try {
-      await save;
-    } catch (err) {
-      void this.finish(b, { error: err });
-      throw err;
     }
+    let uploading: Promise<void> | undefined;
+    try {
+      uploading = this.upload(b, results);
+    } catch (err) {
+      this.finish(b, { error: err });
+      return Promise.reject(err);
+    }
+    if (!uploading) return SAVED;
+    const save = uploading.catch((err: unknown) => {
+      this.finish(b, { error: err });
+      throw err;
+    });
+    const settled = save.then(
+      () => {},
+      () => {},
+    );
+    this.pendingSave = settled;
+    void settled.then(() => {
+      if (this.pendingSave === settled) this.pendingSave = undefined;
+    });
+    return save;
+  }
+
+  /** Checks `results`, hands them to the writers and reports the batch; a promise while a writer's upload runs on. */
+  private upload(b: MapperBatch, results: unknown[]): Promise<void> | undefined {
+    const spec = this.spec;
+    const want = b.end - b.start + 1;
+    if (!Array.isArray(results) || results.length !== want) {
+      throw new SkybatchError(
+        'SKYBATCH_E_RESULT_COUNT',
+        `${this.ref(b)}: saveResults() got ${Array.isArray(results) ? results.length : typeof results} results for ${want} input items; return one result per item, in order`,
+        { context: { jobId: spec.jobId, batch: [b.start, b.end] } },
+      );
+    }
+    b.saved = true;
+    const failed = failedIndexes(results);
+    if (failed.length && spec.onItemError !== 'skip') {
+      const { error } = results[failed[0]] as FailedItem;
+      throw new SkybatchError('SKYBATCH_E_ITEM_FAILED', `${this.ref(b)}: item ${b.start + failed[0]} failed: ${error.message} (pass onItemError: 'skip' to skip failed items)`, {
+        context: { jobId: spec.jobId, batch: [b.start, b.end] },
+        cause: error,
+      });
+    }
+    // With 'skip', each run of good items is written as its own range; failed items go to errors.jsonl.
+    const runs = failed.length ? goodRuns(results, b.start) : [{ start: b.start, end: b.end, results }];
+    const waits = withAttempt({ jobId: spec.jobId, attempt: b.attempt }, () => {
+      let out: unknown[] | undefined;
+      for (const run of runs) {
+        for (let i = 0; i < this.writers.length; i++) {
+          const w = this.writers[i];
+          const r = inWriteScope(this.scopes[i], () => w.uploadBatch(run.results as Item[], run.start, run.end, spec.jobId));
+          if (isThenable(r)) (out ??= []).push(r);
+        }
+      }
+      return out && Promise.all(out);
+    });
+    if (waits) return waits.then(() => this.saved(b, results, failed));
+    this.saved(b, results, failed);
+    return undefined;
+  }
+
+  private saved(b: MapperBatch, results: unknown[], failed: number[]): void {
+    const items = b.items ?? [];
+    const deadLetters: DeadLetter[] = failed.map((i) => {
+      const { error } = results[i] as FailedItem;
+      return { index: b.start + i, input: items[i], error: error.message, code: 'SKYBATCH_E_ITEM_FAILED', stack: error.stack };
+    });
+    const sample = b.wantSample ? results.filter((r) => !isFailedItem(r)).slice(0, this.dryRun ? undefined : SAMPLE_SIZE).map((r) => previewValue(r)) : undefined;
+    this.finish(b, { items: results.length - failed.length, sample, ...(deadLetters.length ? { deadLetters } : {}) });
   }
 
   /** The batch a Python mapper holds, as its bridge sees it (runtime/worker/python-bridge.ts). */
   private bridgeBatch(): BridgeBatch | undefined {
     const b = this.current;
-    return b && !b.finished ? { start: b.start, end: b.end, fail: (err) => void this.finish(b, { error: err }) } : undefined;
+    return b && !b.finished ? { start: b.start, end: b.end, fail: (err) => this.finish(b, { error: err }) } : undefined;
   }
 
   /** Runs the job's mapper to its end. Resolves true when this process may take a next job, false when it must exit (with that code). */
@@ -280,6 +304,8 @@ class JobRun {
       }
       this.reader = makeReader(spec.reader);
       this.writers = this.dryRun ? [] : makeWriters(spec.writers);
+      this.scopes = this.writers.map((w) => writerScope(w, spec.jobId));
+      this.formatsLoaded = true;
       this.formatsReady();
       setMapperContext({ load: () => this.load(), saveResults: (r) => this.saveResults(r) });
       await fn();
@@ -290,7 +316,7 @@ class JobRun {
       } else {
         // The mapper died mid-job: the batch it held fails (and is retried elsewhere if it may be).
         const victim = this.current && !this.current.finished ? this.current : this.queue.shift();
-        if (victim) void this.finish(victim, { error: err });
+        if (victim) this.finish(victim, { error: err });
       }
       for (const b of this.queue) {
         b.finished = true;
@@ -302,7 +328,7 @@ class JobRun {
     }
     const leftover = [...(this.current && !this.current.finished ? [this.current] : []), ...this.queue];
     for (const b of leftover) {
-      void this.finish(b, {
+      this.finish(b, {
         error: new SkybatchError('SKYBATCH_E_SAVE_RESULTS', `${this.ref(b)}: the mapper returned before load() was exhausted; loop over every batch it yields`, {
           context: { jobId: spec.jobId, batch: [b.start, b.end] },
         }),
@@ -336,6 +362,8 @@ function onMessage(raw: unknown): void {
   const msg = checked.msg;
   if (msg.type === 'start') {
     void start(msg);
+  } else if (msg.type === 'batches') {
+    if (job) for (const b of msg.batches) job.take(b);
   } else if (msg.type === 'batch') {
     job?.take(msg);
   } else if (msg.type === 'end') {

@@ -6,7 +6,7 @@ import { SkybatchError, toWireError } from '../../formats/common/errors.js';
 import { buildId } from '../build-id.js';
 import { forEachLine } from '../lines.js';
 import { checkFrame, mapperToAgent } from '../protocol-guards.js';
-import type { CoordinatorToWorker, JobSpec, WorkerMessage } from '../protocol.js';
+import type { BatchAssignment, BatchReportItem, JobSpec, WorkerMessage } from '../protocol.js';
 import type { BundleCache } from './bundle-cache.js';
 import type { PackageFolder } from './package-folder.js';
 import type { AgentToMapper, MapperToAgent } from './mapper-ipc.js';
@@ -29,6 +29,8 @@ export interface MapperChild {
   host?: MapperProc;
   /** Settles once `host` runs the job, or once the child was given up before that. */
   spawned: Promise<void>;
+  /** `spawned` settled: batches go to `host` at once, not a promise later. */
+  settled: boolean;
   /** Stopped, exited or superseded: it takes no more batches. */
   gone: boolean;
   /** Whether its process ever took a batch of this job from load(). */
@@ -62,6 +64,8 @@ export interface SupervisorPorts {
   workdir: string;
   worker: string;
   send: (msg: WorkerMessage) => void;
+  /** Sends a report on one batch of job `jobId` (`send` of it with its job id, without building that message). */
+  report: (jobId: string, item: BatchReportItem) => void;
   log: (line: string) => void;
   bundles: BundleCache;
   /** The host's folder of job packages, for jobs whose packages the coordinator ships (`JobSpec.packages`). */
@@ -121,21 +125,27 @@ export class MapperSupervisor {
     }
   }
 
-  /** Hands batch `msg` of job `spec` to the job's mapper process, starting one when there is none. */
-  forward(spec: JobSpec, msg: Extract<CoordinatorToWorker, { type: 'batch' }>): void {
+  /**
+   * Hands batches `list` of job `spec` (checked, and not to be changed) to the job's mapper
+   * process, starting one when there is none. The list goes on as it came, in one message.
+   */
+  forward(spec: JobSpec, list: BatchAssignment[]): void {
     if (!this.child || this.child.gone) this.child = this.startChild(spec);
     const child = this.child;
-    child.inflight.set(msg.index, { attempt: msg.attempt, started: false, start: msg.start, end: msg.end });
-    const fwd: AgentToMapper = { type: 'batch', index: msg.index, start: msg.start, end: msg.end, attempt: msg.attempt, wantSample: msg.wantSample };
-    // A child that went away meanwhile reports this batch with the rest of its batches.
-    void child.spawned.then(() => {
+    for (const b of list) child.inflight.set(b.index, { attempt: b.attempt, started: false, start: b.start, end: b.end });
+    const fwd: AgentToMapper = list.length === 1 ? { type: 'batch', ...list[0] } : { type: 'batches', batches: list };
+    const hand = () => {
+      // A child that went away meanwhile reports these batches with the rest of its batches.
       if (child.gone || !child.host?.proc.connected) return;
       child.host.send(fwd);
-    });
+    };
+    // Once it runs, in order: batches queued on `spawned` before went out when it settled.
+    if (child.settled) hand();
+    else void child.spawned.then(hand);
   }
 
   private startChild(spec: JobSpec): MapperChild {
-    const child: MapperChild = { jobId: spec.jobId, inflight: new Map(), gone: false, tookBatch: false, reused: false, spawned: Promise.resolve() };
+    const child: MapperChild = { jobId: spec.jobId, inflight: new Map(), gone: false, tookBatch: false, reused: false, spawned: Promise.resolve(), settled: false };
     const key = this.keyOf(spec);
     const warm = key !== undefined && this.warm.host?.key === key ? this.warm.host : undefined;
     if (this.warm.host && !warm) this.warm.retire(this.warm.host);
@@ -165,6 +175,8 @@ export class MapperSupervisor {
         }
       },
     );
+    // registered first, so it runs before the batches waiting on `spawned`
+    void child.spawned.then(() => (child.settled = true));
     return child;
   }
 
@@ -251,7 +263,7 @@ export class MapperSupervisor {
     if (entry?.attempt !== m.attempt) return;
     if (m.type === 'batchStarted') entry.started = child.tookBatch = true;
     else child.inflight.delete(m.index);
-    this.ports.send({ ...m, jobId });
+    this.ports.report(jobId, m);
   }
 
   private onChildExit(host: MapperProc, code: number | null, signal: NodeJS.Signals | null): void {

@@ -55,6 +55,16 @@ describe('per-batch frames, checked by hand', () => {
         },
       ],
       ['agentToMapper', { type: 'batch', index: 1, start: 10, end: 19, attempt: 1, wantSample: false }],
+      [
+        'agentToMapper',
+        {
+          type: 'batches',
+          batches: [
+            { index: 1, start: 10, end: 19, attempt: 1, wantSample: true },
+            { index: 2, start: 20, end: 29, attempt: 2, wantSample: false, more: 1 },
+          ],
+        },
+      ],
       ['mapperToAgent', { type: 'batchStarted', index: 1, attempt: 1 }],
       ['mapperToAgent', { type: 'batchDone', index: 1, attempt: 1, items: 10 }],
     ];
@@ -86,6 +96,8 @@ describe('per-batch frames, checked by hand', () => {
     assert.match(refusal('coordinatorToWorker', batches({ ...ok, wantSample: undefined })), /batches\.0\.wantSample: /);
     assert.match(refusal('coordinatorToWorker', batches()), /batches: must list at least one batch/);
     assert.match(refusal('agentToMapper', { type: 'batch', index: 0, start: -1, end: 0, attempt: 1, wantSample: false }), /start: /);
+    assert.match(refusal('agentToMapper', { type: 'batches', batches: [ok, { ...ok, attempt: 0.5 }] }), /bad 'batches' message: batches\.1\.attempt: /);
+    assert.match(refusal('agentToMapper', { type: 'batches', batches: [] }), /batches: must list at least one batch/);
     assert.match(refusal('mapperToAgent', { type: 'batchDone', index: 0, attempt: 1 }), /items: /);
   });
 });
