@@ -111,6 +111,9 @@ try {
   }
   if (want('dispatch')) await guarded('dispatch', async () => {
     log(`no-op dispatch: ${size.batches} batches at batchSize 1`);
+    // The identical job first: a mapper process stays warm only for a job of the same
+    // environment (BATCHES is in it), and BullMQ's workers are connected before its clock starts.
+    await runScript(sb, 'noop.ts', { POOL: 'bench', BATCHES: String(size.batches), MAPPER: 'ts' });
     results.dispatch = await skybatchDispatch(sb, 'bench', size.batches);
     // the same no-op mapper in Python (sky.pythonFunction): the Python bridge's cost per batch
     results.python = await skybatchDispatch(sb, 'bench', size.batches, 'python').catch((err: Error) => ({ failed: err.message.split('\n')[0] }));
