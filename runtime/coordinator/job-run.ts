@@ -4,29 +4,9 @@ import { isTerminal } from '../job-events.js';
 import { DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE_MS } from '../job-options.js';
 import { BatchClock } from './batch-clock.js';
 import { Journal, JournalState } from '../store/job-store.js';
+import { BatchRecord, BatchTable, DONE, SKIPPED } from './batch-table.js';
 
-export interface BatchRecord {
-  index: number;
-  start: number;
-  end: number;
-  state: BatchState;
-  /** The last attempt number handed out (they never repeat, across restarts too). */
-  attempts: number;
-  /** The attempt of the current lease (its holder is `worker`). */
-  current: number;
-  /** A second attempt of a straggling batch on another worker; the first to finish wins. */
-  backup?: { attempt: number; worker: string; started: boolean };
-  /** Failed attempts, counted against `maxAttempts`; a batch given back untouched is not one. */
-  failures: number;
-  /** The mapper has taken the current attempt's batch (it is no longer just prefetched). */
-  started: boolean;
-  startedAt?: number;
-  /** When the current attempt was handed to `worker` (BatchClock's service time). */
-  leasedAt?: number;
-  worker?: string;
-  notBefore: number;
-  lastError?: WireError;
-}
+export type { BatchRecord } from './batch-table.js';
 
 /** A batch is a straggler once it has run this many times the median batch (and 2 s). */
 const STRAGGLER_FACTOR = 3;
@@ -39,23 +19,11 @@ const STRAGGLER_RECHECK_MS = 500;
  */
 const ATTEMPTS_PER_LOAD = 1000;
 
-/** Batch states as the compact table stores them (a byte per batch). */
-const STATES: readonly BatchState[] = ['pending', 'running', 'retrying', 'done', 'skipped', 'split', 'failed'];
-const PENDING = 0;
-const DONE = 3;
-const SKIPPED = 4;
-const SPLIT = 5;
-
 /**
  * One job's batch table and its transitions. Pure bookkeeping plus the journal: the
  * coordinator decides who gets what; this class says what may be dispatched next and
- * accepts only the current lease holder's results (fencing).
- *
- * A batch has a `BatchRecord` only while it is live: from its first lease (or its split)
- * until it is done, skipped or split. The rest is compact: the job is index ranges
- * (`batchSize` each, then the single-item batches of each split, appended), and a settled
- * batch keeps a state byte and its last attempt number; a 1,000,000-batch job holds 5 MB
- * there plus the batches in flight, not a million objects.
+ * accepts only the current lease holder's results (fencing). The batches themselves are a
+ * compact `BatchTable`; this class keeps leases, retries, stragglers and the journal.
  */
 export class JobRun {
   status: JobStatus;
@@ -70,17 +38,7 @@ export class JobRun {
   private retryQueue: BatchRecord[] = [];
   private readonly journal?: Journal;
   private readonly clock = new BatchClock();
-  /** Batches of the job before any split: `[i * batchSize, …]`. */
-  private readonly baseCount: number;
-  private count: number;
-  /** State of each batch without a record (index into `STATES`). */
-  private states: Uint8Array;
-  /** The last attempt of each batch without a record: the winner of a done one, 0 if never leased. */
-  private attemptOf: Uint32Array;
-  /** The live batches, by index. */
-  private readonly records = new Map<number, BatchRecord>();
-  /** Splits in the order they happened: the batches `base…base + end - start` hold items `start…end`. */
-  private readonly splitRanges: { base: number; start: number }[] = [];
+  private readonly table: BatchTable;
   /**
    * Batches leased and maybe still running: what `overdue()` and `straggler()` look at, so
    * neither scans the whole table. Entries that left 'running' are dropped when met.
@@ -88,7 +46,6 @@ export class JobRun {
   private readonly running = new Set<BatchRecord>();
   private failedBatches = 0;
   private noStragglerBefore = 0;
-  private readonly attemptBase: number;
   private attemptsReserved: number;
 
   constructor(
@@ -103,26 +60,24 @@ export class JobRun {
     this.retries = replay?.retries ?? 0;
     // Status records count loads (older journals have no reservations); the reservations
     // and recorded attempts cover a load whose status record was lost.
-    this.attemptBase = Math.max((replay?.loads ?? 0) * ATTEMPTS_PER_LOAD, replay?.attemptsUpTo ?? 0);
-    this.attemptsReserved = this.attemptBase;
-    this.baseCount = spec.total > 0 ? Math.ceil(spec.total / spec.batchSize) : 0;
-    this.count = this.baseCount;
-    this.states = new Uint8Array(this.count);
-    this.attemptOf = new Uint32Array(this.count);
-    journal?.reserve(this.count);
+    const attemptBase = Math.max((replay?.loads ?? 0) * ATTEMPTS_PER_LOAD, replay?.attemptsUpTo ?? 0);
+    this.attemptsReserved = attemptBase;
+    const table = new BatchTable(spec.jobId, spec.total, spec.batchSize, attemptBase);
+    this.table = table;
+    journal?.reserve(table.size);
     // Replay in journal order: splits first recreate the single-item batches they made.
     for (const s of replay?.splits ?? []) this.split(s.i, false);
     // by what the journal names, not by batch: a restart mid-job replays a million batches
     replay?.committed.forEach((attempt, i) => {
-      if (!this.has(i) || this.stateOf(i) === 'done') return;
-      this.settle(i, DONE, attempt);
+      if (!table.has(i) || table.stateOf(i) === 'done') return;
+      table.settle(i, DONE, attempt);
       this.batchesDone++;
     });
     for (const i of replay?.skipped ?? []) {
-      if (!this.has(i)) continue;
-      const state = this.stateOf(i);
+      if (!table.has(i)) continue;
+      const state = table.stateOf(i);
       if (state === 'done' || state === 'skipped') continue;
-      this.settle(i, SKIPPED);
+      table.settle(i, SKIPPED);
       this.batchesDone++;
     }
     this.itemsDone = replay?.itemsDone ?? 0;
@@ -131,34 +86,7 @@ export class JobRun {
 
   /** How many batches the job has, the single-item batches of splits included. */
   get batchCount(): number {
-    return this.count;
-  }
-
-  private has(i: number): boolean {
-    return Number.isInteger(i) && i >= 0 && i < this.count;
-  }
-
-  private stateOf(i: number): BatchState {
-    return this.records.get(i)?.state ?? STATES[this.states[i]];
-  }
-
-  /** Items `[start, end]` of batch `i` (a valid index). */
-  private range(i: number): [number, number] {
-    if (i < this.baseCount) {
-      const start = i * this.spec.batchSize;
-      return [start, Math.min(start + this.spec.batchSize - 1, this.spec.total - 1)];
-    }
-    // the last split whose singles start at or before i
-    const r = this.splitRanges;
-    let lo = 0;
-    let hi = r.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (r[mid].base <= i) lo = mid;
-      else hi = mid - 1;
-    }
-    const item = r[lo].start + (i - r[lo].base);
-    return [item, item];
+    return this.table.size;
   }
 
   /**
@@ -166,49 +94,12 @@ export class JobRun {
    * copy made for the caller: changing it changes nothing. Undefined for an unknown index.
    */
   batch(i: number): BatchRecord | undefined {
-    const live = this.records.get(i);
-    if (live || !this.has(i)) return live;
-    const [start, end] = this.range(i);
-    const attempt = this.attemptOf[i];
-    const b = this.record(i, start, end);
-    b.state = STATES[this.states[i]];
-    b.current = attempt;
-    b.attempts = Math.max(this.attemptBase, attempt);
-    return b;
+    return this.table.batch(i);
   }
 
   /** Every batch as `batch(i)` gives it: a record each, so for small jobs (tests) only. */
   batchList(): BatchRecord[] {
-    return Array.from({ length: this.count }, (_, i) => this.batch(i)!);
-  }
-
-  /** The live record of batch `i`, made when it is first needed (lease, split, skip). */
-  private live(i: number): BatchRecord {
-    let b = this.records.get(i);
-    if (b) return b;
-    if (!this.has(i)) throw new Error(`job ${this.spec.jobId} has no batch ${i} (it has ${this.count})`);
-    b = this.batch(i)!;
-    this.records.set(i, b);
-    return b;
-  }
-
-  /** Batch `i` is done, skipped or split: its record (if any) goes, its state byte and last attempt stay. */
-  private settle(i: number, state: number, attempt?: number): void {
-    const b = this.records.get(i);
-    this.states[i] = state;
-    this.attemptOf[i] = attempt ?? b?.current ?? this.attemptOf[i];
-    if (!b) return;
-    // a record still held elsewhere (the retry queue, `running`) reads as settled
-    b.state = STATES[state];
-    if (attempt !== undefined) b.current = attempt;
-    b.worker = undefined;
-    b.backup = undefined;
-    this.records.delete(i);
-  }
-
-  private record(index: number, start: number, end: number): BatchRecord {
-    // Every field from the start: one hidden class, no property store added per batch as it is leased
-    return { index, start, end, state: 'pending', attempts: this.attemptBase, current: 0, backup: undefined, failures: 0, started: false, startedAt: undefined, worker: undefined, notBefore: 0, lastError: undefined };
+    return Array.from({ length: this.table.size }, (_, i) => this.table.batch(i)!);
   }
 
   get skipsItems(): boolean {
@@ -229,7 +120,7 @@ export class JobRun {
 
   /** Every batch is done, skipped, or split into batches that are. */
   get allDone(): boolean {
-    return this.batchesDone === this.count;
+    return this.batchesDone === this.table.size;
   }
 
   /**
@@ -237,39 +128,18 @@ export class JobRun {
    * poison item costs one item (`onItemError: 'skip'`).
    */
   split(index: number, journal = true): BatchRecord[] {
-    const b = this.live(index);
-    const base = this.count;
-    this.settle(index, SPLIT);
+    const base = this.table.size;
+    const singles = this.table.split(index);
     this.batchesDone++;
-    this.grow(base + b.end - b.start + 1);
-    this.splitRanges.push({ base, start: b.start });
-    const singles: BatchRecord[] = [];
-    for (let i = b.start; i <= b.end; i++) {
-      const single = this.record(this.count++, i, i);
-      this.records.set(single.index, single);
-      singles.push(single);
-    }
     if (journal) this.journal?.append({ e: 'split', i: index, base });
     this.retryQueue.unshift(...singles);
     return singles;
   }
 
-  /** Room for batches up to `count` in the compact table (splits append batches). */
-  private grow(count: number): void {
-    if (count <= this.states.length) return;
-    const size = Math.max(count, Math.ceil(this.states.length * 1.5));
-    const states = new Uint8Array(size);
-    states.set(this.states);
-    const attempts = new Uint32Array(size);
-    attempts.set(this.attemptOf);
-    this.states = states;
-    this.attemptOf = attempts;
-  }
-
   /** A single-item batch that kept failing: its item goes to errors.jsonl, the job goes on. */
   skip(index: number, dead: DeadLetter): void {
-    this.live(index);
-    this.settle(index, SKIPPED);
+    this.table.live(index);
+    this.table.settle(index, SKIPPED);
     this.batchesDone++;
     this.addDeadLetters([dead], index);
   }
@@ -293,7 +163,7 @@ export class JobRun {
   /** A job that ended early: batches still out are abandoned, shown as not done. */
   abandonRunning(): void {
     this.running.clear();
-    for (const b of this.records.values()) {
+    for (const b of this.table.liveRecords()) {
       if (b.state !== 'running' && b.state !== 'retrying') continue;
       b.state = 'pending';
       b.worker = undefined;
@@ -309,10 +179,9 @@ export class JobRun {
   next(now: number): BatchRecord | undefined {
     while (this.retryQueue.length && !['pending', 'retrying'].includes(this.retryQueue[0].state)) this.retryQueue.shift();
     if (this.retryQueue.length && this.retryQueue[0].notBefore <= now) return this.retryQueue.shift();
-    while (this.fresh < this.count) {
-      const i = this.fresh++;
-      const b = this.records.get(i);
-      if (b ? b.state === 'pending' : this.states[i] === PENDING) return b ?? this.live(i);
+    while (this.fresh < this.table.size) {
+      const b = this.table.pendingAt(this.fresh++);
+      if (b) return b;
     }
     return undefined;
   }
@@ -324,7 +193,7 @@ export class JobRun {
    * exact count would cost a scan of the table on every dispatch.
    */
   backlog(now = Infinity): number {
-    let n = Math.max(0, this.count - this.fresh);
+    let n = Math.max(0, this.table.size - this.fresh);
     for (const b of this.retryQueue) if ((b.state === 'pending' || b.state === 'retrying') && b.notBefore <= now && b.index < this.fresh) n++;
     return n;
   }
@@ -335,7 +204,7 @@ export class JobRun {
   }
 
   lease(b: BatchRecord, worker: string, now = Date.now()): void {
-    if (this.records.get(b.index) !== b) this.records.set(b.index, b); // a copy from `batch()` of a batch never leased
+    this.table.adopt(b); // a copy from `batch()` of a batch never leased
     this.running.add(b);
     b.state = 'running';
     b.worker = worker;
@@ -355,7 +224,7 @@ export class JobRun {
 
   /** Records that a mapper took the batch; returns it when that is its current attempt (not a straggler's copy). */
   markStarted(index: number, attempt: number): BatchRecord | undefined {
-    const b = this.records.get(index);
+    const b = this.table.liveRecord(index);
     if (b?.state !== 'running') return undefined;
     if (b.current === attempt) {
       b.started = true;
@@ -375,7 +244,7 @@ export class JobRun {
    */
   straggler(now: number, worker: string): BatchRecord | undefined {
     if (now < this.noStragglerBefore) return undefined;
-    if (this.fresh < this.count || this.retryQueue.some((b) => b.state === 'pending' || b.state === 'retrying')) return undefined;
+    if (this.fresh < this.table.size || this.retryQueue.some((b) => b.state === 'pending' || b.state === 'retrying')) return undefined;
     const limit = Math.max(STRAGGLER_MIN_MS, STRAGGLER_FACTOR * this.clock.median);
     let pick: BatchRecord | undefined;
     let due = now + STRAGGLER_RECHECK_MS;
@@ -394,7 +263,7 @@ export class JobRun {
 
   /** The attempt of batch `index` that `worker` holds, if any: the current lease or a straggler's copy. */
   heldBy(index: number, worker: string): { attempt: number; started: boolean } | undefined {
-    const b = this.records.get(index);
+    const b = this.table.liveRecord(index);
     if (b?.state !== 'running') return undefined;
     if (b.worker === worker) return { attempt: b.current, started: b.started };
     if (b.backup?.worker === worker) return { attempt: b.backup.attempt, started: b.backup.started };
@@ -443,7 +312,7 @@ export class JobRun {
 
   /** Puts back a batch whose current attempt never started; it goes out again first, at once. */
   release(index: number, attempt: number): boolean {
-    const b = this.records.get(index);
+    const b = this.table.liveRecord(index);
     if (!b || b.state !== 'running') return false;
     if (this.dropCovered(b, attempt)) return false;
     if (b.current !== attempt) return false;
@@ -460,7 +329,7 @@ export class JobRun {
    * the worker still running the losing attempt, if any.
    */
   commit(index: number, attempt: number, worker: string, items: number): false | { loser?: string; loserAttempt?: number } {
-    const b = this.records.get(index);
+    const b = this.table.liveRecord(index);
     if (!b || b.state !== 'running') return false;
     const isCurrent = b.current === attempt && b.worker === worker;
     const isBackup = b.backup?.attempt === attempt && b.backup.worker === worker;
@@ -470,7 +339,7 @@ export class JobRun {
     this.journal?.append({ e: 'commit', i: index, s: b.start, x: b.end, a: attempt, w: worker, n: items });
     this.clock.committed(items, b.startedAt ? Date.now() - b.startedAt : undefined, isCurrent && b.leasedAt !== undefined ? { worker, leasedAt: b.leasedAt } : undefined);
     this.running.delete(b);
-    this.settle(index, DONE, attempt);
+    this.table.settle(index, DONE, attempt);
     this.batchesDone++;
     this.itemsDone += items;
     return loser ? { loser, loserAttempt } : {};
@@ -482,7 +351,7 @@ export class JobRun {
    * 'fatal' (the job must fail) or 'stale' (an old attempt: ignored).
    */
   fail(index: number, attempt: number, error: WireError, atOnce = false): 'retry' | 'fatal' | 'split' | 'skip' | 'stale' {
-    const b = this.records.get(index);
+    const b = this.table.liveRecord(index);
     if (!b || b.state !== 'running') return 'stale';
     if (this.dropCovered(b, attempt)) return 'stale'; // the other attempt carries on
     if (b.current !== attempt) return 'stale';
@@ -530,15 +399,7 @@ export class JobRun {
 
   /** Every batch in index order, with no record made for those that have none (a reduce plan walks a million). */
   forEachBatch(f: (index: number, start: number, end: number, state: BatchState, attempt: number, b?: BatchRecord) => void): void {
-    for (let i = 0; i < this.count; i++) {
-      const b = this.records.get(i);
-      if (b) {
-        f(i, b.start, b.end, b.state, b.current, b);
-        continue;
-      }
-      const [start, end] = this.range(i);
-      f(i, start, end, STATES[this.states[i]], this.attemptOf[i]);
-    }
+    this.table.forEachBatch(f);
   }
 
   batchInfo(): BatchInfo[] {
@@ -557,7 +418,7 @@ export class JobRun {
       scriptPath: this.spec.scriptPath,
       createdAt: this.spec.createdAt,
       finishedAt: this.finishedAt,
-      batchesTotal: this.count,
+      batchesTotal: this.table.size,
       batchesDone: this.batchesDone,
       itemsTotal: this.spec.total,
       itemsDone: this.itemsDone,
