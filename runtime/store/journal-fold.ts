@@ -91,15 +91,28 @@ class CommitView<V> implements BatchIndexMap<V> {
   }
 }
 
+/** Ranges that do not follow the table's stride it keeps in a map up to this many, then in arrays for every batch. */
+const MAX_OTHER_RANGES = 4096;
+
 /**
- * Committed batches by index, in typed arrays: a million commits take 16 MB and no object
+ * Committed batches by index, in typed arrays: a million commits take 4 MB and no object
  * each, so a coordinator can keep them for compaction (and replay builds its maps once).
+ *
+ * Only the winning attempt is stored per batch. A job's batches before any split hold
+ * `[i * stride, i * stride + stride - 1]`, so their ranges are computed from the stride, learnt
+ * from the first commit that fits it; the others (the short last batch, the single-item
+ * batches of splits) are kept apart, and once there are many of them (a job with many
+ * splits), in a start and a width for every batch (16 bytes a batch, as if all were other).
  */
 class CommitTable {
   /** Winning attempt + 1; 0: not committed. */
   private attempt = new Uint32Array(0);
-  private start = new Float64Array(0);
-  private width = new Uint32Array(0);
+  /** The width of a batch whose range follows its index; 0: not learnt yet. */
+  private stride = 0;
+  /** `[start, width]` of committed batches whose range does not follow the stride. */
+  private readonly other = new Map<number, [number, number]>();
+  /** Every committed batch's range, once `other` would hold more than `MAX_OTHER_RANGES`. */
+  private dense?: { start: Float64Array; width: Uint32Array };
   /** Items committed, where fewer than the batch's width (items skipped). */
   private readonly items = new Map<number, number>();
   /** Records that are not plain numbers, kept as written so reduce can say what is wrong with them. */
@@ -120,11 +133,50 @@ class CommitTable {
   private resize(size: number): void {
     const a = new Uint32Array(size);
     a.set(this.attempt);
-    const s = new Float64Array(size);
-    s.set(this.start);
-    const w = new Uint32Array(size);
-    w.set(this.width);
-    [this.attempt, this.start, this.width] = [a, s, w];
+    this.attempt = a;
+    if (!this.dense) return;
+    const start = new Float64Array(size);
+    start.set(this.dense.start);
+    const width = new Uint32Array(size);
+    width.set(this.dense.width);
+    this.dense = { start, width };
+  }
+
+  private setRange(i: number, s: number, w: number): void {
+    if (this.dense) {
+      this.dense.start[i] = s;
+      this.dense.width[i] = w;
+      return;
+    }
+    if (!this.stride && s === i * w) this.stride = w;
+    if (w === this.stride && s === i * w) {
+      this.other.delete(i);
+      return;
+    }
+    this.other.set(i, [s, w]);
+    if (this.other.size > MAX_OTHER_RANGES) this.makeDense();
+  }
+
+  private makeDense(): void {
+    const start = new Float64Array(this.attempt.length);
+    const width = new Uint32Array(this.attempt.length);
+    // past `length` too: the batch being added when it came to this is not counted in it yet
+    for (let i = 0; i < this.attempt.length; i++) {
+      if (!this.attempt[i]) continue;
+      start[i] = this.startOf(i);
+      width[i] = this.widthOf(i);
+    }
+    this.dense = { start, width };
+    this.other.clear();
+  }
+
+  /** First item of committed batch `i` (one with an attempt in the table). */
+  private startOf(i: number): number {
+    return this.dense ? this.dense.start[i] : (this.other.get(i)?.[0] ?? i * this.stride);
+  }
+
+  private widthOf(i: number): number {
+    return this.dense ? this.dense.width[i] : (this.other.get(i)?.[1] ?? this.stride);
   }
 
   /** The first commit of a batch wins. */
@@ -139,8 +191,7 @@ class CommitTable {
     this.grow(i);
     if (this.attempt[i] || this.odd.has(i)) return;
     this.attempt[i] = a + 1;
-    this.start[i] = s;
-    this.width[i] = x - s + 1;
+    this.setRange(i, s, x - s + 1);
     if (n !== x - s + 1) this.items.set(i, n);
     else this.items.delete(i);
     this.length = Math.max(this.length, i + 1);
@@ -148,12 +199,16 @@ class CommitTable {
 
   delete(i: number): void {
     if (i < this.attempt.length) this.attempt[i] = 0;
+    this.other.delete(i);
     this.items.delete(i);
     this.odd.delete(i);
   }
 
   clear(): void {
     this.attempt.fill(0);
+    this.stride = 0;
+    this.other.clear();
+    this.dense = undefined;
     this.items.clear();
     this.odd.clear();
     this.length = 0;
@@ -173,8 +228,8 @@ class CommitTable {
   get(i: number): Commit | undefined {
     const a = Number.isInteger(i) && i >= 0 ? this.attempt[i] : 0;
     if (!a) return this.odd.get(i);
-    const s = this.start[i];
-    const w = this.width[i];
+    const s = this.startOf(i);
+    const w = this.widthOf(i);
     return { s, x: s + w - 1, a: a - 1, n: this.items.get(i) ?? w };
   }
 
@@ -183,7 +238,7 @@ class CommitTable {
     for (let i = 0; i < this.length; i++) {
       const a = this.attempt[i];
       if (a) {
-        f(i, a - 1, this.items.get(i) ?? this.width[i]);
+        f(i, a - 1, this.items.get(i) ?? this.widthOf(i));
         continue;
       }
       const odd = this.odd.get(i);
@@ -198,8 +253,8 @@ class CommitTable {
       const odd = a ? undefined : this.odd.get(i);
       if (odd) yield [i, odd];
       if (!a) continue;
-      const s = this.start[i];
-      const w = this.width[i];
+      const s = this.startOf(i);
+      const w = this.widthOf(i);
       yield [i, { s, x: s + w - 1, a: a - 1, n: this.items.get(i) ?? w }];
     }
     for (const [i, c] of this.odd) if (!(Number.isInteger(i) && i >= 0 && i < this.length)) yield [i, c];
@@ -214,8 +269,8 @@ class CommitTable {
         run = undefined;
         continue;
       }
-      const s = this.start[i];
-      const w = this.width[i];
+      const s = this.startOf(i);
+      const w = this.widthOf(i);
       const n = this.items.get(i);
       if (n !== undefined) {
         runs.push([i, 1, s, w, a, n]);
@@ -243,11 +298,12 @@ class CommitTable {
       if (n === undefined && this.isPlainRun(i0, count, s0, w, a)) {
         // what `add` does for each, checked once per run: a restart decodes a million
         this.grow(i0 + count - 1);
+        if (!this.dense && !this.stride && s0 === i0 * w) this.stride = w;
+        const follows = !this.dense && w === this.stride && s0 === i0 * w;
         for (let k = 0, i = i0; k < count; k++, i++) {
           if (this.attempt[i]) continue; // the first commit of a batch wins
           this.attempt[i] = a + 1;
-          this.start[i] = s0 + k * w;
-          this.width[i] = w;
+          if (!follows) this.setRange(i, s0 + k * w, w);
         }
         this.length = Math.max(this.length, i0 + count);
         continue;
