@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoordinatorClient } from '../runtime/client/connection.js';
 import type { PoolSummary } from '../runtime/protocol.js';
-import { COORDINATOR_NODE_FLAGS } from '../runtime/coordinator/node-flags.js';
+import { COORDINATOR_ENV, COORDINATOR_NODE_FLAGS } from '../runtime/coordinator/node-flags.js';
 import { ROOT, Sandbox } from '../test/harness.js';
 import { RssSampler, alive, cpuSeconds, kill, sleep } from './lib/proc.js';
 
@@ -72,11 +72,18 @@ function coordinatorFlags(): readonly string[] {
   return given === undefined ? COORDINATOR_NODE_FLAGS : given.split(' ').filter(Boolean);
 }
 
+/** The environment `pool apply` adds for the coordinator; BENCH_COORDINATOR_ENV (`K=V K=V`, or empty) replaces it, to compare. */
+function coordinatorEnv(): Record<string, string> {
+  const given = process.env.BENCH_COORDINATOR_ENV;
+  if (given === undefined) return { ...COORDINATOR_ENV };
+  return Object.fromEntries(given.split(' ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+}
+
 async function startCoordinator(sb: Sandbox, pool: string): Promise<Coord> {
   const dir = path.join(sb.home, 'pools', pool);
   const out = fs.openSync(path.join(dir, 'coordinator.log'), 'a');
   const t0 = performance.now();
-  const proc = spawn(process.execPath, [...coordinatorFlags(), COORDINATOR, '--pool', pool], { env: sb.env(), stdio: ['ignore', out, out] });
+  const proc = spawn(process.execPath, [...coordinatorFlags(), COORDINATOR, '--pool', pool], { env: sb.env(coordinatorEnv()), stdio: ['ignore', out, out] });
   fs.closeSync(out);
   const deadline = Date.now() + 60_000;
   for (;;) {

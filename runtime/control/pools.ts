@@ -17,7 +17,7 @@ import { FileLock } from '../file-lock.js';
 import { assertPoolName, isAlive, isCoordinatorOf, listPools, liveWorkerPid, poolDir, poolLockFile, readCoordinator, writePrivate } from '../store/pool-store.js';
 import type { BackendWorkerSummary, JobEvent, PoolSummary } from '../protocol.js';
 import { LocalPlan, planLocalWorkers } from '../worker-placement.js';
-import { COORDINATOR_NODE_FLAGS } from '../coordinator/node-flags.js';
+import { COORDINATOR_ENV, COORDINATOR_NODE_FLAGS } from '../coordinator/node-flags.js';
 
 /**
  * What can be done to pools, for the CLI (`skybatch pool …`) and the extension alike: they
@@ -261,7 +261,7 @@ function unfinishedJobs(pool: string): string[] {
 async function startCoordinator(pool: string, dir: string): Promise<void> {
   const logFile = path.join(dir, 'coordinator.log');
   const out = fs.openSync(logFile, 'a', 0o600);
-  const proc = spawn(process.execPath, [...COORDINATOR_NODE_FLAGS, COORDINATOR_MAIN, '--pool', pool], { detached: true, stdio: ['ignore', out, out], env: process.env });
+  const proc = spawn(process.execPath, [...COORDINATOR_NODE_FLAGS, COORDINATOR_MAIN, '--pool', pool], { detached: true, stdio: ['ignore', out, out], env: { ...process.env, ...COORDINATOR_ENV } });
   fs.closeSync(out);
   proc.unref();
   await waitFor(

@@ -16,7 +16,10 @@ import { PoolSizer } from '../backends/pool-sizer.js';
 import { sizePool } from '../backends/pool-size.js';
 import { Coordinator } from './coordinator.js';
 import { JobPackages } from './job-packages.js';
+import { dropCoordinatorEnv } from './node-flags.js';
 import { CoordinatorServer } from './server.js';
+
+dropCoordinatorEnv();
 
 const { values } = parseArgs({ options: { pool: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' } } });
 const pool = values.pool!;

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, it } from 'node:test';
-import { COORDINATOR_NODE_FLAGS } from '../../runtime/coordinator/node-flags.js';
+import { COORDINATOR_ENV, COORDINATOR_NODE_FLAGS } from '../../runtime/coordinator/node-flags.js';
 import { ROOT } from '../harness.js';
 
 /** The packages (by name) a fresh process holds in its CommonJS cache after importing `modules`, then running `after`. */
@@ -39,5 +39,20 @@ describe('coordinator start', () => {
   it("starts node with the coordinator's flags", () => {
     // an unknown V8 flag would stop every coordinator start (`node: bad option`)
     assert.equal(execFileSync(process.execPath, [...COORDINATOR_NODE_FLAGS, '-e', 'console.log("ok")'], { encoding: 'utf8' }).trim(), 'ok');
+  });
+
+  it("keeps the coordinator's malloc setting out of the processes it starts", () => {
+    const flags = pathToFileURL(path.join(ROOT, 'out', 'runtime', 'coordinator', 'node-flags.js')).href;
+    const script = `
+      import { execFileSync } from 'node:child_process';
+      import { dropCoordinatorEnv } from ${JSON.stringify(flags)};
+      const own = process.env.MALLOC_MMAP_THRESHOLD_;
+      dropCoordinatorEnv();
+      const child = execFileSync(process.execPath, ['-e', 'console.log(process.env.MALLOC_MMAP_THRESHOLD_ ?? "unset")'], { encoding: 'utf8' }).trim();
+      console.log(JSON.stringify([own, child]));`;
+    const run = (env: NodeJS.ProcessEnv) => JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env }).trim()) as string[];
+    assert.deepEqual(run({ ...process.env, ...COORDINATOR_ENV }), [COORDINATOR_ENV.MALLOC_MMAP_THRESHOLD_, 'unset']);
+    // a value the user chose for every process is theirs: passed on
+    assert.deepEqual(run({ ...process.env, MALLOC_MMAP_THRESHOLD_: '65536' }), ['65536', '65536']);
   });
 });
