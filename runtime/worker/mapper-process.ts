@@ -26,6 +26,7 @@ import { previewValue } from './preview.js';
 import { type BridgeBatch, pythonMapper } from './python-bridge.js';
 import { type MapperBatch, isThenable, startDownload } from './mapper-batch.js';
 import { DONE, type Step, stepIterator } from './step-iterator.js';
+import { releaseYoungGeneration } from './young-generation.js';
 
 const SAMPLE_SIZE = 5;
 
@@ -292,7 +293,13 @@ class JobRun {
       // A module is imported once per process: a warm process's next job of the same bundle
       // finds its mapper (and the module state it built) where the first job left it.
       if (loaded && loaded.bundlePath !== bundlePath) throw new SkybatchError('SKYBATCH_E_PROTOCOL', `job ${spec.jobId} was handed to a mapper process that loaded another bundle`);
-      if (!loaded) loaded = { bundlePath, header: await loadBundle(bundlePath, await loadPackageApi()) };
+      if (!loaded) {
+        try {
+          loaded = { bundlePath, header: await loadBundle(bundlePath, await loadPackageApi()) };
+        } finally {
+          releaseYoungGeneration();
+        }
+      }
       const header = loaded.header;
       const python = spec.python;
       const fn = python ? pythonMapper({ ...spec, python }, { cacheDir: this.cacheDir, current: () => this.bridgeBatch() }) : jobMapper(spec, header);

@@ -14,6 +14,7 @@ import { batchedSender, eachMessage } from './ipc-batch.js';
 import { canWatchMemory, capMemory, killTree } from './memory-watch.js';
 import { WarmMapper, stopPinging, terminate, untilIdle } from './warm-mapper.js';
 import { mapperEnv, processKey } from './mapper-env.js';
+import { HOLD_YOUNG_GENERATION } from './young-generation.js';
 
 const MAPPER_PROCESS = fileURLToPath(new URL('./mapper-process.js', import.meta.url));
 const END_GRACE_MS = 30_000;
@@ -192,7 +193,7 @@ export class MapperSupervisor {
     const memoryMb = this.ports.memoryMb;
     // V8's heap limit follows the worker's memory limit, so it collects garbage before the
     // agent would see the process over its limit; the agent's RSS poll is what enforces it.
-    const nodeArgs = ['--enable-source-maps', ...(memoryMb ? [`--max-old-space-size=${memoryMb}`] : []), MAPPER_PROCESS];
+    const nodeArgs = ['--enable-source-maps', ...HOLD_YOUNG_GENERATION, ...(memoryMb ? [`--max-old-space-size=${memoryMb}`] : []), MAPPER_PROCESS];
     const stdio: ('ignore' | 'pipe' | 'ipc')[] = ['ignore', 'pipe', 'pipe', 'ipc'];
     const proc = spec.activateEnv
       ? spawn('bash', ['-c', `${spec.activateEnv}\nexec "$0" "$@"`, process.execPath, ...nodeArgs], { cwd: this.ports.workdir, env, stdio })
