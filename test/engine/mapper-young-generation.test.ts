@@ -13,7 +13,7 @@ function heldByThisV8(): boolean {
   const grow = `const v8 = require('node:v8');
 const keep = []; for (let i = 0; i < 1e6; i++) keep.push({ i, s: 'x' + i });
 process.stdout.write(String(v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size));`;
-  return Number(execFileSync(process.execPath, [...HOLD_YOUNG_GENERATION, '-e', grow], { encoding: 'utf8' })) <= 2 * MB;
+  return Number(execFileSync(process.execPath, [...HOLD_YOUNG_GENERATION, '-e', grow], { encoding: 'utf8' })) <= 4 * MB;
 }
 
 /**
@@ -57,7 +57,7 @@ console.log('RESULT', job.status);
     assert.match(r.stdout, /RESULT SUCCEEDED/);
     const [row] = readJsonl(path.join(sb.dir, 'out.jsonl')) as { atStart: number; afterWork: number }[];
     assert.ok(fs.existsSync(path.join(sb.dir, 'out.jsonl')));
-    assert.ok(row.atStart <= 2 * MB, `young generation at the mapper's start: ${row.atStart / MB} MB (a fresh process has 1 MB; grown by loading: 16 MB)`);
+    assert.ok(row.atStart <= 4 * MB, `young generation at the mapper's start: ${row.atStart / MB} MB (a fresh process has 1 MB; grown by loading: 16 MB)`);
     assert.ok(row.afterWork > row.atStart, `it grows again for the job's own survivors (${row.atStart / MB} -> ${row.afterWork / MB} MB)`);
   });
 });
