@@ -2,6 +2,8 @@
 // process and per thread (user+sys from /proc/PID/task/TID/stat, run delay from schedstat),
 // and the same hash work in plain node processes beside it. Not part of `run.js`.
 //   node out/bench/sections/cpu-probe.js [items] [rounds]
+// Env: PROBE_ONE=1 only the 1-worker pool, PROBE_PLAIN=0 no plain processes, PROBE_QUIET=1
+// only the sums, PROBE_EVENTS=1 the batch events, PROBE_REPEAT=N measured rounds.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -234,7 +236,6 @@ async function plain(n: number, items: number, rounds: number, batches: number):
 const items = Number(process.argv[2] ?? 400);
 const rounds = Number(process.argv[3] ?? 10000);
 const batchSize = Math.max(1, Math.floor(items / 40));
-if (process.env.PROBE_MAPPER_V8) process.env.XX_MAPPER_V8 = process.env.PROBE_MAPPER_V8;
 const sb = new Sandbox('cpu-probe');
 try {
   await sb.applyPool('two', 'pool:\n  workers: 2\n');
