@@ -86,7 +86,7 @@ export class JobLifecycle {
     const live = this.jobs.get(jobId);
     if (live && !live.isFinished) throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} is still ${live.status}; nothing to resume`, { context: { jobId } });
     const { spec, replay } = admitResume(jobId, this.port.pool, this.port.config(), () => this.port.unrunnable(), req, bundle);
-    const run = new JobRun(spec, replay, new Journal(jobId));
+    const run = new JobRun(spec, replay, new Journal(jobId, replay));
     run.setStatus('PENDING');
     run.log(`resumed: ${run.batchesDone}/${run.batchCount} batches already committed`);
     this.jobs.set(jobId, run);

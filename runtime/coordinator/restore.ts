@@ -17,7 +17,7 @@ export function restoreRuns(pool: string, log: (line: string) => void): JobRun[]
     const found = loadForRestore(id, pool, log);
     if (!found) continue;
     try {
-      const run = new JobRun(found.spec, found.replay, new Journal(id));
+      const run = new JobRun(found.spec, found.replay, new Journal(id, found.replay));
       run.setStatus(run.status); // a new load: later attempt numbers stay above this one's
       run.log(`coordinator restarted: resuming with ${run.batchesDone}/${run.batchCount} batches already committed`);
       runs.push(run);

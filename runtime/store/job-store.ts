@@ -186,6 +186,14 @@ export function listJobIds(): string[] {
   }
 }
 
+/**
+ * The fold `readJournal` built for a state, and the byte it read to, while no `Journal` has
+ * taken it over: a coordinator restarting a job hands it to the job's `Journal`, which would
+ * otherwise read the whole file again into a second fold (and commit table) at its first
+ * compaction. Only a state whose fold ended at a line's end is here.
+ */
+const handover = new WeakMap<JournalState, { fold: JournalFold; folded: number }>();
+
 /** Replays a journal. A torn last line (a crash mid-write) is ignored; `Journal` drops it before appending. */
 export function readJournal(jobId: string): JournalState {
   let fd: number;
@@ -196,8 +204,12 @@ export function readJournal(jobId: string): JournalState {
   }
   try {
     const fold = new JournalFold();
-    foldLines(fd, 0, fs.fstatSync(fd).size, fold, true);
-    return fold.toState();
+    const size = fs.fstatSync(fd).size;
+    const folded = foldLines(fd, 0, size, fold, true);
+    const state = fold.toState();
+    // a last line without its newline is left out: `Journal` ends it, and its fold would read it twice
+    if (folded === size) handover.set(state, { fold, folded });
+    return state;
   } catch (err) {
     // unreadable (a directory, an I/O error): as if missing, as when it was read whole; a record the fold cannot take still throws
     if ((err as NodeJS.ErrnoException).code === undefined) throw err;
@@ -249,7 +261,22 @@ export class Journal {
   private folded = 0;
   private batches = 0;
 
-  constructor(private readonly jobId: string) {
+  /**
+   * `replay`: what `readJournal` read of this job's journal, when this journal continues it
+   * (a restart, a resume). Its fold becomes this journal's, from the byte it read to, so the
+   * first compaction reads only what was appended since; the state must not be read after
+   * this journal folds more (compactions), as its commit views read that fold.
+   */
+  constructor(
+    private readonly jobId: string,
+    replay?: JournalState,
+  ) {
+    const given = replay && handover.get(replay);
+    if (given) {
+      handover.delete(replay);
+      this.fold = given.fold;
+      this.folded = given.folded;
+    }
     const file = path.join(jobDir(jobId), 'journal.jsonl');
     this.file = file;
     this.fd = fs.openSync(file, 'a+', 0o600);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { Journal, JournalRecord, readJournal } from '../../runtime/store/job-store.js';
+import { Journal, JournalRecord, appendJournalRecord, readJournal } from '../../runtime/store/job-store.js';
 import { JournalFold } from '../../runtime/store/journal-fold.js';
 import { jobDir } from '../../runtime/store/pool-store.js';
 import { useTempHome } from './spec.js';
@@ -79,5 +79,66 @@ describe('reading a journal', () => {
     assert.deepEqual([...got.commits], [...want.commits]);
     assert.deepEqual(got.deadLetters, want.deadLetters);
     assert.equal(got.itemsDone, want.itemsDone);
+  });
+
+  /**
+   * What a restarted coordinator does: `readJournal`, then a `Journal` that takes over its
+   * fold and compacts from there. The result must hold every record once, whatever came
+   * before the restart, what another process (the reduce step) appended between the read
+   * and the new journal, and what came after.
+   */
+  function continueAfterRead(first: JournalRecord[], between: JournalRecord[], after: JournalRecord[], lastNewline: boolean) {
+    const id = newJob();
+    const old = new Journal(id);
+    const half = Math.floor(first.length / 2);
+    for (const r of first.slice(0, half)) old.append(r);
+    old.compact(); // a snapshot line first, as a journal compacted before the crash, then records
+    for (const r of first.slice(half)) old.append(r);
+    old.close();
+    if (!lastNewline) {
+      const text = fs.readFileSync(file(id), 'utf8');
+      fs.writeFileSync(file(id), text.slice(0, -1));
+    }
+    const replay = readJournal(id);
+    for (const r of between) appendJournalRecord(id, r);
+    const j = new Journal(id, replay);
+    j.reserve(first.length + after.length);
+    for (const r of after) j.append(r);
+    j.compact();
+    for (const r of after.slice(0, 3)) if (r.e === 'commit') j.append({ ...r, a: 99 }); // a later commit of a batch loses
+    j.close();
+    const plain = newJob();
+    fs.writeFileSync(file(plain), [...first, ...between, ...after].map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const got = readJournal(id);
+    const want = readJournal(plain);
+    assert.deepEqual([...got.commits], [...want.commits]);
+    assert.deepEqual(got.deadLetters, want.deadLetters);
+    assert.deepEqual(got.failures, want.failures);
+    assert.deepEqual(got.splits, want.splits);
+    assert.equal(got.itemsDone, want.itemsDone);
+    assert.equal(got.retries, want.retries);
+    assert.equal(got.loads, want.loads);
+    assert.equal(got.status, want.status);
+    assert.deepEqual(got.published, want.published);
+  }
+
+  const fail = (i: number): JournalRecord => ({ e: 'fail', i, a: 1, w: 'w1', code: 'SKYBATCH_E_MAPPER_CRASHED' });
+
+  it('continued by the journal of a restarted job, keeps every record once through its compactions', () => {
+    const rs = records(3000, 100);
+    const first = [...rs.slice(0, 2000), fail(2500), { e: 'split', i: 2600, base: 5000 } as JournalRecord];
+    const between: JournalRecord[] = [fail(2700), { e: 'status', status: 'RUNNING', at: 'T1' }];
+    continueAfterRead(first, between, rs.slice(2000), true);
+  });
+
+  it('continued by the journal of a restarted job whose last record lacks its newline, keeps it once', () => {
+    const rs = records(3000, 100);
+    continueAfterRead([...rs.slice(0, 2000), fail(2100)], [fail(2200)], rs.slice(2000), false);
+  });
+
+  it('continued after a record published by another process, keeps that record', () => {
+    const rs = records(200, 50);
+    const published: JournalRecord = { e: 'published', at: 'T2', outputs: [] };
+    continueAfterRead(rs, [published], [], true);
   });
 });
