@@ -357,7 +357,8 @@ export class JournalFold {
   fold(r: JournalRecord): void {
     // A published record stands for the winners it was written over: any change to them voids it.
     if (r.e === 'commit' || r.e === 'lost' || r.e === 'split' || r.e === 'dead') this.published = undefined;
-    if ('a' in r) this.attemptsUpTo = Math.max(this.attemptsUpTo, r.a);
+    // `!== undefined`: a record folded as appended (not parsed) may name `a` without a value
+    if ('a' in r && r.a !== undefined) this.attemptsUpTo = Math.max(this.attemptsUpTo, r.a);
     if (r.e === 'snap') {
       this.load(r);
     } else if (r.e === 'attempts') {

@@ -141,4 +141,33 @@ describe('reading a journal', () => {
     const published: JournalRecord = { e: 'published', at: 'T2', outputs: [] };
     continueAfterRead(rs, [published], [], true);
   });
+
+  it('compacts what another process appended among its own records, and its own records once', () => {
+    const id = newJob();
+    const rs = records(3000, 100);
+    const j = new Journal(id);
+    j.reserve(rs.length);
+    for (const r of rs.slice(0, 1000)) j.append(r);
+    j.compact();
+    for (const r of rs.slice(1000, 2000)) j.append(r);
+    j.flush();
+    const foreign: JournalRecord[] = [fail(2500), { e: 'published', at: 'T3', outputs: [] }];
+    for (const r of foreign) appendJournalRecord(id, r);
+    for (const r of rs.slice(2000)) j.append(r);
+    j.compact();
+    j.append(fail(2900));
+    j.compact();
+    j.close();
+    const plain = newJob();
+    fs.writeFileSync(file(plain), [...rs.slice(0, 2000), ...foreign, ...rs.slice(2000), fail(2900)].map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const got = readJournal(id);
+    const want = readJournal(plain);
+    assert.deepEqual([...got.commits], [...want.commits]);
+    assert.deepEqual(got.deadLetters, want.deadLetters);
+    assert.deepEqual(got.failures, want.failures);
+    assert.equal(got.retries, want.retries);
+    assert.equal(got.itemsDone, want.itemsDone);
+    assert.equal(got.loads, want.loads);
+    assert.equal(fs.readFileSync(file(id), 'utf8').trim().split('\n').length, 1);
+  });
 });
