@@ -411,6 +411,7 @@ export class Journal {
     fs.closeSync(this.fd);
     fs.closeSync(this.logFd);
     this.fd = this.logFd = -1;
+    this.fold = undefined; // a finished job's run stays listed: its commit table need not
   }
 }
 
