@@ -50,8 +50,9 @@ console.log('RESULT', job.status);
   });
   after(() => sb.cleanup());
 
-  test('is at its starting size when the first batch runs, and grows for a job that keeps objects alive', async (t) => {
-    if (!heldByThisV8()) return t.skip(`this Node's V8 (${process.versions.v8}) ignores --semi-space-growth-factor set at run time`);
+  test('is at its starting size when the first batch runs, and grows for a job that keeps objects alive', async () => {
+    // the Node versions we support (20, 24) take it; a V8 that stops taking it loses the fix, and this says so
+    assert.ok(heldByThisV8(), `this Node's V8 (${process.versions.v8}) ignores --semi-space-growth-factor set at run time: mappers start with a grown young generation again`);
     const r = await sb.run(script);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /RESULT SUCCEEDED/);
