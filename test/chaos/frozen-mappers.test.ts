@@ -6,6 +6,8 @@ import { Sandbox, alive, within, jsonl, mapperScript, pidsMatching, waitFor } fr
 
 const POOL = 'frozen';
 const ITEMS = 750;
+// The mappers' sleeps alone keep the job running for at least ITEMS / 3 × 90 ms / 2 workers = 11 s, however
+// fast the framework gets, so the freeze loop below (one every 2.5 to 3.5 s) freezes at least twice.
 
 describe('chaos: mappers freeze, the output does not change', () => {
   const sb = new Sandbox('frozen');
@@ -27,7 +29,7 @@ describe('chaos: mappers freeze, the output does not change', () => {
         output: path.join(sb.dir, out, 'out.jsonl'),
         pool: POOL,
         batchSize: 3,
-        body: `await new Promise((r) => setTimeout(r, 60));
+        body: `await new Promise((r) => setTimeout(r, 90));
     await sky.saveResults(batch.map((x) => ({ text: String(x.text).split('').reverse().join(''), square: Number(x.n) ** 2 })));`,
         extra: ', batchTimeoutMs: 2000',
       }),

@@ -6,6 +6,8 @@ import { Sandbox, jsonl, mapperScript, waitFor } from '../harness.js';
 
 const POOL = 'chaos';
 const ITEMS = 3000;
+// The mappers' sleeps alone keep the job running for at least ITEMS × 8 ms / 2 workers = 12 s, however fast
+// the framework gets, so the kill loop below (one kill every 1.5 to 2.5 s) kills at least twice.
 
 describe('chaos: workers die, the output does not change', () => {
   const sb = new Sandbox('chaos');
@@ -23,7 +25,7 @@ describe('chaos: workers die, the output does not change', () => {
         output: path.join(sb.dir, out, 'out.jsonl'),
         pool: POOL,
         batchSize: 1,
-        body: `await new Promise((r) => setTimeout(r, 4));
+        body: `await new Promise((r) => setTimeout(r, 8));
     await sky.saveResults(batch.map((x) => ({ text: String(x.text).split('').reverse().join(''), square: Number(x.n) ** 2 })));`,
       }),
     );
