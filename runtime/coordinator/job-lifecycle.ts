@@ -4,7 +4,7 @@ import type { JobEvent, JobRequest, JobSpec, JobSummary } from '../protocol.js';
 import type { EventHub } from './event-hub.js';
 import { admitJob, admitResume } from './job-admission.js';
 import { JobRun } from './job-run.js';
-import { Journal } from '../store/job-store.js';
+import { Journal } from '../store/journal.js';
 import { poolDownError } from './pool-down.js';
 import { runReduce } from './reducer.js';
 import { restoreRuns } from './restore.js';

@@ -1,6 +1,7 @@
 import { SkybatchError, WireError, toWireError } from '../../formats/common/errors.js';
 import { JobRun } from './job-run.js';
-import { Journal, listJobIds, readJournal, readSpec } from '../store/job-store.js';
+import { Journal } from '../store/journal.js';
+import { listJobIds, readJournal, readSpec } from '../store/job-store.js';
 
 /** How a job that `pool down` stopped ends: CANCELLED, with how to continue it or keep what finished. */
 export function poolDownError(jobId: string, pool: string, done: number, total: number): WireError {

@@ -4,7 +4,8 @@ import { isTerminal } from '../job-events.js';
 import { checkJobSpec } from '../protocol-guards.js';
 import type { JobSpec } from '../protocol.js';
 import { JobRun } from './job-run.js';
-import { Journal, JournalState, bundleFile, listJobIds, readJournal, readSpec } from '../store/job-store.js';
+import { Journal } from '../store/journal.js';
+import { JournalState, bundleFile, listJobIds, readJournal, readSpec } from '../store/job-store.js';
 
 /**
  * The runs of this pool's unfinished jobs, loaded again after a restart with what was

@@ -4,7 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { JobRun } from '../../runtime/coordinator/job-run.js';
-import { Journal, readJournal } from '../../runtime/store/job-store.js';
+import { Journal } from '../../runtime/store/journal.js';
+import { readJournal } from '../../runtime/store/job-store.js';
 import type { JobSpec } from '../../runtime/protocol.js';
 import { Sandbox, alive, jsonl, mapperScript, readJsonl, untilFileExists, waitFor } from '../harness.js';
 

@@ -5,7 +5,8 @@ import type { BatchInfo, BatchState, DeadLetter, JobSpec, JobStatus, JobSummary 
 import { isTerminal } from '../../runtime/job-events.js';
 import { DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE_MS } from '../../runtime/job-options.js';
 import { BatchClock } from '../../runtime/coordinator/batch-clock.js';
-import { Journal, JournalState } from '../../runtime/store/job-store.js';
+import { Journal } from '../../runtime/store/journal.js';
+import { JournalState } from '../../runtime/store/job-store.js';
 
 export interface BatchRecord {
   index: number;

@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import type { WireError } from '../../formats/common/errors.js';
 import { JobRun } from '../../runtime/coordinator/job-run.js';
-import { appendJournalRecord, Journal, readJournal } from '../../runtime/store/job-store.js';
+import { Journal } from '../../runtime/store/journal.js';
+import { appendJournalRecord, readJournal } from '../../runtime/store/job-store.js';
 import { jobDir } from '../../runtime/store/pool-store.js';
 import { spec, useTempHome } from './spec.js';
 
