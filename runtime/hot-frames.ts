@@ -83,10 +83,6 @@ export const toWorker: HotChecks = {
 
 /** Worker agent → its mapper process. */
 export const toMapper: HotChecks = {
-  batch: (o) => {
-    const a = assignment(o);
-    return a && { type: 'batch', ...a };
-  },
   batches: (o) => {
     const batches = each(o.batches, assignment);
     return batches && { type: 'batches', batches };

@@ -286,7 +286,6 @@ export const replies: { [K in keyof P.ClientReplies]: z.ZodType<P.ClientReplies[
 export const agentToMapper = exactUnion<AgentToMapper, 'type'>('type')(
   z.discriminatedUnion('type', [
     z.object({ type: z.literal('start'), spec: jobSpec, bundlePath: z.string(), cacheDir: z.string(), dryRun: z.boolean().optional() }),
-    z.object({ type: z.literal('batch'), index: count, start: count, end: count, attempt: count, wantSample: z.boolean() }),
     z.object({ type: z.literal('batches'), batches: z.array(batchAssignment).min(1, 'must list at least one batch') }),
     z.object({ type: z.literal('end'), keep: z.boolean().optional() }),
     z.object({ type: z.literal('ping') }),

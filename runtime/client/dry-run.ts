@@ -151,7 +151,7 @@ function runOneBatch(jobSpec: JobSpec, bundlePath: string, dir: string, end: num
       if (!settled) fail({ code: 'SKYBATCH_E_WORKER_LOST', message: `the mapper process exited (${signal ?? `code ${code}`}) before it finished the batch${stderr.length ? `:\n${stderr.slice(-10).join('\n')}` : ''}`, retryable: false });
     });
     send({ type: 'start', spec: jobSpec, bundlePath, cacheDir: path.join(dir, 'cache', '0'), dryRun: true });
-    send({ type: 'batch', index: 0, start: 0, end, attempt: 1, wantSample: true });
+    send({ type: 'batches', batches: [{ index: 0, start: 0, end, attempt: 1, wantSample: true }] });
   });
 }
 

@@ -5,8 +5,11 @@ import type { BatchAssignment, DeadLetter, JobSpec } from '../protocol.js';
 export type AgentToMapper =
   /** `dryRun`: a notebook's mapper cell run on its own (client/dry-run.ts): nothing is written, every result comes back as the sample. */
   | { type: 'start'; spec: JobSpec; bundlePath: string; cacheDir: string; dryRun?: boolean }
-  | { type: 'batch'; index: number; start: number; end: number; attempt: number; wantSample: boolean }
-  /** Several batches, in order: the list of the coordinator's `batches` frame, passed on as it was checked. */
+  /**
+   * Batches, in order: the list of the coordinator's `batch` or `batches` frame, passed on as
+   * it was checked. One shape for one batch or many: the agent and its mapper process are
+   * one build (mapper-env.ts `SKYBATCH_AGENT_BUILD`), so no older peer sends another.
+   */
   | { type: 'batches'; batches: BatchAssignment[] }
   /** No more batches: let `load()` finish so the mapper returns. `keep`: then wait for a next job of the same bundle (`idle`) instead of exiting. */
   | { type: 'end'; keep?: boolean }

@@ -371,8 +371,6 @@ function onMessage(raw: unknown): void {
     void start(msg);
   } else if (msg.type === 'batches') {
     if (job) for (const b of msg.batches) job.take(b);
-  } else if (msg.type === 'batch') {
-    job?.take(msg);
   } else if (msg.type === 'end') {
     job?.end(msg.keep === true);
   } else if (msg.type === 'ping') {

@@ -134,7 +134,7 @@ export class MapperSupervisor {
     if (!this.child || this.child.gone) this.child = this.startChild(spec);
     const child = this.child;
     for (const b of list) child.inflight.set(b.index, { attempt: b.attempt, started: false, start: b.start, end: b.end });
-    const fwd: AgentToMapper = list.length === 1 ? { type: 'batch', ...list[0] } : { type: 'batches', batches: list };
+    const fwd: AgentToMapper = { type: 'batches', batches: list };
     const hand = () => {
       // A child that went away meanwhile reports these batches with the rest of its batches.
       if (child.gone || !child.host?.proc.connected) return;

@@ -54,7 +54,7 @@ describe('per-batch frames, checked by hand', () => {
           ],
         },
       ],
-      ['agentToMapper', { type: 'batch', index: 1, start: 10, end: 19, attempt: 1, wantSample: false }],
+      ['agentToMapper', { type: 'batches', batches: [{ index: 1, start: 10, end: 19, attempt: 1, wantSample: false }] }],
       [
         'agentToMapper',
         {
@@ -95,7 +95,8 @@ describe('per-batch frames, checked by hand', () => {
     assert.match(refusal('coordinatorToWorker', batches(ok, { ...ok, end: '9' })), /bad 'batches' message: batches\.1\.end: .*, got "9"/);
     assert.match(refusal('coordinatorToWorker', batches({ ...ok, wantSample: undefined })), /batches\.0\.wantSample: /);
     assert.match(refusal('coordinatorToWorker', batches()), /batches: must list at least one batch/);
-    assert.match(refusal('agentToMapper', { type: 'batch', index: 0, start: -1, end: 0, attempt: 1, wantSample: false }), /start: /);
+    assert.match(refusal('agentToMapper', { type: 'batches', batches: [{ ...ok, start: -1 }] }), /batches\.0\.start: /);
+    assert.match(refusal('agentToMapper', { type: 'batch', ...ok }), /unknown type "batch"; expected one of: start, batches, end, ping/);
     assert.match(refusal('agentToMapper', { type: 'batches', batches: [ok, { ...ok, attempt: 0.5 }] }), /bad 'batches' message: batches\.1\.attempt: /);
     assert.match(refusal('agentToMapper', { type: 'batches', batches: [] }), /batches: must list at least one batch/);
     assert.match(refusal('mapperToAgent', { type: 'batchDone', index: 0, attempt: 1 }), /items: /);
