@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { SkybatchError } from '../formats/common/errors.js';
+import { diskError } from './store/disk-error.js';
 import { isAlive } from './store/pool-store.js';
 
 /** Who holds a lock: a process, told apart from a later process with the same pid by its start time. */
@@ -86,7 +87,12 @@ export class FileLock {
     const holder: LockHolder = { pid: process.pid, start: processStart(process.pid), host: os.hostname(), what, since: new Date().toISOString() };
     const content = JSON.stringify(holder);
     const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
-    fs.writeFileSync(tmp, content, { mode: 0o600 });
+    try {
+      fs.writeFileSync(tmp, content, { mode: 0o600 });
+    } catch (err) {
+      fs.rmSync(tmp, { force: true });
+      throw diskError(err, file, `take the lock (${what})`);
+    }
     try {
       fs.linkSync(tmp, file);
       return new FileLock(file, content);

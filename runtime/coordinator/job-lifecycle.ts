@@ -43,7 +43,7 @@ export class JobLifecycle {
 
   /** Picks up this pool's unfinished jobs after a restart (see `restoreRuns`). */
   restore(): void {
-    for (const run of restoreRuns(this.port.pool, this.port.log)) {
+    for (const run of restoreRuns(this.port.pool, this.port.log, (run, journal) => this.watch(run, journal))) {
       this.jobs.set(run.spec.jobId, run);
       this.queue.push(run.spec.jobId);
       if (run.allDone) void this.finish(run);
@@ -67,7 +67,8 @@ export class JobLifecycle {
 
   submit(req: JobRequest, bundle: string | undefined): JobSpec {
     const spec = admitJob(req, bundle, this.port.pool, this.port.config(), () => this.port.unrunnable());
-    const run = new JobRun(spec, undefined, new Journal(spec.jobId));
+    const journal = new Journal(spec.jobId);
+    const run = this.watch(new JobRun(spec, undefined, journal), journal);
     run.setStatus('PENDING');
     run.log(`submitted from ${spec.scriptPath}: ${spec.total} items in ${run.batchCount} batches of ${spec.batchSize}`);
     this.jobs.set(spec.jobId, run);
@@ -86,7 +87,8 @@ export class JobLifecycle {
     const live = this.jobs.get(jobId);
     if (live && !live.isFinished) throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} is still ${live.status}; nothing to resume`, { context: { jobId } });
     const { spec, replay } = admitResume(jobId, this.port.pool, this.port.config(), () => this.port.unrunnable(), req, bundle);
-    const run = new JobRun(spec, replay, new Journal(jobId, replay));
+    const journal = new Journal(jobId, replay);
+    const run = this.watch(new JobRun(spec, replay, journal), journal);
     run.setStatus('PENDING');
     run.log(`resumed: ${run.batchesDone}/${run.batchCount} batches already committed`);
     this.jobs.set(jobId, run);
@@ -161,6 +163,19 @@ export class JobLifecycle {
     this.port.events.flushProgress(run);
     this.emit({ kind: 'jobFinished', job: run.summary() });
     this.dequeue(run);
+  }
+
+  /**
+   * A job whose journal cannot be written any more (a full disk) fails with why, naming the
+   * file: going on would commit batches no restart or recover knows of. The pool goes on;
+   * once there is room, `jobs resume` runs what the journal does not say is done.
+   */
+  private watch(run: JobRun, journal: Journal): JobRun {
+    journal.onBroken = (err) => {
+      this.port.log(`job ${run.spec.jobId}: ${err.message}`);
+      if (!run.isFinished) this.fail(run, toWireError(err, { jobId: run.spec.jobId }));
+    };
+    return run;
   }
 
   private end(run: JobRun, status: 'FAILED' | 'CANCELLED', error: WireError): void {

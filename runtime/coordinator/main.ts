@@ -24,7 +24,14 @@ dropCoordinatorEnv();
 const { values } = parseArgs({ options: { pool: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' } } });
 const pool = values.pool!;
 const dir = poolDir(pool);
-const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
+// Straight to coordinator.log (stdout): a line that cannot be written (a full disk) is lost, not the pool, and the next one is tried again.
+const log = (line: string) => {
+  try {
+    fs.writeSync(1, `${new Date().toISOString()} ${line}\n`);
+  } catch {
+    // lost; everything that matters is in the jobs' journals
+  }
+};
 
 const readConfig = () => JSON.parse(fs.readFileSync(path.join(dir, 'pool.json'), 'utf8')) as PoolConfig;
 const config = readConfig();

@@ -12,13 +12,15 @@ import { JournalState, bundleFile, listJobIds, readJournal, readSpec } from '../
  * committed. A job that cannot be picked up is marked FAILED with the reason; the pool
  * starts regardless.
  */
-export function restoreRuns(pool: string, log: (line: string) => void): JobRun[] {
+export function restoreRuns(pool: string, log: (line: string) => void, watch: (run: JobRun, journal: Journal) => void = () => {}): JobRun[] {
   const runs: JobRun[] = [];
   for (const id of listJobIds()) {
     const found = loadForRestore(id, pool, log);
     if (!found) continue;
     try {
-      const run = new JobRun(found.spec, found.replay, new Journal(id, found.replay));
+      const journal = new Journal(id, found.replay);
+      const run = new JobRun(found.spec, found.replay, journal);
+      watch(run, journal);
       run.setStatus(run.status); // a new load: later attempt numbers stay above this one's
       run.log(`coordinator restarted: resuming with ${run.batchesDone}/${run.batchCount} batches already committed`);
       runs.push(run);

@@ -8,6 +8,7 @@ import { SkybatchError } from '../../formats/common/errors.js';
 import type { DeadLetter, JobRequest, JobSpec, JobStatus } from '../protocol.js';
 import { BatchIndexMap, Commit, JournalFold, SnapshotRecord } from './journal-fold.js';
 import { foldLines, offerFold } from './journal.js';
+import { diskError, writeAll } from './disk-error.js';
 import { checkJobSpec } from '../protocol-guards.js';
 
 /** For job-run.ts and bench/, which import it from here (a later change may point them at journal.ts). */
@@ -176,14 +177,18 @@ export function readJournal(jobId: string): JournalState {
  * after a torn last line, and is fsynced before this returns.
  */
 export function appendJournalRecord(jobId: string, r: JournalRecord): void {
-  const fd = fs.openSync(path.join(jobDir(jobId), 'journal.jsonl'), 'a+', 0o600);
+  const file = path.join(jobDir(jobId), 'journal.jsonl');
+  let fd: number | undefined;
   try {
+    fd = fs.openSync(file, 'a+', 0o600);
     const size = fs.fstatSync(fd).size;
     const last = Buffer.alloc(1);
     const torn = size > 0 && fs.readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a;
-    fs.writeSync(fd, (torn ? '\n' : '') + JSON.stringify(r) + '\n');
+    writeAll(fd, (torn ? '\n' : '') + JSON.stringify(r) + '\n');
     fs.fsyncSync(fd);
+  } catch (err) {
+    throw diskError(err, file, `append a '${r.e}' record to the journal`);
   } finally {
-    fs.closeSync(fd);
+    if (fd !== undefined) fs.closeSync(fd);
   }
 }

@@ -1,6 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
+import type { SkybatchError } from '../../formats/common/errors.js';
+import { diskError, writeAll } from './disk-error.js';
 import { jobDir } from './pool-store.js';
 import { JournalFold } from './journal-fold.js';
 import type { JournalRecord, JournalState } from './job-store.js';
@@ -91,6 +93,14 @@ export class Journal {
   private folded = 0;
   private written = 0;
   private batches = 0;
+  /** Why the journal takes no more records: a write failed (a full disk). */
+  private broken?: SkybatchError;
+  /**
+   * Told (once, on a later tick) when a write fails: records appended since the last
+   * successful write are lost, so the job must stop here rather than go on announcing
+   * commits no restart would know of. What is in the file stays valid up to a torn last line.
+   */
+  onBroken?: (err: SkybatchError) => void;
 
   /**
    * `replay`: what `readJournal` read of this job's journal, when this journal continues it
@@ -119,7 +129,14 @@ export class Journal {
     // skips it): the reduce step may append to this journal from its own process, so bytes
     // are only ever added, never taken out (compaction excepted, see `compact`).
     const torn = tornTail(file);
-    if (torn) this.written += fs.writeSync(this.fd, '\n');
+    try {
+      if (torn) this.written += writeAll(this.fd, '\n');
+    } catch (err) {
+      fs.closeSync(this.fd);
+      fs.closeSync(this.logFd);
+      clearInterval(this.timer);
+      throw diskError(err, file, 'end the torn last line of the journal');
+    }
     if (torn && !torn.whole) this.log(`journal: dropped a torn last line (${torn.bytes} bytes, cut short when its writer stopped mid-write); replay skips it`);
   }
 
@@ -147,12 +164,36 @@ export class Journal {
     if (!this.pending || this.fd < 0) return;
     const text = this.pending;
     this.pending = '';
-    this.written += fs.writeSync(this.fd, text);
+    try {
+      this.written += writeAll(this.fd, text);
+    } catch (err) {
+      this.stopWriting(err, 'append to the journal');
+    }
   }
 
-  /** The job's log (`skybatch jobs logs`): mapper output and coordinator notes. */
+  /** Stops taking records after a failed write; the owner hears why on a later tick (it may be mid-change now). */
+  private stopWriting(err: unknown, op: string): void {
+    if (this.broken) return;
+    this.broken = diskError(err, this.file, op);
+    clearInterval(this.timer);
+    fs.closeSync(this.fd);
+    this.fd = -1;
+    this.pending = '';
+    this.fold = undefined;
+    this.log(`journal: ${this.broken.message}; the job stops here`);
+    const tell = this.onBroken;
+    const why = this.broken;
+    if (tell) setImmediate(() => tell(why));
+  }
+
+  /** The job's log (`skybatch jobs logs`): mapper output and coordinator notes. A line that cannot be written (disk full) is lost, not the job. */
   log(line: string): void {
-    if (this.logFd >= 0) fs.writeSync(this.logFd, `${new Date().toISOString()} ${line}\n`);
+    if (this.logFd < 0) return;
+    try {
+      fs.writeSync(this.logFd, `${new Date().toISOString()} ${line}\n`);
+    } catch {
+      // the journal, not the log, says what happened
+    }
   }
 
   /** Appends a record and has it on disk before returning: for what must survive a power loss. */
@@ -160,7 +201,12 @@ export class Journal {
     this.append(r);
     this.flush();
     this.dirty = false;
-    if (this.fd >= 0) fs.fsyncSync(this.fd);
+    if (this.fd < 0) return;
+    try {
+      fs.fsyncSync(this.fd);
+    } catch (err) {
+      this.stopWriting(err, 'sync the journal');
+    }
   }
 
   /** Has what was written reach the disk, off the event loop (a sync fsync took 8 % of the coordinator at batchSize 1). */
@@ -184,15 +230,23 @@ export class Journal {
     if (this.fd < 0) return;
     this.commitsSinceCompaction = 0;
     this.flush();
+    if (this.fd < 0) return;
     this.foldAppended();
     const snapshot = JSON.stringify(this.fold!.snapshot()) + '\n';
     const tmp = `${this.file}.compact`;
-    const fd = fs.openSync(tmp, 'w', 0o600);
     try {
-      fs.writeSync(fd, snapshot);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
+      const fd = fs.openSync(tmp, 'w', 0o600);
+      try {
+        writeAll(fd, snapshot);
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (err) {
+      // no room for the snapshot (a full disk): the journal as it is stays, whole, and replay reads it all
+      fs.rmSync(tmp, { force: true });
+      this.log(`journal: not compacted: ${diskError(err, tmp, 'write the snapshot').message}`);
+      return;
     }
     fs.renameSync(tmp, this.file);
     const dir = fs.openSync(path.dirname(this.file), 'r');
@@ -226,13 +280,19 @@ export class Journal {
 
   /** `ended`: the job succeeded (its reduce step is over); a large journal is compacted before it is closed. */
   close(ended = false): void {
-    if (this.fd < 0) return;
+    if (this.logFd < 0) return;
     clearInterval(this.timer);
     this.flush();
-    if (ended && fs.fstatSync(this.fd).size > COMPACT_AT_END_BYTES) this.compact();
-    if (this.dirty) fs.fsyncSync(this.fd);
+    if (this.fd >= 0 && ended && fs.fstatSync(this.fd).size > COMPACT_AT_END_BYTES) this.compact();
+    if (this.fd >= 0 && this.dirty) {
+      try {
+        fs.fsyncSync(this.fd);
+      } catch (err) {
+        this.stopWriting(err, 'sync the journal');
+      }
+    }
     this.dirty = false;
-    fs.closeSync(this.fd);
+    if (this.fd >= 0) fs.closeSync(this.fd);
     fs.closeSync(this.logFd);
     this.fd = this.logFd = -1;
     this.fold = undefined; // a finished job's run stays listed: its commit table need not

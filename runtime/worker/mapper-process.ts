@@ -85,6 +85,8 @@ class JobRun {
   private scopes!: WriteScope[];
   private wake: (() => void) | undefined;
   private current: MapperBatch | undefined;
+  /** The error the last failed batch was reported with: the mapper rethrowing it is not a second batch's failure. */
+  private reported: unknown;
   /** A save that did not end in the call to saveResults(): load() waits for it. Settles without rejecting. */
   private pendingSave: Promise<void> | undefined;
   private batchesTaken = 0;
@@ -113,6 +115,7 @@ class JobRun {
       this.report(b, { type: 'batchDone', index: b.index, attempt: b.attempt, ...outcome });
       return;
     }
+    this.reported = outcome.error;
     const error = toWireError(outcome.error, { jobId: this.spec.jobId, batch: [b.start, b.end], attempt: b.attempt });
     const failed = () => this.report(b, { type: 'batchFailed', index: b.index, attempt: b.attempt, error, ...(b.items ? { input: b.items } : {}) });
     // A single item's input travels with its failure: it may end in errors.jsonl.
@@ -322,7 +325,9 @@ class JobRun {
         send({ type: 'fatal', error: toWireError(err, { jobId: spec.jobId }) });
       } else {
         // The mapper died mid-job: the batch it held fails (and is retried elsewhere if it may be).
-        const victim = this.current && !this.current.finished ? this.current : this.queue.shift();
+        // An error a batch already failed with (saveResults' rejection, rethrown) is charged to
+        // that batch only: the next one, never started, is given back, not failed with it.
+        const victim = this.current && !this.current.finished ? this.current : thrown === this.reported ? undefined : this.queue.shift();
         if (victim) this.finish(victim, { error: err });
       }
       for (const b of this.queue) {

@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Sandbox, alive, jsonl, mapperScript, readJsonl, untilFileExists, waitFor } from '../harness.js';
+
+const POOL = 'fulldisk';
+const N = 20;
+const rows = Array.from({ length: N }, (_, i) => ({ text: `t${i}`, n: i }));
+const expected = rows.map((r) => ({ out: r.text.toUpperCase() }));
+const many = Array.from({ length: 400 }, (_, i) => ({ text: `m${i}`, n: i }));
+
+function mountTmpfs(dir: string, size: string): void {
+  fs.mkdirSync(dir, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir]);
+}
+
+function unmount(dir: string): void {
+  try {
+    execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
+  } catch {
+    // not mounted
+  }
+}
+
+/** Fills the file system holding `dir` to the last byte: big writes, then single bytes, until ENOSPC. */
+function fill(dir: string): string {
+  const file = path.join(dir, 'filler');
+  const fd = fs.openSync(file, 'a');
+  try {
+    for (const size of [1 << 16, 4096, 1]) {
+      const chunk = Buffer.alloc(size, 0x61);
+      for (;;) {
+        try {
+          fs.writeSync(fd, chunk);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
+          throw err;
+        }
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return file;
+}
+
+function commits(home: string, jobId: string): number {
+  try {
+    return fs.readFileSync(path.join(home, 'jobs', jobId, 'journal.jsonl'), 'utf8').split('\n').filter((l) => l.startsWith('{"e":"commit"')).length;
+  } catch {
+    return 0;
+  }
+}
+
+describe('a full disk loses no output', () => {
+  const sb = new Sandbox('fulldisk');
+  // its SKYBATCH_HOME is a tmpfs of its own, mounted before its pool starts
+  const home = new Sandbox('fulldisk-home');
+  const mounts: string[] = [];
+  const jobs = (box = sb) => (fs.existsSync(path.join(box.home, 'jobs')) ? fs.readdirSync(path.join(box.home, 'jobs')) : []);
+  const script = (name: string, out: string, gate: string, input = 'in.jsonl', batchSize = 2, box = sb) =>
+    box.file(
+      `${name}.ts`,
+      mapperScript({
+        batchSize,
+        input: path.join(box.dir, input),
+        output: path.join(out, 'out.jsonl'),
+        pool: POOL,
+        prelude: `import * as fs from 'node:fs';`,
+        body: `if (Number(batch[0].n) >= 4) { ${untilFileExists(gate)} }
+    await sky.saveResults(batch.map((x) => ({ out: String(x.text).toUpperCase() })));`,
+      }),
+    );
+  before(async () => {
+    sb.file('in.jsonl', jsonl(rows));
+    home.file('many.jsonl', jsonl(many));
+  });
+  after(async () => {
+    // cleanup stops each sandbox's processes, then fails to remove a mount point: unmounted below, then removed
+    for (const box of [sb, home]) await box.cleanup().catch(() => {});
+    for (const m of mounts) unmount(m);
+    for (const box of [sb, home]) fs.rmSync(path.dirname(box.home), { recursive: true, force: true });
+  });
+
+  test('an output folder that fills up fails the job naming the file each batch could not write; once there is room, resume completes it', async () => {
+    await sb.applyPool(POOL, 'pool:\n  workers: 1\n');
+    const out = path.join(sb.dir, 'full-out');
+    mountTmpfs(out, '2m');
+    mounts.push(out);
+    const gate = path.join(sb.dir, 'out.gate');
+    const known = new Set(jobs());
+    const run = sb.run(script('out', out, gate));
+    const jobId = await waitFor('the job to start', () => jobs().find((id) => !known.has(id)));
+    await waitFor('two batches to commit', () => commits(sb.home, jobId) >= 2 || undefined);
+    const filler = fill(out);
+    fs.writeFileSync(gate, '');
+    const r = await run;
+    assert.notEqual(r.code, 0, r.stdout);
+    assert.match(r.stderr, /SKYBATCH_E_BATCH_FAILED/);
+    assert.match(r.stderr, new RegExp(`skybatch recover ${jobId}`));
+    // each failure names the file of its own batch and attempt: a batch that only waited behind the
+    // one whose write failed is given back, not charged with that failure
+    const failures = [...r.stderr.matchAll(/batch \[(\d+), (\d+)\] attempt (\d+) failed[^:]*: (\S+): disk full while trying to write/g)];
+    assert.ok(failures.length >= 4, r.stderr);
+    for (const [line, s, e, a, file] of failures) {
+      assert.ok(file.startsWith(path.join(out, '.sky_batch_tmp', jobId) + '/'), line);
+      assert.equal(path.basename(file), `batch_${s.padStart(12, '0')}_${e.padStart(12, '0')}.a${a}.jsonl`, line);
+    }
+    assert.ok(!fs.existsSync(path.join(out, 'out.jsonl')), 'a job that failed published its output');
+    fs.rmSync(filler);
+    const res = await sb.cli(['jobs', 'resume', jobId]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.deepEqual(readJsonl(path.join(out, 'out.jsonl')), expected);
+  });
+
+  test('a SKYBATCH_HOME that fills up mid-job fails the job naming its journal, the coordinator lives on, and resume completes it once there is room', async () => {
+    mountTmpfs(home.home, '16m');
+    mounts.unshift(home.home);
+    await home.applyPool(POOL, 'pool:\n  workers: 1\n');
+    const coordinator = home.coordinator(POOL).pid;
+    const out = path.join(home.dir, 'home-out');
+    const gate = path.join(home.dir, 'home.gate');
+    const run = home.run(script('home', out, gate, 'many.jsonl', 1, home));
+    const jobId = await waitFor('the job to start', () => jobs(home)[0]);
+    await waitFor('two batches to commit', () => commits(home.home, jobId) >= 2 || undefined);
+    // 400 commit records are some 25 KB: more than the slack in the journal's last page
+    const filler = fill(home.home);
+    fs.writeFileSync(gate, '');
+    const r = await run;
+    assert.notEqual(r.code, 0, r.stdout);
+    assert.match(r.stderr, /SKYBATCH_E_STORAGE/);
+    assert.match(r.stderr, new RegExp(`${path.join(home.home, 'jobs', jobId, 'journal.jsonl').replace(/[.]/g, '\\.')}: disk full while trying to append to the journal`));
+    assert.match(r.stderr, new RegExp(`skybatch recover ${jobId}`));
+    assert.ok(alive(coordinator), 'the coordinator died of a full disk');
+    assert.ok(!fs.existsSync(path.join(out, 'out.jsonl')), 'a job that failed published its output');
+    fs.rmSync(filler);
+    const res = await home.cli(['jobs', 'resume', jobId]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(home.coordinator(POOL).pid, coordinator);
+    assert.deepEqual(readJsonl(path.join(out, 'out.jsonl')), many.map((r) => ({ out: r.text.toUpperCase() })));
+  });
+});
