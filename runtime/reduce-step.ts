@@ -9,7 +9,7 @@ import { removeStalePartials } from '../formats/storage/local.js';
 import { schemeOf } from '../formats/common/paths.js';
 import { errorsPath, saveJsonlToCloud } from '../formats/utils.js';
 import { runWriterStep } from './bundle-loader.js';
-import { JournalState, PublishedOutput, appendJournalRecord } from './store/job-store.js';
+import { JournalState, PublishedOutput, appendJournalRecord, readJournal } from './store/job-store.js';
 import { MissingBatch, PlannedWinner, planReduce } from './coordinator/reduce-plan.js';
 import type { JobSpec } from './protocol.js';
 import { inJobDir, isNoReduceWriter } from './coordinator/no-reduce-writer.js';
@@ -113,6 +113,7 @@ async function publish(spec: JobSpec, journal: JournalState, writers: OutputWrit
     }
   });
   if (skip.size === writers.length) return outputs; // nothing was merged: nothing to record either
+  if (opts.recover) resumedMeanwhile(jobId, journal);
   if (journal.deadLetters.length) {
     const file = errorsPath(spec.writers[0].path);
     await saveJsonlToCloud(journal.deadLetters, inJobDir(writers[0], file));
@@ -120,6 +121,23 @@ async function publish(spec: JobSpec, journal: JournalState, writers: OutputWrit
   }
   appendJournalRecord(jobId, { e: 'published', at: new Date().toISOString(), outputs });
   return outputs;
+}
+
+/**
+ * A recover merges what the journal said when it began; a `jobs resume` of the job meanwhile
+ * (a new load, commits since) makes that a partial merge. Recorded as published, it would
+ * stand over the resumed job's commits (they precede it in the journal) and the job would
+ * end SUCCEEDED without merging them; its cleanup would remove their batch files. So the
+ * recover stops here, and the resumed job's own reduce publishes every batch.
+ */
+function resumedMeanwhile(jobId: string, read: JournalState): void {
+  const now = readJournal(jobId);
+  if (now.loads === read.loads && now.commits.size === read.commits.size && now.status === read.status) return;
+  throw new SkybatchError(
+    'SKYBATCH_E_BAD_OPTION',
+    `job ${jobId} was resumed while this recover merged its finished batches (${read.commits.size} then, ${now.commits.size} committed now, ${now.status}): the merge is not recorded and no batch file was removed; the job's own reduce publishes every batch when it ends`,
+    { context: { jobId } },
+  );
 }
 
 /**

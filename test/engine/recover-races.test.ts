@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Sandbox, jsonl, readJsonl, waitFor } from '../harness.js';
+
+const POOL = 'recoverrace';
+const N = 12;
+const rows = Array.from({ length: N }, (_, i) => ({ text: `t${i}`, n: i }));
+const expected = rows.map((r) => ({ out: r.text.toUpperCase() }));
+
+function committed(sb: Sandbox, jobId: string): number {
+  const lines = fs.readFileSync(path.join(sb.home, 'jobs', jobId, 'journal.jsonl'), 'utf8').split('\n');
+  return new Set(lines.filter((l) => l.startsWith('{"e":"commit"')).map((l) => JSON.parse(l).i)).size;
+}
+
+/**
+ * A job whose JsonWriter's reduceResults notes that it runs and waits for the file `gate`
+ * before merging (so the test holds a reduce, and its lock, where it likes).
+ * Its mapper fails rows from 4 on with a TypeError (not retried) until the file `fixed` exists.
+ */
+function job(sb: Sandbox, name: string) {
+  const out = path.join(sb.dir, name, 'out.jsonl');
+  const gate = path.join(sb.dir, `${name}.gate`);
+  const entered = path.join(sb.dir, `${name}.entered`);
+  const fixed = path.join(sb.dir, `${name}.fixed`);
+  const script = sb.file(
+    `${name}.ts`,
+    `import * as fs from 'node:fs';
+import * as sky from 'skybatch';
+const GATE = ${JSON.stringify(gate)};
+const ENTERED = ${JSON.stringify(entered)};
+class GateJsonWriter extends sky.JsonWriter {
+  override async reduceResults(jobId: string | number): Promise<void> {
+    fs.appendFileSync(ENTERED, process.pid + '\\n');
+    while (!fs.existsSync(GATE)) await new Promise((r) => setTimeout(r, 25));
+    await super.reduceResults(jobId);
+  }
+}
+sky.registry.OUTPUT_WRITER_REGISTRY.register('gatejson', GateJsonWriter);
+const mapper = sky.remoteFunction(async function mapper() {
+  for await (const batch of sky.load()) {
+    if (Number(batch[0].n) >= 4 && !fs.existsSync(${JSON.stringify(fixed)})) throw new TypeError('not fixed yet');
+    await sky.saveResults(batch.map((x) => ({ out: String(x.text).toUpperCase() })));
+  }
+});
+const ds = new sky.Dataset(new sky.JsonReader(${JSON.stringify(path.join(sb.dir, 'in.jsonl'))}));
+const job = await ds.map(mapper, {
+  poolName: ${JSON.stringify(POOL)},
+  batchSize: 2,
+  output: new GateJsonWriter(${JSON.stringify(out)}),
+});
+console.log('RESULT', job.jobId, job.status);
+`,
+  );
+  return { script, out, gate, entered, fixed };
+}
+
+describe('recover and resume of one job at once', () => {
+  const sb = new Sandbox('recoverrace');
+  const gates: string[] = [];
+  before(async () => {
+    await sb.applyPool(POOL, 'pool:\n  workers: 1\n');
+    sb.file('in.jsonl', jsonl(rows));
+  });
+  after(async () => {
+    for (const g of gates) fs.writeFileSync(g, '');
+    await sb.cleanup();
+  });
+
+  test('a job resumed while a recover of it merges ends with every row, never SUCCEEDED over the partial merge', async () => {
+    const j = job(sb, 'race');
+    gates.push(j.gate);
+    const failed = await sb.run(j.script);
+    assert.notEqual(failed.code, 0, failed.stdout);
+    const jobId = /recover (\d+)/.exec(failed.stderr)![1];
+    const recover = sb.cli(['recover', jobId]);
+    await waitFor('the recover to be merging (holding the reduce lock)', () => fs.existsSync(j.entered) || undefined);
+    fs.writeFileSync(j.fixed, '');
+    const resume = sb.cli(['jobs', 'resume', jobId]);
+    await waitFor('every batch of the resumed job to commit', () => committed(sb, jobId) === N / 2 || undefined, 60_000);
+    fs.writeFileSync(j.gate, '');
+    const rec = await recover;
+    assert.notEqual(rec.code, 0, rec.stdout);
+    assert.match(rec.stderr, new RegExp(`job ${jobId} was resumed while this recover merged its finished batches \\(2 then, 6 committed now`));
+    const res = await resume;
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /SUCCEEDED/);
+    assert.deepEqual(readJsonl(j.out), expected, 'the resumed job SUCCEEDED but its output misses rows');
+  });
+
+  test('two recovers of one job at once: one merges, the other finds it merged; the output is whole once', async () => {
+    const j = job(sb, 'twice');
+    gates.push(j.gate);
+    const failed = await sb.run(j.script);
+    assert.notEqual(failed.code, 0, failed.stdout);
+    const jobId = /recover (\d+)/.exec(failed.stderr)![1];
+    const first = sb.cli(['recover', jobId]);
+    await waitFor('the first recover to be merging', () => fs.existsSync(j.entered) || undefined);
+    const second = sb.cli(['recover', jobId]);
+    fs.writeFileSync(j.gate, '');
+    const [a, b] = await Promise.all([first, second]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(b.code, 0, b.stderr);
+    assert.match(a.stdout, new RegExp(`job ${jobId}: recovered 4 row\\(s\\)`));
+    assert.match(b.stdout, new RegExp(`job ${jobId}: nothing to merge, output left as is`));
+    assert.deepEqual(readJsonl(j.out), expected.slice(0, 4));
+  });
+});
