@@ -46,6 +46,8 @@ function fill(dir: string): string {
   return file;
 }
 
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 function commits(home: string, jobId: string): number {
   try {
     return fs.readFileSync(path.join(home, 'jobs', jobId, 'journal.jsonl'), 'utf8').split('\n').filter((l) => l.startsWith('{"e":"commit"')).length;
@@ -131,10 +133,19 @@ describe('a full disk loses no output', () => {
     const r = await run;
     assert.notEqual(r.code, 0, r.stdout);
     assert.match(r.stderr, /SKYBATCH_E_STORAGE/);
-    assert.match(r.stderr, new RegExp(`${path.join(home.home, 'jobs', jobId, 'journal.jsonl').replace(/[.]/g, '\\.')}: disk full while trying to append to the journal`));
+    const journal = escape(path.join(home.home, 'jobs', jobId, 'journal.jsonl'));
+    assert.match(r.stderr, new RegExp(`${journal}: disk full while trying to append to the journal`));
     assert.match(r.stderr, new RegExp(`skybatch recover ${jobId}`));
     assert.ok(alive(coordinator), 'the coordinator died of a full disk');
     assert.ok(!fs.existsSync(path.join(out, 'out.jsonl')), 'a job that failed published its output');
+    // while the disk is still full, resuming and applying fail naming the file, and break nothing
+    const early = await home.cli(['jobs', 'resume', jobId]);
+    assert.notEqual(early.code, 0, early.stdout);
+    assert.match(early.stderr, new RegExp(`SKYBATCH_E_STORAGE.*${journal}: disk full while trying to`));
+    const apply = await home.cli(['pool', 'apply', path.join(home.dir, `${POOL}.pool.yaml`), '--pool', POOL, '-y']);
+    assert.notEqual(apply.code, 0, apply.stdout);
+    assert.match(apply.stderr, new RegExp(`SKYBATCH_E_STORAGE.*${escape(path.join(home.home, 'pools', POOL, 'pool.lock'))}: disk full while trying to take the lock`));
+    assert.ok(alive(coordinator), 'a refused apply stopped the coordinator');
     fs.rmSync(filler);
     const res = await home.cli(['jobs', 'resume', jobId]);
     assert.equal(res.code, 0, res.stderr);
