@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { SkybatchError } from '../../formats/common/errors.js';
 import { FileLock } from '../../runtime/file-lock.js';
-import { Journal, readJournal } from '../../runtime/store/job-store.js';
+import { readJournal } from '../../runtime/store/job-store.js';
+import { Journal } from '../../runtime/store/journal.js';
 
 /** Fills the file system holding `dir` to the last byte. */
 function fill(dir: string): string {
