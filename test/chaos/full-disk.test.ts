@@ -77,6 +77,7 @@ describe('a full disk loses no output', () => {
     );
   before(async () => {
     sb.file('in.jsonl', jsonl(rows));
+    await sb.applyPool(POOL, 'pool:\n  workers: 1\n');
     home.file('many.jsonl', jsonl(many));
   });
   after(async () => {
@@ -87,7 +88,6 @@ describe('a full disk loses no output', () => {
   });
 
   test('an output folder that fills up fails the job naming the file each batch could not write; once there is room, resume completes it', async () => {
-    await sb.applyPool(POOL, 'pool:\n  workers: 1\n');
     const out = path.join(sb.dir, 'full-out');
     mountTmpfs(out, '2m');
     mounts.push(out);
@@ -115,6 +115,28 @@ describe('a full disk loses no output', () => {
     const res = await sb.cli(['jobs', 'resume', jobId]);
     assert.equal(res.code, 0, res.stderr);
     assert.deepEqual(readJsonl(path.join(out, 'out.jsonl')), expected);
+  });
+
+  test('an output folder with room for the batch files but not for the merged output fails the reduce naming the file and keeps the batches; recover publishes them once there is room', async () => {
+    const out = path.join(sb.dir, 'merge-out');
+    mountTmpfs(out, '2m');
+    mounts.push(out);
+    // 100 rows of 12 KB: 1.2 MB of batch files, and as much again for the merged output
+    const big = Array.from({ length: 100 }, (_, i) => ({ text: `b${i}`.padEnd(12_000, '.'), n: i }));
+    sb.file('big.jsonl', jsonl(big));
+    const r = await sb.run(script('merge', out, sb.file('merge.gate', ''), 'big.jsonl', 10));
+    assert.notEqual(r.code, 0, r.stdout);
+    assert.match(r.stderr, /SKYBATCH_E_REDUCE/);
+    assert.match(r.stderr, new RegExp(`${escape(path.join(out, 'out.jsonl'))}: disk full while trying to write`));
+    const jobId = /skybatch recover (\d+)/.exec(r.stderr)![1];
+    // no half-written output, and every batch file still there
+    assert.deepEqual(fs.readdirSync(out), ['.sky_batch_tmp']);
+    assert.equal(fs.readdirSync(path.join(out, '.sky_batch_tmp', jobId, 'out.jsonl')).length, 10);
+    execFileSync('mount', ['-o', 'remount,size=8m', out]);
+    const rec = await sb.cli(['recover', jobId]);
+    assert.equal(rec.code, 0, rec.stderr);
+    assert.match(rec.stdout, new RegExp(`job ${jobId}: recovered 100 row\\(s\\)`));
+    assert.deepEqual(readJsonl(path.join(out, 'out.jsonl')), big.map((x) => ({ out: x.text.toUpperCase() })));
   });
 
   test('a SKYBATCH_HOME that fills up mid-job fails the job naming its journal, the coordinator lives on, and resume completes it once there is room', async () => {
