@@ -74,6 +74,21 @@ describe('the same command twice, or two at once', () => {
     assert.deepEqual(listFiles(path.join(sb.dir, 'cancel')), ['out.jsonl']);
   });
 
+  test('`jobs resume` twice at once: one resumes the job, the other is refused naming its state; the output is whole once', async () => {
+    const { run, jobId, gate } = await running('resume2');
+    assert.equal((await sb.cli(['jobs', 'cancel', jobId])).code, 0);
+    await run;
+    fs.writeFileSync(gate, '');
+    const [a, b] = await Promise.all([sb.cli(['jobs', 'resume', jobId]), sb.cli(['jobs', 'resume', jobId])]);
+    const [won, lost] = a.code === 0 ? [a, b] : [b, a];
+    assert.equal(won.code, 0, `${a.stderr}\n${b.stderr}`);
+    assert.match(won.stdout, /SUCCEEDED/);
+    assert.notEqual(lost.code, 0, lost.stdout);
+    assert.match(lost.stderr, new RegExp(`SKYBATCH_E_BAD_OPTION.*job ${jobId} (is still (PENDING|RUNNING); nothing to resume|already succeeded)`));
+    assert.deepEqual(readJsonl(path.join(sb.dir, 'resume2', 'out.jsonl')), expected);
+    assert.equal(records(sb, jobId).filter((x) => x.e === 'published').length, 1);
+  });
+
   test('`recover` of a running job is refused naming the cancel command and touches nothing; the job then succeeds whole', async () => {
     const { run, jobId, gate } = await running('busy');
     const rec = await sb.cli(['recover', jobId]);
