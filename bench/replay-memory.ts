@@ -12,7 +12,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { JobRun } from '../runtime/coordinator/job-run.js';
-import { Journal, readJournal, writeSpec } from '../runtime/store/job-store.js';
+import { readJournal, writeSpec } from '../runtime/store/job-store.js';
+import { Journal } from '../runtime/store/journal.js';
 import type { JobSpec } from '../runtime/protocol.js';
 
 const arg = (name: string, dflt: number) => {

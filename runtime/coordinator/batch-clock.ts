@@ -1,4 +1,4 @@
-import { MAX_WORKER_CREDIT, WORKER_CREDIT } from '../protocol.js';
+import { MAX_JOB_IN_FLIGHT, MAX_WORKER_CREDIT, WORKER_CREDIT } from '../protocol.js';
 
 /** How much work, in time, a worker should hold queued: enough to cover a round trip to it. */
 const QUEUED_WORK_MS = 100;
@@ -18,7 +18,10 @@ export class BatchClock {
   private readonly buckets = new Float64Array(RATE_WINDOW_S + 1);
   private readonly bucketSecond = new Float64Array(RATE_WINDOW_S + 1).fill(-1);
   private firstAt?: number;
-  private readonly durations: number[] = [];
+  /** The last `DURATIONS_KEPT` durations, a ring (`kept` of them filled); sorted in `scratch`, allocating nothing. */
+  private readonly durations = new Float64Array(DURATIONS_KEPT);
+  private readonly scratch = new Float64Array(DURATIONS_KEPT);
+  private kept = 0;
   private nextDuration = 0;
   private sinceMedian = 0;
   private medianMs = 0;
@@ -71,16 +74,22 @@ export class BatchClock {
   }
 
   private addDuration(durationMs: number): void {
-    if (this.durations.length < DURATIONS_KEPT) this.durations.push(durationMs);
-    else this.durations[this.nextDuration] = durationMs;
+    this.durations[this.nextDuration] = durationMs;
+    this.kept = Math.min(this.kept + 1, DURATIONS_KEPT);
     this.nextDuration = (this.nextDuration + 1) % DURATIONS_KEPT;
-    if (++this.sinceMedian >= MEDIAN_EVERY || this.durations.length < MEDIAN_EVERY) this.updateMedian();
+    if (++this.sinceMedian >= MEDIAN_EVERY || this.kept < MEDIAN_EVERY) this.updateMedian();
   }
 
+  /**
+   * A typed array's own sort: sorting a copy of a `number[]` with a comparator boxed every
+   * compared double: a fifth of the coordinator's allocations, about 20 MB a second at 1,000 workers (docs/bench.md).
+   */
   private updateMedian(): void {
     this.sinceMedian = 0;
-    const sorted = [...this.durations].sort((a, b) => a - b);
-    this.medianMs = sorted[sorted.length >> 1] ?? 0;
+    const n = this.kept;
+    this.scratch.set(this.durations);
+    const sorted = n < DURATIONS_KEPT ? this.scratch.subarray(0, n).sort() : this.scratch.sort();
+    this.medianMs = sorted[n >> 1] ?? 0;
   }
 
   /** The median batch duration over the last 200 commits (0 before the first). */
@@ -105,11 +114,13 @@ export class BatchClock {
   /**
    * Batches a worker may hold: enough queued work to hide the round trip for short batches
    * (a fixed 2 bounded no-op dispatch by latency, not CPU), 2 until durations are known, and
-   * 2 for batches of 50 ms or more, whose prefetched input would only take memory.
+   * 2 for batches of 50 ms or more, whose prefetched input would only take memory; for each
+   * of `workers` serving the job, at most its share of `MAX_JOB_IN_FLIGHT`.
    */
-  credit(): number {
-    if (this.durations.length < 5) return WORKER_CREDIT;
+  credit(workers = 1): number {
+    if (this.kept < 5) return WORKER_CREDIT;
     // a median of 0: no-op batches whose start and end reach the coordinator in one frame
-    return Math.max(WORKER_CREDIT, Math.min(MAX_WORKER_CREDIT, Math.floor(QUEUED_WORK_MS / Math.max(this.medianMs, QUEUED_WORK_MS / MAX_WORKER_CREDIT))));
+    const perWorker = Math.min(MAX_WORKER_CREDIT, Math.floor(MAX_JOB_IN_FLIGHT / Math.max(1, workers)));
+    return Math.max(WORKER_CREDIT, Math.min(perWorker, Math.floor(QUEUED_WORK_MS / Math.max(this.medianMs, QUEUED_WORK_MS / MAX_WORKER_CREDIT))));
   }
 }

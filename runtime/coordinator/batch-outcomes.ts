@@ -11,6 +11,8 @@ export type BatchReport = Extract<WorkerMessage, { type: 'batchStarted' | 'batch
 export interface OutcomePort {
   readonly workers: WorkerTable;
   emit(event: JobEvent): void;
+  /** Whether anyone takes the job's per-batch events (see `EventHub.wantsBatchEvents`). */
+  wantsBatchEvents(jobId: string): boolean;
   /** A job's counts changed: a progress event is due. */
   progress(run: JobRun): void;
   /** Every batch of the job is settled: reduce it. */
@@ -43,7 +45,7 @@ export class BatchOutcomes {
     }
     if (msg.type === 'batchStarted') {
       const b = run.markStarted(msg.index, msg.attempt);
-      if (b) this.port.emit({ kind: 'batch', jobId: msg.jobId, index: b.index, start: b.start, end: b.end, state: 'running', worker: w.name, attempt: msg.attempt });
+      if (b && this.port.wantsBatchEvents(msg.jobId)) this.port.emit({ kind: 'batch', jobId: msg.jobId, index: b.index, start: b.start, end: b.end, state: 'running', worker: w.name, attempt: msg.attempt });
       return;
     }
     // an agent leaves out the start of a batch done in the same tick: the commit is both
@@ -84,7 +86,7 @@ export class BatchOutcomes {
       run.addDeadLetters(msg.deadLetters);
       run.log(`${msg.deadLetters.length} item(s) skipped into errors.jsonl: ${msg.deadLetters.map((d) => `item ${d.index}: ${d.error}`).join('; ')}`);
     }
-    this.port.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'done', worker: w.name, attempt: msg.attempt });
+    if (this.port.wantsBatchEvents(run.spec.jobId)) this.port.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'done', worker: w.name, attempt: msg.attempt });
     if (msg.sample) this.port.emit({ kind: 'sample', jobId: run.spec.jobId, start: b.start, results: msg.sample });
     this.port.progress(run);
     return true;

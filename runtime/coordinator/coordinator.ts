@@ -35,6 +35,7 @@ export class Coordinator {
   private readonly outcomes = new BatchOutcomes({
     workers: this.workers,
     emit: (event) => this.emit(event),
+    wantsBatchEvents: (jobId) => this.events.wantsBatchEvents(jobId),
     progress: (run) => this.events.scheduleProgress(run),
     finish: (run) => void this.jobs.finish(run),
     fail: (run, error) => this.jobs.fail(run, error),
@@ -199,7 +200,7 @@ export class Coordinator {
     if (wantSample) run.samplesWanted--;
     w.link.send({ type: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, attempt, wantSample });
     if (becameBusy) this.emitWorker(w);
-    this.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'queued', worker: w.name, attempt });
+    if (this.events.wantsBatchEvents(run.spec.jobId)) this.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'queued', worker: w.name, attempt });
   }
 
   /** Takes batches that ran past their timeout away from their (probably hung) mapper, and those of stalled workers. */

@@ -38,6 +38,15 @@ export class EventHub {
     }
   }
 
+  /**
+   * Whether a subscriber takes job `jobId`'s per-batch events: the hot paths build no event
+   * for each batch handed out, started and done when none does (three objects a batch).
+   */
+  wantsBatchEvents(jobId: string): boolean {
+    for (const s of this.subscribers) if (s.detail !== 'progress' && (s.jobId === undefined || s.jobId === jobId)) return true;
+    return false;
+  }
+
   /** A progress event for `run` soon, coalescing everything that changes meanwhile. */
   scheduleProgress(run: JobRun): void {
     const id = run.spec.jobId;

@@ -3,7 +3,8 @@ import type { BatchInfo, BatchState, DeadLetter, JobSpec, JobStatus, JobSummary 
 import { isTerminal } from '../job-events.js';
 import { DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE_MS } from '../job-options.js';
 import { BatchClock } from './batch-clock.js';
-import { Journal, JournalState } from '../store/job-store.js';
+import type { JournalState } from '../store/job-store.js';
+import type { Journal } from '../store/journal.js';
 import { BatchRecord, BatchTable, DONE, SKIPPED } from './batch-table.js';
 
 export type { BatchRecord } from './batch-table.js';
@@ -383,9 +384,9 @@ export class JobRun {
     return this.clock.itemsPerSec();
   }
 
-  /** Batches a worker may hold at once for this job (see `BatchClock.credit`). */
-  credit(): number {
-    return this.clock.credit();
+  /** Batches each of `workers` serving this job may hold at once (see `BatchClock.credit`). */
+  credit(workers = 1): number {
+    return this.clock.credit(workers);
   }
 
   /** Batches that failed for good, and batches waiting for a retry: without a scan of the table. */

@@ -71,12 +71,15 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
     job.set(w, run.spec.jobId);
   };
   const exhausted = new Set<JobRun>();
+  const credit = new Map<JobRun, number>();
+  for (const r of serves.values()) credit.set(r, (credit.get(r) ?? 0) + 1);
+  for (const [r, n] of credit) credit.set(r, r.credit(n));
   let gave = true;
   while (gave) {
     gave = false;
     for (const w of usable) {
       const run = serves.get(w);
-      if (!run || exhausted.has(run) || held.get(w)! >= run.credit()) continue;
+      if (!run || exhausted.has(run) || held.get(w)! >= credit.get(run)!) continue;
       const b = run.next(now);
       if (!b) {
         exhausted.add(run);

@@ -11,9 +11,6 @@ import { foldLines, offerFold } from './journal.js';
 import { diskError, writeAll } from './disk-error.js';
 import { checkJobSpec } from '../protocol-guards.js';
 
-/** For job-run.ts and bench/, which import it from here (a later change may point them at journal.ts). */
-export { Journal } from './journal.js';
-
 /** One line of a job's journal. Appended before the transition is acknowledged. */
 export type JournalRecord =
   | { e: 'status'; status: JobStatus; at: string; error?: WireError }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BatchClock } from '../../runtime/coordinator/batch-clock.js';
 import { EventHub } from '../../runtime/coordinator/event-hub.js';
-import { MAX_WORKER_CREDIT, WORKER_CREDIT, type JobEvent } from '../../runtime/protocol.js';
+import { MAX_JOB_IN_FLIGHT, MAX_WORKER_CREDIT, WORKER_CREDIT, type JobEvent } from '../../runtime/protocol.js';
 
 describe('batch clock', () => {
   it('gives workers more batches at once when batches are short, and the default credit for long ones or before any is timed', () => {
@@ -20,6 +20,27 @@ describe('batch clock', () => {
     const long = new BatchClock(() => now);
     for (let i = 0; i < 50; i++) long.committed(1, 300);
     assert.equal(long.credit(), WORKER_CREDIT);
+  });
+
+  it('gives each worker only its share of the batches a job may have in flight, and never less than the default', () => {
+    const noop = new BatchClock(() => 0);
+    for (let i = 0; i < 50; i++) noop.committed(1, 0);
+    assert.equal(noop.credit(2), MAX_WORKER_CREDIT);
+    assert.equal(noop.credit(1000), Math.floor(MAX_JOB_IN_FLIGHT / 1000));
+    assert.ok(noop.credit(1000) * 1000 <= MAX_JOB_IN_FLIGHT);
+    assert.equal(noop.credit(100_000), WORKER_CREDIT);
+    const long = new BatchClock(() => 0);
+    for (let i = 0; i < 50; i++) long.committed(1, 300);
+    assert.equal(long.credit(1000), WORKER_CREDIT);
+  });
+
+  it('takes the median of the last 200 durations, before and after the ring is full', () => {
+    const clock = new BatchClock(() => 0);
+    for (const d of [9, 1, 5]) clock.committed(1, d);
+    assert.equal(clock.median, 5);
+    // recomputed on each of the first 25, then every 25th: at the 224th the ring holds 979 … 780
+    for (let i = 0; i < 221; i++) clock.committed(1, 1000 - i);
+    assert.equal(clock.median, 880);
   });
 
   it("times a batch by its worker's time between commits: a 200 ms batch reported started and done in one frame keeps the default credit", () => {
@@ -84,5 +105,24 @@ describe('event hub', () => {
     assert.deepEqual(all, events);
     assert.deepEqual(bar.map((e) => e.kind), ['batch', 'log']);
     assert.equal((bar[0] as Extract<JobEvent, { kind: 'batch' }>).state, 'retrying');
+  });
+
+  it("says a job's per-batch events are wanted only while a subscriber of that job (or of all) takes them", () => {
+    const hub = new EventHub();
+    assert.equal(hub.wantsBatchEvents('1'), false);
+    const bar = hub.subscribe({ jobId: '1', detail: 'progress', send() {} });
+    const other = hub.subscribe({ jobId: '2', send() {} });
+    assert.equal(hub.wantsBatchEvents('1'), false, 'a progress bar and another job\'s panel do not');
+    assert.equal(hub.wantsBatchEvents('2'), true);
+    const panel = hub.subscribe({ jobId: '1', send() {} });
+    assert.equal(hub.wantsBatchEvents('1'), true);
+    panel();
+    const everything = hub.subscribe({ send() {} });
+    assert.equal(hub.wantsBatchEvents('1'), true, 'a subscriber of every job does');
+    everything();
+    bar();
+    other();
+    assert.equal(hub.wantsBatchEvents('1'), false);
+    assert.equal(hub.wantsBatchEvents('2'), false);
   });
 });

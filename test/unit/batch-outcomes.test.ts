@@ -25,6 +25,7 @@ function setup(run: JobRun, names: string[]) {
   const outcomes = new BatchOutcomes({
     workers: table,
     emit: (e) => events.push(e),
+    wantsBatchEvents: () => true,
     progress: () => calls.push('progress'),
     finish: () => calls.push('finish'),
     fail: (_r, e) => calls.push(`fail ${e.code}`),
