@@ -59,16 +59,16 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
   const activeIds = new Map(active.map((r) => [r.spec.jobId, r]));
   // a worker the pool is shrinking away (draining) finishes what it holds and gets nothing new
   const ready = workers.filter((w) => !rerun.has(w) && (w.state === 'idle' || w.state === 'busy') && !w.draining && w.setupKey === setupKey);
-  // What each worker holds and runs once the decisions so far are applied.
-  const held = new Map(ready.map((w) => [w, w.leased.size]));
-  const job = new Map(ready.map((w) => [w, w.jobId]));
+  // What each worker holds once the decisions so far are applied (filled by hand: a pump at
+  // 1,000 workers made a thousand [worker, count] pairs to build it from)
+  const held = new Map<WorkerEntry, number>();
+  for (const w of ready) held.set(w, w.leased.size);
   // A worker still finishing batches of a job that is over (or not this pool's) takes nothing.
   const usable = ready.filter((w) => held.get(w) === 0 || activeIds.has(w.jobId!));
   const serves = allot(active, usable, held, now);
   const give = (run: JobRun, w: WorkerEntry, b: BatchRecord, attempt: number, backup: boolean) => {
     decisions.push({ kind: 'assign', run, worker: w, batch: b, attempt, backup });
     held.set(w, held.get(w)! + 1);
-    job.set(w, run.spec.jobId);
   };
   const exhausted = new Set<JobRun>();
   const credit = new Map<JobRun, number>();
