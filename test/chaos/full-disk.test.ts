@@ -4,50 +4,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox, alive, jsonl, mapperScript, readJsonl, untilFileExists, waitFor } from '../harness.js';
+import { ROOT, fill, mountTmpfs, unmount } from '../tmpfs.js';
 
 const POOL = 'fulldisk';
 const N = 20;
 const rows = Array.from({ length: N }, (_, i) => ({ text: `t${i}`, n: i }));
 const expected = rows.map((r) => ({ out: r.text.toUpperCase() }));
 const many = Array.from({ length: 400 }, (_, i) => ({ text: `m${i}`, n: i }));
-
-/** A full disk is a tmpfs of a few MB, which only root may mount. */
-const ROOT = process.getuid?.() === 0;
-
-function mountTmpfs(dir: string, size: string): void {
-  fs.mkdirSync(dir, { recursive: true });
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir]);
-}
-
-function unmount(dir: string): void {
-  try {
-    execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
-  } catch {
-    // not mounted
-  }
-}
-
-/** Fills the file system holding `dir` to the last byte: big writes, then single bytes, until ENOSPC. */
-function fill(dir: string): string {
-  const file = path.join(dir, 'filler');
-  const fd = fs.openSync(file, 'a');
-  try {
-    for (const size of [1 << 16, 4096, 1]) {
-      const chunk = Buffer.alloc(size, 0x61);
-      for (;;) {
-        try {
-          fs.writeSync(fd, chunk);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
-          throw err;
-        }
-      }
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return file;
-}
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -7,32 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import type { SkybatchError } from '../../formats/common/errors.js';
 import { FileLock } from '../../runtime/file-lock.js';
 import { readJournal } from '../../runtime/store/job-store.js';
+import { ROOT, fill, mountTmpfs, unmount } from '../tmpfs.js';
 import { Journal } from '../../runtime/store/journal.js';
-
-/** Fills the file system holding `dir` to the last byte. */
-/** A full disk is a tmpfs of a few MB, which only root may mount. */
-const ROOT = process.getuid?.() === 0;
-
-function fill(dir: string): string {
-  const file = path.join(dir, 'filler');
-  const fd = fs.openSync(file, 'a');
-  try {
-    for (const size of [1 << 16, 4096, 1]) {
-      const chunk = Buffer.alloc(size, 0x61);
-      for (;;) {
-        try {
-          fs.writeSync(fd, chunk);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
-          throw err;
-        }
-      }
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return file;
-}
 
 const commit = (i: number) => ({ e: 'commit' as const, i, s: i, x: i, a: 1, w: 'local-0', n: 1 });
 
@@ -41,12 +16,12 @@ describe('a journal on a disk that fills up', { skip: ROOT ? false : 'mounting a
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'skybatch-journal-full-'));
   const saved = process.env.SKYBATCH_HOME;
   before(() => {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', home]);
+    mountTmpfs(home, '4m', '0700');
     process.env.SKYBATCH_HOME = home;
   });
   after(() => {
     process.env.SKYBATCH_HOME = saved;
-    execFileSync('umount', ['-l', home]);
+    unmount(home);
     fs.rmSync(home, { recursive: true, force: true });
   });
 
