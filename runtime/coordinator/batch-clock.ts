@@ -82,7 +82,7 @@ export class BatchClock {
 
   /**
    * A typed array's own sort: sorting a copy of a `number[]` with a comparator boxed every
-   * compared double: a fifth of the coordinator's allocations, about 20 MB a second at 1,000 workers (docs/bench.md).
+   * compared double: about a tenth of the coordinator's allocations at 1,000 workers (docs/bench.md).
    */
   private updateMedian(): void {
     this.sinceMedian = 0;
