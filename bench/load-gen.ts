@@ -49,7 +49,17 @@ export interface ScaleResult {
   /** Batches/s between 10 % and 30 % of the job (before any disturbance). */
   steadyRate: number;
   steadyCoordCpuUsPerBatch: number;
-  rss: { start: number; at10: number; peakAfter10: number; peak: number; end: number; series: { t: number; mb: number }[] };
+  rss: {
+    start: number;
+    at10: number;
+    peakAfter10: number;
+    /** Peaks against peaks (context): the highest in 10-30 % of the job, and the highest after it. */
+    peak10to30: number;
+    peakAfter30: number;
+    peak: number;
+    end: number;
+    series: { t: number; mb: number }[];
+  };
   journalMbAtKill?: number;
   journalMbEnd: number;
   restart?: { firstStartSeconds: number; listenSeconds: number; serveSeconds: number; dispatchSeconds: number };
@@ -170,6 +180,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     let cpu10 = 0;
     let rss10 = 0;
     let steadyRate = 0;
+    let t30 = 0;
     let steadyCpu = 0;
     let pauseDone = o.pauseSeconds <= 0;
     let restartDone = !o.restart;
@@ -200,7 +211,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         rss10 = rss.sample() ?? rss.last;
       }
       if (t10 && !steadyRate && d >= 0.3 * B) {
-        steadyRate = (d - Math.ceil(0.1 * B)) / (now() - t10);
+        t30 = now();
+        steadyRate = (d - Math.ceil(0.1 * B)) / (t30 - t10);
         steadyCpu = ((cpuSeconds(coord.pid) - cpu10) * 1e6) / (d - Math.ceil(0.1 * B));
       }
       if (steadyRate && !pauseDone) {
@@ -299,7 +311,16 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       tailSeconds: tAllAnswered ? wallSeconds - tAllAnswered : NaN,
       steadyRate,
       steadyCoordCpuUsPerBatch: steadyCpu,
-      rss: { start: rss.first, at10: rss10, peakAfter10: Math.max(rss10, ...after10.map((s) => s.mb)), peak: rss.peak, end: rss.last, series: rss.series },
+      rss: {
+        start: rss.first,
+        at10: rss10,
+        peakAfter10: Math.max(rss10, ...after10.map((s) => s.mb)),
+        peak10to30: Math.max(rss10, ...after10.filter((s) => !t30 || s.t <= t30).map((s) => s.mb)),
+        peakAfter30: Math.max(0, ...after10.filter((s) => t30 && s.t > t30).map((s) => s.mb)),
+        peak: rss.peak,
+        end: rss.last,
+        series: rss.series,
+      },
       journalMbAtKill,
       journalMbEnd: journalMb(sb),
       restart,
