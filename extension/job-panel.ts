@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
-import type { BatchState } from '../runtime/protocol.js';
+import type { BatchState, JobEvent } from '../runtime/protocol.js';
 import type { FromPanel, PanelSnapshot, PanelState, ToPanel } from '../webview/messages.js';
 import type { Engine } from './engine.js';
 import type { JobRecords } from './job-records.js';
@@ -57,8 +57,26 @@ export function panelHtml(webview: vscode.Webview, media: vscode.Uri, nonce: str
  * from the coordinator when the pool runs (its `batches` answer, asked after subscribing, so
  * the live events that follow apply on top); else the batch table as the job's journal
  * records it (committed, split, skipped, and the failure that ended a failed job).
+ *
+ * Live events that arrive before the snapshot is posted are held, and `release` posts them
+ * after it: posted as they came, the ones that followed the `batches` answer reached the panel
+ * before its snapshot and were lost under it (batches that stayed 'running' after the job
+ * succeeded). Held events from before the answer replay what it already says, then the later
+ * ones for the same batch bring it back up to date: each batch ends at its last event.
  */
-async function snapshotOf(engine: Engine, state: PanelState, records: JobRecords, onLive: (close: () => void) => void, post: (m: ToPanel) => void): Promise<PanelSnapshot> {
+async function snapshotOf(
+  engine: Engine,
+  state: PanelState,
+  records: JobRecords,
+  onLive: (close: () => void) => void,
+  post: (m: ToPanel) => void,
+): Promise<{ snapshot: PanelSnapshot; release: () => void }> {
+  let held: JobEvent[] | undefined = [];
+  const release = () => {
+    const events = held ?? [];
+    held = undefined;
+    for (const event of events) post({ type: 'event', event });
+  };
   const view = engine.jobs.jobView(state.jobId);
   let job = view.summary;
   let batches: BatchState[] = view.batches.map((b) => b.state);
@@ -69,7 +87,7 @@ async function snapshotOf(engine: Engine, state: PanelState, records: JobRecords
   let live = false;
   if (engine.pools.poolRunning(state.pool)) {
     try {
-      const w = await watchPool(engine, state.pool, (event) => post({ type: 'event', event }), () => post({ type: 'disconnected', reason: `the connection to pool '${state.pool}' closed` }));
+      const w = await watchPool(engine, state.pool, (event) => (held ? held.push(event) : post({ type: 'event', event })), () => post({ type: 'disconnected', reason: `the connection to pool '${state.pool}' closed` }));
       onLive(w.close);
       job = w.status.jobs.find((j) => j.jobId === state.jobId) ?? job;
       workers = w.status.workers;
@@ -94,7 +112,7 @@ async function snapshotOf(engine: Engine, state: PanelState, records: JobRecords
     }
   }
   const samples = records.byJob(state.jobId)?.state.samples ?? [];
-  return { job, batchSize: view.spec.batchSize, batches, details, workers, samples, live, seededFrom };
+  return { snapshot: { job, batchSize: view.spec.batchSize, batches, details, workers, samples, live, seededFrom }, release };
 }
 
 const OPEN_KEY = 'skybatch.openJobPanels';
@@ -237,9 +255,10 @@ export class JobPanels implements vscode.Disposable {
   }
 
   private async sendSnapshot(state: PanelState, closers: (() => void)[], post: (m: ToPanel) => void): Promise<void> {
-    const snapshot = await snapshotOf(await this.engine(), state, this.records, (c) => closers.push(c), post);
+    const { snapshot, release } = await snapshotOf(await this.engine(), state, this.records, (c) => closers.push(c), post);
     this.snapshots.set(state.jobId, snapshot);
     post({ type: 'snapshot', snapshot });
+    release();
   }
 
   /** The last snapshot an open panel was sent (tests check what a panel attached with). */
