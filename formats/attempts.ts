@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { MergedAhead } from './batch-merge.js';
 
 /**
  * Exactly-once publication on at-least-once execution. Every batch attempt writes its temp
@@ -29,6 +30,8 @@ export interface MergeReport {
   rows: number;
   /** Whether the output was (re)written; false: it was left as it was. */
   written: boolean;
+  /** Of `files`, how many were merged while the job ran (the rest when it ended). */
+  mergedAhead?: number;
 }
 
 /** The committed batches of a job, sorted by start, as the reduce step sees them. */
@@ -42,6 +45,11 @@ export interface WinnerScope {
   complete?: boolean;
   /** Called after each merge, so the reduce step can say what it wrote. */
   onMerge?: (report: MergeReport) => void;
+  /**
+   * The batch files the coordinator already merged into a temp file of `source`'s merge into
+   * `target` while the job ran (runtime/coordinator/merge-ahead.ts); taken once, by that merge.
+   */
+  mergedAhead?: (source: string, target: string) => MergedAhead | undefined;
 }
 
 const attemptStore = new AsyncLocalStorage<AttemptScope>();

@@ -26,8 +26,12 @@ const BATCH_RE = /\/batch_(\d+)_(\d+)(?:\.a(\d+))?\.jsonl$/;
  * reference's, so it cannot take it as an argument. Called outside one, the name has no attempt.
  */
 export function getBatchPath(outputPath: string, startIdx: number, endIdx: number, jobId: string | number): string {
+  return batchFilePath(outputPath, startIdx, endIdx, jobId, currentAttempt(jobId));
+}
+
+/** The temp file attempt `attempt` of batch `[startIdx, endIdx]` writes (what `getBatchPath` names inside that attempt). */
+export function batchFilePath(outputPath: string, startIdx: number, endIdx: number, jobId: string | number, attempt: number | undefined): string {
   const pad = (n: number) => String(n).padStart(12, '0');
-  const attempt = currentAttempt(jobId);
   return joinPath(jobTmpDir(outputPath, jobId), `batch_${pad(startIdx)}_${pad(endIdx)}${attempt === undefined ? '' : `.a${attempt}`}.jsonl`);
 }
 

@@ -1,7 +1,8 @@
+import * as fs from 'node:fs';
 import { MergeReport, Winner, WinnerScope, currentReduce, winnerOf } from './attempts.js';
 import { BatchObject, jobKey, jobTmpDir, listBatchObjects, uncoveredWinners } from './batch-files.js';
 import { SkybatchError } from './common/errors.js';
-import { schemeOf } from './common/paths.js';
+import { baseName, normalizePath, schemeOf } from './common/paths.js';
 import { LocalPieces, writeLocalWhole } from './local-concat.js';
 import { storageFor } from './storage-for.js';
 
@@ -22,7 +23,18 @@ export function incompleteError(jobId: string, where: string, missing: Winner[],
   );
 }
 
-function countLines(buf: Buffer): number {
+/**
+ * Batch files merged ahead, while their job ran (runtime/coordinator/merge-ahead.ts), into the
+ * local file `tmp`: in order from its start, each took its `size` bytes and a newline when it
+ * did not end with one (`bytes` in all), and holds `lines` rows. `ino` and `ctimeMs` are the
+ * file's as it was read: any write to it since changes its ctime.
+ */
+export interface MergedAhead {
+  tmp: string;
+  files: { path: string; size: number; bytes: number; lines: number; ino: number; ctimeMs: number }[];
+}
+
+export function countLines(buf: Uint8Array): number {
   let n = 0;
   for (let i = buf.indexOf(0x0a); i >= 0; i = buf.indexOf(0x0a, i + 1)) n++;
   return n;
@@ -70,6 +82,8 @@ export async function mergeBatches(
   const sourceStorage = await storageFor(jobTmpDir(source, id));
   const local = schemeOf(source) === 'file';
   const localTarget = schemeOf(target) === 'file';
+  const ahead = local && localTarget ? scope?.mergedAhead?.(source, target) : undefined;
+  const kept = ahead ? keepAhead(ahead, files) : 0;
   // a local target is written piece by piece before the next is read: one buffer serves all
   const localPieces = new LocalPieces(localTarget);
   async function* chunks(): AsyncIterable<Uint8Array> {
@@ -77,9 +91,10 @@ export async function mergeBatches(
     for (let i = 0; i < files.length; i++) {
       const f: BatchObject = files[i];
       let last = 0x0a;
-      let lines = 0;
+      let lines = i < kept ? ahead!.files[i].lines : 0;
       const parts: Iterable<Uint8Array> | AsyncIterable<Uint8Array> =
-        local ? localPieces.read(f.path, f.size)
+        i < kept ? []
+        : local ? localPieces.read(f.path, f.size)
         : f.size <= SMALL_FILE ? [await sourceStorage.get(f.path)]
         : await sourceStorage.readStream(f.path);
       for await (const c of parts) {
@@ -107,10 +122,34 @@ export async function mergeBatches(
     }
   }
   try {
-    if (localTarget) await writeLocalWhole(target, chunks());
+    if (localTarget) await writeLocalWhole(target, chunks(), kept ? ahead!.tmp : undefined);
     else await (await storageFor(target)).put(target, chunks());
   } catch (err) {
     throw failure ?? err;
   }
-  return done({ output: target, files: files.length, rows, written: true });
+  return done({ output: target, files: files.length, rows, written: true, ...(ahead ? { mergedAhead: kept } : {}) });
+}
+
+/**
+ * How many of `files` (the winners' files, as they are now) the merge takes from `ahead`:
+ * the longest run from the first that `ahead` holds unchanged (same name, inode, size and
+ * ctime). `ahead.tmp` is cut to those; nothing is kept when that fails (the merge then writes
+ * a temp file of its own).
+ */
+function keepAhead(ahead: MergedAhead, files: BatchObject[]): number {
+  let kept = 0;
+  let bytes = 0;
+  try {
+    for (; kept < ahead.files.length && kept < files.length; kept++) {
+      const a = ahead.files[kept];
+      if (baseName(a.path) !== baseName(files[kept].path)) break;
+      const now = fs.statSync(normalizePath(files[kept].path));
+      if (now.ino !== a.ino || now.size !== a.size || now.ctimeMs !== a.ctimeMs) break;
+      bytes += a.bytes;
+    }
+    if (kept > 0) fs.truncateSync(normalizePath(ahead.tmp), bytes);
+    return kept;
+  } catch {
+    return 0; // a file or the temp file gone
+  }
 }

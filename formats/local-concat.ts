@@ -57,14 +57,15 @@ export class LocalPieces {
  * time. The event loop gets a turn every 8 MiB, so a coordinator merging in its own process
  * keeps serving its other jobs.
  */
-export async function writeLocalWhole(target: string, chunks: AsyncIterable<Uint8Array>): Promise<void> {
+export async function writeLocalWhole(target: string, chunks: AsyncIterable<Uint8Array>, appendTo?: string): Promise<void> {
   assertWritable(target);
   const file = normalizePath(target);
-  const tmp = `${file}.${randomBytes(4).toString('hex')}.partial`;
+  // `appendTo`: a temp file on the target's file system that already holds the first chunks (a merge begun ahead)
+  const tmp = appendTo ? normalizePath(appendTo) : `${file}.${randomBytes(4).toString('hex')}.partial`;
   let fd: number | undefined;
   try {
     fs.mkdirSync(nodePath.dirname(file), { recursive: true });
-    fd = fs.openSync(tmp, 'w', 0o666);
+    fd = fs.openSync(tmp, appendTo ? 'a' : 'w', 0o666);
     let sinceTurn = 0;
     for await (const c of chunks) {
       let off = 0;

@@ -3,7 +3,8 @@ import { Item } from './input-reader.js';
 import type { MergeReport } from './attempts.js';
 import { jobTmpDir } from './batch-files.js';
 import { mergeBatches } from './batch-merge.js';
-import { joinPath, parentPath } from './common/paths.js';
+import { joinPath, parentPath, schemeOf } from './common/paths.js';
+import { removeStalePartials } from './storage/local.js';
 import { storageFor } from './storage-for.js';
 
 export { getBatchPath, jobTmpDir, listBatchFiles, parseBatchPath } from './batch-files.js';
@@ -92,7 +93,10 @@ async function deleteUnder(prefix: string): Promise<void> {
 }
 
 export async function deleteBatchFiles(outputPath: string, jobId: string | number): Promise<void> {
-  await deleteUnder(jobTmpDir(outputPath, jobId) + '/batch_');
+  const dir = jobTmpDir(outputPath, jobId);
+  await deleteUnder(dir + '/batch_');
+  // a local upload cut short (its worker or coordinator killed mid-write) leaves a `.partial`, which listings leave out
+  if (schemeOf(dir) === 'file') await removeStalePartials(dir + '/');
 }
 
 /** Input batch files a reader cached for the job live under `{tmp}/inputs/`. */

@@ -1,4 +1,4 @@
-import { withWinners } from '../formats/attempts.js';
+import { type MergeReport, type WinnerScope, withWinners } from '../formats/attempts.js';
 import { jobTmpDir, listBatchObjects, parseBatchPath, uncoveredWinners } from '../formats/batch-files.js';
 import { describeRanges } from '../formats/batch-merge.js';
 import { SkybatchError } from '../formats/common/errors.js';
@@ -49,7 +49,7 @@ export async function reduceJob(
   spec: JobSpec,
   journal: JournalState,
   writers: OutputWriter<object>[],
-  opts: { recover: boolean; cleanup: boolean; say: (line: string) => void },
+  opts: { recover: boolean; cleanup: boolean; say: (line: string) => void; mergedAhead?: WinnerScope['mergedAhead'] },
 ): Promise<ReduceReport> {
   const jobId = spec.jobId;
   const report: ReduceReport = { jobId, outputs: [], skippedItems: 0, cleanedUp: false };
@@ -68,7 +68,12 @@ export async function reduceJob(
   return report;
 }
 
-async function publish(spec: JobSpec, journal: JournalState, writers: OutputWriter<object>[], opts: { recover: boolean; say: (line: string) => void }): Promise<PublishedOutput[]> {
+async function publish(
+  spec: JobSpec,
+  journal: JournalState,
+  writers: OutputWriter<object>[],
+  opts: { recover: boolean; say: (line: string) => void; mergedAhead?: WinnerScope['mergedAhead'] },
+): Promise<PublishedOutput[]> {
   const jobId = spec.jobId;
   const plan = planReduce(spec, journal, !opts.recover);
   const missing = new Map<number, MissingBatch>(plan.missing.map((m) => [m.index, m]));
@@ -94,13 +99,14 @@ async function publish(spec: JobSpec, journal: JournalState, writers: OutputWrit
 
   const outputs: PublishedOutput[] = writers.map((w) => ({ writer: label(w), path: w.path }));
   let current: PublishedOutput | undefined;
-  const onMerge = (r: { files: number; rows: number; written: boolean }) => {
+  const onMerge = (r: MergeReport) => {
+    if (r.mergedAhead !== undefined) opts.say(`${r.output}: ${r.mergedAhead} of ${r.files} batch file(s) were merged while the job ran`);
     if (!current) return;
     current.files = (current.files ?? 0) + r.files;
     current.rows = (current.rows ?? 0) + r.rows;
     current.written = !!current.written || r.written;
   };
-  await withWinners({ jobId, winners: plan.winners, complete: !opts.recover, onMerge }, async () => {
+  await withWinners({ jobId, winners: plan.winners, complete: !opts.recover, onMerge, mergedAhead: opts.mergedAhead }, async () => {
     for (const [i, w] of writers.entries()) {
       current = outputs[i];
       if (skip.has(i)) Object.assign(current, { files: 0, rows: 0, written: false });

@@ -18,19 +18,35 @@ export function rssMb(pid: number): number | undefined {
   }
 }
 
-/** Direct children of `pid` whose command line contains `marker`. */
+/**
+ * Direct children of `pid` whose command line contains `marker`. Read from each of its
+ * threads' `children` lists, not by a scan of every process: the double-text section polls
+ * this every 20 ms while it measures, and a scan of /proc took about 1 ms each time.
+ */
 export function childPids(pid: number, marker = ''): number[] {
   const out: number[] = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
+  let tasks: string[];
+  try {
+    tasks = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out; // gone
+  }
+  for (const t of tasks) {
+    let kids: string;
     try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(f[1]) !== pid || f[0] === 'Z') continue;
-      if (marker && !fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(marker)) continue;
-      out.push(Number(d));
+      kids = fs.readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8');
     } catch {
-      // exited meanwhile
+      continue; // thread gone
+    }
+    for (const d of kids.split(' ')) {
+      if (!d) continue;
+      try {
+        if (!alive(Number(d))) continue;
+        if (marker && !fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(marker)) continue;
+        out.push(Number(d));
+      } catch {
+        // exited meanwhile
+      }
     }
   }
   return out;

@@ -15,6 +15,8 @@ export interface OutcomePort {
   wantsBatchEvents(jobId: string): boolean;
   /** A job's counts changed: a progress event is due. */
   progress(run: JobRun): void;
+  /** A batch of the job was committed (its results are in their files). */
+  committed(run: JobRun): void;
   /** Every batch of the job is settled: reduce it. */
   finish(run: JobRun): void;
   fail(run: JobRun, error: WireError): void;
@@ -89,6 +91,7 @@ export class BatchOutcomes {
     if (this.port.wantsBatchEvents(run.spec.jobId)) this.port.emit({ kind: 'batch', jobId: run.spec.jobId, index: b.index, start: b.start, end: b.end, state: 'done', worker: w.name, attempt: msg.attempt });
     if (msg.sample) this.port.emit({ kind: 'sample', jobId: run.spec.jobId, start: b.start, results: msg.sample });
     this.port.progress(run);
+    this.port.committed(run);
     return true;
   }
 

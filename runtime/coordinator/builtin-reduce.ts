@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { WinnerScope } from '../../formats/attempts.js';
 import { jobTmpDir, parseBatchPath } from '../../formats/batch-files.js';
-import { schemeOf } from '../../formats/common/paths.js';
 import { BUILTIN_WRITERS } from '../../formats/builtins.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
 import { storageFor } from '../../formats/storage-for.js';
@@ -10,17 +10,11 @@ import type { FormatSpec, JobSpec } from '../protocol.js';
 import { type ReduceReport, reduceJob } from '../reduce-step.js';
 import { readJournal } from '../store/job-store.js';
 import { jobDir } from '../store/pool-store.js';
+import { IN_PROCESS_MAX_BATCHES, isLocalAbsolute } from './merge-ahead.js';
 import { type NoReduceWriter, inJobDir, isNoReduceWriter, noReduceWriter } from './no-reduce-writer.js';
 
 // Only skybatch's own classes (BUILTIN_WRITERS), never looked up in the registry: a job's
 // bundle may register its own class under a built-in name, and this process never loads bundles.
-
-/**
- * Above this many batches a job reduces in a reduce process: the reduce lists every batch
- * file and keeps one record per file (hundreds of MB for a million files), which must not
- * land in the coordinator's heap; next to merging that many files, a process start is nothing.
- */
-const IN_PROCESS_MAX_BATCHES = 10_000;
 
 /**
  * The job's writers, when the coordinator may reduce them in its own process: every one is
@@ -38,13 +32,12 @@ const IN_PROCESS_MAX_BATCHES = 10_000;
  * bundle really holds. The coordinator never runs a job's code either way.
  */
 export async function builtinWriters(spec: JobSpec): Promise<OutputWriter<object>[] | undefined> {
-  const local = (p: string) => schemeOf(p) === 'file' && (p.startsWith('file://') || path.isAbsolute(p));
   if (Math.ceil(spec.total / spec.batchSize) > IN_PROCESS_MAX_BATCHES) return undefined;
   const jobCwd = path.isAbsolute(spec.cwd) && isDirectory(spec.cwd);
   const writers: OutputWriter<object>[] = [];
   for (const w of spec.writers) {
-    if (w.builtin === true && Object.hasOwn(BUILTIN_WRITERS, w.type) && local(w.path)) writers.push(new BUILTIN_WRITERS[w.type](w.path, (w.options ?? {}) as never));
-    else if (typeof w.noReduceStep === 'string' && (local(w.path) || (w.path === '' && jobCwd))) {
+    if (w.builtin === true && Object.hasOwn(BUILTIN_WRITERS, w.type) && isLocalAbsolute(w.path)) writers.push(new BUILTIN_WRITERS[w.type](w.path, (w.options ?? {}) as never));
+    else if (typeof w.noReduceStep === 'string' && (isLocalAbsolute(w.path) || (w.path === '' && jobCwd))) {
       const standIn = noReduceWriter(w.noReduceStep, w.path, spec.cwd);
       if (await stagesBatchFiles(standIn, spec.jobId)) return undefined;
       writers.push(standIn);
@@ -85,7 +78,7 @@ export async function reduceInProcess(
   spec: JobSpec,
   writers: OutputWriter<object>[],
   say: (line: string) => void,
-  opts: { cleanup?: boolean; recover?: boolean },
+  opts: { cleanup?: boolean; recover?: boolean; mergedAhead?: WinnerScope['mergedAhead'] },
 ): Promise<ReduceReport> {
   const jobId = spec.jobId;
   // The coordinator's journal writes the last commit on the next tick; a macrotask later it is
@@ -98,7 +91,7 @@ export async function reduceInProcess(
   say(`reducing in the coordinator's process: every writer is built-in${writers.some(isNoReduceWriter) ? ' or has no reduce step' : ''}`);
   try {
     // read under the lock: a reduce that held it before may have published meanwhile
-    return await reduceJob(spec, readJournal(jobId), writers, { recover: opts.recover === true, cleanup: opts.cleanup !== false, say });
+    return await reduceJob(spec, readJournal(jobId), writers, { recover: opts.recover === true, cleanup: opts.cleanup !== false, say, mergedAhead: opts.mergedAhead });
   } finally {
     lock.release();
   }

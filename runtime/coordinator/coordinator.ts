@@ -37,6 +37,7 @@ export class Coordinator {
     emit: (event) => this.emit(event),
     wantsBatchEvents: (jobId) => this.events.wantsBatchEvents(jobId),
     progress: (run) => this.events.scheduleProgress(run),
+    committed: (run) => this.jobs.committed(run),
     finish: (run) => void this.jobs.finish(run),
     fail: (run, error) => this.jobs.fail(run, error),
     retryLater: () => this.armRetryTimer(),

@@ -5,6 +5,7 @@ import type { EventHub } from './event-hub.js';
 import { admitJob, admitResume } from './job-admission.js';
 import { JobRun } from './job-run.js';
 import { Journal } from '../store/journal.js';
+import { MergeAhead } from './merge-ahead.js';
 import { poolDownError } from './pool-down.js';
 import { runReduce } from './reducer.js';
 import { restoreRuns } from './restore.js';
@@ -38,6 +39,8 @@ export class JobLifecycle {
   readonly jobs = new Map<string, JobRun>();
   /** Job ids in the order they run: oldest first. */
   readonly queue: string[] = [];
+  /** Outputs merged while their jobs run (merge-ahead.ts), by job id: submitted jobs that qualify. */
+  private readonly ahead = new Map<string, MergeAhead[]>();
 
   constructor(private readonly port: LifecyclePort) {}
 
@@ -73,6 +76,8 @@ export class JobLifecycle {
     run.log(`submitted from ${spec.scriptPath}: ${spec.total} items in ${run.batchCount} batches of ${spec.batchSize}`);
     this.jobs.set(spec.jobId, run);
     this.queue.push(spec.jobId);
+    const ahead = MergeAhead.forJob(spec);
+    if (ahead.length) this.ahead.set(spec.jobId, ahead);
     this.emit({ kind: 'jobSubmitted', job: run.summary() });
     this.port.pump();
     return spec;
@@ -146,16 +151,25 @@ export class JobLifecycle {
     this.end(run, 'FAILED', { ...error, message, context: { ...error.context, jobId: id } });
   }
 
+  /** A batch of `run` was committed: its outputs' merge may go on. */
+  committed(run: JobRun): void {
+    for (const a of this.ahead.get(run.spec.jobId) ?? []) a.committed(run);
+  }
+
   /** Every batch is committed: frees its workers, reduces its outputs in a reduce process, and ends it SUCCEEDED (or FAILED with the reduce's error). */
   async finish(run: JobRun): Promise<void> {
     this.releaseWorkers(run, 'done');
     run.log('all batches committed; reducing outputs');
     this.emit({ kind: 'log', jobId: run.spec.jobId, stream: 'info', line: 'all batches done; merging outputs' });
+    const ahead = this.ahead.get(run.spec.jobId);
     try {
-      await runReduce(run.spec.jobId, (line) => run.log(`[reduce] ${line}`), { inCoordinator: run.spec });
+      const mergedAhead = ahead && ((source: string, target: string) => (source === target ? ahead.find((a) => a.output === source)?.handOver() : undefined));
+      await runReduce(run.spec.jobId, (line) => run.log(`[reduce] ${line}`), { inCoordinator: run.spec, mergedAhead });
     } catch (err) {
       if (!run.isFinished) this.fail(run, toWireError(err, { jobId: run.spec.jobId }));
       return;
+    } finally {
+      this.dropAhead(run);
     }
     // Cancelled (pool down) while it merged: that end stands.
     if (run.isFinished) return;
@@ -178,8 +192,15 @@ export class JobLifecycle {
     return run;
   }
 
+  /** Stops merging `run`'s outputs ahead and removes what was merged unless it became an output. */
+  private dropAhead(run: JobRun): void {
+    for (const a of this.ahead.get(run.spec.jobId) ?? []) a.discard();
+    this.ahead.delete(run.spec.jobId);
+  }
+
   private end(run: JobRun, status: 'FAILED' | 'CANCELLED', error: WireError): void {
     run.log(`${status}: ${error.message}`);
+    if (!run.allDone) this.dropAhead(run); // else its reduce step is running, and drops it when done
     run.setStatus(status, error);
     run.abandonRunning();
     this.releaseWorkers(run, status === 'FAILED' ? 'failed' : 'cancelled');

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { WinnerScope } from '../../formats/attempts.js';
 import { SkybatchError } from '../../formats/common/errors.js';
 import { forEachLine } from '../lines.js';
 import type { JobSpec } from '../protocol.js';
@@ -18,7 +19,11 @@ const REPORT_PREFIX = 'SKYBATCH_REDUCE ';
  * The same step serves a finished job and (`recover: true`) `skybatch recover`; it is
  * idempotent, and waits for another reduce of the same job to finish (see reduce-step.ts).
  */
-export async function runReduce(jobId: string, onLine: (line: string) => void, opts: { cleanup?: boolean; recover?: boolean; inCoordinator?: JobSpec } = {}): Promise<ReduceReport> {
+export async function runReduce(
+  jobId: string,
+  onLine: (line: string) => void,
+  opts: { cleanup?: boolean; recover?: boolean; inCoordinator?: JobSpec; mergedAhead?: WinnerScope['mergedAhead'] } = {},
+): Promise<ReduceReport> {
   // Only the coordinator reduces in its own process; `recover` (the CLI, the VS Code
   // extension's host) starts a reduce process. It passes the spec it holds: job.json also
   // carries the reader's line index (MBs to parse).

@@ -87,7 +87,8 @@ describe('a full disk loses no output', { skip: ROOT ? false : 'mounting a tmpfs
     const out = path.join(sb.dir, 'merge-out');
     mountTmpfs(out, '2m');
     mounts.push(out);
-    // 100 rows of 12 KB: 1.2 MB of batch files, and as much again for the merged output
+    // 100 rows of 12 KB: 1.2 MB of batch files, and as much again for the merged output (the
+    // coordinator's merge ahead must leave the batches their room: runtime/coordinator/merge-ahead.ts)
     const big = Array.from({ length: 100 }, (_, i) => ({ text: `b${i}`.padEnd(12_000, '.'), n: i }));
     sb.file('big.jsonl', jsonl(big));
     const r = await sb.run(script('merge', out, sb.file('merge.gate', ''), 'big.jsonl', 10));

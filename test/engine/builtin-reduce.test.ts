@@ -95,50 +95,72 @@ describe('a coordinator SIGKILLed while it merges a built-in output in its own p
   });
   after(() => sb.cleanup());
 
-  test('leaves no output under the published name; the restarted coordinator publishes every row once and the job SUCCEEDS', async () => {
-    const dir = path.join(sb.dir, 'big');
+  /**
+   * Runs a ~37 MB JsonWriter job and SIGKILLs the coordinator as its merge appears: `final`,
+   * the reduce step's `.partial` sibling of the output (item 0 fails and is skipped, so batch 0
+   * is two files and the merge ahead stops before it: the reduce step merges it all); `ahead`,
+   * the temp file the coordinator merges into while the job runs (merge-ahead.ts). Then the
+   * restarted coordinator must publish every row once.
+   */
+  async function killDuringMerge(kind: 'final' | 'ahead'): Promise<void> {
+    const dir = path.join(sb.dir, kind);
     fs.mkdirSync(dir, { recursive: true });
     const out = path.join(dir, 'out.jsonl');
+    const skip = kind === 'final';
     const script = sb.file(
-      'big.ts',
+      `${kind}.ts`,
       `import * as sky from 'skybatch';
 const mapper = sky.remoteFunction(async function mapper() {
-  for await (const batch of sky.load()) await sky.saveResults(batch.map((x) => ({ i: x.i, pad: ${JSON.stringify(pad)} })));
+  for await (const batch of sky.load()) await sky.saveResults(batch.map((x) => (${skip} && x.i === 0 ? sky.failItem(new Error('no 0')) : { i: x.i, pad: ${JSON.stringify(pad)} })));
 });
 const ds = new sky.Dataset(new sky.JsonReader(${JSON.stringify(path.join(sb.dir, 'in.jsonl'))}));
-const job = await ds.map(mapper, { poolName: ${JSON.stringify(POOL)}, batchSize: 2000, stream: false, output: new sky.JsonWriter(${JSON.stringify(out)}) });
+const job = await ds.map(mapper, { poolName: ${JSON.stringify(POOL)}, batchSize: 2000, stream: false, onItemError: 'skip', output: new sky.JsonWriter(${JSON.stringify(out)}) });
 console.log('RESULT', job.jobId, job.status);
 `,
     );
     const coordinator = sb.coordinator(POOL).pid;
-    // ~37 MB of output: the merge writes a `.partial` sibling for tens of ms; kill as it appears
-    let partial: string | undefined;
-    const watcher = fs.watch(dir, (_event, name) => {
-      if (partial || !name || !/^out\.jsonl\.[0-9a-f]{8}\.partial$/.test(String(name))) return;
-      partial = String(name);
-      process.kill(coordinator, 'SIGKILL');
-    });
-    try {
-      const run = await sb.run(script); // stream: false: returns once submitted
+    const killed = () => process.kill(coordinator, 'SIGKILL');
+    if (kind === 'final') {
+      // the reduce step writes its `.partial` sibling for tens of ms: kill as it appears
+      let partial: string | undefined;
+      const watcher = fs.watch(dir, (_event, name) => {
+        if (partial || !name || !/^out\.jsonl\.[0-9a-f]{8}\.partial$/.test(String(name))) return;
+        partial = String(name);
+        killed();
+      });
+      try {
+        const run = await sb.run(script); // stream: false: returns once submitted
+        assert.equal(run.code, 0, run.stderr);
+        await waitFor('the merge to start writing its partial output', () => partial, 90_000);
+      } finally {
+        watcher.close();
+      }
+    } else {
+      const run = await sb.run(script);
       assert.equal(run.code, 0, run.stderr);
-      await waitFor('the merge to start writing its partial output', () => partial, 90_000);
-    } finally {
-      watcher.close();
+      // the merged-ahead temp file is there from the first commit to the job's end
+      const tmpRoot = path.join(dir, '.sky_batch_tmp');
+      await waitFor('the merge ahead to begin', () => (fs.existsSync(tmpRoot) && listFiles(tmpRoot).some((f) => /batch_merge-ahead\.[0-9a-f]{8}\.part$/.test(f)) ? true : undefined), 90_000);
+      killed();
     }
     await waitFor('the coordinator to die', () => (!alive(coordinator) ? true : undefined));
     assert.ok(!fs.existsSync(out), 'nothing was published under the output name by the killed merge');
     const jobId = fs.readdirSync(path.join(dir, '.sky_batch_tmp'))[0];
-    assert.match(jobLog(sb, jobId), new RegExp(IN_PROCESS));
+    if (kind === 'final') assert.match(jobLog(sb, jobId), new RegExp(IN_PROCESS));
 
     const apply = await sb.cli(['pool', 'apply', path.join(sb.dir, `${POOL}.pool.yaml`), '--pool', POOL, '-y']);
     assert.equal(apply.code, 0, apply.stderr);
     await waitFor('the job to succeed', async () => ((await status(sb, jobId)) === 'SUCCEEDED' ? true : undefined), 60_000);
     const lines = fs.readFileSync(out, 'utf8').split('\n');
     assert.equal(lines.pop(), '');
-    assert.equal(lines.length, N, 'every row once');
-    lines.forEach((l, i) => assert.equal(l, JSON.stringify({ i, pad }), `row ${i}`));
-    assert.deepEqual(listFiles(dir), ['out.jsonl'], 'the stale partial and the temp files are gone');
-  });
+    const first = skip ? 1 : 0;
+    assert.equal(lines.length, N - first, 'every row once');
+    lines.forEach((l, i) => assert.equal(l, JSON.stringify({ i: i + first, pad }), `row ${i + first}`));
+    assert.deepEqual(listFiles(dir), skip ? ['errors.jsonl', 'out.jsonl'] : ['out.jsonl'], 'the stale partial and the temp files are gone');
+  }
+
+  test('in the reduce step: no output under the published name; the restarted coordinator publishes every row once and the job SUCCEEDS', () => killDuringMerge('final'));
+  test('in the merge ahead, while the job runs: the same', () => killDuringMerge('ahead'));
 });
 
 describe('the local merge (plain reads and writes through one buffer)', () => {

@@ -27,6 +27,7 @@ function setup(run: JobRun, names: string[]) {
     emit: (e) => events.push(e),
     wantsBatchEvents: () => true,
     progress: () => calls.push('progress'),
+    committed: () => calls.push('committed'),
     finish: () => calls.push('finish'),
     fail: (_r, e) => calls.push(`fail ${e.code}`),
     retryLater: () => calls.push('retryLater'),
