@@ -53,7 +53,7 @@ export interface ScaleResult {
     start: number;
     at10: number;
     peakAfter10: number;
-    /** Peaks against peaks (context): the highest in 10-30 % of the job, and the highest after it. */
+    /** Peaks against peaks (the "flat after 10 %" target): the highest in 10-30 % of the job, and the highest after it. */
     peak10to30: number;
     peakAfter30: number;
     peak: number;
@@ -171,7 +171,9 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     }
     o.log(`scale: ${o.workers} simulated workers connected; submitting ${o.batches} batches`);
 
-    const rss = new RssSampler(coord.pid, 250);
+    // every 50 ms: the GC's saw tooth in the coordinator has a period of 250-350 ms at full
+    // rate, and the "flat" figure compares its peaks in two windows of a few seconds
+    const rss = new RssSampler(coord.pid, 50);
     const submitted = sb.cli(['run', NOOP_SCRIPT], { env: { POOL: pool, BATCHES: String(o.batches) }, timeoutMs: (o.maxSeconds + 120) * 1000 });
     const t0 = performance.now();
     const now = () => (performance.now() - t0) / 1000;

@@ -229,10 +229,13 @@ if (sc) {
   rows.push({ figure: `job status, wall time (${w})`, skybatch: `${sc.status}, ${s(sc.wallSeconds)}`, peer: '', ratio: '', target: 'SUCCEEDED', met: sc.status === 'SUCCEEDED' });
   rows.push({ figure: 'last batch answered -> job finished (tail)', skybatch: s(sc.tailSeconds), peer: '', ratio: '', target: '(context)' });
   rows.push({ figure: 'coordinator RSS: peak', skybatch: mb(sc.rss.peak), peer: `at start ${mb(sc.rss.start)}`, ratio: '', target: '<= 300 MB', met: sc.rss.peak <= 300 });
-  const growth = sc.rss.peakAfter10 - sc.rss.at10;
-  rows.push({ figure: 'coordinator RSS after 10 % (freeze, restart left out)', skybatch: `+${mb(growth)}`, peer: `at 10 %: ${mb(sc.rss.at10)}`, ratio: '', target: 'flat: <= +10 % or +16 MB', met: growth <= Math.max(16, 0.1 * sc.rss.at10) });
-  // the same samples, peaks against peaks: a saw tooth reads as about 0, growth as growth (context, not the target)
-  if (sc.rss.peakAfter30) rows.push({ figure: 'coordinator RSS: highest after 30 % against the highest in 10-30 % (same samples)', skybatch: `${sc.rss.peakAfter30 >= sc.rss.peak10to30 ? '+' : ''}${mb(sc.rss.peakAfter30 - sc.rss.peak10to30)}`, peer: `highest in 10-30 %: ${mb(sc.rss.peak10to30)}`, ratio: '', target: '(context)' });
+  // "Flat after the first 10 %": the highest RSS after 30 % of the job against the highest in
+  // 10-30 %. Peaks against peaks read growth (memory kept per batch done) and not the phase of
+  // the GC's saw tooth (old space swings 16-43 MB a few times a second at this rate), which a
+  // peak against the one sample at 10 % read as +1 to +25 MB from run to run (docs/bench.md).
+  const growth = sc.rss.peakAfter30 - sc.rss.peak10to30;
+  rows.push({ figure: 'coordinator RSS after 10 %: highest after 30 % against highest in 10-30 % (freeze, restart left out)', skybatch: `${growth >= 0 ? '+' : ''}${mb(growth)}`, peer: `highest in 10-30 %: ${mb(sc.rss.peak10to30)}`, ratio: '', target: 'flat: <= +10 % or +16 MB', met: sc.rss.peakAfter30 > 0 ? growth <= Math.max(16, 0.1 * sc.rss.peak10to30) : undefined });
+  rows.push({ figure: 'coordinator RSS: highest after 10 % against the one sample at 10 % (saw tooth included)', skybatch: `+${mb(sc.rss.peakAfter10 - sc.rss.at10)}`, peer: `at 10 %: ${mb(sc.rss.at10)}`, ratio: '', target: '(context)' });
   if (sc.journalMbAtKill !== undefined) {
     rows.push({ figure: 'journal size at 60 % / at the end', skybatch: `${sc.journalMbAtKill.toFixed(1)} / ${sc.journalMbEnd.toFixed(1)} MB`, peer: '', ratio: '', target: 'bounded: end <= 1.2x at 60 %', met: sc.journalMbEnd <= 1.2 * sc.journalMbAtKill });
   }
