@@ -114,18 +114,30 @@ export class FileLock {
   }
 }
 
+/**
+ * The lock as it is now; undefined once it is gone (released meanwhile). A lock that is there
+ * but cannot be read (a folder, no permission) is an error naming it: waiting would not end,
+ * and retrying at once, as after a release, would spin.
+ */
 function readLock(file: string): { raw: string; holder?: LockHolder; mtimeMs: number } | undefined {
+  let raw: string;
+  let mtimeMs: number;
   try {
-    const raw = fs.readFileSync(file, 'utf8');
-    const mtimeMs = fs.statSync(file).mtimeMs;
-    try {
-      const h = JSON.parse(raw) as LockHolder;
-      return { raw, holder: Number.isInteger(h?.pid) && typeof h.host === 'string' ? h : undefined, mtimeMs };
-    } catch {
-      return { raw, mtimeMs };
-    }
+    raw = fs.readFileSync(file, 'utf8');
+    mtimeMs = fs.statSync(file).mtimeMs;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    throw new SkybatchError('SKYBATCH_E_STORAGE', `${file}: this lock cannot be read (${code ?? (err as Error).message}); if no skybatch process is using it, remove it and try again`, {
+      context: { path: file },
+      cause: err,
+    });
+  }
+  try {
+    const h = JSON.parse(raw) as LockHolder;
+    return { raw, holder: Number.isInteger(h?.pid) && typeof h.host === 'string' ? h : undefined, mtimeMs };
   } catch {
-    return undefined;
+    return { raw, mtimeMs };
   }
 }
 

@@ -1,4 +1,4 @@
-import { SkybatchError, WireError, toWireError } from '../../formats/common/errors.js';
+import { SkybatchError, WireError, errorMessage, toWireError } from '../../formats/common/errors.js';
 import type { PoolConfig } from '../pool-config.js';
 import type { JobEvent, JobRequest, JobSpec, JobSummary } from '../protocol.js';
 import type { EventHub } from './event-hub.js';
@@ -166,7 +166,9 @@ export class JobLifecycle {
       const mergedAhead = ahead && ((source: string, target: string) => (source === target ? ahead.find((a) => a.output === source)?.handOver() : undefined));
       await runReduce(run.spec.jobId, (line) => run.log(`[reduce] ${line}`), { inCoordinator: run.spec, mergedAhead });
     } catch (err) {
-      if (!run.isFinished) this.fail(run, toWireError(err, { jobId: run.spec.jobId }));
+      // the reduce step's own errors name what failed; anything else is still the reduce's, not the mapper's
+      const why = err instanceof SkybatchError ? err : new SkybatchError('SKYBATCH_E_REDUCE', `job ${run.spec.jobId}: the reduce step failed: ${errorMessage(err)}`, { cause: err });
+      if (!run.isFinished) this.fail(run, toWireError(why, { jobId: run.spec.jobId }));
       return;
     } finally {
       this.dropAhead(run);

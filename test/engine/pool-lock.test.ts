@@ -82,3 +82,58 @@ describe('pool apply and pool down hold the pool lock', () => {
     await waitFor('the coordinator to exit', () => coordinators(pool).length === 0 || undefined);
   });
 });
+
+describe('a lock file that cannot be read (a folder in its place) is an error naming it, not a wait that never ends', () => {
+  const sb = new Sandbox('bad-lock');
+  after(() => sb.cleanup());
+
+  test('`pool apply` fails at once naming pool.lock; with the folder gone it applies', async () => {
+    const lockFile = path.join(sb.home, 'pools', 'dirlock', 'pool.lock');
+    fs.mkdirSync(lockFile, { recursive: true });
+    const yaml = sb.file('dirlock.yaml', YAML);
+    const r = await sb.cli(['pool', 'apply', yaml, '--pool', 'dirlock', '-y'], { timeoutMs: 30_000 });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, new RegExp(`${lockFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: this lock cannot be read \\(EISDIR\\)`));
+    fs.rmdirSync(lockFile);
+    assert.equal((await sb.cli(['pool', 'apply', yaml, '--pool', 'dirlock', '-y'])).code, 0);
+    assert.equal((await sb.cli(['pool', 'down', 'dirlock', '-y'])).code, 0);
+  });
+
+  test("a job whose reduce.lock is a folder fails naming it; the coordinator goes on serving; recover publishes once it is gone", async () => {
+    await sb.applyPool('rlock', YAML);
+    sb.file('in.jsonl', Array.from({ length: 8 }, (_, i) => JSON.stringify({ i })).join('\n') + '\n');
+    const go = path.join(sb.dir, 'go');
+    const script = sb.file(
+      'held.ts',
+      `import * as fs from 'node:fs';
+import * as sky from 'skybatch';
+const mapper = sky.remoteFunction(async function mapper() {
+  for await (const batch of sky.load()) {
+    while (!fs.existsSync(${JSON.stringify(go)})) await new Promise((r) => setTimeout(r, 20));
+    await sky.saveResults(batch.map((x) => ({ out: x.i * 2 })));
+  }
+});
+const job = await new sky.Dataset(new sky.JsonReader(${JSON.stringify(path.join(sb.dir, 'in.jsonl'))})).map(mapper, { poolName: 'rlock', batchSize: 4, output: new sky.JsonWriter(process.env.OUTPUT!) });
+console.log('RESULT', job.jobId, job.status);
+`,
+    );
+    const out = path.join(sb.dir, 'out', 'out.jsonl');
+    const run = sb.run(script, { OUTPUT: out });
+    const jobs = path.join(sb.home, 'jobs');
+    const jobId = await waitFor('the job', () => (fs.existsSync(jobs) ? fs.readdirSync(jobs)[0] : undefined));
+    const lock = path.join(jobs, jobId, 'reduce.lock');
+    fs.mkdirSync(lock);
+    fs.writeFileSync(go, '');
+    const r = await run;
+    assert.notEqual(r.code, 0, r.stdout);
+    assert.match(r.stderr, /SKYBATCH_E_STORAGE/);
+    assert.match(r.stderr, /reduce\.lock: this lock cannot be read \(EISDIR\)/);
+    // the coordinator was not stuck on it: it answers and runs the next job
+    const again = await sb.run(script, { OUTPUT: path.join(sb.dir, 'out2', 'out.jsonl') });
+    assert.equal(again.code, 0, again.stderr);
+    fs.rmdirSync(lock);
+    const rec = await sb.cli(['recover', jobId]);
+    assert.equal(rec.code, 0, rec.stderr);
+    assert.deepEqual(fs.readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l).out), [0, 2, 4, 6, 8, 10, 12, 14]);
+  });
+});
