@@ -28,9 +28,10 @@ export abstract class InputReader<Opts extends object = Record<string, unknown>>
   /**
    * State computed once per job by `length()` on the submitting client (an offset index,
    * say) that every worker's copy of the reader receives through `importJobState`.
-   * Must be JSON-serialisable. Default: none.
+   * Must be JSON-serialisable. `batchSize` is the job's, when known: the state may keep only
+   * what batches of that size need. Default: none.
    */
-  exportJobState(): unknown {
+  exportJobState(_batchSize?: number): unknown {
     return undefined;
   }
 

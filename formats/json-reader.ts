@@ -36,8 +36,19 @@ export class JsonReader extends InputReader<Record<string, never>> {
     return this.index.rows;
   }
 
-  override exportJobState(): JsonlIndex | undefined {
-    return this.index;
+  /**
+   * The line index, with only every k-th entry kept when batches are k strides or more long:
+   * a batch reads from the entry at or before its first row, so it still skips fewer rows
+   * than a batch holds. The index of a 1M-row file (about 7,800 entries, 125 KB of JSON that
+   * the coordinator, both agents and both mapper processes parse and copy before the first
+   * batch runs) is about 100 entries for batches of 10,000.
+   */
+  override exportJobState(batchSize?: number): JsonlIndex | undefined {
+    const index = this.index;
+    if (!index || !batchSize || batchSize < 2 * index.stride) return index;
+    const k = Math.floor(batchSize / index.stride);
+    const every = <T>(a: T[]) => a.filter((_, i) => i % k === 0);
+    return { ...index, stride: index.stride * k, offsets: every(index.offsets), lines: every(index.lines) };
   }
 
   override importJobState(state: unknown): void {

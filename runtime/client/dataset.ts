@@ -209,7 +209,7 @@ export async function prepareJob(reader: InputReader<object>, mapper: unknown, o
     bundleHash: bundle.hash,
     mapperId,
     scriptPath: script,
-    reader: { ...spec(reader, INPUT_READER_REGISTRY.nameOf(reader)), state: reader.exportJobState() },
+    reader: { ...spec(reader, INPUT_READER_REGISTRY.nameOf(reader)), state: reader.exportJobState(options.batchSize) },
     writers: writerSpecs,
     batchSize: options.batchSize,
     total,
