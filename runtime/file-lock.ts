@@ -114,6 +114,12 @@ export class FileLock {
   }
 }
 
+/** Who holds the lock `file` now, if a live process does (a stale or missing lock: undefined). */
+export function liveHolder(file: string): LockHolder | undefined {
+  const seen = readLock(file);
+  return seen?.holder && holderAlive(seen.holder) ? seen.holder : undefined;
+}
+
 /**
  * The lock as it is now; undefined once it is gone (released meanwhile). A lock that is there
  * but cannot be read (a folder, no permission) is an error naming it: waiting would not end,

@@ -1,10 +1,13 @@
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { SkybatchError } from '../../formats/common/errors.js';
 import { assertSeparateOutputs } from '../../formats/output-claims.js';
 import { errorsPath } from '../../formats/utils.js';
 import { assertWorkersCanReach } from '../backends/shared-paths.js';
 import type { PoolConfig } from '../pool-config.js';
 import type { JobRequest, JobSpec } from '../protocol.js';
+import { liveHolder } from '../file-lock.js';
+import { jobDir } from '../store/pool-store.js';
 import { JournalState, allocateJobId, bundleFile, readCheckedSpec, readJournal, resumedSpec, saveBundle, writeSpec } from '../store/job-store.js';
 
 /** Why no worker of the pool can run a job now (every one failed its setup), if so. */
@@ -39,6 +42,15 @@ export function admitResume(jobId: string, pool: string, config: PoolConfig, unr
   let spec = readCheckedSpec(jobId);
   if (spec.pool !== pool) {
     throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} ran on pool '${spec.pool}', not '${pool}'`, { context: { jobId, field: 'poolName' } });
+  }
+  // A recover merging the job's finished batches now would publish them under the resumed
+  // job's commits (it checks for that at its end, but not in the instant between its check and
+  // its record): the job resumes once the merge is done.
+  const merging = liveHolder(path.join(jobDir(jobId), 'reduce.lock'));
+  if (merging) {
+    throw new SkybatchError('SKYBATCH_E_POOL_BUSY', `job ${jobId} cannot be resumed while ${merging.what} (pid ${merging.pid}, since ${merging.since}) merges its outputs; resume it once that has ended`, {
+      context: { jobId },
+    });
   }
   const replay = readJournal(jobId);
   if (replay.status === 'SUCCEEDED') throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} already succeeded; nothing to resume`, { context: { jobId } });
