@@ -95,17 +95,25 @@ export class MergeAhead {
     return this.files.length ? { tmp: this.tmp, files: this.files } : undefined;
   }
 
-  /** Stops, and removes the temp file unless the reduce step made it the output. */
+  /** Stops, and removes the temp file unless the reduce step made it the output. Never throws (a job's end calls it). */
   discard(): void {
     this.stop();
     this.files = [];
-    fs.rmSync(normalizePath(this.tmp), { force: true });
+    try {
+      fs.rmSync(normalizePath(this.tmp), { force: true });
+    } catch {
+      // left for the job's cleanup, which removes it with the batch files
+    }
   }
 
   private stop(): void {
     this.stopped = true;
     if (this.fd === undefined) return;
-    fs.closeSync(this.fd);
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      this.files = []; // what was written may not all be there: the reduce step merges everything
+    }
     this.fd = undefined;
   }
 

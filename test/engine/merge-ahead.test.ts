@@ -146,7 +146,8 @@ console.log('RESULT', job.jobId, job.status);
   test('a batch file changed after it was merged ahead: the output holds what the file holds when the job ends', async () => {
     const j = await heldJob('changed');
     const third = fs.readdirSync(j.tmp).filter((n) => /^batch_\d+_\d+\.a\d+\.jsonl$/.test(n)).sort()[2];
-    fs.writeFileSync(path.join(j.tmp, third), '{"out":"ROW 4"}\n{"out":"ROW 5"}\n');
+    await new Promise((r) => setTimeout(r, 20)); // a later ctime than its first write, whatever the clock's granularity
+    fs.writeFileSync(path.join(j.tmp, third), '{"out":"ROW 4"}\n{"out":"ROW 5"}\n'); // in place, same size
     fs.writeFileSync(j.go, '');
     const r = await j.run;
     assert.equal(r.code, 0, r.stderr);
