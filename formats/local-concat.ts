@@ -50,6 +50,12 @@ export class LocalPieces {
   }
 }
 
+/** Writes all of `buf` to `fd` at its position (a write may take only part of it). */
+export function writeFully(fd: number, buf: Uint8Array): void {
+  let off = 0;
+  while (off < buf.length) off += fs.writeSync(fd, buf, off);
+}
+
 /**
  * Writes `chunks` to the local file `target` whole or not at all, as LocalStorage.put does
  * (a `.xxxxxxxx.partial` sibling renamed into place, so removeStalePartials knows it), but
@@ -68,8 +74,7 @@ export async function writeLocalWhole(target: string, chunks: AsyncIterable<Uint
     fd = fs.openSync(tmp, appendTo ? 'a' : 'w', 0o666);
     let sinceTurn = 0;
     for await (const c of chunks) {
-      let off = 0;
-      while (off < c.length) off += fs.writeSync(fd, c, off);
+      writeFully(fd, c);
       sinceTurn += c.length;
       if (sinceTurn >= PIECE) {
         sinceTurn = 0;

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { batchFilePath, jobTmpDir } from '../../formats/batch-files.js';
 import { type MergedAhead, countLines } from '../../formats/batch-merge.js';
 import { joinPath, normalizePath, schemeOf } from '../../formats/common/paths.js';
-import { LocalPieces } from '../../formats/local-concat.js';
+import { LocalPieces, writeFully } from '../../formats/local-concat.js';
 import type { JobSpec } from '../protocol.js';
 import type { JobRun } from './job-run.js';
 
@@ -178,7 +178,6 @@ export class MergeAhead {
   }
 
   private write(buf: Uint8Array): void {
-    let off = 0;
-    while (off < buf.length) off += fs.writeSync(this.fd!, buf, off);
+    writeFully(this.fd!, buf);
   }
 }

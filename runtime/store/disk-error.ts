@@ -1,5 +1,5 @@
-import * as fs from 'node:fs';
 import { SkybatchError } from '../../formats/common/errors.js';
+import { writeFully } from '../../formats/local-concat.js';
 
 /**
  * A failed write to skybatch's own files (journal, locks) as the error a user can act on:
@@ -22,7 +22,6 @@ export function diskError(err: unknown, file: string, op: string): SkybatchError
 /** Writes all of `text` (a short write, as on a disk that fills up, is followed by the rest or by the error); returns the bytes written. */
 export function writeAll(fd: number, text: string): number {
   const buf = Buffer.from(text);
-  let off = 0;
-  while (off < buf.length) off += fs.writeSync(fd, buf, off);
-  return off;
+  writeFully(fd, buf);
+  return buf.length;
 }
