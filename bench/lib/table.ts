@@ -13,6 +13,12 @@ export interface Row {
 export const x = (v: number) => `${v.toFixed(2)}x`;
 export const s = (v: number) => `${v.toFixed(2)} s`;
 export const mb = (v: number) => `${v.toFixed(0)} MB`;
+/** Seconds of several runs, e.g. "0.64 0.70 0.81". */
+export const list = (v: number[]) => v.map((n) => n.toFixed(2)).join(' ');
+export const median = (v: number[]) => {
+  const o = [...v].sort((a, b) => a - b);
+  return o.length % 2 ? o[(o.length - 1) / 2] : (o[o.length / 2 - 1] + o[o.length / 2]) / 2;
+};
 export const rate = (v: number, unit = 'batches/s') => `${Math.round(v).toLocaleString('en-US')} ${unit}`;
 
 export function printTable(rows: Row[], write: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): void {
