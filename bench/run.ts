@@ -67,6 +67,7 @@ const size = {
       : { workers: 1000, batches: 1_000_000, delayMs: 0, procs: 4, pauseSeconds: 20, maxSeconds: 1800 },
   sleepMs: smoke ? 150 : 300,
 };
+if (!Number.isInteger(size.repeats) || size.repeats < 1) throw new Error(`BENCH_REPEATS must be a whole number of rounds, 1 or more; got '${process.env.BENCH_REPEATS}'`);
 if (process.env.BENCH_SCALE_WORKERS) size.scale.workers = Number(process.env.BENCH_SCALE_WORKERS);
 if (process.env.BENCH_SCALE_BATCHES) size.scale.batches = Number(process.env.BENCH_SCALE_BATCHES);
 

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { CoordinatorClient } from '../../runtime/client/connection.js';
 import type { JobEvent } from '../../runtime/protocol.js';
 import { Sandbox } from '../../test/harness.js';
+import { median } from '../lib/table.js';
 import { SCRIPTS } from './script.js';
 
 interface ThreadStat {
@@ -191,11 +192,6 @@ async function runJob(sb: Sandbox, pool: string, env: Record<string, string>, la
   console.log(`   first running -> last done: ${((lastAt - firstAt) / 1000).toFixed(2)} s; spawn -> first running ${((firstAt - t0) / 1000).toFixed(2)} s; last done -> cli exit ${((t0 + wall * 1000 - lastAt) / 1000).toFixed(2)} s`);
   const states = events.filter((x) => x.e.kind === 'batch').map((x) => `${(x.at - t0).toFixed(0)}:${(x.e as { index: number }).index}${(x.e as { state: string }).state[0]}@${((x.e as { worker?: string }).worker ?? '').slice(-1)}`);
   if (process.env.PROBE_EVENTS) console.log(states.join(' '));
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? 0;
 }
 
 const PLAIN = `
