@@ -23,7 +23,7 @@ import { WORKER_CREDIT } from '../runtime/protocol.js';
 import { Sandbox } from '../test/harness.js';
 import { runScale, type ScaleResult } from './load-gen.js';
 import { replayMemory, type ReplayMemory } from './replay-memory.js';
-import { type Row, list, mb, median, printTable, rate, s, x } from './lib/table.js';
+import { type Row, list, mb, median, printTable, rate, s, signedMb, x } from './lib/table.js';
 import { runBullmq, type BullmqResult } from './peers/bullmq.js';
 import { ensureRedisServer, startRedis } from './peers/redis.js';
 import { runCpu, type CpuResult } from './sections/cpu.js';
@@ -251,8 +251,8 @@ if (sc) {
   // the GC's saw tooth (old space swings 16-43 MB a few times a second at this rate), which a
   // peak against the one sample at 10 % read as +1 to +25 MB from run to run (docs/bench.md).
   const growth = sc.rss.peakAfter30 - sc.rss.peak10to30;
-  rows.push({ figure: 'coordinator RSS after 10 %: highest after 30 % against highest in 10-30 % (freeze, restart left out)', skybatch: `${growth >= 0 ? '+' : ''}${mb(growth)}`, peer: `highest in 10-30 %: ${mb(sc.rss.peak10to30)}`, ratio: '', target: 'flat: <= +10 % or +16 MB', met: sc.rss.peakAfter30 > 0 ? growth <= Math.max(16, 0.1 * sc.rss.peak10to30) : undefined });
-  rows.push({ figure: 'coordinator RSS: highest after 10 % against the one sample at 10 % (saw tooth included)', skybatch: `+${mb(sc.rss.peakAfter10 - sc.rss.at10)}`, peer: `at 10 %: ${mb(sc.rss.at10)}`, ratio: '', target: '(context)' });
+  rows.push({ figure: 'coordinator RSS after 10 %: highest after 30 % against highest in 10-30 % (freeze, restart left out)', skybatch: signedMb(growth), peer: `highest in 10-30 %: ${mb(sc.rss.peak10to30)}`, ratio: '', target: 'flat: <= +10 % or +16 MB', met: sc.rss.peakAfter30 > 0 ? growth <= Math.max(16, 0.1 * sc.rss.peak10to30) : undefined });
+  rows.push({ figure: 'coordinator RSS: highest after 10 % against the one sample at 10 % (saw tooth included)', skybatch: signedMb(sc.rss.peakAfter10 - sc.rss.at10), peer: `at 10 %: ${mb(sc.rss.at10)}`, ratio: '', target: '(context)' });
   if (sc.journalMbAtKill !== undefined) {
     rows.push({ figure: 'journal size at 60 % / at the end', skybatch: `${sc.journalMbAtKill.toFixed(1)} / ${sc.journalMbEnd.toFixed(1)} MB`, peer: '', ratio: '', target: 'bounded: end <= 1.2x at 60 %', met: sc.journalMbEnd <= 1.2 * sc.journalMbAtKill });
   }
@@ -265,8 +265,8 @@ if (sc) {
     const grew = p.rssEnd - p.rssBefore;
     rows.push({
       figure: `event subscriber frozen ${p.seconds.toFixed(0)} s: coordinator RSS growth`,
-      skybatch: `+${mb(grew)}`,
-      peer: `+${mb(p.baselineGrowthMb)} in the ${p.baselineSeconds.toFixed(0)} s before; ${mb(p.rssAfterKill)} after it was killed`,
+      skybatch: signedMb(grew),
+      peer: `${signedMb(p.baselineGrowthMb)} in the ${p.baselineSeconds.toFixed(0)} s before; ${mb(p.rssAfterKill)} after it was killed`,
       ratio: '',
       target: 'bounded: <= +32 MB',
       met: grew <= 32,

@@ -13,6 +13,11 @@ export interface Row {
 export const x = (v: number) => `${v.toFixed(2)}x`;
 export const s = (v: number) => `${v.toFixed(2)} s`;
 export const mb = (v: number) => `${v.toFixed(0)} MB`;
+/** A growth: "+4 MB", "-6 MB", "0 MB" (never "+-0 MB"). */
+export const signedMb = (v: number) => {
+  const r = Math.round(v) || 0; // never -0
+  return `${r > 0 ? '+' : ''}${r} MB`;
+};
 /** Seconds of several runs, e.g. "0.64 0.70 0.81". */
 export const list = (v: number[]) => v.map((n) => n.toFixed(2)).join(' ');
 export const median = (v: number[]) => {
