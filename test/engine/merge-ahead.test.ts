@@ -122,6 +122,7 @@ console.log('RESULT', job.jobId, job.status);
     const tmp = jobTmpDir(out, jobId);
     const batchBytes = () => fs.readdirSync(tmp).filter((f) => /^batch_\d+_\d+\.a\d+\.jsonl$/.test(f)).reduce((n, f) => n + fs.statSync(path.join(tmp, f)).size, 0);
     const ahead = await waitFor('11 batch files merged ahead', () => {
+      if (!fs.existsSync(tmp)) return undefined; // the job's folder may be there a moment before the writer's
       const f = fs.readdirSync(tmp).find((n) => AHEAD.test(n));
       const files = fs.readdirSync(tmp).filter((n) => /^batch_\d+_\d+\.a\d+\.jsonl$/.test(n));
       return f && files.length === 11 && fs.statSync(path.join(tmp, f)).size === batchBytes() ? path.join(tmp, f) : undefined;
