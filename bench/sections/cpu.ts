@@ -42,10 +42,9 @@ export async function runCpu(sb: Sandbox, onePool: string, twoPool: string, item
     plainRuns.one.push(await plainHash([plainItems], rounds));
     plainRuns.two.push(await plainHash([Math.floor(plainItems / 2), Math.ceil(plainItems / 2)], rounds));
   }
-  const one = Math.min(...runs.one);
-  const two = Math.min(...runs.two);
-  const plain = { oneSeconds: Math.min(...plainRuns.one), twoSeconds: Math.min(...plainRuns.two), speedup: 0 };
-  plain.speedup = plain.oneSeconds / plain.twoSeconds;
+  const [one, two] = [Math.min(...runs.one), Math.min(...runs.two)];
+  const [plainOne, plainTwo] = [Math.min(...plainRuns.one), Math.min(...plainRuns.two)];
+  const plain = { oneSeconds: plainOne, twoSeconds: plainTwo, speedup: plainOne / plainTwo };
   return { items, rounds, repeats, oneWorkerSeconds: one, twoWorkerSeconds: two, speedup: one / two, runs, plain };
 }
 
