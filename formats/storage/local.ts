@@ -131,7 +131,8 @@ export class LocalStorage implements Storage {
 /**
  * Removes the half-written `.partial` siblings a killed writer left of `path` (a file), or
  * of the files directly in `path` (a folder, ending in '/'). Only for a caller that knows no
- * one else is writing there now, like the reduce step holding its job's lock.
+ * one else is writing there now, like the reduce step holding its job's lock. A folder under
+ * `.sky_batch_tmp` left empty goes too, as when `delete` removes its last file.
  */
 export async function removeStalePartials(path: string): Promise<void> {
   const target = normalizePath(path);
@@ -148,6 +149,7 @@ export async function removeStalePartials(path: string): Promise<void> {
     const stale = base === undefined ? suffix.test(name) : name.startsWith(base) && /^\.[0-9a-f]{8}\.partial$/.test(name.slice(base.length));
     if (stale) await fsp.rm(nodePath.join(dir, name), { force: true });
   }
+  await pruneTmpParents(dir);
 }
 
 async function walk(dir: string, visit: (file: string, size: number) => Promise<void>): Promise<void> {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Sandbox, alive, within, jsonl, mapperScript, pidsMatching, waitFor } from '../harness.js';
+import { Sandbox, alive, within, jsonl, listFiles, mapperScript, pidsMatching, waitFor } from '../harness.js';
 
 const POOL = 'frozen';
 const ITEMS = 750;
@@ -61,8 +61,23 @@ describe('chaos: mappers freeze, the output does not change', () => {
     const b = fs.readFileSync(path.join(sb.dir, 'chaos', 'out.jsonl'));
     assert.equal(b.toString().split('\n').length - 1, ITEMS);
     assert.ok(a.equals(b), 'the output differs from the fault-free run');
-    assert.deepEqual(fs.readdirSync(path.join(sb.dir, 'chaos')), ['out.jsonl']);
+    const chaos = path.join(sb.dir, 'chaos');
+    const left = fs.readdirSync(chaos);
+    if (left.length !== 1) {
+      // what stayed behind and when it was written, and what the job logged
+      for (const f of listFiles(chaos)) t.diagnostic(`left: ${f}, written ${Date.now() - fs.statSync(path.join(chaos, f)).mtimeMs} ms before the check`);
+      for (const id of fs.readdirSync(path.join(sb.home, 'jobs'))) t.diagnostic(`job ${id} log tail:\n${tail(path.join(sb.home, 'jobs', id, 'job.log'), 40)}`);
+    }
+    assert.deepEqual(left, ['out.jsonl']);
     // every frozen mapper was killed by its agent (at its batch's timeout, or as a zombie when the job ended)
     await waitFor('the frozen mappers to be killed', () => stopped.every((p) => !alive(p)) || undefined, 45_000);
   });
 });
+
+function tail(file: string, lines: number): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch (err) {
+    return `(${(err as Error).message})`;
+  }
+}
