@@ -259,6 +259,7 @@ export const coordinatorToWorker = exactUnion<P.CoordinatorToWorker, 'type'>('ty
     z.object({ type: z.literal('batches'), jobId, batches: z.array(batchAssignment).min(1, 'must list at least one batch') }),
     z.object({ type: z.literal('endJob'), jobId, reason: z.enum(['done', 'cancelled', 'failed']) }),
     z.object({ type: z.literal('abortBatch'), ...batchRef }),
+    z.object({ type: z.literal('releaseBatch'), ...batchRef }),
     z.object({ type: z.literal('shutdown') }),
     z.object({ type: z.literal('error'), error: wireError }),
   ]),
@@ -288,6 +289,7 @@ export const agentToMapper = exactUnion<AgentToMapper, 'type'>('type')(
     z.object({ type: z.literal('start'), spec: jobSpec, bundlePath: z.string(), cacheDir: z.string(), dryRun: z.boolean().optional() }),
     z.object({ type: z.literal('batches'), batches: z.array(batchAssignment).min(1, 'must list at least one batch') }),
     z.object({ type: z.literal('end'), keep: z.boolean().optional() }),
+    z.object({ type: z.literal('release'), index: count, attempt: count }),
     z.object({ type: z.literal('ping') }),
   ]),
 );

@@ -321,6 +321,11 @@ export type CoordinatorToWorker =
    * not started in time): stop the (hung or stale) mapper process holding it.
    */
   | { type: 'abortBatch'; jobId: string; index: number; attempt: number }
+  /**
+   * Give this batch back if its mapper has not started it (the job's tail: another worker has
+   * nothing to do): answered with `batchReleased`, or, when it has started, by its report as usual.
+   */
+  | { type: 'releaseBatch'; jobId: string; index: number; attempt: number }
   | { type: 'shutdown' }
   /** A refused frame: not valid, or a report on a batch or job this connection does not hold. */
   | { type: 'error'; error: WireError };

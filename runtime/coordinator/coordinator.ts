@@ -182,6 +182,8 @@ export class Coordinator {
         this.workers.rerunSetup(d.worker);
         sendWelcome(this.workers, d.worker, this.config);
         this.emitWorker(d.worker);
+      } else if (d.kind === 'giveBack') {
+        d.worker.link.send({ type: 'releaseBatch', jobId: d.run.spec.jobId, index: d.batch.index, attempt: d.attempt });
       } else if (d.kind === 'assign') {
         const b = d.batch;
         if (d.backup) d.run.log(`batch [${b.start}, ${b.end}] is straggling on ${b.worker}; running a copy on ${d.worker.name}, first to finish wins`);

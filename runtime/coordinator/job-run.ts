@@ -19,6 +19,11 @@ const STRAGGLER_RECHECK_MS = 500;
  * load reserves them in blocks of this size in the journal (durably) before handing one out.
  */
 const ATTEMPTS_PER_LOAD = 1000;
+/**
+ * Batches queued on a worker are asked back for an idle one only when the job's median batch
+ * takes at least this long: shorter ones are done before a give-back's round trip would be.
+ */
+const GIVE_BACK_MIN_MS = 10;
 
 /**
  * One job's batch table and its transitions. Pure bookkeeping plus the journal: the
@@ -269,6 +274,31 @@ export class JobRun {
     if (b.worker === worker) return { attempt: b.current, started: b.started };
     if (b.backup?.worker === worker) return { attempt: b.backup.attempt, started: b.backup.started };
     return undefined;
+  }
+
+  /**
+   * The job's tail: nothing is left to hand out, and `holder` has batches queued that its
+   * mapper has not started while another worker has nothing to do. Returns half of them (at
+   * least one; the last queued), each asked back once in its life (two workers could
+   * otherwise pass a batch to and fro), or none when the job's batches are
+   * too short to be worth the round trip. The holder gives back those its mapper has not
+   * taken meanwhile (`batchReleased`, then `release`), and they go out again first.
+   */
+  toGiveBack(holder: string, leased: Iterable<number>, now: number): BatchRecord[] {
+    if (!this.inTail(now)) return [];
+    const queued: BatchRecord[] = [];
+    for (const i of leased) {
+      const b = this.table.liveRecord(i);
+      if (b?.state === 'running' && b.worker === holder && !b.started && !b.backup && !b.askedBack) queued.push(b);
+    }
+    const back = queued.sort((a, b) => b.index - a.index).slice(0, Math.max(1, queued.length >> 1));
+    for (const b of back) b.askedBack = true;
+    return back;
+  }
+
+  /** Nothing is left to hand out, and batches are long enough to be worth asking back (`toGiveBack`). */
+  inTail(now: number): boolean {
+    return this.clock.median >= GIVE_BACK_MIN_MS && this.backlog(now) === 0;
   }
 
   leaseBackup(b: BatchRecord, worker: string): number {

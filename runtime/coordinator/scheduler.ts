@@ -14,6 +14,8 @@ export type Decision =
   | { kind: 'rerunSetup'; worker: WorkerEntry }
   /** Send batch `batch` (attempt `attempt`) to `worker`; `backup`: a copy of a straggler. */
   | { kind: 'assign'; run: JobRun; worker: WorkerEntry; batch: BatchRecord; attempt: number; backup: boolean }
+  /** Ask `worker` to give back `batch`, queued there unstarted, for a worker that has nothing to do (`JobRun.toGiveBack`). */
+  | { kind: 'giveBack'; run: JobRun; worker: WorkerEntry; batch: BatchRecord; attempt: number }
   /** A busy worker that holds nothing any more. */
   | { kind: 'idle'; worker: WorkerEntry };
 
@@ -74,10 +76,14 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
   const credit = new Map<JobRun, number>();
   for (const r of serves.values()) credit.set(r, (credit.get(r) ?? 0) + 1);
   for (const [r, n] of credit) credit.set(r, r.credit(n));
+  // In a job's tail (fewer batches to hand out than workers) those holding nothing come first:
+  // a batch given back (below) goes to one of them, not back to the worker that gave it.
+  const tail = active.some((r) => r.backlog(now) < usable.length);
+  const order = tail ? [...usable.filter((w) => held.get(w) === 0), ...usable.filter((w) => held.get(w)! > 0)] : usable;
   let gave = true;
   while (gave) {
     gave = false;
-    for (const w of usable) {
+    for (const w of order) {
       const run = serves.get(w);
       if (!run || exhausted.has(run) || held.get(w)! >= credit.get(run)!) continue;
       const b = run.next(now);
@@ -90,8 +96,8 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
       gave = true;
     }
   }
-  stragglers: for (const w of usable) {
-    if (held.get(w)! > 0) continue;
+  const asked = tail ? giveBacks(active, usable, held, decisions, now) : 0;
+  stragglers: for (const w of usable.filter((v) => held.get(v) === 0).slice(asked)) {
     for (const run of active) {
       const b = run.straggler(now, w.name);
       if (!b) continue;
@@ -104,6 +110,28 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
     if (w.state === 'busy' && held.get(w) === 0) decisions.push({ kind: 'idle', worker: w });
   }
   return { decisions, wakeAt: nextRetryAt(jobs.values()) ?? null };
+}
+
+/**
+ * For the workers left holding nothing, batches queued unstarted on the workers holding the
+ * most (`JobRun.toGiveBack`), one holder per idle worker. Returns how many idle
+ * workers have batches coming back to them (they take no straggler's copy meanwhile).
+ */
+function giveBacks(active: readonly JobRun[], usable: readonly WorkerEntry[], held: ReadonlyMap<WorkerEntry, number>, decisions: Decision[], now: number): number {
+  const idle = usable.filter((w) => held.get(w) === 0).length;
+  let asked = 0;
+  for (const run of active) {
+    if (asked === idle) break;
+    if (!run.inTail(now)) continue;
+    const holders = usable.filter((w) => w.jobId === run.spec.jobId && held.get(w)! >= 2).sort((a, b) => held.get(b)! - held.get(a)!);
+    for (const h of holders) {
+      if (asked === idle) break;
+      const back = run.toGiveBack(h.name, h.leased, now);
+      for (const b of back) decisions.push({ kind: 'giveBack', run, worker: h, batch: b, attempt: b.current });
+      if (back.length) asked++;
+    }
+  }
+  return asked;
 }
 
 /**

@@ -246,6 +246,9 @@ export class WorkerAgent {
       case 'abortBatch':
         if (this.job?.jobId === msg.jobId) this.mappers.abort(msg.jobId, msg.index, msg.attempt);
         break;
+      case 'releaseBatch':
+        if (this.job?.jobId === msg.jobId) this.mappers.release(msg.jobId, msg.index, msg.attempt);
+        break;
       case 'shutdown':
         this.shutdown(0);
         break;

@@ -13,6 +13,8 @@ export type AgentToMapper =
   | { type: 'batches'; batches: BatchAssignment[] }
   /** No more batches: let `load()` finish so the mapper returns. `keep`: then wait for a next job of the same bundle (`idle`) instead of exiting. */
   | { type: 'end'; keep?: boolean }
+  /** Give this batch back if `load()` has not yielded it yet (answered with `batchReleased`); ignored once it has. */
+  | { type: 'release'; index: number; attempt: number }
   /** Are you there? (asked of a warm process waiting for a next job; answered with `pong`) */
   | { type: 'ping' };
 

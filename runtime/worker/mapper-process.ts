@@ -149,6 +149,15 @@ class JobRun {
     this.wake?.();
   }
 
+  /** Drops a batch `load()` has not yielded yet and gives it back; one it has is left to run. */
+  release(index: number, attempt: number): void {
+    const at = this.queue.findIndex((b) => b.index === index && b.attempt === attempt);
+    if (at < 0) return;
+    const [b] = this.queue.splice(at, 1);
+    b.finished = true;
+    send({ type: 'batchReleased', index, attempt });
+  }
+
   end(keep: boolean): void {
     this.ended = true;
     this.keep = keep;
@@ -378,6 +387,8 @@ function onMessage(raw: unknown): void {
     if (job) for (const b of msg.batches) job.take(b);
   } else if (msg.type === 'end') {
     job?.end(msg.keep === true);
+  } else if (msg.type === 'release') {
+    job?.release(msg.index, msg.attempt);
   } else if (msg.type === 'ping') {
     send({ type: 'pong' });
   }

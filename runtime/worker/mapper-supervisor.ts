@@ -311,6 +311,19 @@ export class MapperSupervisor {
   }
 
   /**
+   * The coordinator asks for a batch back that this worker's mapper has not started (another
+   * worker has nothing to do): the mapper process drops it from its queue and says
+   * `batchReleased`, or, having taken it meanwhile, runs it and reports it as usual.
+   */
+  release(jobId: string, index: number, attempt: number): void {
+    const child = this.child;
+    const entry = child?.inflight.get(index);
+    if (!child || child.gone || child.jobId !== jobId || entry?.attempt !== attempt || entry.started) return;
+    // not spawned yet: the batch is still on its way to the process, which reports it
+    if (child.settled && child.host?.proc.connected) child.host.send({ type: 'release', index, attempt });
+  }
+
+  /**
    * The coordinator took a batch away (it timed out, a copy elsewhere won, or it waited too
    * long behind a mapper that does not take batches): that mapper process is hung or
    * stale, so it goes (SIGKILL ends a stopped or spinning process too). Its other batches

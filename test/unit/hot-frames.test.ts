@@ -96,7 +96,7 @@ describe('per-batch frames, checked by hand', () => {
     assert.match(refusal('coordinatorToWorker', batches({ ...ok, wantSample: undefined })), /batches\.0\.wantSample: /);
     assert.match(refusal('coordinatorToWorker', batches()), /batches: must list at least one batch/);
     assert.match(refusal('agentToMapper', { type: 'batches', batches: [{ ...ok, start: -1 }] }), /batches\.0\.start: /);
-    assert.match(refusal('agentToMapper', { type: 'batch', ...ok }), /unknown type "batch"; expected one of: start, batches, end, ping/);
+    assert.match(refusal('agentToMapper', { type: 'batch', ...ok }), /unknown type "batch"; expected one of: start, batches, end, release, ping/);
     assert.match(refusal('agentToMapper', { type: 'batches', batches: [ok, { ...ok, attempt: 0.5 }] }), /bad 'batches' message: batches\.1\.attempt: /);
     assert.match(refusal('agentToMapper', { type: 'batches', batches: [] }), /batches: must list at least one batch/);
     assert.match(refusal('mapperToAgent', { type: 'batchDone', index: 0, attempt: 1 }), /items: /);

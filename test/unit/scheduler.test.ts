@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { type TestContext, describe, it } from 'node:test';
 import { JobRun } from '../../runtime/coordinator/job-run.js';
 import { Decision, nextRetryAt, overdueBatches, schedule, stalledWorkers } from '../../runtime/coordinator/scheduler.js';
 import { WorkerTable, type WorkerEntry } from '../../runtime/coordinator/worker-table.js';
@@ -92,6 +92,53 @@ describe('scheduler', () => {
     assert.deepEqual(assigned(later.decisions), [['w2', 0, true]]);
     const copy = later.decisions.find((d) => d.kind === 'assign')!;
     assert.equal(copy.kind === 'assign' && copy.attempt, run.batch(0)!.backup!.attempt);
+  });
+
+  /** Runs batch `i` on `w` for `ms` of the mocked clock and commits it: its time goes into the job's median. */
+  function finish(t: TestContext, run: JobRun, w: WorkerEntry, i: number, ms: number): void {
+    const attempt = run.batch(i)!.current;
+    run.markStarted(i, attempt);
+    t.mock.timers.tick(ms);
+    run.commit(i, attempt, w.name, 10);
+    w.leased.delete(i);
+  }
+
+  /** w1 starts batch 0 and holds one more queued behind it; w2 does every other batch of the job, each taking `ms`. */
+  function tailOf(t: TestContext, ms: number): { run: JobRun; w1: WorkerEntry; w2: WorkerEntry; queued: number; plan: Decision[] } {
+    t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+    const run = new JobRun(spec({ total: 90 }));
+    const w1 = worker('w1');
+    const w2 = worker('w2');
+    apply(schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions);
+    assert.deepEqual([[...w1.leased], [...w2.leased]], [[0, 2], [1, 3]]);
+    run.markStarted(0, run.batch(0)!.current);
+    let plan: Decision[] = [];
+    while (w2.leased.size) {
+      for (const i of [...w2.leased]) finish(t, run, w2, i, ms);
+      plan = schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions;
+      assert.ok(plan.every((d) => d.kind !== 'assign' || d.worker === w2), 'w1 holds its credit');
+      apply(plan);
+    }
+    return { run, w1, w2, queued: 2, plan };
+  }
+
+  it('in a job’s tail, asks for a batch queued unstarted behind a long one, once, and hands it to the worker that had nothing', (t) => {
+    // the plan made when w2 ran out of batches
+    const { run, w1, w2, queued, plan } = tailOf(t, 100);
+    const asks = plan.filter((d) => d.kind === 'giveBack');
+    assert.deepEqual(asks.map((d) => [d.worker.name, d.kind === 'giveBack' && d.batch.index, d.kind === 'giveBack' && d.attempt]), [['w1', queued, run.batch(queued)!.current]]);
+    assert.deepEqual(assigned(plan), [], 'w2 gets no straggler copy while a batch comes back to it');
+    assert.deepEqual(schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions.filter((d) => d.kind === 'giveBack'), [], 'asked once');
+    // w1's mapper had not taken it: it comes back, and goes to w2, not back to w1 (which has credit for it)
+    assert.ok(run.release(queued, run.batch(queued)!.current));
+    w1.leased.delete(queued);
+    assert.deepEqual(assigned(schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions), [['w2', queued, false]]);
+  });
+
+  it('asks nothing back when batches are shorter than a give-back’s round trip', (t) => {
+    const { run, w1, w2, plan } = tailOf(t, 1);
+    assert.deepEqual(plan.filter((d) => d.kind === 'giveBack'), []);
+    assert.deepEqual(schedule({ ...jobs(run), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions.filter((d) => d.kind === 'giveBack'), []);
   });
 
   it('marks a busy worker holding nothing idle', () => {
