@@ -53,17 +53,20 @@ export async function reduceJob(
 ): Promise<ReduceReport> {
   const jobId = spec.jobId;
   const report: ReduceReport = { jobId, outputs: [], skippedItems: 0, cleanedUp: false };
+  let published = true;
   if (journal.published) {
     report.alreadyPublished = journal.published.at;
     report.outputs = journal.published.outputs.map((o) => ({ ...o }));
     opts.say(`the outputs were already published at ${journal.published.at}: nothing to merge, output left as is`);
   } else {
-    report.outputs = await publish(spec, journal, writers, opts);
+    ({ outputs: report.outputs, recorded: published } = await publish(spec, journal, writers, opts));
     report.skippedItems = journal.deadLetters.length;
   }
   if (opts.cleanup) {
     for (const w of writers) await runWriterStep(w, jobId, 'cleanup');
     report.cleanedUp = true;
+    // the winners' batch files are gone: a resume must run them again (job-admission.ts)
+    if (published) appendJournalRecord(jobId, { e: 'cleaned', at: new Date().toISOString() });
   }
   return report;
 }
@@ -73,7 +76,7 @@ async function publish(
   journal: JournalState,
   writers: OutputWriter<object>[],
   opts: { recover: boolean; say: (line: string) => void; mergedAhead?: WinnerScope['mergedAhead'] },
-): Promise<PublishedOutput[]> {
+): Promise<{ outputs: PublishedOutput[]; recorded: boolean }> {
   const jobId = spec.jobId;
   const plan = planReduce(spec, journal, !opts.recover);
   const missing = new Map<number, MissingBatch>(plan.missing.map((m) => [m.index, m]));
@@ -118,7 +121,7 @@ async function publish(
       opts.say(describeOutput(current));
     }
   });
-  if (skip.size === writers.length) return outputs; // nothing was merged: nothing to record either
+  if (skip.size === writers.length) return { outputs, recorded: false }; // nothing was merged: nothing to record either
   if (opts.recover) resumedMeanwhile(jobId, journal);
   if (journal.deadLetters.length) {
     const file = errorsPath(spec.writers[0].path);
@@ -126,7 +129,7 @@ async function publish(
     opts.say(`wrote ${file}: ${journal.deadLetters.length} skipped item(s)`);
   }
   appendJournalRecord(jobId, { e: 'published', at: new Date().toISOString(), outputs });
-  return outputs;
+  return { outputs, recorded: true };
 }
 
 /**

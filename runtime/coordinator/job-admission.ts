@@ -7,8 +7,9 @@ import { assertWorkersCanReach } from '../backends/shared-paths.js';
 import type { PoolConfig } from '../pool-config.js';
 import type { JobRequest, JobSpec } from '../protocol.js';
 import { liveHolder } from '../file-lock.js';
+import { JobRun } from './job-run.js';
 import { jobDir } from '../store/pool-store.js';
-import { JournalState, allocateJobId, bundleFile, readCheckedSpec, readJournal, resumedSpec, saveBundle, writeSpec } from '../store/job-store.js';
+import { JournalRecord, JournalState, allocateJobId, appendJournalRecord, bundleFile, readCheckedSpec, readJournal, resumedSpec, saveBundle, writeSpec } from '../store/job-store.js';
 
 /** Why no worker of the pool can run a job now (every one failed its setup), if so. */
 export type Unrunnable = () => SkybatchError | undefined;
@@ -36,9 +37,10 @@ export function admitJob(req: JobRequest, bundle: string | undefined, pool: stri
 /**
  * Checks that job `jobId` on disk can be resumed on `pool` (it exists, is this pool's, has
  * not succeeded, the workers can reach its paths, some worker can run it) and, with `req` (a client's `resumeFrom`), stores
- * its new spec. Returns the spec and the journal to continue from.
+ * its new spec. Returns the spec, the journal to continue from, and how many committed
+ * batches run again because a recover removed their files.
  */
-export function admitResume(jobId: string, pool: string, config: PoolConfig, unrunnable: Unrunnable, req?: JobRequest, bundle?: string): { spec: JobSpec; replay: JournalState } {
+export function admitResume(jobId: string, pool: string, config: PoolConfig, unrunnable: Unrunnable, req?: JobRequest, bundle?: string): { spec: JobSpec; replay: JournalState; rerun: number } {
   let spec = readCheckedSpec(jobId);
   if (spec.pool !== pool) {
     throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} ran on pool '${spec.pool}', not '${pool}'`, { context: { jobId, field: 'poolName' } });
@@ -52,7 +54,7 @@ export function admitResume(jobId: string, pool: string, config: PoolConfig, unr
       context: { jobId },
     });
   }
-  const replay = readJournal(jobId);
+  let replay = readJournal(jobId);
   if (replay.status === 'SUCCEEDED') throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} already succeeded; nothing to resume`, { context: { jobId } });
   assertWorkersCanReach(req ?? spec, config, pool);
   const why = unrunnable();
@@ -62,5 +64,16 @@ export function admitResume(jobId: string, pool: string, config: PoolConfig, unr
     spec = resumedSpec(spec, req);
     writeSpec(spec);
   }
-  return { spec, replay };
+  // A recover merged the finished batches into the outputs and removed their files: the job's
+  // own merge needs every batch's files, so those batches run again (its merge would otherwise
+  // fail on them, and only a second resume would run them). With every batch done, the outputs
+  // are whole already and the resume only ends the job.
+  const rerun = replay.published?.cleaned && !new JobRun(spec, replay).allDone ? replay.commits.size : 0;
+  if (rerun) {
+    const lost: JournalRecord[] = [];
+    replay.commits.forEach((c, i) => lost.push({ e: 'lost', i, a: c.a }));
+    appendJournalRecord(jobId, lost);
+    replay = readJournal(jobId);
+  }
+  return { spec, replay, rerun };
 }

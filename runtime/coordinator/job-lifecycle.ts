@@ -91,10 +91,11 @@ export class JobLifecycle {
   resume(jobId: string, req?: JobRequest, bundle?: string): JobSummary {
     const live = this.jobs.get(jobId);
     if (live && !live.isFinished) throw new SkybatchError('SKYBATCH_E_BAD_OPTION', `job ${jobId} is still ${live.status}; nothing to resume`, { context: { jobId } });
-    const { spec, replay } = admitResume(jobId, this.port.pool, this.port.config(), () => this.port.unrunnable(), req, bundle);
+    const { spec, replay, rerun } = admitResume(jobId, this.port.pool, this.port.config(), () => this.port.unrunnable(), req, bundle);
     const journal = new Journal(jobId, replay);
     const run = this.watch(new JobRun(spec, replay, journal), journal);
     run.setStatus('PENDING');
+    if (rerun) run.log(`a recover merged ${rerun} finished batch(es) into the outputs and removed their files: they run again, so that the job's own merge has every batch`);
     run.log(`resumed: ${run.batchesDone}/${run.batchCount} batches already committed`);
     this.jobs.set(jobId, run);
     this.queue.push(jobId);

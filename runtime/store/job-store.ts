@@ -25,12 +25,27 @@ export type JournalRecord =
    * and only cleanup may remain. Written by the reduce step before it deletes anything.
    */
   | { e: 'published'; at: string; outputs: PublishedOutput[] }
-  /** The reduce step found no result files for committed batch `i` (attempt `a`): it must run again. */
+  /**
+   * Committed batch `i` (attempt `a`) has no result files any more: it must run again. Written
+   * by the reduce step when it finds none, and by a resume after a recover removed them.
+   */
   | { e: 'lost'; i: number; a: number }
+  /** The reduce step removed the job's temp files after the outputs were published (a recover's, or the job's own). */
+  | { e: 'cleaned'; at: string }
   /** Attempt numbers up to `upTo` may be handed out: a later load of the job starts above. */
   | { e: 'attempts'; upTo: number }
   /** Everything the records before it said (a compacted journal starts with it; see `Journal.compact`). */
   | SnapshotRecord;
+
+/**
+ * The outputs published over the current winners (no commit, loss, split or skip since); `cleaned`:
+ * when the reduce step then removed the temp files, winners' batch files included.
+ */
+export interface Published {
+  at: string;
+  outputs: PublishedOutput[];
+  cleaned?: string;
+}
 
 /** What the reduce step wrote into one output. */
 export interface PublishedOutput {
@@ -64,7 +79,7 @@ export interface JournalState {
   /** How many times the job was started or loaded again (status records). */
   loads: number;
   /** The outputs were published over the current winners (no commit since): only cleanup remains. */
-  published?: { at: string; outputs: PublishedOutput[] };
+  published?: Published;
   /** The highest attempt number reserved or recorded: a new load hands out only higher ones. */
   attemptsUpTo: number;
 }
@@ -168,12 +183,14 @@ export function readJournal(jobId: string): JournalState {
 }
 
 /**
- * Appends one record from a process other than the coordinator (the reduce step, which
+ * Appends records (in one write) from a process other than the coordinator (the reduce step, which
  * must record that outputs are published even when the coordinator that started it is
  * gone). O_APPEND keeps whole lines apart; the record starts on a line of its own even
  * after a torn last line, and is fsynced before this returns.
  */
-export function appendJournalRecord(jobId: string, r: JournalRecord): void {
+export function appendJournalRecord(jobId: string, r: JournalRecord | JournalRecord[]): void {
+  const records = Array.isArray(r) ? r : [r];
+  if (!records.length) return;
   const file = path.join(jobDir(jobId), 'journal.jsonl');
   let fd: number | undefined;
   try {
@@ -181,10 +198,10 @@ export function appendJournalRecord(jobId: string, r: JournalRecord): void {
     const size = fs.fstatSync(fd).size;
     const last = Buffer.alloc(1);
     const torn = size > 0 && fs.readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a;
-    writeAll(fd, (torn ? '\n' : '') + JSON.stringify(r) + '\n');
+    writeAll(fd, (torn ? '\n' : '') + records.map((x) => JSON.stringify(x) + '\n').join(''));
     fs.fsyncSync(fd);
   } catch (err) {
-    throw diskError(err, file, `append a '${r.e}' record to the journal`);
+    throw diskError(err, file, `append ${records.length === 1 ? `a '${records[0].e}' record` : `${records.length} '${records[0].e}' records`} to the journal`);
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
   }

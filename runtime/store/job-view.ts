@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import type { WireError } from '../../formats/common/errors.js';
 import type { BatchInfo, DeadLetter, JobSpec, JobSummary } from '../protocol.js';
-import { readCheckedSpec, readJournal, type JournalState, type PublishedOutput } from './job-store.js';
+import { readCheckedSpec, readJournal, type JournalState, type Published } from './job-store.js';
 import { assertJobId, jobDir } from './pool-store.js';
 
 /** One failed attempt as the journal records it. */
@@ -37,7 +37,7 @@ export interface JobView {
   /** The writers' output paths, in the order the job names them. */
   outputs: string[];
   /** What the reduce step last published, while no commit has changed the winners since. */
-  published?: { at: string; outputs: PublishedOutput[] };
+  published?: Published;
   /** The job's log file (`skybatch jobs logs`). */
   logFile: string;
 }

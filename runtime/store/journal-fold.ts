@@ -1,7 +1,7 @@
 import type { WireError } from '../../formats/common/errors.js';
 import type { DeadLetter, JobStatus } from '../protocol.js';
 import { CommitTable, CommitView, type BatchIndexMap, type Commit } from './commit-table.js';
-import type { JournalRecord, JournalState, PublishedOutput } from './job-store.js';
+import type { JournalRecord, JournalState, Published } from './job-store.js';
 
 export type { BatchIndexMap, Commit };
 
@@ -19,7 +19,7 @@ export interface SnapshotRecord {
   loads: number;
   retries: number;
   attemptsUpTo: number;
-  published?: { at: string; outputs: PublishedOutput[] };
+  published?: Published;
   splits: { i: number; base: number }[];
   dead: DeadLetter[];
   skipped: number[];
@@ -41,7 +41,7 @@ export class JournalFold {
   loads = 0;
   retries = 0;
   attemptsUpTo = 0;
-  published?: { at: string; outputs: PublishedOutput[] };
+  published?: Published;
   splits: { i: number; base: number }[] = [];
   deadLetters: DeadLetter[] = [];
   skipped = new Set<number>();
@@ -84,9 +84,14 @@ export class JournalFold {
     } else if (r.e === 'commit') {
       this.commits.add(r.i, r.s, r.x, r.a, r.n);
     } else if (r.e === 'lost') {
+      // its run again reports the items it skips again
+      const c = this.commits.get(r.i);
+      if (c) this.deadLetters = this.deadLetters.filter((d) => d.index < c.s || d.index > c.x);
       this.commits.delete(r.i);
     } else if (r.e === 'published') {
       this.published = { at: r.at, outputs: r.outputs };
+    } else if (r.e === 'cleaned') {
+      if (this.published) this.published = { ...this.published, cleaned: r.at };
     } else if (r.e === 'fail') {
       this.retries++;
       this.failures.push({ i: r.i, a: r.a, code: r.code, ...(r.w ? { w: r.w } : {}) });

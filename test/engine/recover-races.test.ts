@@ -108,3 +108,47 @@ describe('recover and resume of one job at once', () => {
     assert.deepEqual(readJsonl(j.out), expected.slice(0, 4));
   });
 });
+
+describe('resume after a recover', () => {
+  const sb = new Sandbox('recoverresume');
+  before(async () => {
+    await sb.applyPool(POOL, 'pool:\n  workers: 1\n');
+    sb.file('in.jsonl', jsonl(rows));
+  });
+  after(() => sb.cleanup());
+
+  /** A job failed at row 4 and recovered (`recoverArgs`): its first 4 rows published. */
+  async function recovered(name: string, recoverArgs: string[] = []) {
+    const j = job(sb, name);
+    fs.writeFileSync(j.gate, '');
+    const failed = await sb.run(j.script);
+    assert.notEqual(failed.code, 0, failed.stdout);
+    const jobId = /recover (\d+)/.exec(failed.stderr)![1];
+    const rec = await sb.cli(['recover', jobId, ...recoverArgs]);
+    assert.equal(rec.code, 0, rec.stderr);
+    assert.deepEqual(readJsonl(j.out), expected.slice(0, 4));
+    fs.writeFileSync(j.fixed, '');
+    return { ...j, jobId };
+  }
+
+  test('one resume finishes the job: the batches the recover merged and removed run again, and the output is whole', async () => {
+    const j = await recovered('cleaned');
+    assert.ok(!fs.existsSync(path.join(path.dirname(j.out), '.sky_batch_tmp')), 'the recover cleaned up');
+    const res = await sb.cli(['jobs', 'resume', j.jobId]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.deepEqual(readJsonl(j.out), expected);
+    assert.match(fs.readFileSync(path.join(sb.home, 'jobs', j.jobId, 'job.log'), 'utf8'), /a recover merged 2 finished batch\(es\) into the outputs and removed their files: they run again/);
+    assert.deepEqual(fs.readdirSync(path.dirname(j.out)), ['out.jsonl']);
+  });
+
+  test('after a recover that kept its temp files, the resume merges them: only the batches not done run', async () => {
+    const j = await recovered('kept', ['--keep-temp']);
+    const before = fs.readFileSync(path.join(sb.home, 'jobs', j.jobId, 'journal.jsonl'), 'utf8');
+    const res = await sb.cli(['jobs', 'resume', j.jobId]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.deepEqual(readJsonl(j.out), expected);
+    const since = fs.readFileSync(path.join(sb.home, 'jobs', j.jobId, 'journal.jsonl'), 'utf8').slice(before.length);
+    const rerun = since.split('\n').filter((l) => l.startsWith('{"e":"commit"')).map((l) => JSON.parse(l).i as number);
+    assert.ok(rerun.length > 0 && rerun.every((i) => i >= 2), `batches 0 and 1 were kept, not run again (committed after the resume: ${rerun.join(', ')})`);
+  });
+});

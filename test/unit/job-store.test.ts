@@ -93,6 +93,28 @@ describe('job journal', () => {
     assert.equal(state.published, undefined, 'a lost batch voids the publication');
   });
 
+  it('records a cleanup over the publication only, and a lost batch takes its skipped items with it (its run again skips them again)', () => {
+    const id = newJob();
+    const dead = (index: number) => ({ index, input: index, error: 'bad', code: 'SKYBATCH_E_ITEM_FAILED' });
+    appendJournalRecord(id, [
+      { e: 'cleaned', at: 'T0' }, // nothing published yet: says nothing
+      { e: 'commit', i: 0, s: 0, x: 9, a: 1, w: 'w1', n: 9 },
+      { e: 'dead', d: [dead(3)] },
+      { e: 'commit', i: 1, s: 10, x: 19, a: 1, w: 'w1', n: 9 },
+      { e: 'dead', d: [dead(12)] },
+    ]);
+    assert.equal(readJournal(id).published, undefined);
+    appendJournalRecord(id, { e: 'published', at: 'T1', outputs: [] });
+    appendJournalRecord(id, { e: 'cleaned', at: 'T2' });
+    assert.deepEqual(readJournal(id).published, { at: 'T1', outputs: [], cleaned: 'T2' });
+
+    appendJournalRecord(id, { e: 'lost', i: 1, a: 1 });
+    const state = readJournal(id);
+    assert.equal(state.published, undefined);
+    assert.deepEqual(state.deadLetters.map((d) => d.index), [3]);
+    assert.deepEqual([...state.committed], [[0, 1]]);
+  });
+
   it('skips a torn last line, and the next writer starts on a line of its own', () => {
     const id = newJob();
     const good = JSON.stringify({ e: 'commit', i: 0, s: 0, x: 9, a: 1, w: 'w1', n: 10 });
