@@ -129,7 +129,8 @@ describe('each local worker gets its own share of the host', () => {
     const r = await sb.run(script);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /RESULT \d+ SUCCEEDED/);
-    assert.match(r.stdout, /ATTEMPT 1 SKYBATCH_E_MEMORY_LIMIT job \d+: the mapper process on worker local-\d used \d+ MB while holding batch \[3, 5\], over the 256 MB the pool gives it/);
+    // (a batch's attempt numbers name its leases: one given back unstarted at the job's tail, tail-give-back.test.ts, fails as attempt 2)
+    assert.match(r.stdout, /ATTEMPT \d+ SKYBATCH_E_MEMORY_LIMIT job \d+: the mapper process on worker local-\d used \d+ MB while holding batch \[3, 5\], over the 256 MB the pool gives it/);
     assert.deepEqual(readJsonl(path.join(sb.dir, 'once.jsonl')), rows(12).map((x) => ({ output: x.text })));
   });
 
