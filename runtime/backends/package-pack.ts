@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import type { BundleHeader } from '../bundle-header.js';
 import { skybatchHome } from '../store/pool-store.js';
 import { dependencyEntries, RuntimePack, writePack } from './runtime-pack.js';
@@ -43,6 +44,22 @@ export function buildPackagesPack(header: BundleHeader): RuntimePack | undefined
   entries.push({ to: PACKAGES_MANIFEST, from: '', exec: false, data: Buffer.from(JSON.stringify(manifest)) });
   // a pool's coordinator holds on to the packs of the jobs it runs: keep enough for many projects at once
   return writePack(entries.sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0)), path.join(skybatchHome(), 'packages'), PACKS_KEPT);
+}
+
+const PACK_THREAD = new URL('./package-pack-thread.js', import.meta.url);
+
+/**
+ * `buildPackagesPack` in a thread of its own: reading and gzipping a large node_modules
+ * (an inference runtime's is hundreds of MB) takes seconds, which the coordinator's event
+ * loop must not spend (workers' heartbeats and frames wait on it: they were dropped).
+ */
+export function packPackagesOffThread(header: BundleHeader): Promise<RuntimePack | undefined> {
+  return new Promise((resolve, reject) => {
+    const thread = new Worker(PACK_THREAD, { workerData: header });
+    thread.once('message', (m: { ok: true; pack?: RuntimePack } | { ok: false; message: string }) => (m.ok ? resolve(m.pack) : reject(new Error(m.message))));
+    thread.once('error', reject);
+    thread.once('exit', (code) => reject(new Error(`the packing thread ended with code ${code} before it answered`))); // a no-op once it answered
+  });
 }
 
 /** Why a packages pack built as `m` cannot load in this process (native addons of another platform or Node ABI), if so. */

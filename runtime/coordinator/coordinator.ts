@@ -164,7 +164,7 @@ export class Coordinator {
   }
 
   /** Per-batch reports pump once per turn of the event loop, not once each: a pump looks at every worker. */
-  private pumpSoon(): void {
+  pumpSoon(): void {
     if (this.pumpQueued) return;
     this.pumpQueued = true;
     setImmediate(() => {
@@ -176,7 +176,10 @@ export class Coordinator {
   /** Applies the scheduler's decisions (see `schedule`) and sets the retry timer it asks for. */
   pump(): void {
     if (this.closed) return;
-    const plan = schedule({ queue: this.jobs.queue, jobs: this.jobs.jobs, workers: this.workers.all(), setupKey: setupKey(this.config), now: Date.now() });
+    // on a pool of other machines, a job's batches wait for its packages to be packed
+    const packages = this.packages;
+    const queue = packages ? this.jobs.queue.filter((id) => packages.ready(this.jobs.jobs.get(id)!.spec)) : this.jobs.queue;
+    const plan = schedule({ queue, jobs: this.jobs.jobs, workers: this.workers.all(), setupKey: setupKey(this.config), now: Date.now() });
     for (const d of plan.decisions) {
       if (d.kind === 'rerunSetup') {
         this.workers.rerunSetup(d.worker);

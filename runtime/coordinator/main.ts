@@ -80,7 +80,7 @@ const backend = makeBackend({
   tls: tlsFiles,
 });
 coordinator.backendView = () => ({ kind: backend.kind, workers: backend.workers() });
-if (backend.shipPackages) coordinator.packages = new JobPackages({ shipPackages: backend.shipPackages.bind(backend) }, () => coordinator.config.pool.shared_fs, log);
+if (backend.shipPackages) coordinator.packages = new JobPackages({ shipPackages: backend.shipPackages.bind(backend) }, () => coordinator.config.pool.shared_fs, log, () => coordinator.pumpSoon());
 const sizer = new PoolSizer(backend, coordinator, log);
 const size = sizePool(sizer, coordinator, log);
 let stopping = false;

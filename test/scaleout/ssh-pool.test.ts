@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -87,6 +88,8 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
     // a package that reads a data file next to its code, as many do (models, dictionaries)
     fs.writeFileSync(path.join(project, 'node_modules', 'tinypkg', 'index.js'), "const fs = require('fs');\nconst mark = fs.readFileSync(require('path').join(__dirname, 'mark.txt'), 'utf8').trim();\nmodule.exports = (s) => s.toUpperCase() + mark;\n");
     fs.writeFileSync(path.join(project, 'node_modules', 'tinypkg', 'mark.txt'), '!\n');
+    // and a model's weights: 64 MB that do not compress, seconds of packing
+    fs.writeFileSync(path.join(project, 'node_modules', 'tinypkg', 'weights.bin'), randomBytes(64 * 2 ** 20));
     netDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sky-netns-'));
     // The hosts see neither the repo, nor the coordinator's state, nor the client's project: only what the backend ships.
     execFileSync('bash', [NETNS, 'up', netDir], { env: { ...process.env, SKY_NETNS_HIDE: `${ROOT} ${sb.home} ${path.dirname(project)}` }, stdio: ['ignore', 'ignore', 'inherit'] });
@@ -294,11 +297,21 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
         body: 'await sky.saveResults(batch.map((x) => ({ v: shout(String(x.text)) })));',
       }),
     );
-    const r = await sb.run(script, s3env);
+    const logFile = path.join(sb.home, 'pools', 'gpus', 'coordinator.log');
+    const logged = (what: string) => fs.readFileSync(logFile, 'utf8').split('\n').find((l) => l.includes(what));
+    const run = sb.run(script, s3env);
+    // Packing runs beside the coordinator's event loop: the pool answers while it packs (it
+    // answered nothing for seconds, and its workers' heartbeats went unanswered).
+    await waitFor('the packing to start', () => logged(`packing the packages of ${project} `), 60_000);
+    await sb.status('gpus');
+    const answeredAt = Date.now();
+    const r = await run;
     assert.equal(r.code, 0, r.stderr);
+    const packed = logged(`packed the packages of ${project} `)!;
+    assert.ok(answeredAt < Date.parse(packed.split(' ')[0]), `the status request was answered before the packing ended (${new Date(answeredAt).toISOString()}; ${packed})`);
     const rows = (await readS3(`s3://${bucket}/gpu/pkg.jsonl`)).toString().trim().split('\n').map((l) => JSON.parse(l));
     assert.deepEqual(rows, [{ v: 'A!' }, { v: 'B!' }, { v: 'C!' }, { v: 'D!' }]);
-    const log = fs.readFileSync(path.join(sb.home, 'pools', 'gpus', 'coordinator.log'), 'utf8');
+    const log = fs.readFileSync(logFile, 'utf8');
     const copies = log.match(/copied the job's packages to h[12]/g) ?? [];
     assert.ok(copies.length >= 1 && copies.length === new Set(copies).size, `copied at most once per host: ${copies.join(', ')}`);
     // the hosts hold them under their own folder, by content hash; the project stays hidden from them
