@@ -96,8 +96,9 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
       gave = true;
     }
   }
-  const asked = tail ? giveBacks(active, usable, held, decisions, now) : 0;
-  stragglers: for (const w of usable.filter((v) => held.get(v) === 0).slice(asked)) {
+  const idle = usable.filter((w) => held.get(w) === 0);
+  const asked = tail ? giveBacks(active, usable, idle.length, held, decisions, now) : 0;
+  stragglers: for (const w of idle.slice(asked)) {
     for (const run of active) {
       const b = run.straggler(now, w.name);
       if (!b) continue;
@@ -114,11 +115,10 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
 
 /**
  * For the workers left holding nothing, batches queued unstarted on the workers holding the
- * most (`JobRun.toGiveBack`), one holder per idle worker. Returns how many idle
+ * most (`JobRun.toGiveBack`), one holder per idle worker (`idle` of them). Returns how many idle
  * workers have batches coming back to them (they take no straggler's copy meanwhile).
  */
-function giveBacks(active: readonly JobRun[], usable: readonly WorkerEntry[], held: ReadonlyMap<WorkerEntry, number>, decisions: Decision[], now: number): number {
-  const idle = usable.filter((w) => held.get(w) === 0).length;
+function giveBacks(active: readonly JobRun[], usable: readonly WorkerEntry[], idle: number, held: ReadonlyMap<WorkerEntry, number>, decisions: Decision[], now: number): number {
   let asked = 0;
   for (const run of active) {
     if (asked === idle) break;
