@@ -97,6 +97,11 @@ export class BatchClock {
     return this.medianMs;
   }
 
+  /** Some batch's duration is known (before, `median` is 0 as for no-op batches). */
+  get timed(): boolean {
+    return this.kept > 0;
+  }
+
   /** Items per second since the start of the second 5 s ago (or since the first commit). */
   itemsPerSec(): number {
     if (this.firstAt === undefined) return 0;

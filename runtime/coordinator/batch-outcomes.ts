@@ -150,21 +150,18 @@ export class BatchOutcomes {
    * A worker's connection closed or stopped answering: started batches fail (retryable),
    * prefetched ones go back. Neither waits for a retry's backoff: a batch lost with its
    * worker did not fail on its own, and a frozen worker has already cost the heartbeat's
-   * seconds. Each goes to the front of the line, started ones first (they were handed out
-   * earliest), so the next worker with room runs them before anything else.
+   * seconds. Started ones go to the front of the line (they were handed out earliest), so the
+   * next worker with room runs them before anything else, and a worker holding its credit is
+   * asked to give back a batch it has not started to make that room (`askBacks`).
    */
   workerLost(w: WorkerEntry, run: JobRun, why: string): void {
     const held = [...w.leased].flatMap((index) => {
       const mine = run.heldBy(index, w.name); // its own lease or the straggler copy it ran
       return mine ? [{ index, ...mine }] : [];
     });
-    // each one put back goes in front of those before it: the last put back goes out first
-    const order = [...held.filter((h) => h.started), ...held.filter((h) => !h.started)].reverse();
-    for (const { index, attempt, started } of order) {
-      if (!started) {
-        this.release(run, index, attempt); // only prefetched: not this batch's fault
-        continue;
-      }
+    // a failed one goes in front of those before it (the last one failed goes out first); one
+    // released goes behind every batch due (the first one released goes out first)
+    for (const { index, attempt } of held.filter((h) => h.started).reverse()) {
       const b = run.batch(index)!;
       const err = new SkybatchError('SKYBATCH_E_WORKER_LOST', `job ${run.spec.jobId}: worker ${w.name} was lost (${why}) while holding batch [${b.start}, ${b.end}]`, {
         retryable: true,
@@ -172,6 +169,7 @@ export class BatchOutcomes {
       });
       this.failed(run, index, attempt, toWireError(err), undefined, true);
     }
+    for (const { index, attempt } of held.filter((h) => !h.started)) this.release(run, index, attempt); // only prefetched: not its fault
   }
 
   /** A started batch ran past the job's batch timeout: taken away from its (probably hung) mapper, and retried. */

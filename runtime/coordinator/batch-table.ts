@@ -20,7 +20,7 @@ export interface BatchRecord {
   /** When the current attempt was handed to `worker` (BatchClock's service time). */
   leasedAt?: number;
   worker?: string;
-  /** Its holder was asked to give it back unstarted (`JobRun.toGiveBack`): a batch is asked back once, whatever its attempts. */
+  /** Its holder was asked to give it back unstarted (`Rebalance.askBack`): a batch is asked back once, whatever its attempts. */
   askedBack?: boolean;
   notBefore: number;
   lastError?: WireError;

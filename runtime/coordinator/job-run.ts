@@ -6,30 +6,22 @@ import { BatchClock } from './batch-clock.js';
 import type { JournalState } from '../store/job-store.js';
 import type { Journal } from '../store/journal.js';
 import { BatchRecord, BatchTable, DONE, SKIPPED } from './batch-table.js';
+import { RetryQueue } from './retry-queue.js';
+import { Rebalance } from './rebalance.js';
 
 export type { BatchRecord } from './batch-table.js';
 
-/** A batch is a straggler once it has run this many times the median batch (and 2 s). */
-const STRAGGLER_FACTOR = 3;
-const STRAGGLER_MIN_MS = 2000;
-/** The longest a search that found no straggler is trusted (the median, hence the limit, moves). */
-const STRAGGLER_RECHECK_MS = 500;
 /**
  * Attempt numbers of a job loaded again (restart, resume) start above all earlier ones: each
  * load reserves them in blocks of this size in the journal (durably) before handing one out.
  */
 const ATTEMPTS_PER_LOAD = 1000;
 /**
- * Batches queued on a worker are asked back for an idle one only when the job's median batch
- * takes at least this long: shorter ones are done before a give-back's round trip would be.
- */
-const GIVE_BACK_MIN_MS = 10;
-
-/**
  * One job's batch table and its transitions. Pure bookkeeping plus the journal: the
  * coordinator decides who gets what; this class says what may be dispatched next and
  * accepts only the current lease holder's results (fencing). The batches themselves are a
- * compact `BatchTable`; this class keeps leases, retries, stragglers and the journal.
+ * compact `BatchTable`, the batches waiting to go out again a `RetryQueue`, straggler copies and
+ * batches asked back a `Rebalance`; this class keeps leases, attempts, outcomes and the journal.
  */
 export class JobRun {
   status: JobStatus;
@@ -41,17 +33,18 @@ export class JobRun {
   retries = 0;
   samplesWanted = 3;
   private fresh = 0;
-  private retryQueue: BatchRecord[] = [];
+  private readonly retryQueue = new RetryQueue();
   private readonly journal?: Journal;
   private readonly clock = new BatchClock();
   private readonly table: BatchTable;
+  /** Straggler copies and batches asked back (the scheduler's `askBacks`). */
+  readonly rebalance: Rebalance;
   /**
    * Batches leased and maybe still running: what `overdue()` and `straggler()` look at, so
    * neither scans the whole table. Entries that left 'running' are dropped when met.
    */
   private readonly running = new Set<BatchRecord>();
   private failedBatches = 0;
-  private noStragglerBefore = 0;
   private attemptsReserved: number;
 
   constructor(
@@ -70,6 +63,7 @@ export class JobRun {
     this.attemptsReserved = attemptBase;
     const table = new BatchTable(spec.jobId, spec.total, spec.batchSize, attemptBase);
     this.table = table;
+    this.rebalance = new Rebalance(this, table, this.clock, this.retryQueue);
     journal?.reserve(table.size);
     // Replay in journal order: splits first recreate the single-item batches they made.
     for (const s of replay?.splits ?? []) this.split(s.i, false);
@@ -138,7 +132,7 @@ export class JobRun {
     const singles = this.table.split(index);
     this.batchesDone++;
     if (journal) this.journal?.append({ e: 'split', i: index, base });
-    this.retryQueue.unshift(...singles);
+    this.retryQueue.first(...singles);
     return singles;
   }
 
@@ -183,8 +177,8 @@ export class JobRun {
 
   /** The next batch to lease: retries whose backoff has passed first, then fresh ones in order. */
   next(now: number): BatchRecord | undefined {
-    while (this.retryQueue.length && !['pending', 'retrying'].includes(this.retryQueue[0].state)) this.retryQueue.shift();
-    if (this.retryQueue.length && this.retryQueue[0].notBefore <= now) return this.retryQueue.shift();
+    const retry = this.retryQueue.next(now);
+    if (retry) return retry;
     while (this.fresh < this.table.size) {
       const b = this.table.pendingAt(this.fresh++);
       if (b) return b;
@@ -199,14 +193,12 @@ export class JobRun {
    * exact count would cost a scan of the table on every dispatch.
    */
   backlog(now = Infinity): number {
-    let n = Math.max(0, this.table.size - this.fresh);
-    for (const b of this.retryQueue) if ((b.state === 'pending' || b.state === 'retrying') && b.notBefore <= now && b.index < this.fresh) n++;
-    return n;
+    return Math.max(0, this.table.size - this.fresh) + this.retryQueue.count(now, (b) => b.index < this.fresh);
   }
 
   /** When the earliest waiting retry becomes due, if any. */
   nextRetryAt(): number | undefined {
-    return this.retryQueue[0]?.notBefore;
+    return this.retryQueue.nextDueAt();
   }
 
   lease(b: BatchRecord, worker: string, now = Date.now()): void {
@@ -241,32 +233,6 @@ export class JobRun {
     return undefined;
   }
 
-  /**
-   * Near the end of a job (nothing left to hand out), the batch that has run longest past
-   * `STRAGGLER_FACTOR` times the median batch, if it has no backup yet and is not `worker`'s.
-   * A search that finds none says when the first could appear, and until then (at most
-   * `STRAGGLER_RECHECK_MS`) none is searched for: at the tail of a job every commit asks,
-   * for every idle worker, and each search looks at every batch in flight.
-   */
-  straggler(now: number, worker: string): BatchRecord | undefined {
-    if (now < this.noStragglerBefore) return undefined;
-    if (this.fresh < this.table.size || this.retryQueue.some((b) => b.state === 'pending' || b.state === 'retrying')) return undefined;
-    const limit = Math.max(STRAGGLER_MIN_MS, STRAGGLER_FACTOR * this.clock.median);
-    let pick: BatchRecord | undefined;
-    let due = now + STRAGGLER_RECHECK_MS;
-    for (const b of this.stillRunning()) {
-      if (!b.started || b.backup) continue;
-      const at = b.startedAt! + limit;
-      if (now <= at || b.worker === worker) {
-        due = Math.min(due, now <= at ? at : now); // one on `worker` is a straggler for the next worker asked
-        continue;
-      }
-      if (!pick || b.startedAt! < pick.startedAt!) pick = b;
-    }
-    if (!pick) this.noStragglerBefore = due;
-    return pick;
-  }
-
   /** The attempt of batch `index` that `worker` holds, if any: the current lease or a straggler's copy. */
   heldBy(index: number, worker: string): { attempt: number; started: boolean } | undefined {
     const b = this.table.liveRecord(index);
@@ -274,31 +240,6 @@ export class JobRun {
     if (b.worker === worker) return { attempt: b.current, started: b.started };
     if (b.backup?.worker === worker) return { attempt: b.backup.attempt, started: b.backup.started };
     return undefined;
-  }
-
-  /**
-   * The job's tail: nothing is left to hand out, and `holder` has batches queued that its
-   * mapper has not started while another worker has nothing to do. Returns half of them (at
-   * least one; the last queued), each asked back once in its life (two workers could
-   * otherwise pass a batch to and fro), or none when the job's batches are
-   * too short to be worth the round trip. The holder gives back those its mapper has not
-   * taken meanwhile (`batchReleased`, then `release`), and they go out again first.
-   */
-  toGiveBack(holder: string, leased: Iterable<number>, now: number): BatchRecord[] {
-    if (!this.inTail(now)) return [];
-    const queued: BatchRecord[] = [];
-    for (const i of leased) {
-      const b = this.table.liveRecord(i);
-      if (b?.state === 'running' && b.worker === holder && !b.started && !b.backup && !b.askedBack) queued.push(b);
-    }
-    const back = queued.sort((a, b) => b.index - a.index).slice(0, Math.max(1, queued.length >> 1));
-    for (const b of back) b.askedBack = true;
-    return back;
-  }
-
-  /** Nothing is left to hand out, and batches are long enough to be worth asking back (`toGiveBack`). */
-  inTail(now: number): boolean {
-    return this.clock.median >= GIVE_BACK_MIN_MS && this.backlog(now) === 0;
   }
 
   leaseBackup(b: BatchRecord, worker: string): number {
@@ -334,14 +275,17 @@ export class JobRun {
   }
 
   /** The leased batches still running, dropping from `running` those that are not. */
-  private *stillRunning(): Generator<BatchRecord> {
+  *stillRunning(): Generator<BatchRecord> {
     for (const b of this.running) {
       if (b.state === 'running') yield b;
       else this.running.delete(b);
     }
   }
 
-  /** Puts back a batch whose current attempt never started; it goes out again first, at once. */
+  /**
+   * Puts back a batch whose current attempt never started. It goes out again at once, behind
+   * the batches already due: one given back for a batch lost with its worker waits behind it.
+   */
   release(index: number, attempt: number): boolean {
     const b = this.table.liveRecord(index);
     if (!b || b.state !== 'running') return false;
@@ -349,8 +293,7 @@ export class JobRun {
     if (b.current !== attempt) return false;
     b.state = 'retrying';
     b.worker = undefined;
-    b.notBefore = 0;
-    this.retryQueue.unshift(b);
+    this.retryQueue.behindDue(b, Date.now());
     return true;
   }
 
@@ -399,14 +342,8 @@ export class JobRun {
     }
     this.retries++;
     b.state = 'retrying';
-    if (atOnce) {
-      b.notBefore = 0;
-      this.retryQueue.unshift(b);
-      return 'retry';
-    }
-    b.notBefore = Date.now() + (this.spec.retryBaseMs ?? DEFAULT_RETRY_BASE_MS) * 2 ** (b.failures - 1);
-    this.retryQueue.push(b);
-    this.retryQueue.sort((x, y) => x.notBefore - y.notBefore);
+    if (atOnce) this.retryQueue.first(b);
+    else this.retryQueue.later(b, Date.now() + (this.spec.retryBaseMs ?? DEFAULT_RETRY_BASE_MS) * 2 ** (b.failures - 1));
     return 'retry';
   }
 
@@ -425,7 +362,7 @@ export class JobRun {
   }
 
   retryingCount(): number {
-    return new Set(this.retryQueue.filter((b) => b.state === 'retrying')).size;
+    return this.retryQueue.retrying();
   }
 
   /** Every batch in index order, with no record made for those that have none (a reduce plan walks a million). */

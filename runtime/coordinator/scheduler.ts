@@ -14,7 +14,7 @@ export type Decision =
   | { kind: 'rerunSetup'; worker: WorkerEntry }
   /** Send batch `batch` (attempt `attempt`) to `worker`; `backup`: a copy of a straggler. */
   | { kind: 'assign'; run: JobRun; worker: WorkerEntry; batch: BatchRecord; attempt: number; backup: boolean }
-  /** Ask `worker` to give back `batch`, queued there unstarted, for a worker that has nothing to do (`JobRun.toGiveBack`). */
+  /** Ask `worker` to give back `batch`, queued there unstarted, for a worker that has nothing to do or a batch that waits (`askBacks`). */
   | { kind: 'giveBack'; run: JobRun; worker: WorkerEntry; batch: BatchRecord; attempt: number }
   /** A busy worker that holds nothing any more. */
   | { kind: 'idle'; worker: WorkerEntry };
@@ -97,10 +97,10 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
     }
   }
   const idle = usable.filter((w) => held.get(w) === 0);
-  const asked = tail ? giveBacks(active, usable, idle.length, held, decisions, now) : 0;
+  const asked = askBacks(active, usable, tail ? idle.length : 0, held, decisions, now);
   stragglers: for (const w of idle.slice(asked)) {
     for (const run of active) {
-      const b = run.straggler(now, w.name);
+      const b = run.rebalance.straggler(now, w.name);
       if (!b) continue;
       give(run, w, b, run.leaseBackup(b, w.name), true);
       continue stragglers;
@@ -114,21 +114,30 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
 }
 
 /**
- * For the workers left holding nothing, batches queued unstarted on the workers holding the
- * most (`JobRun.toGiveBack`), one holder per idle worker (`idle` of them). Returns how many idle
- * workers have batches coming back to them (they take no straggler's copy meanwhile).
+ * Batches queued unstarted on workers, asked back where they hold up work (`Rebalance.queuedOn`,
+ * `askBack`): a failed batch due now that no worker had room for (one lost with its worker,
+ * while the others hold their credit) takes the place of one of them, which then waits behind
+ * it (`JobRun.release`); in a job's tail, each worker left holding nothing (`idle` of them) gets
+ * half of what one holder has queued. Holders holding the most are asked first. Returns how
+ * many idle workers have batches coming back to them (they take no straggler's copy meanwhile).
  */
-function giveBacks(active: readonly JobRun[], usable: readonly WorkerEntry[], idle: number, held: ReadonlyMap<WorkerEntry, number>, decisions: Decision[], now: number): number {
+function askBacks(active: readonly JobRun[], usable: readonly WorkerEntry[], idle: number, held: ReadonlyMap<WorkerEntry, number>, decisions: Decision[], now: number): number {
   let asked = 0;
   for (const run of active) {
-    if (asked === idle) break;
-    if (!run.inTail(now)) continue;
+    let waiting = run.rebalance.retriesWaiting(now);
+    const forIdle = waiting === 0 && asked < idle && run.rebalance.inTail(now);
+    if (!waiting && !forIdle) continue;
     const holders = usable.filter((w) => w.jobId === run.spec.jobId && held.get(w)! >= 2).sort((a, b) => held.get(b)! - held.get(a)!);
     for (const h of holders) {
-      if (asked === idle) break;
-      const back = run.toGiveBack(h.name, h.leased, now);
-      for (const b of back) decisions.push({ kind: 'giveBack', run, worker: h, batch: b, attempt: b.current });
-      if (back.length) asked++;
+      if (forIdle ? asked === idle : waiting === 0) break;
+      const queued = run.rebalance.queuedOn(h.name, h.leased);
+      if (!queued.length) continue;
+      for (const b of forIdle ? queued.slice(0, Math.max(1, queued.length >> 1)) : queued.slice(0, 1)) {
+        run.rebalance.askBack(b);
+        decisions.push({ kind: 'giveBack', run, worker: h, batch: b, attempt: b.current });
+      }
+      if (forIdle) asked++;
+      else waiting--;
     }
   }
   return asked;

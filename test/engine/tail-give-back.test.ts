@@ -11,7 +11,7 @@ type BatchEvent = Extract<JobEvent, { kind: 'batch' }>;
 /**
  * The end of a job whose batches take uneven time: a worker that has nothing left to do gets
  * the batches another worker holds queued behind a long one, instead of waiting while they
- * wait (runtime/coordinator/scheduler.ts `giveBacks`, `JobRun.toGiveBack`).
+ * wait (runtime/coordinator/scheduler.ts `askBacks`, `Rebalance.askBack`).
  */
 describe('the tail of a job: batches queued behind a long one are given back to an idle worker', () => {
   const sb = new Sandbox('tail-give-back');

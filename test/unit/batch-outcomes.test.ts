@@ -35,17 +35,20 @@ function setup(run: JobRun, names: string[]) {
     job: (jobId) => (jobId === run.spec.jobId ? run : undefined),
     log: (line) => calls.push(`log ${line}`),
   });
+  /** Batches the scheduler asked back, by worker. */
+  const asked: [worker: string, index: number][] = [];
   /** One round of the scheduler at `now`, applied to the table; returns what it handed out. */
   const give = (now = 0) => {
     const out: [worker: string, index: number][] = [];
     for (const d of schedule({ queue: [run.spec.jobId], jobs: new Map([[run.spec.jobId, run]]), workers: table.all(), setupKey: 'k', now }).decisions) {
+      if (d.kind === 'giveBack') asked.push([d.worker.name, d.batch.index]);
       if (d.kind !== 'assign') continue;
       table.assign(d.worker, run.spec.jobId, d.batch.index);
       out.push([d.worker.name, d.batch.index]);
     }
     return out;
   };
-  return { table, workers, sent, events, calls, outcomes, give };
+  return { table, workers, sent, events, calls, outcomes, give, asked };
 }
 
 const aborts = (box: CoordinatorToWorker[]) => box.filter((m) => m.type === 'abortBatch').map((m) => (m as { index: number }).index);
@@ -150,6 +153,52 @@ describe('batch outcomes', () => {
     assert.equal(run.batch(2)!.failures, 0);
     const lost = events.find((e) => e.kind === 'batch' && e.index === 0 && e.state === 'retrying');
     assert.equal((lost as { error?: { code: string } } | undefined)?.error?.code, 'SKYBATCH_E_WORKER_LOST');
+  });
+
+  it('makes room for a lost worker’s batch: a worker holding its credit gives back one it has not started, which waits behind the lost one', () => {
+    const run = new JobRun(spec({ total: 100, batchSize: 1, retryBaseMs: 60_000 }));
+    const { workers: [w1, w2], outcomes, give, table, asked } = setup(run, ['w1', 'w2']);
+    const now = Date.now();
+    assert.deepEqual(give(now), [['w1', 0], ['w2', 1], ['w1', 2], ['w2', 3]]);
+    for (const i of [0, 1]) outcomes.report(i === 0 ? w1 : w2, { type: 'batchStarted', jobId: '1', index: i, attempt: run.batch(i)!.current });
+    table.remove(w1.id);
+    outcomes.workerLost(w1, run, 'heartbeat missed');
+    table.gone(w1);
+    assert.deepEqual(give(now), [], 'w2 holds its credit');
+    assert.deepEqual(asked, [['w2', 3]], 'w2 is asked for the batch it has queued, not the one it runs');
+    assert.deepEqual(give(now), []);
+    assert.deepEqual(asked, [['w2', 3]], 'asked once while its answer is on the way');
+    outcomes.report(w2, { type: 'batchReleased', jobId: '1', index: 3, attempt: run.batch(3)!.current });
+    assert.deepEqual(give(now), [['w2', 0]], 'the lost batch takes its place, next after the one w2 runs');
+    assert.deepEqual(asked, [['w2', 3]], 'the batch given back asks nothing back in turn');
+    outcomes.report(w2, { type: 'batchDone', jobId: '1', index: 1, attempt: run.batch(1)!.current, items: 1 });
+    assert.deepEqual(give(now), [['w2', 2]], 'then the lost worker’s prefetched batch');
+    outcomes.report(w2, { type: 'batchDone', jobId: '1', index: 0, attempt: run.batch(0)!.current, items: 1 });
+    assert.deepEqual(give(now), [['w2', 3]], 'then the one given back, before fresh batches');
+    assert.equal(run.batch(3)!.failures, 0, 'a batch given back is not charged');
+  });
+
+  it('asks nothing back for a lost batch when batches are shorter than a give-back’s round trip', (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+    const run = new JobRun(spec({ total: 100, batchSize: 1, retryBaseMs: 60_000 }));
+    const { workers: [w1, w2], outcomes, give, table, asked } = setup(run, ['w1', 'w2']);
+    give();
+    // w2 times a few 1 ms batches
+    for (let k = 0; k < 8; k++) {
+      for (const i of [...w2.leased]) {
+        outcomes.report(w2, { type: 'batchStarted', jobId: '1', index: i, attempt: run.batch(i)!.current });
+        t.mock.timers.tick(1);
+        outcomes.report(w2, { type: 'batchDone', jobId: '1', index: i, attempt: run.batch(i)!.current, items: 1 });
+      }
+      give();
+    }
+    const running = [...w1.leased][0];
+    outcomes.report(w1, { type: 'batchStarted', jobId: '1', index: running, attempt: run.batch(running)!.current });
+    table.remove(w1.id);
+    outcomes.workerLost(w1, run, 'socket closed');
+    table.gone(w1);
+    give();
+    assert.deepEqual(asked, []);
   });
 
   it('keeps the retry backoff for a batch that failed on its own', () => {

@@ -327,7 +327,11 @@ export class ReferenceJobRun {
     }
   }
 
-  /** Puts back a batch whose current attempt never started; it goes out again first, at once. */
+  /**
+   * Puts back a batch whose current attempt never started; it goes out again at once, behind
+   * the batches already due (changed since f496c1c, where it went first: a batch given back
+   * for a batch lost with its worker waits behind it).
+   */
   release(index: number, attempt: number): boolean {
     const b = this.batches[index];
     if (!b || b.state !== 'running') return false;
@@ -336,7 +340,10 @@ export class ReferenceJobRun {
     b.state = 'retrying';
     b.worker = undefined;
     b.notBefore = 0;
-    this.retryQueue.unshift(b);
+    const now = Date.now();
+    let at = 0;
+    while (at < this.retryQueue.length && this.retryQueue[at].notBefore <= now) at++;
+    this.retryQueue.splice(at, 0, b);
     return true;
   }
 

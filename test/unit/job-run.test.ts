@@ -114,14 +114,14 @@ describe('JobRun', () => {
     run.markStarted(0, b0.current);
     run.markStarted(1, b1.current);
     const now = Date.now();
-    assert.equal(run.straggler(now, 'w3'), undefined, 'not running long enough');
+    assert.equal(run.rebalance.straggler(now, 'w3'), undefined, 'not running long enough');
     assert.deepEqual(run.commit(1, b1.current, 'w2', 10), {});
-    assert.equal(run.straggler(now + 10_000, 'w1'), undefined, 'never its own worker');
-    const s = run.straggler(now + 10_000, 'w2')!;
+    assert.equal(run.rebalance.straggler(now + 10_000, 'w1'), undefined, 'never its own worker');
+    const s = run.rebalance.straggler(now + 10_000, 'w2')!;
     assert.equal(s.index, 0);
     const backupAttempt = run.leaseBackup(s, 'w2');
     assert.ok(backupAttempt > b0.current);
-    assert.equal(run.straggler(now + 10_000, 'w3'), undefined, 'one backup per batch');
+    assert.equal(run.rebalance.straggler(now + 10_000, 'w3'), undefined, 'one backup per batch');
     assert.deepEqual(run.heldBy(0, 'w2'), { attempt: backupAttempt, started: false });
     assert.equal(run.markStarted(0, backupAttempt), undefined, 'a copy is not the current attempt');
     assert.deepEqual(run.heldBy(0, 'w2'), { attempt: backupAttempt, started: true });
@@ -139,7 +139,7 @@ describe('JobRun', () => {
     run.lease(b, 'w1');
     run.markStarted(0, b.current);
     const first = b.current;
-    const copy = run.leaseBackup(run.straggler(Date.now() + 10_000, 'w2')!, 'w2');
+    const copy = run.leaseBackup(run.rebalance.straggler(Date.now() + 10_000, 'w2')!, 'w2');
     assert.equal(run.fail(0, first, retryable), 'stale', 'the copy carries on');
     assert.equal(b.current, copy);
     assert.equal(b.worker, 'w2');
