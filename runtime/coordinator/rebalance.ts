@@ -104,12 +104,15 @@ export class Rebalance {
     return Math.max(0, n);
   }
 
-  /** Nothing is left to hand out, and batches are long enough to be worth asking back. */
+  /**
+   * Nothing is left to hand out, and batches are known to be long enough to be worth asking
+   * back (a job too short to time its batches has no tail worth a round trip).
+   */
   inTail(now: number): boolean {
-    return this.worthAskingBack && this.job.backlog(now) === 0;
+    return this.clock.median >= GIVE_BACK_MIN_MS && this.job.backlog(now) === 0;
   }
 
-  /** The job's median batch is long enough for a give-back's round trip, or none has been timed yet. */
+  /** The job's median batch is long enough for a give-back's round trip, or none has been timed yet (a worker lost early). */
   private get worthAskingBack(): boolean {
     return this.clock.median >= GIVE_BACK_MIN_MS || !this.clock.timed;
   }
