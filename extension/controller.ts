@@ -234,7 +234,7 @@ export class BatchJobController implements vscode.Disposable {
       },
       onOutput: (line, stream) => {
         // A line the definitions, reader or writers cell printed goes under that cell; the rest (the submission's) to the run's log.
-        const taken = stream === 'stdout' ? consoleOut.line(line) : undefined;
+        const taken = consoleOut.line(line, stream);
         if (taken === 'marker') return;
         this.deps.log.appendLine(`[${stream}] ${line}`);
         if (taken) return;

@@ -6,6 +6,7 @@ import { importSite } from '../runtime/import-site.js';
 import type { JobEvent } from '../runtime/protocol.js';
 import { cliError, runCli } from './cli-process.js';
 import type { JobScript } from './core/job-script.js';
+import { withoutMarkers } from './core/cell-console.js';
 import type { Engine } from './engine.js';
 
 export interface LaunchOptions {
@@ -73,7 +74,7 @@ export class JobLauncher {
         onStderrLine: (line) => this.opts.onOutput(line, 'stderr'),
       });
       if (r.code === 0) return { code: 0 };
-      const error = cliError(r);
+      const error = cliError({ ...r, stderr: withoutMarkers(r.stderr) });
       const missing = this.missingPackage(error.message);
       if (missing) return { code: r.code, error: missing };
       return { code: r.code, error: { code: error.code, message: error.message, stack: error.stack, scriptLine: error.stack ? this.scriptLine(error.stack) : undefined } };

@@ -33,8 +33,9 @@ async function submit(sb: Sandbox, name: string, nb: NotebookCellData[]) {
   const notebook = path.join(dir, `${name}.skybatch`);
   const settings = parseRunSettings('pool: nowhere\nbatchSize: 2').settings!;
   const script = generateJobScript(nb, settings, path.basename(notebook));
-  const router = new CellConsoleRouter();
+  const routers = { stdout: new CellConsoleRouter(), stderr: new CellConsoleRouter() };
   const routed: { cell: number | undefined; line: string }[] = [];
+  const routedErr: { cell: number | undefined; line: string }[] = [];
   const launcher = new JobLauncher({
     engine: { cli: CLI, errors },
     notebookPath: notebook,
@@ -42,13 +43,12 @@ async function submit(sb: Sandbox, name: string, nb: NotebookCellData[]) {
     env: { SKYBATCH_HOME: sb.home },
     onEvent: () => undefined,
     onOutput: (line, stream) => {
-      if (stream !== 'stdout') return;
-      const r = router.line(line);
-      if (!('marker' in r)) routed.push({ cell: r.cell, line });
+      const r = routers[stream].line(line);
+      if (!('marker' in r)) (stream === 'stdout' ? routed : routedErr).push({ cell: r.cell, line });
     },
   });
   const r = await launcher.run();
-  return { r, routed, map: scriptMapOf(script, scriptPathFor(notebook)) };
+  return { r, routed, routedErr, map: scriptMapOf(script, scriptPathFor(notebook)) };
 }
 
 describe("a submitted job's console output", () => {
@@ -66,6 +66,26 @@ describe("a submitted job's console output", () => {
     assert.deepEqual(of(4), [], 'the mapper cell runs only on workers');
     assert.ok(routed.every((x) => x.cell !== undefined || !/^(defs|opening|writing)/.test(x.line)), JSON.stringify(routed));
     assert.ok(routed.every((x) => !x.line.startsWith('SKYBATCH_CONSOLE_CELL')), 'markers are not output');
+  });
+
+  test('stderr lines (console.error, console.warn) carry their cell too; no marker is left in the error message', async () => {
+    const { r, routed, routedErr } = await submit(sb, 'stderr', cells("console.error('defs two complains');\nconsole.warn('and warns');\nconsole.log('and says');"));
+    assert.notEqual(r.code, 0, 'no pool: the submission itself fails');
+    const of = (lines: typeof routed, cell: number) => lines.filter((x) => x.cell === cell).map((x) => x.line);
+    assert.deepEqual(of(routedErr, 2), ['defs two complains', 'and warns']);
+    assert.deepEqual(of(routed, 2), ['and says']);
+    assert.deepEqual(of(routedErr, 1), [], 'cell 1 printed nothing on stderr');
+    assert.ok(routedErr.some((x) => x.cell === undefined), `the submission's failure is the script's own: ${JSON.stringify(routedErr)}`);
+    assert.ok(r.error, JSON.stringify(r));
+    assert.doesNotMatch(`${r.error.message}\n${r.error.stack ?? ''}`, /SKYBATCH_CONSOLE_CELL/);
+  });
+
+  test('a script that exits on its own: its error is its stderr, with no marker in it', async () => {
+    const { r } = await submit(sb, 'exits', cells("console.error('giving up');\nprocess.exit(3);"));
+    assert.equal(r.code, 3);
+    assert.ok(r.error, JSON.stringify(r));
+    assert.match(r.error.message, /giving up/);
+    assert.doesNotMatch(r.error.message, /SKYBATCH_CONSOLE_CELL/);
   });
 
   test("the markers keep every cell line where it was: a throw maps to its cell's line", async () => {

@@ -100,25 +100,28 @@ export const controllerSuite = defineSuite('notebook controller', (t) => {
     assert.equal(reader.executionSummary?.success, false);
   });
 
-  t.test("console output of a submission shows under the cell that printed it, with no check mark; a cell that threw keeps its prints above the error", async () => {
+  t.test("console output of a submission (stdout and stderr) shows under the cell that printed it, with no check mark; a cell that threw keeps its prints above the error", async () => {
     const printing = (name: string, input: string) => {
       const file = quickNotebook(name);
       const src = fs
         .readFileSync(file, 'utf8')
-        .replace('```ts reader', "```ts definitions\nconsole.log('definitions say hi');\n```\n\n```ts reader")
+        .replace('```ts reader', "```ts definitions\nconsole.log('definitions say hi');\nconsole.error('definitions warn');\n```\n\n```ts reader")
         .replace("new sky.JsonReader('data.jsonl')", `(console.log('opening ${input}'), new sky.JsonReader('${input}'))`)
         .replace("new sky.JsonWriter('output/output.jsonl')", "(console.log('writers built'), new sky.JsonWriter('output/output.jsonl'))");
       fs.writeFileSync(file, src);
       return file;
     };
-    const stdoutOf = (c: vscode.NotebookCell) => c.outputs.flatMap((o) => o.items).filter((i) => i.mime === 'application/vnd.code.notebook.stdout').map((i) => new TextDecoder().decode(i.data)).join('');
+    const streamOf = (mime: string) => (c: vscode.NotebookCell) => c.outputs.flatMap((o) => o.items).filter((i) => i.mime === mime).map((i) => new TextDecoder().decode(i.data)).join('');
+    const stdoutOf = streamOf('application/vnd.code.notebook.stdout');
+    const stderrOf = streamOf('application/vnd.code.notebook.stderr');
     const editor = await openNotebook(printing('cellconsole', 'data.jsonl'));
     const text = await runAll(editor, 90_000);
     assert.match(text, /: SUCCEEDED/, text);
-    assert.doesNotMatch(text, /definitions say hi|opening data|writers built/, 'not in the run cell');
+    assert.doesNotMatch(text, /definitions say hi|definitions warn|opening data|writers built/, 'not in the run cell');
     const defs = cellByRole(editor.notebook, 'definitions');
     const writers = cellByRole(editor.notebook, 'writers');
     assert.equal((await waitFor('the definitions cell to show its print', () => stdoutOf(defs) || undefined)).trim(), 'definitions say hi');
+    assert.equal((await waitFor('the definitions cell to show its console.error', () => stderrOf(defs) || undefined)).trim(), 'definitions warn');
     assert.equal(stdoutOf(cellByRole(editor.notebook, 'reader')).trim(), 'opening data.jsonl');
     assert.equal(stdoutOf(writers).trim(), 'writers built');
     assert.equal(defs.executionSummary?.success, undefined, 'no check mark: it did not run on its own');
