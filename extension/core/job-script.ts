@@ -106,7 +106,7 @@ export function generateJobScript(cells: readonly NotebookCellData[], settings: 
     out.push(');');
   }
   const opts: Record<string, unknown> = { poolName: settings.pool, batchSize: settings.batchSize };
-  for (const k of ['activateEnv', 'maxAttempts', 'retryBaseMs', 'batchTimeoutMs', 'onItemError', 'external'] as const) if (settings[k] !== undefined) opts[k] = settings[k];
+  for (const k of ['activateEnv', 'maxAttempts', 'retryBaseMs', 'batchTimeoutMs', 'onItemError', 'priority', 'external'] as const) if (settings[k] !== undefined) opts[k] = settings[k];
   const optLines = Object.entries(opts).map(([k, v]) => `  ${k}: ${JSON.stringify(v)},`);
   if (cellRun) {
     const given = [wants.reader && 'reader: __skybatchReader', wants.mapper && 'mapper: __skybatchMapper', wants.writers && 'writers: __skybatchWriters'].filter(Boolean).join(', ');

@@ -20,6 +20,8 @@ export interface RunSettings {
   batchTimeoutMs?: number;
   /** 'fail' (default) or 'skip': failed items go to errors.jsonl and the job goes on. */
   onItemError?: 'fail' | 'skip';
+  /** The job's weight when jobs share the pool's workers (default 1): a job of priority 2 gets twice the share of one of 1. */
+  priority?: number;
   /** Environment variables the generated script (and, through the engine, the workers) sees. */
   env?: Record<string, string>;
   /** Packages workers import from their working directory instead of the bundle. */
@@ -51,6 +53,7 @@ const FIELDS: Record<string, { required?: boolean; check: Check }> = {
   retryBaseMs: option('retryBaseMs'),
   batchTimeoutMs: option('batchTimeoutMs'),
   onItemError: option('onItemError'),
+  priority: option('priority'),
   env: {
     check: (n) => {
       if (!isMap(n)) return `'env' must be a mapping of variable names to strings`;

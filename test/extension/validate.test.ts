@@ -62,6 +62,21 @@ describe('job script', () => {
   });
 });
 
+describe('run settings: priority', () => {
+  test("goes into map()'s options; one out of range is an error on its line", () => {
+    const c = cells(GOOD, 'pool: p\nbatchSize: 2\npriority: 3');
+    const settings = parseRunSettings('pool: p\nbatchSize: 2\npriority: 3').settings!;
+    assert.equal(settings.priority, 3);
+    assert.match(generateJobScript(c, settings, 'n.skybatch').code, /batchSize: 2,\n  priority: 3,\n/);
+    for (const bad of ['0', '-1', 'high']) {
+      const r = parseRunSettings(`pool: p\nbatchSize: 2\npriority: ${bad}`);
+      assert.equal(r.settings, undefined, bad);
+      assert.equal(r.problems[0]?.line, 2, bad);
+      assert.match(r.problems[0].message, /'priority' must be/, bad);
+    }
+  });
+});
+
 describe('cell output', () => {
   test('shows progress, ETA, retries, failures, samples and images', () => {
     const t = new JobTracker('p', 0);
