@@ -25,8 +25,9 @@ export interface JobCursor {
  * Work of one job moved between workers where it would wait: near the end of a job, a copy
  * of a straggler for a worker with nothing left to do (`straggler`, then `JobRun.leaseBackup`);
  * batches queued unstarted on a worker asked back (`queuedOn`, `askBack`), for an idle worker in
- * the job's tail (`inTail`) or for a failed batch that no worker has room for
- * (`retriesWaiting`). The scheduler decides who is asked; this class says what may be.
+ * the job's tail (`inTail`), for a failed batch that no worker has room for
+ * (`retriesWaiting`), or from a worker fair share moves to another job (`longBatches`). The
+ * scheduler decides who is asked; this class says what may be.
  */
 export class Rebalance {
   private noStragglerBefore = 0;
@@ -109,11 +110,16 @@ export class Rebalance {
    * back (a job too short to time its batches has no tail worth a round trip).
    */
   inTail(now: number): boolean {
-    return this.clock.median >= GIVE_BACK_MIN_MS && this.job.backlog(now) === 0;
+    return this.longBatches && this.job.backlog(now) === 0;
+  }
+
+  /** The job's median batch is known to be long enough for a give-back's round trip. */
+  get longBatches(): boolean {
+    return this.clock.median >= GIVE_BACK_MIN_MS;
   }
 
   /** The job's median batch is long enough for a give-back's round trip, or none has been timed yet (a worker lost early). */
   private get worthAskingBack(): boolean {
-    return this.clock.median >= GIVE_BACK_MIN_MS || !this.clock.timed;
+    return this.longBatches || !this.clock.timed;
   }
 }

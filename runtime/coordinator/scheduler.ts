@@ -97,7 +97,7 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
     }
   }
   const idle = usable.filter((w) => held.get(w) === 0);
-  const asked = askBacks(active, usable, tail ? idle.length : 0, held, decisions, now);
+  const asked = askBacks(active, usable, serves, tail ? idle.length : 0, held, decisions, now);
   stragglers: for (const w of idle.slice(asked)) {
     for (const run of active) {
       const b = run.rebalance.straggler(now, w.name);
@@ -117,11 +117,26 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
  * Batches queued unstarted on workers, asked back where they hold up work (`Rebalance.queuedOn`,
  * `askBack`): a failed batch due now that no worker had room for (one lost with its worker,
  * while the others hold their credit) takes the place of one of them, which then waits behind
- * it (`JobRun.release`); in a job's tail, each worker left holding nothing (`idle` of them) gets
- * half of what one holder has queued. Holders holding the most are asked first. Returns how
- * many idle workers have batches coming back to them (they take no straggler's copy meanwhile).
+ * it (`JobRun.release`); a worker that fair share moves to another job (its job no longer
+ * `serves` it) gives back what it has queued of its old one, so it starts the new job a batch
+ * sooner and the old job's other workers run those; in a job's tail, each worker left holding
+ * nothing (`idle` of them) gets half of what one holder has queued. Holders holding the most
+ * are asked first. Returns how many idle workers have batches coming back to them (they take
+ * no straggler's copy meanwhile).
  */
-function askBacks(active: readonly JobRun[], usable: readonly WorkerEntry[], idle: number, held: ReadonlyMap<WorkerEntry, number>, decisions: Decision[], now: number): number {
+function askBacks(active: readonly JobRun[], usable: readonly WorkerEntry[], serves: ReadonlyMap<WorkerEntry, JobRun>, idle: number, held: ReadonlyMap<WorkerEntry, number>, decisions: Decision[], now: number): number {
+  const ask = (run: JobRun, w: WorkerEntry, batches: BatchRecord[]) => {
+    for (const b of batches) {
+      run.rebalance.askBack(b);
+      decisions.push({ kind: 'giveBack', run, worker: w, batch: b, attempt: b.current });
+    }
+  };
+  if (active.length > 1) {
+    for (const w of usable) {
+      const run = held.get(w)! >= 2 ? active.find((r) => r.spec.jobId === w.jobId) : undefined;
+      if (run && serves.get(w) !== run && run.rebalance.longBatches) ask(run, w, run.rebalance.queuedOn(w.name, w.leased));
+    }
+  }
   let asked = 0;
   for (const run of active) {
     let waiting = run.rebalance.retriesWaiting(now);
@@ -132,10 +147,7 @@ function askBacks(active: readonly JobRun[], usable: readonly WorkerEntry[], idl
       if (forIdle ? asked === idle : waiting === 0) break;
       const queued = run.rebalance.queuedOn(h.name, h.leased);
       if (!queued.length) continue;
-      for (const b of forIdle ? queued.slice(0, Math.max(1, queued.length >> 1)) : queued.slice(0, 1)) {
-        run.rebalance.askBack(b);
-        decisions.push({ kind: 'giveBack', run, worker: h, batch: b, attempt: b.current });
-      }
+      ask(run, h, forIdle ? queued.slice(0, Math.max(1, queued.length >> 1)) : queued.slice(0, 1));
       if (forIdle) asked++;
       else waiting--;
     }

@@ -225,6 +225,39 @@ describe('scheduler', () => {
     assert.deepEqual(plan.decisions.filter((d) => d.kind === 'assign').map((d) => d.kind === 'assign' && [d.worker.name, d.run.spec.jobId, d.batch.index]), [['w2', '2', 0], ['w2', '2', 1]]);
   });
 
+  it('a worker fair share moves to a new job gives back what it has queued of the old one, once batches are known to be long', (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+    const long = new JobRun(spec({ jobId: '1', total: 400 }));
+    const w1 = worker('w1');
+    const w2 = worker('w2');
+    // both workers run 100 ms batches of the long job, each holding one running and one queued
+    for (let round = 0; round < 4; round++) {
+      apply(schedule({ ...jobs(long), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions);
+      for (const w of [w1, w2]) finish(t, long, w, Math.min(...w.leased), 100);
+    }
+    apply(schedule({ ...jobs(long), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions);
+    for (const w of [w1, w2]) long.markStarted(Math.min(...w.leased), long.batch(Math.min(...w.leased))!.current);
+    assert.deepEqual([w1.leased.size, w2.leased.size], [2, 2]);
+    const queued2 = Math.max(...w2.leased);
+    const short = new JobRun(spec({ jobId: '2', total: 40 }));
+    let plan = schedule({ ...jobs(long, short), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions;
+    const asks = plan.flatMap((d) => (d.kind === 'giveBack' ? [[d.worker.name, d.run.spec.jobId, d.batch.index]] : []));
+    assert.deepEqual(asks, [['w2', '1', queued2]], 'w2 leaves the long job: its queued batch of it goes back, not the one it runs');
+    assert.deepEqual(assigned(plan), []);
+    // its mapper had not taken it: the batch goes back to the long job, and w2 takes the short job once its running batch is done
+    assert.ok(long.release(queued2, long.batch(queued2)!.current));
+    w2.leased.delete(queued2);
+    plan = schedule({ ...jobs(long, short), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions;
+    assert.deepEqual(plan.filter((d) => d.kind === 'giveBack'), [], 'asked once');
+    finish(t, long, w2, Math.min(...w2.leased), 100);
+    plan = schedule({ ...jobs(long, short), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions;
+    assert.deepEqual(plan.filter((d) => d.kind === 'assign').map((d) => d.kind === 'assign' && [d.worker.name, d.run.spec.jobId]), [['w2', '2'], ['w2', '2']]);
+    apply(plan);
+    finish(t, long, w1, Math.min(...w1.leased), 100);
+    plan = schedule({ ...jobs(long, short), workers: [w1, w2], setupKey: KEY, now: 0 }).decisions;
+    assert.deepEqual(plan.filter((d) => d.kind === 'assign').map((d) => d.kind === 'assign' && [d.worker.name, d.batch.index]), [['w1', queued2]], 'the batch given back goes to the long job’s other worker first');
+  });
+
   it('gives a job of priority 2 twice the workers of a job of priority 1', () => {
     const low = new JobRun(spec({ jobId: '1', total: 200 }));
     const high = new JobRun(spec({ jobId: '2', total: 200, priority: 2 }));
