@@ -48,6 +48,8 @@ describe('several jobs on one pool', () => {
         return s.workers.length === 2 && s.workers.every((w) => w.batches.length > 0) ? s : undefined;
       });
       await new Promise((r) => setTimeout(r, 1000)); // "a second apart", as the issue puts it
+      // and the long job's batches are timed (1 s each): a worker moved to the short job gives back the long batch it has queued
+      await waitFor('a few batches of the long job done', async () => ((await client.request({ type: 'status' })).jobs.find((j) => j.scriptPath.endsWith('long.ts'))?.batchesDone ?? 0) >= 4 || undefined, 30_000);
       const shortRun = sb.run(shortScript);
       const short = await shortRun;
       assert.equal(short.code, 0, short.stderr);
@@ -73,6 +75,14 @@ describe('several jobs on one pool', () => {
       const summaries = (await client.request({ type: 'status' })).jobs;
       const done = (suffix: string) => Date.parse(summaries.find((j) => j.scriptPath.endsWith(suffix))!.finishedAt!);
       assert.ok(done('short.ts') < done('long.ts'));
+      // The worker that took the short job finished the long batch it was running, and did not
+      // start the one it had queued: that went back to the long job.
+      const submitted = Date.parse(summaries.find((j) => j.scriptPath.endsWith('short.ts'))!.createdAt);
+      for (const w of new Set(shortRows.map((r) => r.worker))) {
+        const first = Math.min(...shortRows.filter((r) => r.worker === w).map((r) => r.from));
+        const between = longRows.filter((r) => r.worker === w && r.from > submitted && r.from < first);
+        assert.deepEqual(between, [], `${w} started no long batch between the short job's submission and its first short batch`);
+      }
     } finally {
       client.close();
     }
