@@ -97,7 +97,7 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
     }
   }
   const idle = usable.filter((w) => held.get(w) === 0);
-  const asked = askBacks(active, usable, serves, tail ? idle.length : 0, held, decisions, now);
+  const asked = askBacks(active, activeIds, usable, serves, tail ? idle.length : 0, held, decisions, now);
   stragglers: for (const w of idle.slice(asked)) {
     for (const run of active) {
       const b = run.rebalance.straggler(now, w.name);
@@ -124,7 +124,7 @@ export function schedule({ queue, jobs, workers, setupKey, now }: SchedulerInput
  * are asked first. Returns how many idle workers have batches coming back to them (they take
  * no straggler's copy meanwhile).
  */
-function askBacks(active: readonly JobRun[], usable: readonly WorkerEntry[], serves: ReadonlyMap<WorkerEntry, JobRun>, idle: number, held: ReadonlyMap<WorkerEntry, number>, decisions: Decision[], now: number): number {
+function askBacks(active: readonly JobRun[], activeIds: ReadonlyMap<string, JobRun>, usable: readonly WorkerEntry[], serves: ReadonlyMap<WorkerEntry, JobRun>, idle: number, held: ReadonlyMap<WorkerEntry, number>, decisions: Decision[], now: number): number {
   const ask = (run: JobRun, w: WorkerEntry, batches: BatchRecord[]) => {
     for (const b of batches) {
       run.rebalance.askBack(b);
@@ -133,7 +133,7 @@ function askBacks(active: readonly JobRun[], usable: readonly WorkerEntry[], ser
   };
   if (active.length > 1) {
     for (const w of usable) {
-      const run = held.get(w)! >= 2 ? active.find((r) => r.spec.jobId === w.jobId) : undefined;
+      const run = held.get(w)! >= 2 ? activeIds.get(w.jobId!) : undefined;
       if (run && serves.get(w) !== run && run.rebalance.longBatches) ask(run, w, run.rebalance.queuedOn(w.name, w.leased));
     }
   }
