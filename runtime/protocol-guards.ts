@@ -222,7 +222,7 @@ const batchReportItem = exactUnion<P.BatchReportItem, 'type'>('type')(
   z.discriminatedUnion('type', [
     z.object({ type: z.literal('batchStarted'), index: count, attempt: count }),
     z.object({ type: z.literal('batchDone'), index: count, attempt: count, items: count, sample: z.array(z.unknown()).optional(), deadLetters: z.array(deadLetter).optional() }),
-    z.object({ type: z.literal('batchReleased'), index: count, attempt: count }),
+    z.object({ type: z.literal('batchReleased'), index: count, attempt: count, prefetchError: wireError.optional() }),
     z.object({ type: z.literal('batchFailed'), index: count, attempt: count, error: wireError, input: z.array(z.unknown()).optional() }),
   ]),
 );
@@ -237,7 +237,7 @@ export const workerMessage = exactUnion<P.WorkerMessage, 'type'>('type')(
     z.object({ type: z.literal('getPackages'), hash: bundleHash }),
     z.object({ type: z.literal('batchStarted'), ...batchRef }),
     z.object({ type: z.literal('batchDone'), ...batchRef, items: count, sample: z.array(z.unknown()).optional(), deadLetters: z.array(deadLetter).optional() }),
-    z.object({ type: z.literal('batchReleased'), ...batchRef }),
+    z.object({ type: z.literal('batchReleased'), ...batchRef, prefetchError: wireError.optional() }),
     z.object({ type: z.literal('batchFailed'), ...batchRef, error: wireError, input: z.array(z.unknown()).optional() }),
     z.object({ type: z.literal('batchReports'), jobId, reports: z.array(batchReportItem).min(1, 'must list at least one report') }),
     z.object({ type: z.literal('jobFatal'), jobId, error: wireError }),
@@ -298,7 +298,7 @@ export const mapperToAgent = exactUnion<MapperToAgent, 'type'>('type')(
   z.discriminatedUnion('type', [
     z.object({ type: z.literal('batchStarted'), index: count, attempt: count }),
     z.object({ type: z.literal('batchDone'), index: count, attempt: count, items: count, sample: z.array(z.unknown()).optional(), deadLetters: z.array(deadLetter).optional() }),
-    z.object({ type: z.literal('batchReleased'), index: count, attempt: count }),
+    z.object({ type: z.literal('batchReleased'), index: count, attempt: count, prefetchError: wireError.optional() }),
     z.object({ type: z.literal('batchFailed'), index: count, attempt: count, error: wireError, input: z.array(z.unknown()).optional() }),
     z.object({ type: z.literal('fatal'), error: wireError }),
     z.object({ type: z.literal('idle') }),

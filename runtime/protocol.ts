@@ -259,8 +259,11 @@ export type BatchReportItem =
   /** The mapper took the batch from load(): a crash from now on is charged to this batch. */
   | { type: 'batchStarted'; index: number; attempt: number }
   | { type: 'batchDone'; index: number; attempt: number; items: number; sample?: unknown[]; deadLetters?: DeadLetter[] }
-  /** Given back untouched (its mapper process stopped before reaching it): not a failure. */
-  | { type: 'batchReleased'; index: number; attempt: number }
+  /**
+   * Given back untouched (asked back, or its mapper process stopped before reaching it): not a
+   * failure. `prefetchError`: its download, started ahead, had already failed; logged, not charged.
+   */
+  | { type: 'batchReleased'; index: number; attempt: number; prefetchError?: WireError }
   /** `input`: the batch's items when it has just one, for errors.jsonl. */
   | { type: 'batchFailed'; index: number; attempt: number; error: WireError; input?: unknown[] };
 
@@ -289,8 +292,8 @@ export type WorkerMessage =
   /** The mapper took the batch from load(): a crash from now on is charged to this batch. */
   | { type: 'batchStarted'; jobId: string; index: number; attempt: number }
   | { type: 'batchDone'; jobId: string; index: number; attempt: number; items: number; sample?: unknown[]; deadLetters?: DeadLetter[] }
-  /** Given back untouched (its mapper process stopped before reaching it): not a failure. */
-  | { type: 'batchReleased'; jobId: string; index: number; attempt: number }
+  /** Given back untouched: see `BatchReportItem`. */
+  | { type: 'batchReleased'; jobId: string; index: number; attempt: number; prefetchError?: WireError }
   /** `input`: the batch's items when it has just one, for errors.jsonl. */
   | { type: 'batchFailed'; jobId: string; index: number; attempt: number; error: WireError; input?: unknown[] }
   /**

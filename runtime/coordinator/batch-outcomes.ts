@@ -54,7 +54,7 @@ export class BatchOutcomes {
     if (msg.type === 'batchDone' && !run.batch(msg.index)?.started) run.markStarted(msg.index, msg.attempt);
     this.port.workers.unlease(w, msg.index);
     if (msg.type === 'batchReleased') {
-      this.release(run, msg.index, msg.attempt);
+      this.release(run, msg.index, msg.attempt, msg.prefetchError && { worker: w.name, error: msg.prefetchError });
     } else if (msg.type === 'batchFailed') {
       if (!run.isFinished) this.failed(run, msg.index, msg.attempt, { ...msg.error, context: { ...msg.error.context, worker: w.name } }, msg.input);
     } else {
@@ -123,10 +123,15 @@ export class BatchOutcomes {
     }
   }
 
-  /** Puts back an attempt that never started: not a failure of the batch. */
-  release(run: JobRun, index: number, attempt: number): void {
+  /**
+   * Puts back an attempt that never started: not a failure of the batch, even when its
+   * download, started ahead on `prefetch.worker`, had failed (the job log says so; the batch's
+   * next attempt downloads it again, and fails there if the input is really broken).
+   */
+  release(run: JobRun, index: number, attempt: number, prefetch?: { worker: string; error: WireError }): void {
     if (!run.release(index, attempt)) return;
     const b = run.batch(index)!;
+    if (prefetch) run.log(`batch [${b.start}, ${b.end}] attempt ${attempt} given back by ${prefetch.worker}; its download, started ahead, had failed: ${prefetch.error.message}`);
     this.port.emit({ kind: 'batch', jobId: run.spec.jobId, index, start: b.start, end: b.end, state: 'pending', attempt });
   }
 

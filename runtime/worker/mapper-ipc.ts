@@ -22,7 +22,8 @@ export type AgentToMapper =
 export type MapperToAgent =
   | { type: 'batchStarted'; index: number; attempt: number }
   | { type: 'batchDone'; index: number; attempt: number; items: number; sample?: unknown[]; deadLetters?: DeadLetter[] }
-  | { type: 'batchReleased'; index: number; attempt: number }
+  /** `prefetchError`: its download, started ahead, had already failed (the batch runs again elsewhere; the job log says why). */
+  | { type: 'batchReleased'; index: number; attempt: number; prefetchError?: WireError }
   | { type: 'batchFailed'; index: number; attempt: number; error: WireError; input?: unknown[] }
   /** The job cannot run on this worker at all (script failed to load, mapper threw before its first batch). */
   | { type: 'fatal'; error: WireError }

@@ -153,9 +153,14 @@ class JobRun {
   release(index: number, attempt: number): void {
     const at = this.queue.findIndex((b) => b.index === index && b.attempt === attempt);
     if (at < 0) return;
-    const [b] = this.queue.splice(at, 1);
+    this.giveBack(this.queue.splice(at, 1)[0]);
+  }
+
+  /** Gives `b` back unstarted, with the failure of its download if that was known already (the job log shows it). */
+  private giveBack(b: MapperBatch): void {
     b.finished = true;
-    send({ type: 'batchReleased', index, attempt });
+    const prefetchError = b.failure && toWireError(b.failure.error, { jobId: this.spec.jobId, batch: [b.start, b.end], attempt: b.attempt });
+    send({ type: 'batchReleased', index: b.index, attempt: b.attempt, ...(prefetchError ? { prefetchError } : {}) });
   }
 
   end(keep: boolean): void {
@@ -339,10 +344,7 @@ class JobRun {
         const victim = this.current && !this.current.finished ? this.current : thrown === this.reported ? undefined : this.queue.shift();
         if (victim) this.finish(victim, { error: err });
       }
-      for (const b of this.queue) {
-        b.finished = true;
-        send({ type: 'batchReleased', index: b.index, attempt: b.attempt });
-      }
+      for (const b of this.queue) this.giveBack(b);
       return { reusable: false, code: 1 };
     } finally {
       setMapperContext(undefined);

@@ -21,16 +21,22 @@ function badOption(field: string, message: RegExp) {
   };
 }
 
-/** A script whose reader is a RangeReader defined in it; `download` is the body of its loop over indices `i`. */
-function rangeReaderScript(opts: { download: string; output: string; extra: string }): string {
+/**
+ * A script whose reader is a RangeReader defined in it; `download` is the body of its loop over
+ * indices `i`, `call` runs first in each downloadBatch call, `map` first for each batch.
+ */
+function rangeReaderScript(opts: { download: string; output: string; extra: string; call?: string; map?: string }): string {
   return `import * as fs from 'node:fs';
 import * as sky from 'skybatch';
 
+let calls = 0;
 class RangeReader extends sky.InputReader<{ count: number }> {
   length() {
     return this.options.count;
   }
   async downloadBatch(startIdx: number, endIdx: number) {
+    calls++;
+    ${opts.call ?? ''}
     const out = [];
     for (let i = startIdx; i <= endIdx; i++) {
       ${opts.download}
@@ -42,7 +48,10 @@ class RangeReader extends sky.InputReader<{ count: number }> {
 sky.registry.INPUT_READER_REGISTRY.register('range', RangeReader);
 
 const mapper = sky.remoteFunction(async function mapper() {
-  for await (const batch of sky.load()) await sky.saveResults(batch.map((x) => ({ index: x.index })));
+  for await (const batch of sky.load()) {
+    ${opts.map ?? ''}
+    await sky.saveResults(batch.map((x) => ({ index: x.index })));
+  }
 });
 const job = await new sky.Dataset(new RangeReader('', { count: 8 })).map(mapper, {
   poolName: ${JSON.stringify(POOL)}, batchSize: 2, retryBaseMs: 50, maxAttempts: 2, output: new sky.JsonWriter(${JSON.stringify(opts.output)}), ${opts.extra}
@@ -147,6 +156,31 @@ await new sky.Dataset(new sky.JsonReader(${JSON.stringify(path.join(sb.dir, 'in4
     assert.match(b.stderr, /buggy-reader\.ts:\d+/, 'the stack points into the reader the user wrote');
     assert.doesNotMatch(b.stderr, /SKYBATCH_E_MAPPER/);
     assert.equal((b.stdout.match(/ATTEMPT/g) ?? []).length, 1, 'a TypeError is not retried');
+  });
+
+  test("a prefetched batch whose download failed, given back when its worker's mapper dies, is not charged, and the job log says why", async () => {
+    const [downloads, deaths] = [path.join(sb.dir, 'prefetch-failed'), path.join(sb.dir, 'mapper-died')];
+    for (const d of [downloads, deaths]) fs.mkdirSync(d);
+    const once = (dir: string) => `fs.readdirSync(${JSON.stringify(dir)}).length < 2 && !fs.writeFileSync(${JSON.stringify(dir)} + '/' + process.pid, '')`;
+    const script = sb.file(
+      'prefetch-failed.ts',
+      rangeReaderScript({
+        // in each of the first two mapper processes: the second download (the batch prefetched
+        // behind the first) fails, and the mapper dies 300 ms into its first batch
+        call: `if (calls === 2 && ${once(downloads)}) throw new Error('bucket hiccup');`,
+        download: '',
+        map: `if (${once(deaths)}) { await new Promise((r) => setTimeout(r, 300)); throw new Error('mapper crashed'); }`,
+        output: path.join(sb.dir, 'prefetch-failed.jsonl'),
+        extra: PRINT_CODES,
+      }),
+    );
+    const r = await sb.run(script);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readJsonl(path.join(sb.dir, 'prefetch-failed.jsonl')), Array.from({ length: 8 }, (_, i) => ({ index: i })));
+    const jobId = /RESULT (\d+)/.exec(r.stdout)![1];
+    const log = (await sb.cli(['jobs', 'logs', jobId])).stdout;
+    assert.match(log, /batch \[\d, \d\] attempt 1 given back by local-\d; its download, started ahead, had failed: RangeReader\.downloadBatch\(\d, \d\) failed: Error: bucket hiccup/);
+    assert.equal((r.stdout.match(/ATTEMPT \d+ SKYBATCH_E_MAPPER/g) ?? []).length, 2, r.stdout);
   });
 
   test('code written with sky.batch.* (as ported from the reference) runs the same on the client and in the mapper', async () => {

@@ -300,8 +300,9 @@ export function uiSteps(opts: { pool: string }) {
         await mapperCell.locator('.codicon-notebook-state-error').first().waitFor({ timeout: T });
         // VS Code's own "Go To" (most recently failed cell) knows it too.
         await page.locator('.notebook-toolbar-container .action-item', { hasText: 'Go To' }).first().waitFor({ timeout: T });
-        // Away from the mapper cell, then back through the traceback's link.
-        await page.locator('.notebook-editor .code-cell-row', { hasText: 'poolFile' }).first().click();
+        // Away from the mapper cell (into the one-line writers cell's text: a click on the run cell's
+        // row could land on its output, which took no focus once), then back through the traceback's link.
+        await page.locator('.notebook-editor .code-cell-row', { hasText: 'sky.JsonWriter(' }).first().locator('.view-line').first().click();
         await mapperRow.waitFor({ state: 'detached', timeout: T });
         await out.locator('a[href*="execution_count"]').first().click();
         await mapperRow.waitFor({ timeout: T });
