@@ -6,7 +6,7 @@ import { Item } from './input-reader.js';
 import { OutputWriter } from './output-writer.js';
 import { assertSafeKey, joinPath, pad8 } from './common/paths.js';
 import { mergeBatches } from './batch-merge.js';
-import { deleteBatchFiles, downloadBytesFromCloud, getBatchPath, listBatchFiles, loadJsonlFromCloud, toJsonl, uploadBytesToCloud } from './utils.js';
+import { deleteBatchFiles, downloadBytesFromCloud, getBatchPath, listBatchFiles, loadJsonlFromCloud, toJsonlBytes, uploadBytesToCloud } from './utils.js';
 
 export interface ImageWriterOptions {
   /** The result key holding the image. Default `'image'`. */
@@ -69,7 +69,7 @@ export class ImageWriter extends OutputWriter<ImageWriterOptions> {
     const manifestBatch = getBatchPath(this.path, startIdx, endIdx, jobId);
     await eachLimit(names, UPLOAD_CONCURRENCY, (name, i) => uploadBytesToCloud(pngs[i], joinPath(stagingDir(manifestBatch), name)));
     const manifest = names.map((file, i) => ({ file, index: startIdx + i }));
-    await uploadBytesToCloud(toJsonl(manifest, this.manifestPath), manifestBatch);
+    await uploadBytesToCloud(toJsonlBytes(manifest, this.manifestPath), manifestBatch);
     return this.path;
   }
 

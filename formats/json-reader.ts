@@ -74,19 +74,76 @@ export class JsonReader extends InputReader<Record<string, never>> {
  * The range is checked and decoded once and split as a string: per-line `isUtf8` and
  * `toString` calls were most of a worker's time on short rows. A range that is not valid
  * UTF-8 is parsed line by line, so the error names the line.
+ *
+ * The batch's lines, when none is blank, are parsed as one JSON array (newlines made commas:
+ * JSON has no raw newline inside a value): a third less CPU than a `JSON.parse` per line.
+ * Anything that makes that parse fail or come out other than one object per line (a
+ * malformed line, two values on one line, a line that is not an object) is parsed again line
+ * by line, whose error names the line.
  */
 function parseRows(buf: Buffer, path: string, row0: number, line0: number, startIdx: number, endIdx: number): Item[] {
   if (!isUtf8(buf)) return parseRowsByLine(buf, path, row0, line0, startIdx, endIdx);
   const text = buf.toString('utf8');
-  const out: Item[] = [];
   let row = row0;
   let line = line0;
   let pos = 0;
+  // the rows before startIdx (the index entry is at or before it): skipped, not parsed
+  while (pos < text.length && row < startIdx) {
+    let nl = text.indexOf('\n', pos);
+    if (nl < 0) nl = text.length;
+    if (textHasContent(text, pos, nl)) row++;
+    pos = nl + 1;
+    line++;
+  }
+  const from = pos;
+  let blank = false;
+  while (pos < text.length && row <= endIdx) {
+    let nl = text.indexOf('\n', pos);
+    if (nl < 0) nl = text.length;
+    if (textHasContent(text, pos, nl)) row++;
+    else blank = true;
+    pos = nl + 1;
+  }
+  const count = endIdx - startIdx + 1;
+  if (!blank && row === endIdx + 1) {
+    const rows = parseAsArray(text.slice(from, pos - 1), count);
+    if (rows) return rows;
+  }
+  return parseLines(text, from, path, line, startIdx, endIdx);
+}
+
+/**
+ * `lines`, `count` lines of one JSON object each, as one array; undefined if that is not what
+ * they hold. With the newlines made commas, the array's elements (objects) are separated by
+ * commas between a `}` and a `{`. When no line holds such a comma itself, every one is a
+ * newline, and `count` elements means each line is exactly one object. Otherwise (a line of
+ * two objects glued, a `},{` inside a string) the lines are parsed one by one.
+ */
+function parseAsArray(lines: string, count: number): Item[] | undefined {
+  if (GLUED.test(lines)) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(`[${lines.replaceAll('\n', ',')}]`);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(value) || value.length !== count) return undefined;
+  for (const v of value) if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined;
+  return value as Item[];
+}
+
+const GLUED = /\}[ \t\r]*,[ \t\r]*\{/;
+
+/** Parses rows `startIdx..endIdx` of `text`, a `JSON.parse` per line; `from` is where row `startIdx` starts, on line `line`. */
+function parseLines(text: string, from: number, path: string, line: number, startIdx: number, endIdx: number): Item[] {
+  const out: Item[] = [];
+  let row = startIdx;
+  let pos = from;
   while (pos < text.length && row <= endIdx) {
     let nl = text.indexOf('\n', pos);
     if (nl < 0) nl = text.length;
     if (textHasContent(text, pos, nl)) {
-      if (row >= startIdx) out.push(parseText(text.slice(pos, nl), path, line));
+      out.push(parseText(text.slice(pos, nl), path, line));
       row++;
     }
     pos = nl + 1;

@@ -3,7 +3,7 @@ import { SkybatchError } from './common/errors.js';
 import { Item } from './input-reader.js';
 import { OutputWriter } from './output-writer.js';
 import { mergeBatches } from './batch-merge.js';
-import { deleteBatchFiles, deleteInputBatchFiles, getBatchPath, toJsonl, uploadBytesToCloud } from './utils.js';
+import { deleteBatchFiles, deleteInputBatchFiles, getBatchPath, toJsonlBytes, uploadBytesToCloud } from './utils.js';
 
 export interface JsonWriterOptions {
   /** Keep only these keys of each result (like SQL SELECT). Default: every key. */
@@ -40,9 +40,9 @@ export class JsonWriter extends OutputWriter<JsonWriterOptions> {
       }
     }
     const path = getBatchPath(this.path, startIdx, endIdx, jobId);
-    let body: string;
+    let body: Buffer;
     try {
-      body = toJsonl(rows, `JsonWriter(${this.path})`);
+      body = toJsonlBytes(rows, `JsonWriter(${this.path})`);
     } catch (err) {
       const e = err as SkybatchError;
       throw new SkybatchError(e.code, `${e.message} (job ${jobId}, batch [${startIdx}, ${endIdx}])`, { context: { jobId, batch: [startIdx, endIdx] }, cause: err });

@@ -84,6 +84,24 @@ describe('JsonReader', () => {
     await assert.rejects(r.downloadBatch(4, 4), rejectsWith('SKYBATCH_E_MALFORMED_JSONL', /line 6: not valid UTF-8/));
   });
 
+  test('lines read as one array must each be one object: lines that only parse together are refused by line', async () => {
+    const file = path.join(tmp, 'glued.jsonl');
+    const read = async (text: string, s: number, e: number) => {
+      fs.writeFileSync(file, text);
+      const r = new JsonReader(file);
+      await r.length();
+      return r.downloadBatch(s, e);
+    };
+    // two objects on one line, and the next line finishing the second: two lines, two objects together
+    await assert.rejects(read('{"a":1},{"b":[{}\n{}]}\n', 0, 1), rejectsWith('SKYBATCH_E_MALFORMED_JSONL', new RegExp(`${file} line 1: `)));
+    await assert.rejects(read('{"a":1}\n{"a":\n2}\n', 0, 2), rejectsWith('SKYBATCH_E_MALFORMED_JSONL', /line 2: /));
+    await assert.rejects(read('{"a":1}\n2\n', 0, 1), rejectsWith('SKYBATCH_E_MALFORMED_JSONL', /line 2: expected a JSON object, got number/));
+    await assert.rejects(read('{"a":1}\n[{"a":2}]\n', 0, 1), rejectsWith('SKYBATCH_E_MALFORMED_JSONL', /line 2: expected a JSON object, got an array/));
+    // a "},{" inside a string is only text
+    assert.deepEqual(await read('{"s":"},{"}\r\n{"s":"} , {"}\n{"b":2}', 0, 2), [{ s: '},{' }, { s: '} , {' }, { b: 2 }]);
+    assert.deepEqual(await read('{"a":1}\n{"a":2}\n{"a":3}\n', 1, 2), [{ a: 2 }, { a: 3 }]);
+  });
+
   test('a missing file is a clear not-found error', async () => {
     await assert.rejects(new JsonReader(path.join(tmp, 'nope.jsonl')).length(), rejectsWith('SKYBATCH_E_NOT_FOUND', /nope\.jsonl: no such file/));
   });
