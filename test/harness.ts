@@ -4,7 +4,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoordinatorClient } from '../runtime/client/connection.js';
-import type { PoolSummary } from '../runtime/protocol.js';
+import type { JobEvent, PoolSummary } from '../runtime/protocol.js';
+
+export type BatchEvent = Extract<JobEvent, { kind: 'batch' }>;
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(ROOT, 'bin', 'skybatch.js');
@@ -105,6 +107,15 @@ export class Sandbox {
     } finally {
       client.close();
     }
+  }
+
+  /** A client of the pool's coordinator subscribed to every job's events, pushing the per-batch ones into `into`. Close it when done. */
+  async watchBatches(pool: string, into: BatchEvent[]): Promise<CoordinatorClient> {
+    const c = this.coordinator(pool) as { url: string; token: string; ca?: string };
+    const client = await CoordinatorClient.connect(c.url, c.token, c.ca);
+    client.onEvent((e) => e.kind === 'batch' && into.push(e));
+    await client.request({ type: 'subscribe' });
+    return client;
   }
 
   /** Pids of the pool's local worker processes (found by their working directory, adopted ones too). */

@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CoordinatorClient } from '../../runtime/client/connection.js';
-import type { JobEvent } from '../../runtime/protocol.js';
-import { Sandbox, alive, jsonl, pidsMatching, readJsonl, waitFor, within } from '../harness.js';
+import type { CoordinatorClient } from '../../runtime/client/connection.js';
+import { type BatchEvent, Sandbox, alive, jsonl, pidsMatching, readJsonl, waitFor, within } from '../harness.js';
 
 const POOL = 'lost';
 const ITEMS = 16;
 /** Far longer than the test: a lost batch that waited for a retry's backoff would hang it. */
 const RETRY_BASE_MS = 600_000;
-
-type BatchEvent = Extract<JobEvent, { kind: 'batch' }>;
 
 /**
  * A worker is lost while the others hold their credit (one batch running, one queued): its
@@ -27,10 +24,7 @@ describe('a lost worker’s batch runs next, not behind the batches the others h
   before(async () => {
     await sb.applyPool(POOL, 'pool:\n  workers: 2\n');
     sb.file('in.jsonl', jsonl(Array.from({ length: ITEMS }, (_, i) => ({ i }))));
-    const c = sb.coordinator(POOL);
-    client = await CoordinatorClient.connect(c.url, c.token);
-    client.onEvent((e) => e.kind === 'batch' && events.push(e));
-    await client.request({ type: 'subscribe' });
+    client = await sb.watchBatches(POOL, events);
   });
   after(async () => {
     client?.close();

@@ -3,16 +3,13 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CoordinatorClient } from '../../runtime/client/connection.js';
-import type { JobEvent } from '../../runtime/protocol.js';
-import { Result, Sandbox, alive, jsonl, pidsMatching, readJsonl, waitFor, within } from '../harness.js';
+import type { CoordinatorClient } from '../../runtime/client/connection.js';
+import { type BatchEvent, Result, Sandbox, alive, jsonl, pidsMatching, readJsonl, waitFor, within } from '../harness.js';
 
 const POOL = 'silent';
 const ITEMS = 300;
 /** Far longer than any deadline here: a batch that waited for a retry's backoff would fail the test. */
 const RETRY_BASE_MS = 600_000;
-
-type BatchEvent = Extract<JobEvent, { kind: 'batch' }>;
 
 /**
  * A TCP relay between a worker and the coordinator that can be cut like a network
@@ -60,10 +57,7 @@ describe('a worker that goes silent without closing its connection (frozen or pa
   before(async () => {
     await sb.applyPool(POOL, 'pool:\n  workers: 2\n');
     sb.file('in.jsonl', jsonl(Array.from({ length: ITEMS }, (_, i) => ({ text: `t${i}` }))));
-    const c = sb.coordinator(POOL);
-    client = await CoordinatorClient.connect(c.url, c.token);
-    client.onEvent((e) => e.kind === 'batch' && events.push(e));
-    await client.request({ type: 'subscribe' });
+    client = await sb.watchBatches(POOL, events);
   });
   after(async () => {
     client?.close();

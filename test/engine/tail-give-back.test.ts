@@ -2,11 +2,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CoordinatorClient } from '../../runtime/client/connection.js';
-import type { JobEvent } from '../../runtime/protocol.js';
-import { Sandbox, jsonl, readJsonl } from '../harness.js';
-
-type BatchEvent = Extract<JobEvent, { kind: 'batch' }>;
+import type { CoordinatorClient } from '../../runtime/client/connection.js';
+import { type BatchEvent, Sandbox, jsonl, readJsonl } from '../harness.js';
 
 /**
  * The end of a job whose batches take uneven time: a worker that has nothing left to do gets
@@ -21,10 +18,7 @@ describe('the tail of a job: batches queued behind a long one are given back to 
   before(async () => {
     await sb.applyPool('tail', 'pool:\n  workers: 2\n');
     fs.writeFileSync(input, jsonl(Array.from({ length: 8 }, (_, i) => ({ i }))));
-    const c = sb.coordinator('tail');
-    client = await CoordinatorClient.connect(c.url, c.token);
-    client.onEvent((e) => e.kind === 'batch' && events.push(e));
-    await client.request({ type: 'subscribe' });
+    client = await sb.watchBatches('tail', events);
   });
   after(async () => {
     client?.close();
