@@ -1,18 +1,33 @@
 /**
  * Which cell printed a line of a submitted job's console output. The generated script
- * (core/job-script.ts) calls a marker between cells: it prints `SKYBATCH_CONSOLE_CELL <n>`
- * on stdout and on stderr before cell n's top-level code runs, and `SKYBATCH_CONSOLE_CELL -`
- * before the submission, so each line that follows on either stream belongs to the cell
- * marked last on that stream. The marker is a line of its own in the script (never in a
- * cell's span), so line mapping stays exact.
+ * (core/job-script.ts) enters each cell before its top-level code runs (`n`, and `-` for
+ * the submission) in an AsyncLocalStorage, and wraps `process.stdout.write` and
+ * `process.stderr.write`: a write made in another cell's context than the stream's last one
+ * is preceded by the line `SKYBATCH_CONSOLE_CELL <n>` (on a line of its own: after a newline
+ * if the last write left a line open), so each line belongs to the cell marked last on its
+ * stream. The context is the cell whose code made the timer, promise or callback that
+ * writes: a timer a definitions cell left prints under that cell even while a later cell or
+ * the submission runs. The calls are lines of their own in the script (never in a cell's
+ * span), so line mapping stays exact; workers never run them (they are not the mapper's).
  */
 export const CONSOLE_CELL_PREFIX = 'SKYBATCH_CONSOLE_CELL ';
 
 /** The marker function the script defines, and the call that opens cell `cell` (undefined: the submission). */
 export const CONSOLE_MARKER_FN = '__skybatchConsoleCell';
 
-export function consoleMarkerDefinition(): string {
-  return `const ${CONSOLE_MARKER_FN} = (cell: number | '-'): void => { const m = \`${CONSOLE_CELL_PREFIX}\${cell}\\n\`; process.stdout.write(m); process.stderr.write(m); };`;
+/**
+ * The script's lines that define the marker function and wrap both streams' writes. The
+ * marker is also written at each cell's start, as it was before the wrapping: what Node
+ * writes to the fd itself (an uncaught error) goes through no wrapper and belongs to the
+ * cell (or submission) that ran last.
+ */
+export function consoleMarkerDefinition(): string[] {
+  return [
+    `import { AsyncLocalStorage as __SkybatchCellContext } from 'node:async_hooks';`,
+    `const __skybatchCells = new __SkybatchCellContext<number | '-'>();`,
+    `const __skybatchStreams = [process.stdout, process.stderr].map((stream) => { const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean; const s = { marked: undefined as number | '-' | undefined, open: false, mark: (cell: number | '-') => { write(\`\${s.open ? '\\n' : ''}${CONSOLE_CELL_PREFIX}\${cell}\\n\`); s.marked = cell; s.open = false; } }; stream.write = ((chunk: unknown, ...rest: unknown[]) => { const cell = __skybatchCells.getStore() ?? '-'; if (cell !== s.marked) s.mark(cell); const n = typeof chunk === 'string' ? chunk.length : (chunk as Uint8Array).length; if (n > 0) s.open = typeof chunk === 'string' ? !chunk.endsWith('\\n') : (chunk as Uint8Array)[n - 1] !== 10; return write(chunk, ...rest); }) as typeof stream.write; return s; });`,
+    `const ${CONSOLE_MARKER_FN} = (cell: number | '-'): void => { __skybatchCells.enterWith(cell); for (const s of __skybatchStreams) s.mark(cell); };`,
+  ];
 }
 
 export function consoleMarkerCall(cell: number | undefined): string {

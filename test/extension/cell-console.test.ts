@@ -80,6 +80,17 @@ describe("a submitted job's console output", () => {
     assert.doesNotMatch(`${r.error.message}\n${r.error.stack ?? ''}`, /SKYBATCH_CONSOLE_CELL/);
   });
 
+  test('a timer or promise a cell left behind prints under that cell, while a later cell runs', async () => {
+    const nb = cells("setTimeout(() => console.log('late from defs two'), 50);\nvoid new Promise((r) => setTimeout(r, 100)).then(() => { process.stdout.write('no newline from defs two'); console.error('late error from defs two'); });");
+    // the reader cell waits 300 ms, printing before and after: both timers fire meanwhile
+    nb[3] = { ...nb[3], source: "(console.log('reader starts'), await new Promise((r) => setTimeout(r, 300)), console.log('reader waited'), new sky.JsonReader('in.jsonl'))" } as NotebookCellData;
+    const { routed, routedErr } = await submit(sb, 'late', nb);
+    const of = (lines: typeof routed, cell: number) => lines.filter((x) => x.cell === cell).map((x) => x.line);
+    assert.deepEqual(of(routed, 2), ['late from defs two', 'no newline from defs two'], JSON.stringify(routed));
+    assert.deepEqual(of(routed, 3), ['reader starts', 'reader waited'], 'a line left open by another cell ends before the next cell writes');
+    assert.deepEqual(of(routedErr, 2), ['late error from defs two']);
+  });
+
   test('a script that exits on its own: its error is its stderr, with no marker in it', async () => {
     const { r } = await submit(sb, 'exits', cells("console.error('giving up');\nprocess.exit(3);"));
     assert.equal(r.code, 3);
