@@ -8,7 +8,7 @@
  * runs in the module it already imported (mapper-supervisor.ts decides which jobs qualify).
  */
 import { withAttempt } from '../../formats/attempts.js';
-import { SkybatchError, toWireError } from '../../formats/common/errors.js';
+import { SkybatchError, WireError, toWireError } from '../../formats/common/errors.js';
 import type { InputReader, Item } from '../../formats/input-reader.js';
 import type { OutputWriter } from '../../formats/output-writer.js';
 import { buildId } from '../build-id.js';
@@ -104,6 +104,11 @@ class JobRun {
     return `job ${this.spec.jobId}, batch [${b.start}, ${b.end}]`;
   }
 
+  /** `err` as sent to the agent, naming the job, batch `b` and its attempt. */
+  private wireError(b: MapperBatch, err: unknown): WireError {
+    return toWireError(err, { jobId: this.spec.jobId, batch: [b.start, b.end], attempt: b.attempt });
+  }
+
   /**
    * Reports batch `b` once. Synchronous (a promise per batch is a visible share of a no-op
    * batch's cost), except a single item's failure under 'skip', which waits for its input.
@@ -116,7 +121,7 @@ class JobRun {
       return;
     }
     this.reported = outcome.error;
-    const error = toWireError(outcome.error, { jobId: this.spec.jobId, batch: [b.start, b.end], attempt: b.attempt });
+    const error = this.wireError(b, outcome.error);
     const failed = () => this.report(b, { type: 'batchFailed', index: b.index, attempt: b.attempt, error, ...(b.items ? { input: b.items } : {}) });
     // A single item's input travels with its failure: it may end in errors.jsonl.
     if (b.start === b.end && this.spec.onItemError === 'skip') {
@@ -159,7 +164,7 @@ class JobRun {
   /** Gives `b` back unstarted, with the failure of its download if that was known already (the job log shows it). */
   private giveBack(b: MapperBatch): void {
     b.finished = true;
-    const prefetchError = b.failure && toWireError(b.failure.error, { jobId: this.spec.jobId, batch: [b.start, b.end], attempt: b.attempt });
+    const prefetchError = b.failure && this.wireError(b, b.failure.error);
     send({ type: 'batchReleased', index: b.index, attempt: b.attempt, ...(prefetchError ? { prefetchError } : {}) });
   }
 
