@@ -16,7 +16,8 @@ export const CONSOLE_CELL_PREFIX = 'SKYBATCH_CONSOLE_CELL ';
 export const CONSOLE_MARKER_FN = '__skybatchConsoleCell';
 
 /**
- * The script's lines that define the marker function and wrap both streams' writes. The
+ * The script's lines (each a line of its own, outside every cell's span) that define the
+ * marker function and wrap both streams' writes. The
  * marker is also written at each cell's start, as it was before the wrapping: what Node
  * writes to the fd itself (an uncaught error) goes through no wrapper and belongs to the
  * cell (or submission) that ran last.
@@ -25,7 +26,22 @@ export function consoleMarkerDefinition(): string[] {
   return [
     `import { AsyncLocalStorage as __SkybatchCellContext } from 'node:async_hooks';`,
     `const __skybatchCells = new __SkybatchCellContext<number | '-'>();`,
-    `const __skybatchStreams = [process.stdout, process.stderr].map((stream) => { const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean; const s = { marked: undefined as number | '-' | undefined, open: false, mark: (cell: number | '-') => { write(\`\${s.open ? '\\n' : ''}${CONSOLE_CELL_PREFIX}\${cell}\\n\`); s.marked = cell; s.open = false; } }; stream.write = ((chunk: unknown, ...rest: unknown[]) => { const cell = __skybatchCells.getStore() ?? '-'; if (cell !== s.marked) s.mark(cell); const n = typeof chunk === 'string' ? chunk.length : (chunk as Uint8Array).length; if (n > 0) s.open = typeof chunk === 'string' ? !chunk.endsWith('\\n') : (chunk as Uint8Array)[n - 1] !== 10; return write(chunk, ...rest); }) as typeof stream.write; return s; });`,
+    `const __skybatchStreams = [process.stdout, process.stderr].map((stream) => {`,
+    `  const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;`,
+    `  const s = { marked: undefined as number | '-' | undefined, open: false, mark: (cell: number | '-') => {`,
+    `    write(\`\${s.open ? '\\n' : ''}${CONSOLE_CELL_PREFIX}\${cell}\\n\`);`,
+    `    s.marked = cell;`,
+    `    s.open = false;`,
+    `  } };`,
+    `  stream.write = ((chunk: unknown, ...rest: unknown[]) => {`,
+    `    const cell = __skybatchCells.getStore() ?? '-';`,
+    `    if (cell !== s.marked) s.mark(cell);`,
+    `    const text = typeof chunk === 'string' ? chunk : (chunk as Uint8Array);`,
+    `    if (text.length > 0) s.open = typeof text === 'string' ? !text.endsWith('\\n') : text[text.length - 1] !== 10;`,
+    `    return write(chunk, ...rest);`,
+    `  }) as typeof stream.write;`,
+    `  return s;`,
+    `});`,
     `const ${CONSOLE_MARKER_FN} = (cell: number | '-'): void => { __skybatchCells.enterWith(cell); for (const s of __skybatchStreams) s.mark(cell); };`,
   ];
 }
