@@ -52,12 +52,18 @@ export class FileLock {
   /**
    * Takes the lock, waiting while a live process holds it (`onWait` is told who, once);
    * fails with `SKYBATCH_E_POOL_BUSY` after `timeoutMs` (`Infinity`: waits as long as the holder lives).
+   * With `folderGone`, the lock's folder is not created: when it is missing, or a holder removes
+   * it while we wait (`pool down` twice at once), acquire throws what `folderGone` returns.
    */
-  static async acquire(file: string, what: string, opts: { timeoutMs: number; onWait?: (holder: LockHolder) => void }): Promise<FileLock> {
+  static async acquire(
+    file: string,
+    what: string,
+    opts: { timeoutMs: number; onWait?: (holder: LockHolder) => void; folderGone?: () => Error },
+  ): Promise<FileLock> {
     const deadline = Date.now() + opts.timeoutMs;
     let told = false;
     for (;;) {
-      const mine = FileLock.tryAcquire(file, what);
+      const mine = FileLock.tryAcquire(file, what, opts.folderGone);
       if (mine) return mine;
       const seen = readLock(file);
       if (seen === undefined) continue; // released meanwhile
@@ -81,16 +87,18 @@ export class FileLock {
     }
   }
 
-  /** Takes the lock if it is free; undefined when someone holds it. */
-  static tryAcquire(file: string, what: string): FileLock | undefined {
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  /** Takes the lock if it is free; undefined when someone holds it. `folderGone`: see `acquire`. */
+  static tryAcquire(file: string, what: string, folderGone?: () => Error): FileLock | undefined {
+    if (!folderGone) fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     const holder: LockHolder = { pid: process.pid, start: processStart(process.pid), host: os.hostname(), what, since: new Date().toISOString() };
     const content = JSON.stringify(holder);
     const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+    const gone = (err: unknown) => folderGone !== undefined && (err as NodeJS.ErrnoException).code === 'ENOENT' && !fs.existsSync(path.dirname(file));
     try {
       fs.writeFileSync(tmp, content, { mode: 0o600 });
     } catch (err) {
       fs.rmSync(tmp, { force: true });
+      if (gone(err)) throw folderGone!();
       throw diskError(err, file, `take the lock (${what})`);
     }
     try {
@@ -98,6 +106,7 @@ export class FileLock {
       return new FileLock(file, content);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+      if (gone(err)) throw folderGone!();
       throw err;
     } finally {
       fs.rmSync(tmp, { force: true });

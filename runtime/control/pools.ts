@@ -219,13 +219,16 @@ export async function poolStatus(pool?: string): Promise<{ pool: string; running
  */
 export async function poolDown(pool: string, opts: { confirm?: Confirm; log?: (line: string) => void }): Promise<boolean> {
   assertPoolName(pool);
-  if (!readCoordinator(pool) && !fs.existsSync(poolDir(pool))) throw new SkybatchError('SKYBATCH_E_POOL_NOT_FOUND', `pool '${pool}' does not exist`);
+  const notFound = () => new SkybatchError('SKYBATCH_E_POOL_NOT_FOUND', `pool '${pool}' does not exist`);
+  if (!readCoordinator(pool) && !fs.existsSync(poolDir(pool))) throw notFound();
   if (opts.confirm && !(await opts.confirm(`Tear down pool '${pool}'?`))) return false;
   // An apply that is starting the coordinator finishes first, so there is no coordinator
-  // coming up behind our back while its folder goes away.
+  // coming up behind our back while its folder goes away. A `pool down` that removed the
+  // folder while we waited leaves nothing to do: the pool does not exist.
   const lock = await FileLock.acquire(poolLockFile(pool), `skybatch pool down (pool ${pool})`, {
     timeoutMs: LOCK_TIMEOUT_MS,
     onWait: (h) => opts.log?.(`pool '${pool}' is being changed by ${h.what} (pid ${h.pid}); waiting for it`),
+    folderGone: notFound,
   });
   try {
     const unfinished = unfinishedJobs(pool);
@@ -240,7 +243,8 @@ export async function poolDown(pool: string, opts: { confirm?: Confirm; log?: (l
       const { status, error } = readJournal(id);
       if (status === 'CANCELLED') opts.log?.(`job ${id}: ${error?.message ?? 'CANCELLED'}`);
     }
-    fs.rmSync(poolDir(pool), { recursive: true, force: true });
+    // retries: a `pool down` waiting on the lock writes a file beside it for an instant
+    fs.rmSync(poolDir(pool), { recursive: true, force: true, maxRetries: 3 });
   } finally {
     lock.release();
   }

@@ -81,6 +81,23 @@ describe('pool apply and pool down hold the pool lock', () => {
     assert.equal((await sb.cli(['pool', 'down', pool, '-y'])).code, 0);
     await waitFor('the coordinator to exit', () => coordinators(pool).length === 0 || undefined);
   });
+
+  test('a `pool down` waiting on the lock while its holder removes the pool says the pool does not exist, and does not bring its folder back', async () => {
+    // what a second `pool down` at once sees when the first one finishes (CI once saw ENOENT on the lock's temp file)
+    const pool = 'gone';
+    const dir = path.join(sb.home, 'pools', pool);
+    const held = FileLock.tryAcquire(path.join(dir, 'pool.lock'), 'this test');
+    assert.ok(held);
+    const down = sb.spawnCli(['pool', 'down', pool, '-y']);
+    let stderr = '';
+    down.stderr!.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => down.on('close', resolve));
+    await waitFor('pool down to wait for the lock', () => stderr.includes(`is being changed by this test (pid ${process.pid}); waiting for it`) || undefined);
+    fs.rmSync(dir, { recursive: true, force: true });
+    assert.equal(await exited, 1, stderr);
+    assert.match(stderr, /\nerror \[SKYBATCH_E_POOL_NOT_FOUND\]: pool 'gone' does not exist\n$/);
+    assert.ok(!fs.existsSync(dir), 'the folder stays gone');
+  });
 });
 
 describe('a lock file that cannot be read (a folder in its place) is an error naming it, not a wait that never ends', () => {
