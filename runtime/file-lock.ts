@@ -89,27 +89,28 @@ export class FileLock {
 
   /** Takes the lock if it is free; undefined when someone holds it. `folderGone`: see `acquire`. */
   static tryAcquire(file: string, what: string, folderGone?: () => Error): FileLock | undefined {
-    if (!folderGone) fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    const dir = path.dirname(file);
     const holder: LockHolder = { pid: process.pid, start: processStart(process.pid), host: os.hostname(), what, since: new Date().toISOString() };
     const content = JSON.stringify(holder);
-    const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
-    const gone = (err: unknown) => folderGone !== undefined && (err as NodeJS.ErrnoException).code === 'ENOENT' && !fs.existsSync(path.dirname(file));
-    try {
-      fs.writeFileSync(tmp, content, { mode: 0o600 });
-    } catch (err) {
-      fs.rmSync(tmp, { force: true });
-      if (gone(err)) throw folderGone!();
-      throw diskError(err, file, `take the lock (${what})`);
-    }
-    try {
-      fs.linkSync(tmp, file);
-      return new FileLock(file, content);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
-      if (gone(err)) throw folderGone!();
-      throw err;
-    } finally {
-      fs.rmSync(tmp, { force: true });
+    for (;;) {
+      if (!folderGone) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+      try {
+        fs.writeFileSync(tmp, content, { mode: 0o600 });
+        fs.linkSync(tmp, file);
+        return new FileLock(file, content);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') return undefined;
+        // the folder went away meanwhile (a `pool down` removed it): the caller's error, or make it again
+        if (code === 'ENOENT' && !fs.existsSync(dir)) {
+          if (folderGone) throw folderGone();
+          continue;
+        }
+        throw diskError(err, file, `take the lock (${what})`);
+      } finally {
+        fs.rmSync(tmp, { force: true });
+      }
     }
   }
 
