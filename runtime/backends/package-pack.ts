@@ -46,20 +46,31 @@ export function buildPackagesPack(header: BundleHeader): RuntimePack | undefined
   return writePack(entries.sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0)), path.join(skybatchHome(), 'packages'), PACKS_KEPT);
 }
 
-const PACK_THREAD = new URL('./package-pack-thread.js', import.meta.url);
+const PACK_THREAD = new URL('./pack-thread.js', import.meta.url);
 
 /**
- * `buildPackagesPack` in a thread of its own: reading and gzipping a large node_modules
- * (an inference runtime's is hundreds of MB) takes seconds, which the coordinator's event
- * loop must not spend (workers' heartbeats and frames wait on it: they were dropped).
+ * `buildPackagesPack` or `buildRuntimePack` in a thread of its own: reading and gzipping a
+ * large node_modules (an inference runtime's is hundreds of MB) takes seconds, and the
+ * runtime's 2,700 files over a second, which the coordinator's event loop must not spend
+ * (workers' heartbeats and frames wait on it: they were dropped).
  */
-export function packPackagesOffThread(header: BundleHeader): Promise<RuntimePack | undefined> {
+function packOffThread(job: { runtime: true } | { packages: BundleHeader }): Promise<RuntimePack | undefined> {
   return new Promise((resolve, reject) => {
-    const thread = new Worker(PACK_THREAD, { workerData: header });
+    const thread = new Worker(PACK_THREAD, { workerData: job });
     thread.once('message', (m: { ok: true; pack?: RuntimePack } | { ok: false; message: string }) => (m.ok ? resolve(m.pack) : reject(new Error(m.message))));
     thread.once('error', reject);
     thread.once('exit', (code) => reject(new Error(`the packing thread ended with code ${code} before it answered`))); // a no-op once it answered
   });
+}
+
+/** A job's packages for hosts that cannot see its project (`buildPackagesPack`), packed off the event loop. */
+export function packPackagesOffThread(header: BundleHeader): Promise<RuntimePack | undefined> {
+  return packOffThread({ packages: header });
+}
+
+/** The skybatch runtime for other hosts (`buildRuntimePack`), packed off the event loop. */
+export async function packRuntimeOffThread(): Promise<RuntimePack> {
+  return (await packOffThread({ runtime: true }))!;
 }
 
 /** Why a packages pack built as `m` cannot load in this process (native addons of another platform or Node ABI), if so. */

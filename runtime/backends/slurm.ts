@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import type { PoolConfig } from '../pool-config.js';
 import type { BackendWorkerSummary } from '../protocol.js';
 import { EngineRecord, restartDelayMs, WorkerBackend } from './backend.js';
-import { buildRuntimePack, UNPACK_SCRIPT } from './runtime-pack.js';
+import { packRuntimeOffThread } from './package-pack.js';
+import { UNPACK_SCRIPT } from './runtime-pack.js';
 import { CommandResult, commandError, END_WAIT_MS, readJobsFile, SLURM_JOBS_FILE, slurmCommand as run, SqueueReader } from './slurm-client.js';
 import { batchScript, hasEnded, parseLaunch, resourceOptions, SlurmJob } from './slurm-command.js';
 
@@ -161,7 +162,7 @@ export class SlurmBackend implements WorkerBackend {
     const given = this.opts.config().slurm?.runtime;
     if (given) return Promise.resolve(given);
     this.runtime ??= (async () => {
-      const pack = buildRuntimePack();
+      const pack = await packRuntimeOffThread();
       const root = path.join(this.opts.config().pool.shared_fs!, '.skybatch', 'runtime');
       const dir = path.join(root, pack.hash);
       if (fs.existsSync(path.join(dir, '.complete'))) return dir;

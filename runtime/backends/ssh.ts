@@ -7,7 +7,8 @@ import type { PoolConfig, SshHost } from '../pool-config.js';
 import type { BackendWorkerSummary, WorkerResources } from '../protocol.js';
 import { EngineRecord, restartDelayMs, WORKER_UP_MARKER, WorkerBackend } from './backend.js';
 import { hostLabel, planHostWorkers } from './host-placement.js';
-import { buildRuntimePack, RuntimePack } from './runtime-pack.js';
+import { packRuntimeOffThread } from './package-pack.js';
+import type { RuntimePack } from './runtime-pack.js';
 import { EXIT_NO_RUNTIME, EXIT_NOT_FOUND, EXIT_OLD_NODE, EXIT_SSH, launchCommand, shipCommand, sshArgs } from './ssh-command.js';
 
 /** The worker's exit code when the coordinator refused its token (worker/agent.ts). */
@@ -64,6 +65,8 @@ export class SshBackend implements WorkerBackend {
   readonly remote = true;
   private readonly slots = new Map<number, Slot>();
   private pack?: RuntimePack;
+  /** The runtime being packed, off the event loop; launches wait on it. */
+  private packing?: Promise<RuntimePack>;
   /** Per host: the runtime copy in flight or done, and when it finished. */
   private readonly shipped = new Map<number, { done: Promise<void>; at?: number }>();
   private readonly shippers = new Set<ChildProcess>();
@@ -149,20 +152,36 @@ export class SshBackend implements WorkerBackend {
     );
   }
 
+  private async packRuntime(): Promise<RuntimePack> {
+    const t0 = Date.now();
+    const pack = await packRuntimeOffThread();
+    this.opts.log(`packed the skybatch runtime ${pack.hash.slice(0, 12)} (${pack.files} files, ${(pack.bytes / 2 ** 20).toFixed(1)} MB) in ${Date.now() - t0} ms`);
+    return pack;
+  }
+
   private host(slot: Slot): SshHost {
     return this.opts.config().hosts![slot.host];
   }
 
   private launch(slot: Slot): void {
     if (slot.stopping || this.closed) return;
-    const host = this.host(slot);
-    const config = this.opts.config();
-    try {
-      this.pack ??= buildRuntimePack();
-    } catch (err) {
-      slot.engine.set('gone', `cannot pack the skybatch runtime for the hosts: ${(err as Error).message}`);
+    if (!this.pack) {
+      slot.engine.set('starting', 'packing the skybatch runtime for the hosts');
+      const packing = (this.packing ??= this.packRuntime());
+      packing.then(
+        (pack) => {
+          this.pack = pack;
+          this.launch(slot);
+        },
+        (err: Error) => {
+          if (this.packing === packing) this.packing = undefined; // the next launch tries again
+          if (!slot.stopping && !this.closed) slot.engine.set('gone', `cannot pack the skybatch runtime for the hosts: ${err.message}`);
+        },
+      );
       return;
     }
+    const host = this.host(slot);
+    const config = this.opts.config();
     slot.launch = randomBytes(8).toString('hex');
     slot.stderr = [];
     slot.startedAt = Date.now();

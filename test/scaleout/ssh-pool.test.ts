@@ -119,7 +119,21 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
   });
 
   test('2 hosts x 2 workers run the quickstart on S3 exactly, each worker from the runtime shipped to its host', async () => {
-    await sb.applyPool('wide', poolYaml({ workers: 4, sharedFs: shared, hosts: { h1: '    cpus: 2\n', h2: '    cpus: 2\n' }, resources: 'resources:\n  cpus: 1\n' }));
+    const applied = sb.applyPool('wide', poolYaml({ workers: 4, sharedFs: shared, hosts: { h1: '    cpus: 2\n', h2: '    cpus: 2\n' }, resources: 'resources:\n  cpus: 1\n' }));
+    // The runtime is packed beside the coordinator's event loop (a second or more the first
+    // time): the pool answers meanwhile, and says so (packed on the loop, an autoscaled pool
+    // mid-job answered nothing, heartbeats included, until it was done).
+    const packing = await waitFor(
+      'a status answered while the runtime is packed',
+      async () => {
+        const seen = await sb.status('wide').catch(() => undefined); // no coordinator.json yet
+        return seen?.backend?.workers.find((w) => w.reason === 'packing the skybatch runtime for the hosts');
+      },
+      60_000,
+    );
+    assert.equal(packing.state, 'starting');
+    await applied;
+    assert.match(fs.readFileSync(path.join(sb.home, 'pools', 'wide', 'coordinator.log'), 'utf8'), /packed the skybatch runtime [0-9a-f]{12} \(\d+ files, [\d.]+ MB\) in \d+ ms/);
     const s = await sb.status('wide');
     assert.deepEqual(ready(s).map((w) => `${w.name}@${w.host}`).sort(), ['h1-0@h1', 'h1-1@h1', 'h2-0@h2', 'h2-1@h2']);
     assert.deepEqual(s.backend?.workers.map((w) => w.state), ['running', 'running', 'running', 'running']);
