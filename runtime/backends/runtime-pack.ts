@@ -174,14 +174,20 @@ function findPackage(name: string, fromDir: string): string | undefined {
 }
 
 /**
- * Run on a host as `node -e UNPACK_SCRIPT ROOT HASH < pack.gz`: checks the pack against its
+ * Run on a host as `node -e UNPACK_SCRIPT ROOT HASH [DAYS] < pack.gz`: checks the pack against its
  * hash, writes it to ROOT/HASH.tmp-PID, then renames that to ROOT/HASH, so a host never
  * sees half a runtime, and two unpacks at once leave one. Exit 76: Node too old. Written
  * without single quotes, so it travels inside '...' to the host's shell.
+ *
+ * With DAYS, it then removes the other packs' folders in ROOT that no one used for DAYS
+ * (their `.complete` is touched at each use) and that no live process names in its command
+ * line or environment (a worker runs from its runtime's folder; a mapper has its packages'
+ * folder in SKYBATCH_PACKAGES). Without /proc it removes nothing. A coordinator that finds
+ * one gone copies it again (the runtime at a launch, packages when a worker asks).
  */
 export const UNPACK_SCRIPT = `
 const fs = require("fs"), path = require("path"), zlib = require("zlib"), crypto = require("crypto");
-const [root, hash] = process.argv.slice(1);
+const [root, hash] = process.argv.slice(1, 3), pruneDays = Number(process.argv[3] || 0);
 if (Number(process.versions.node.split(".")[0]) < 20) { console.error("skybatch needs Node 20 or newer on this host; " + process.execPath + " is " + process.version); process.exit(76); }
 const chunks = [];
 process.stdin.on("data", (c) => chunks.push(c));
@@ -205,5 +211,26 @@ process.stdin.on("end", () => {
   if (!fs.existsSync(path.join(final, ".complete"))) fs.rmSync(final, { recursive: true, force: true });
   try { fs.renameSync(tmp, final); } catch (e) { fs.rmSync(tmp, { recursive: true, force: true }); if (!fs.existsSync(path.join(final, ".complete"))) throw e; }
   console.log("unpacked " + hash);
+  if (pruneDays > 0) prune();
 });
+function prune() {
+  try {
+    const cutoff = Date.now() - pruneDays * 864e5;
+    const old = fs.readdirSync(root).filter((n) => /^[0-9a-f]{64}$/.test(n) && n !== hash).filter((n) => {
+      try { return fs.statSync(path.join(root, n, ".complete")).mtimeMs < cutoff; } catch { return false; }
+    });
+    if (!old.length || !fs.existsSync("/proc/self/environ")) return;
+    const named = [];
+    for (const pid of fs.readdirSync("/proc")) {
+      if (!/^[0-9]+$/.test(pid)) continue;
+      for (const f of ["cmdline", "environ"]) { try { named.push(fs.readFileSync("/proc/" + pid + "/" + f, "latin1")); } catch {} }
+    }
+    const inUse = named.join(" ");
+    for (const n of old) {
+      if (inUse.includes(n)) continue;
+      fs.rmSync(path.join(root, n), { recursive: true, force: true });
+      console.log("removed " + n + ", unused for " + pruneDays + " days or more");
+    }
+  } catch (e) { console.error("skybatch: could not remove old folders in " + root + ": " + e.message); }
+}
 `;

@@ -59,8 +59,15 @@ function dirWord(dir = DEFAULT_HOST_DIR): string {
  */
 export function shipCommand(h: SshHost, hash: string, into: 'runtime' | 'packages' = 'runtime'): string {
   const there = into === 'packages' ? `[ -f "$D/${into}/${hash}/.complete" ] && exit 0; ` : '';
-  return `D=${dirWord(h.dir)}; ${there}mkdir -p "$D/${into}" && exec ${shq(h.node ?? 'node')} -e ${shq(UNPACK_SCRIPT)} "$D/${into}" ${hash}`;
+  return `D=${dirWord(h.dir)}; ${there}mkdir -p "$D/${into}" && exec ${shq(h.node ?? 'node')} -e ${shq(UNPACK_SCRIPT)} "$D/${into}" ${hash} ${UNUSED_DAYS_KEPT}`;
 }
+
+/**
+ * A runtime or packages folder on a host that no one used for this many days, and no live
+ * process names, is removed when a new pack is unpacked beside it (UNPACK_SCRIPT): each
+ * upgrade of skybatch, and each change to a project's packages, brings one.
+ */
+export const UNUSED_DAYS_KEPT = 14;
 
 export interface LaunchSpec {
   host: SshHost;
@@ -85,6 +92,7 @@ export function launchCommand(s: LaunchSpec): string {
   const lines = [
     `D=${dirWord(s.host.dir)}; R="$D/runtime/${s.hash}"; W="$D/pools/"${shq(s.pool)}/${shq(s.name)}`,
     `[ -f "$R/.complete" ] || { echo "skybatch runtime ${s.hash.slice(0, 12)} is not on this host yet" >&2; exit ${EXIT_NO_RUNTIME}; }`,
+    'touch "$R/.complete" 2>/dev/null', // in use: not among the old folders an unpack removes
     'mkdir -p "$W" && cd "$W" || exit 1',
   ];
   if (s.resources.cpus) {

@@ -70,7 +70,7 @@ export class SshBackend implements WorkerBackend {
   /** Per host: the runtime copy in flight or done, and when it finished. */
   private readonly shipped = new Map<number, { done: Promise<void>; at?: number }>();
   private readonly shippers = new Set<ChildProcess>();
-  /** Per host and packages hash: the copy in flight or done (a failed one is forgotten, so it is tried again). */
+  /** Per host and packages hash: the copy in flight. */
   private readonly packagesShipped = new Map<string, Promise<void>>();
   private closed = false;
 
@@ -273,16 +273,22 @@ export class SshBackend implements WorkerBackend {
     return record.done;
   }
 
-  /** Copies a job's packages to the host of worker `name`, once per host (a copy already there is kept). */
+  /**
+   * Copies a job's packages to the host of worker `name`: one copy per host however many of
+   * its workers ask at once (a copy already there is kept). A worker asks only when its host
+   * lacks them, so a later ask (they were removed as unused) copies them again.
+   */
   shipPackages(name: string, pack: RuntimePack): Promise<void> {
     const slot = [...this.slots.values()].find((s) => s.name === name);
     if (!slot) return Promise.reject(new Error(`this pool's ssh backend runs no worker ${name}`));
     const key = `${slot.host}:${pack.hash}`;
     let done = this.packagesShipped.get(key);
     if (!done) {
-      done = this.copyPack(slot.host, pack, 'packages', "the job's packages");
-      this.packagesShipped.set(key, done);
-      done.catch(() => this.packagesShipped.get(key) === done && this.packagesShipped.delete(key));
+      const copy = this.copyPack(slot.host, pack, 'packages', "the job's packages");
+      done = copy;
+      this.packagesShipped.set(key, copy);
+      const forget = () => this.packagesShipped.get(key) === copy && this.packagesShipped.delete(key);
+      copy.then(forget, forget);
     }
     return done;
   }
@@ -296,10 +302,15 @@ export class SshBackend implements WorkerBackend {
     const label = hostLabel(host);
     const t0 = Date.now();
     this.opts.log(`copying ${what} ${pack.hash.slice(0, 12)} (${(pack.bytes / 2 ** 20).toFixed(1)} MB, ${pack.files} files) to ${label}`);
-    const proc = spawn('ssh', sshArgs(host, this.opts.config().ssh, shipCommand(host, pack.hash, into)), { stdio: ['pipe', 'ignore', 'pipe'] });
+    const proc = spawn('ssh', sshArgs(host, this.opts.config().ssh, shipCommand(host, pack.hash, into)), { stdio: ['pipe', 'pipe', 'pipe'] });
     this.shippers.add(proc);
     const stderr: string[] = [];
     forEachLine(proc.stderr, (l) => l.trim() && stderr.push(l.trim()));
+    let unpacked = false; // packages already there: the host says nothing
+    forEachLine(proc.stdout, (l) => {
+      if (l === `unpacked ${pack.hash}`) unpacked = true;
+      else if (l.startsWith('removed ')) this.opts.log(`${label}: removed the ${into} folder ${l.slice('removed '.length)}`);
+    });
     proc.stdin.on('error', () => {});
     fs.createReadStream(pack.file).pipe(proc.stdin);
     return new Promise<void>((resolve, reject) => {
@@ -307,7 +318,7 @@ export class SshBackend implements WorkerBackend {
       proc.on('close', (code, signal) => {
         this.shippers.delete(proc);
         if (code === 0) {
-          this.opts.log(`copied ${what} to ${label} in ${Date.now() - t0} ms`);
+          this.opts.log(unpacked ? `copied ${what} to ${label} in ${Date.now() - t0} ms` : `${label} had ${what} ${pack.hash.slice(0, 12)} already`);
           return resolve();
         }
         const tail = stderr.slice(-2).join(' ') || (signal ? `killed by ${signal}` : `exit ${code}`);

@@ -32,6 +32,12 @@ export class PackageFolder {
         throw new SkybatchError('SKYBATCH_E_PACKAGE_MISSING', `the coordinator said the job's packages ${hash.slice(0, 12)} were copied to this host, but ${dir} is not there`);
       }
     }
+    try {
+      const now = new Date();
+      fs.utimesSync(path.join(dir, '.complete'), now, now); // in use: not among the old folders an unpack removes
+    } catch {
+      // read-only: it is kept while this worker's mapper names it
+    }
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, PACKAGES_MANIFEST), 'utf8')) as PackagesManifest;
     const mismatch = platformMismatch(manifest);
     if (mismatch) {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,7 +8,7 @@ import { planHostWorkers } from '../../runtime/backends/host-placement.js';
 import { listenAddress } from '../../runtime/backends/make-backend.js';
 import { buildRuntimePack, UNPACK_SCRIPT } from '../../runtime/backends/runtime-pack.js';
 import { assertWorkersCanReach } from '../../runtime/backends/shared-paths.js';
-import { EXIT_NO_RUNTIME, launchCommand, sshArgs } from '../../runtime/backends/ssh-command.js';
+import { EXIT_NO_RUNTIME, launchCommand, shipCommand, sshArgs, UNUSED_DAYS_KEPT } from '../../runtime/backends/ssh-command.js';
 import { parsePoolConfig } from '../../runtime/pool-config.js';
 
 const SSH_POOL = `pool:
@@ -211,5 +211,44 @@ describe('ssh commands', () => {
     assert.match(run.stdout, /^SKYBATCH_WORKER_UP \{"name":"h-0"/m);
     assert.match(run.stdout, /stdin closed: the session that started this worker ended; exiting/);
     assert.ok(fs.existsSync(path.join(home, 'sky', 'pools', "it's", 'h-0', 'worker.pid')));
+  });
+
+  test('an unpack removes the folders beside it no one used for 14 days, except one a live process names; a launch marks its runtime used', async () => {
+    const pack = buildRuntimePack();
+    const rt = path.join(home, 'sky', 'runtime');
+    const folder = (name: string, daysAgo?: number) => {
+      fs.mkdirSync(path.join(rt, name), { recursive: true });
+      if (daysAgo === undefined) return; // no .complete: an unpack that never finished
+      const complete = path.join(rt, name, '.complete');
+      fs.writeFileSync(complete, name);
+      const t = new Date(Date.now() - daysAgo * 864e5);
+      fs.utimesSync(complete, t, t);
+    };
+    const [unused, named, recent, unfinished] = ['1', '2', '3', '4'].map((c) => c.repeat(64));
+    folder(unused, UNUSED_DAYS_KEPT + 1);
+    folder(named, UNUSED_DAYS_KEPT + 1);
+    folder(recent, UNUSED_DAYS_KEPT - 1);
+    folder(unfinished);
+    // as a mapper names its packages' folder in its environment
+    const sleeper = spawn('sleep', ['60'], { env: { ...process.env, SKYBATCH_PACKAGES: path.join(rt, named) }, stdio: 'ignore' });
+    try {
+      for (let i = 0; !fs.readFileSync(`/proc/${sleeper.pid}/environ`, 'latin1').includes(named); i++) {
+        assert.ok(i < 200, 'the sleeper execs');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const r = spawnSync('sh', ['-c', shipCommand({ address: 'h', dir: '~/sky' }, pack.hash)], { env: { HOME: home, PATH: process.env.PATH }, input: fs.readFileSync(pack.file), encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, `unpacked ${pack.hash}\nremoved ${unused}, unused for 14 days or more\n`);
+      assert.deepEqual(fs.readdirSync(rt).sort(), [named, recent, unfinished, pack.hash].sort());
+    } finally {
+      sleeper.kill();
+    }
+
+    const complete = path.join(rt, pack.hash, '.complete');
+    const monthAgo = new Date(Date.now() - 30 * 864e5);
+    fs.utimesSync(complete, monthAgo, monthAgo);
+    const run = spawnSync('sh', ['-c', launchCommand({ ...spec, hash: pack.hash, url: 'ws://127.0.0.1:9' })], { env: { HOME: home, PATH: process.env.PATH }, input: JSON.stringify({ token: 't' }) + '\n', encoding: 'utf8', timeout: 20_000 });
+    assert.equal(run.status, 0, run.stderr + run.stdout);
+    assert.ok(Date.now() - fs.statSync(complete).mtimeMs < 60_000, 'the launch touched its runtime');
   });
 });

@@ -80,6 +80,12 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
   const readS3 = (uri: string) => s3Storage().get(uri);
   const storagePut = (uri: string, data: string) => s3Storage().put(uri, data);
   const ready = (s: PoolSummary) => s.workers.filter((w) => w.state === 'idle' || w.state === 'busy');
+  const onHost = (h: string, script: string) =>
+    execFileSync('ssh', ['-i', `${net.dir}/id_ed25519`, '-o', `UserKnownHostsFile=${net.dir}/known_hosts`, '-o', 'BatchMode=yes', `root@${net.ip[h]}`, script], { encoding: 'utf8' });
+  /** Folders left on the hosts by earlier skybatch builds and projects (see the first test). */
+  const OLD = { runtime: 'a'.repeat(64), runtimeNamed: 'b'.repeat(64), runtimeRecent: 'd'.repeat(64), packages: 'e'.repeat(64), packagesNamed: 'f'.repeat(64) };
+  const HOST_DIR = '/root/.skybatch-host';
+  const sleepers: Record<string, string> = {};
 
   before(async () => {
     fs.mkdirSync(path.join(project, 'node_modules', 'tinypkg'), { recursive: true });
@@ -106,10 +112,27 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
     await storage.put(`s3://${bucket}/img-in/prompts.jsonl`, fs.readFileSync(path.join(ROOT, 'samples/images/prompts.jsonl')));
     await storage.put(`s3://${bucket}/gpu/in.jsonl`, jsonl([{ text: 'a' }, { text: 'b' }, { text: 'c' }, { text: 'd' }]));
     fs.mkdirSync(shared, { recursive: true });
+    // On each host: runtimes and packages of earlier builds and projects, unused for 30 days;
+    // one runtime and one packages folder of them named by a live process (as a worker's
+    // command line and a mapper's SKYBATCH_PACKAGES name theirs; the hash alone in its
+    // command line, so the tests' own count of skybatch processes there leaves it out);
+    // a runtime used just now.
+    for (const h of Object.keys(net.ip)) {
+      sleepers[h] = onHost(
+        h,
+        `set -e; D=${HOST_DIR}
+old() { mkdir -p "$D/$1" && echo x > "$D/$1/.complete" && touch -d '30 days ago' "$D/$1/.complete"; }
+old runtime/${OLD.runtime}; old runtime/${OLD.runtimeNamed}; old packages/${OLD.packages}; old packages/${OLD.packagesNamed}
+mkdir -p "$D/runtime/${OLD.runtimeRecent}" && echo x > "$D/runtime/${OLD.runtimeRecent}/.complete"
+nohup env SKYBATCH_PACKAGES="$D/packages/${OLD.packagesNamed}" sh -c 'while sleep 1; do :; done' "runtime-${OLD.runtimeNamed}" < /dev/null > /dev/null 2>&1 &
+echo $!`,
+      ).trim();
+    }
   });
 
   after(async () => {
     if (net) for (const v of Object.values(net.veth)) spawnSync('ip', ['link', 'set', v, 'up']);
+    for (const [h, pid] of Object.entries(sleepers)) spawnSync('ssh', ['-i', `${net.dir}/id_ed25519`, '-o', `UserKnownHostsFile=${net.dir}/known_hosts`, '-o', 'BatchMode=yes', `root@${net.ip[h]}`, `kill ${pid}`]);
     await sb.cleanup(); // stops the coordinators, and so their ssh sessions, first
     await s3?.close();
     if (netDir) {
@@ -144,6 +167,22 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
     assert.equal(r.code, 0, r.stderr);
     const text = (await readS3(out)).toString();
     assert.deepEqual(text.trim().split('\n').map((l) => JSON.parse(l)), [{ output: 'hellohello' }, { output: 'worldworld' }, { output: 'skysky' }, { output: 'batchbatch' }]);
+
+    // Unpacking a runtime (and the job's packages, where a worker asked for them) removed the
+    // folders beside it that no one used for 14 days and no live process names; the others stay.
+    const log = fs.readFileSync(path.join(sb.home, 'pools', 'wide', 'coordinator.log'), 'utf8');
+    for (const h of ['h1', 'h2']) {
+      const list = (d: string) => onHost(h, `ls ${HOST_DIR}/${d}`).split('\n').filter((n) => /^[0-9a-f]{64}$/.test(n));
+      const runtimes = list('runtime');
+      assert.ok(!runtimes.includes(OLD.runtime), `${h}: the unused runtime is gone: ${runtimes.join(' ')}`);
+      for (const kept of [OLD.runtimeNamed, OLD.runtimeRecent]) assert.ok(runtimes.includes(kept), `${h}: ${kept.slice(0, 4)}... stays: ${runtimes.join(' ')}`);
+      assert.match(log, new RegExp(`${h}: removed the runtime folder ${OLD.runtime}, unused for 14 days or more`));
+      const packages = list('packages');
+      assert.ok(packages.includes(OLD.packagesNamed), `${h}: the packages a live process names stay`);
+      // where a job's packages were unpacked, the unused ones went; elsewhere nothing was unpacked to trigger it
+      const unpackedHere = packages.some((n) => !Object.values(OLD).includes(n));
+      assert.equal(packages.includes(OLD.packages), !unpackedHere, `${h}: ${packages.join(' ')}`);
+    }
 
     // Each host runs its workers from ~/.skybatch-host/runtime/HASH, in their own folders; the repo is not even visible there.
     for (const h of ['h1', 'h2']) {
@@ -338,6 +377,8 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
       assert.equal(dir.length, 1, `one folder with the project's packages on ${h}`);
       assert.equal(fs.readFileSync(path.join(root, dir[0], 'node_modules', 'tinypkg', 'mark.txt'), 'utf8'), '!\n');
       assert.deepEqual(fs.readdirSync(`/proc/${worker.pid}/root${path.dirname(project)}`), [], `the project is hidden from ${h}`);
+      // unpacked beside them: the packages no one used for 14 days went, those a live process names stayed
+      assert.ok(!fs.existsSync(path.join(root, OLD.packages)) && fs.existsSync(path.join(root, OLD.packagesNamed)), `${h}: ${fs.readdirSync(root).join(' ')}`);
     }
 
     // a package the project does not have is still reported clearly, naming what was copied
