@@ -282,15 +282,13 @@ export class SshBackend implements WorkerBackend {
     const slot = [...this.slots.values()].find((s) => s.name === name);
     if (!slot) return Promise.reject(new Error(`this pool's ssh backend runs no worker ${name}`));
     const key = `${slot.host}:${pack.hash}`;
-    let done = this.packagesShipped.get(key);
-    if (!done) {
-      const copy = this.copyPack(slot.host, pack, 'packages', "the job's packages");
-      done = copy;
-      this.packagesShipped.set(key, copy);
-      const forget = () => this.packagesShipped.get(key) === copy && this.packagesShipped.delete(key);
-      copy.then(forget, forget);
-    }
-    return done;
+    const inFlight = this.packagesShipped.get(key);
+    if (inFlight) return inFlight;
+    const copy = this.copyPack(slot.host, pack, 'packages', "the job's packages");
+    this.packagesShipped.set(key, copy);
+    const forget = () => this.packagesShipped.get(key) === copy && this.packagesShipped.delete(key);
+    copy.then(forget, forget);
+    return copy;
   }
 
   private copyRuntime(index: number): Promise<void> {

@@ -80,8 +80,9 @@ ${o.resources ?? ''}setup: echo "Setup complete!"
   const readS3 = (uri: string) => s3Storage().get(uri);
   const storagePut = (uri: string, data: string) => s3Storage().put(uri, data);
   const ready = (s: PoolSummary) => s.workers.filter((w) => w.state === 'idle' || w.state === 'busy');
-  const onHost = (h: string, script: string) =>
-    execFileSync('ssh', ['-i', `${net.dir}/id_ed25519`, '-o', `UserKnownHostsFile=${net.dir}/known_hosts`, '-o', 'BatchMode=yes', `root@${net.ip[h]}`, script], { encoding: 'utf8' });
+  /** ssh's arguments to run `script` on host `h` as root, with the test's key. */
+  const sshTo = (h: string, script: string) => ['-i', `${net.dir}/id_ed25519`, '-o', `UserKnownHostsFile=${net.dir}/known_hosts`, '-o', 'BatchMode=yes', `root@${net.ip[h]}`, script];
+  const onHost = (h: string, script: string) => execFileSync('ssh', sshTo(h, script), { encoding: 'utf8' });
   /** Folders left on the hosts by earlier skybatch builds and projects (see the first test). */
   const OLD = { runtime: 'a'.repeat(64), runtimeNamed: 'b'.repeat(64), runtimeRecent: 'd'.repeat(64), packages: 'e'.repeat(64), packagesNamed: 'f'.repeat(64) };
   const HOST_DIR = '/root/.skybatch-host';
@@ -132,7 +133,7 @@ echo $!`,
 
   after(async () => {
     if (net) for (const v of Object.values(net.veth)) spawnSync('ip', ['link', 'set', v, 'up']);
-    for (const [h, pid] of Object.entries(sleepers)) spawnSync('ssh', ['-i', `${net.dir}/id_ed25519`, '-o', `UserKnownHostsFile=${net.dir}/known_hosts`, '-o', 'BatchMode=yes', `root@${net.ip[h]}`, `kill ${pid}`]);
+    for (const [h, pid] of Object.entries(sleepers)) spawnSync('ssh', sshTo(h, `kill ${pid}`)); // not onHost: a failure here must not throw
     await sb.cleanup(); // stops the coordinators, and so their ssh sessions, first
     await s3?.close();
     if (netDir) {
