@@ -55,10 +55,18 @@ console.log('RESULT', job.status, job.jobId);
 `,
     );
     const run = sb.run(script);
-    // every worker runs a batch and holds one queued behind it
-    const hit = await waitFor('a batch running on each worker', () => {
-      const running = ['ext-1', 'local-0', 'local-1'].map((w) => events.find((e) => e.state === 'running' && e.worker === w));
-      return running.every(Boolean) ? running[0] : undefined;
+    // every worker runs a batch and holds one queued behind it; ext-1 is killed while the batch
+    // it runs is young (seen running less than 300 ms ago), so it cannot finish before the kill
+    // however late the others started (under load they can start after ext-1's first batch)
+    const seen = new Map<number, number>();
+    const hit = await waitFor('a batch running on each worker, ext-1’s just started', () => {
+      if (!['ext-1', 'local-0', 'local-1'].every((w) => events.some((e) => e.state === 'running' && e.worker === w))) return undefined;
+      const now = new Map<number, BatchEvent>();
+      for (const e of events) now.set(e.index, e);
+      const current = [...now.values()].find((e) => e.state === 'running' && e.worker === 'ext-1');
+      if (!current) return undefined;
+      if (!seen.has(current.index)) seen.set(current.index, Date.now());
+      return Date.now() - seen.get(current.index)! < 300 ? current : undefined;
     }, 60_000).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(events.slice(0, 40))}`); });
     const atKill = events.length;
     for (const p of [victim.pid!, ...pidsMatching('', [victim.pid!])]) if (alive(p)) process.kill(p, 'SIGKILL');
