@@ -1,7 +1,8 @@
-// Bench (c): a CPU-bound mapper, a fixed number of sha256 rounds per item, so the job's
-// time is compute and the scaling from 1 to 2 workers can be read off.
-import { createHash } from 'node:crypto';
+// Bench (c): a CPU-bound mapper, a fixed number of feature-hashing rounds per item
+// (bench/lib/cpu-work.ts), so the job's time is compute and the scaling from 1 to 2 workers
+// can be read off.
 import * as sky from 'skybatch';
+import { featureHash } from '../lib/cpu-work.js';
 
 @sky.registry.INPUT_READER_REGISTRY.typeRegister('bench-cpu-range')
 class CpuRange extends sky.InputReader<{ count: number }> {
@@ -20,17 +21,11 @@ class Discard extends sky.OutputWriter<Record<string, never>> {
   }
 }
 
-const ROUNDS = Number(process.env.ROUNDS ?? 10000);
+const ROUNDS = Number(process.env.ROUNDS ?? 2500);
 
 const hash = sky.remoteFunction(async function hash() {
   for await (const batch of sky.load()) {
-    await sky.saveResults(
-      batch.map((item) => {
-        let h: Buffer = Buffer.from(String(item.i));
-        for (let r = 0; r < ROUNDS; r++) h = createHash('sha256').update(h).digest();
-        return { i: item.i, h: h.toString('hex') };
-      }),
-    );
+    await sky.saveResults(batch.map((item) => ({ i: item.i, h: featureHash(item.i, ROUNDS) })));
   }
 });
 

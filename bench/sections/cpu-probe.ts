@@ -1,6 +1,6 @@
 // Diagnostic for the cpu section: where the CPU goes during a measured CPU-bound job, per
 // process and per thread (user+sys from /proc/PID/task/TID/stat, run delay from schedstat),
-// and the same hash work in plain node processes beside it. Not part of `run.js`.
+// and the same work (bench/lib/cpu-work.ts) in plain node processes beside it. Not part of `run.js`.
 //   node out/bench/sections/cpu-probe.js [items] [rounds]
 // Env: PROBE_ONE=1 only the 1-worker pool, PROBE_PLAIN=0 no plain processes, PROBE_QUIET=1
 // only the sums, PROBE_EVENTS=1 the batch events, PROBE_REPEAT=N measured rounds.
@@ -195,14 +195,14 @@ async function runJob(sb: Sandbox, pool: string, env: Record<string, string>, la
 }
 
 const PLAIN = `
-const { createHash } = require('node:crypto');
+const { featureHash } = await import(${JSON.stringify(new URL('../lib/cpu-work.js', import.meta.url).href)});
 const [items, rounds, batches] = process.argv.slice(1).map(Number);
 const t0 = performance.now(); const c0 = process.cpuUsage();
 const per = [];
 for (let b = 0; b < batches; b++) {
   const s = performance.now();
   const out = [];
-  for (let i = 0; i < items; i++) { let h = Buffer.from(String(b * items + i)); for (let r = 0; r < rounds; r++) h = createHash('sha256').update(h).digest(); out.push({ i, h: h.toString('hex') }); }
+  for (let i = 0; i < items; i++) out.push({ i, h: featureHash(b * items + i, rounds) });
   per.push(performance.now() - s);
 }
 const c = process.cpuUsage(c0);
@@ -217,7 +217,7 @@ async function plain(n: number, items: number, rounds: number, batches: number):
   const sampler = new Sampler(() => pids, 200, false);
   const outs = await Promise.all(
     Array.from({ length: n }, () => {
-      const p = spawn(process.execPath, ['-e', PLAIN, String(items), String(rounds), String(batches)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const p = spawn(process.execPath, ['--input-type=module', '-e', PLAIN, String(items), String(rounds), String(batches)], { stdio: ['ignore', 'pipe', 'inherit'] });
       pids.push(p.pid!);
       let s = '';
       p.stdout.on('data', (d) => (s += d));
@@ -230,7 +230,7 @@ async function plain(n: number, items: number, rounds: number, batches: number):
 }
 
 const items = Number(process.argv[2] ?? 400);
-const rounds = Number(process.argv[3] ?? 10000);
+const rounds = Number(process.argv[3] ?? 2500);
 const batchSize = Math.max(1, Math.floor(items / 40));
 const sb = new Sandbox('cpu-probe');
 try {

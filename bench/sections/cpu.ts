@@ -12,7 +12,7 @@ export interface CpuResult {
   speedup: number;
   runs: { one: number[]; two: number[] };
   /**
-   * The machine's own ceiling in the same run: the mapper's hash loop (a quarter of the job's
+   * The machine's own ceiling in the same run: the mapper's work (a quarter of the job's
    * items) in one plain Node process, and split over two run at once, best of `repeats` each.
    */
   plain: { oneSeconds: number; twoSeconds: number; speedup: number };
@@ -24,8 +24,8 @@ export interface CpuResult {
  * worker's mapper process warm (a process is reused only for a job of the same bundle,
  * environment and arguments, so a shorter warm-up job would not do). The runs alternate and
  * each side's figure is its best: the share of the second core this machine type gets moves
- * from minute to minute (two plain processes hashing at once took 1.0x to 1.3x the time of one
- * in four runs of a minute), and the plain loop's own 1-to-2 speedup is measured beside it.
+ * from minute to minute (two plain processes at once took 1.0x to 1.3x the time of one in four
+ * runs of a minute), and the plain loop's own 1-to-2 speedup is measured beside it.
  */
 export async function runCpu(sb: Sandbox, onePool: string, twoPool: string, items: number, rounds: number, repeats = 1, warmUp = true): Promise<CpuResult> {
   const env = (pool: string) => ({ POOL: pool, ITEMS: String(items), ROUNDS: String(rounds), BATCH_SIZE: String(Math.max(1, Math.floor(items / 40))) });
@@ -39,8 +39,8 @@ export async function runCpu(sb: Sandbox, onePool: string, twoPool: string, item
   for (let i = 0; i < repeats; i++) {
     runs.one.push((await runScript<{ seconds: number }>(sb, 'cpu.ts', env(onePool))).seconds);
     runs.two.push((await runScript<{ seconds: number }>(sb, 'cpu.ts', env(twoPool))).seconds);
-    plainRuns.one.push(await plainHash([plainItems], rounds));
-    plainRuns.two.push(await plainHash([Math.floor(plainItems / 2), Math.ceil(plainItems / 2)], rounds));
+    plainRuns.one.push(await plainWork([plainItems], rounds));
+    plainRuns.two.push(await plainWork([Math.floor(plainItems / 2), Math.ceil(plainItems / 2)], rounds));
   }
   const [one, two] = [Math.min(...runs.one), Math.min(...runs.two)];
   const [plainOne, plainTwo] = [Math.min(...plainRuns.one), Math.min(...plainRuns.two)];
@@ -48,19 +48,20 @@ export async function runCpu(sb: Sandbox, onePool: string, twoPool: string, item
   return { items, rounds, repeats, oneWorkerSeconds: one, twoWorkerSeconds: two, speedup: one / two, runs, plain };
 }
 
-/** The mapper's hash loop in plain Node processes, one per entry of `items`, all at once; wall seconds from spawn to the last exit. */
-async function plainHash(items: number[], rounds: number): Promise<number> {
-  const code = `const { createHash } = require('node:crypto');
+/** The mapper's work (bench/lib/cpu-work.ts) in plain Node processes, one per entry of `items`, all at once; wall seconds from spawn to the last exit. */
+async function plainWork(items: number[], rounds: number): Promise<number> {
+  const work = new URL('../lib/cpu-work.js', import.meta.url).href;
+  const code = `const { featureHash } = await import(${JSON.stringify(work)});
 const [items, rounds] = process.argv.slice(1).map(Number);
-for (let i = 0; i < items; i++) { let h = Buffer.from(String(i)); for (let r = 0; r < rounds; r++) h = createHash('sha256').update(h).digest(); }`;
+for (let i = 0; i < items; i++) featureHash(i, rounds);`;
   const t0 = performance.now();
   await Promise.all(
     items.map(
       (n) =>
         new Promise<void>((resolve, reject) => {
-          const p = spawn(process.execPath, ['-e', code, String(n), String(rounds)], { stdio: 'inherit' });
+          const p = spawn(process.execPath, ['--input-type=module', '-e', code, String(n), String(rounds)], { stdio: 'inherit' });
           p.on('error', reject);
-          p.on('close', (c) => (c === 0 ? resolve() : reject(new Error(`plain hash loop exited with code ${c}`))));
+          p.on('close', (c) => (c === 0 ? resolve() : reject(new Error(`plain work loop exited with code ${c}`))));
         }),
     ),
   );
