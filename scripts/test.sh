@@ -18,6 +18,8 @@ cd "$(dirname "$0")/.."
 command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; } || exit 1
 # Python mappers' tests run Debian's python3 with Pillow and NumPy (test/engine/python-mappers.test.ts).
 /usr/bin/python3 -c 'import PIL, numpy' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 python3-pil python3-numpy >/dev/null; } || exit 1
+# The bench's smoke run (test/bench/smoke.test.ts) runs BullMQ on Debian's redis-server.
+command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; } || exit 1
 # The Slurm pool test runs Debian's slurmctld + slurmd + munge (test/scaleout/slurm-pool.test.ts; it needs root).
 if [ "$(id -u)" = 0 ]; then bash test/scaleout/slurm-cluster.sh install || exit 1; fi
 node scripts/check-engines.mjs || exit 1
