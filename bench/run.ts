@@ -202,7 +202,7 @@ if (db) {
   const p = db.phases;
   rows.push({
     figure: 'where its wall time went (s from map())',
-    skybatch: `submitted ${p.submitted.toFixed(2)}, 1st batch out ${p.firstQueued.toFixed(2)}, 1st running ${p.firstRunning.toFixed(2)}, last done ${p.lastDone.toFixed(2)}, finished ${p.finished.toFixed(2)}, returned ${p.returned.toFixed(2)}`,
+    skybatch: `submitted ${p.submitted.toFixed(2)}, 1st batch out ${p.firstQueued.toFixed(2)}, 1st running ${Number.isNaN(p.firstRunning) ? 'never reported (each batch done in the tick it started)' : p.firstRunning.toFixed(2)}, last done ${p.lastDone.toFixed(2)}, finished ${p.finished.toFixed(2)}, returned ${p.returned.toFixed(2)}`,
     peer: `line index pass alone: ${s(db.indexSeconds)}; the identical warm-up job before it: ${s(db.warmupSeconds)}`,
     ratio: '',
     target: '(context)',
