@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { skybatchHome } from '../store/pool-store.js';
+import { isAlive, skybatchHome } from '../store/pool-store.js';
 
 /** This installation of skybatch: the folder with its package.json (this file is out/runtime/backends/). */
 const PACKAGE_ROOT = fs.realpathSync(fileURLToPath(new URL('../../../', import.meta.url)));
@@ -56,8 +56,13 @@ export function writePack(entries: Entry[], dir: string, keep = 2): RuntimePack 
   if (!fs.existsSync(file)) {
     fs.mkdirSync(dir, { recursive: true });
     const tmp = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, gzipSync(raw, { level: 6 }));
-    fs.renameSync(tmp, file);
+    try {
+      fs.writeFileSync(tmp, gzipSync(raw, { level: 6 }));
+      fs.renameSync(tmp, file);
+    } catch (err) {
+      fs.rmSync(tmp, { force: true }); // a full disk leaves no partial pack behind
+      throw err;
+    }
     forgetOldPacks(dir, file, keep);
   } else {
     const now = new Date();
@@ -66,10 +71,17 @@ export function writePack(entries: Entry[], dir: string, keep = 2): RuntimePack 
   return { hash, file, bytes: fs.statSync(file).size, files: entries.length };
 }
 
-/** Keeps the newest few packs: each upgrade of skybatch makes one (a few MB). */
+/**
+ * Keeps the newest few packs: each upgrade of skybatch makes one (a few MB). A temp file of a
+ * process that died while writing its pack (`HASH.pack.gz.PID.tmp`) goes too.
+ */
 function forgetOldPacks(dir: string, current: string, keep: number): void {
-  const packs = fs
-    .readdirSync(dir)
+  const names = fs.readdirSync(dir);
+  for (const f of names) {
+    const pid = /^[0-9a-f]{64}\.pack\.gz\.(\d+)\.tmp$/.exec(f)?.[1];
+    if (pid && !isAlive(Number(pid))) fs.rmSync(path.join(dir, f), { force: true });
+  }
+  const packs = names
     .filter((f) => f.endsWith('.pack.gz'))
     .map((f) => path.join(dir, f))
     .filter((f) => f !== current)
@@ -213,10 +225,22 @@ process.stdin.on("end", () => {
   console.log("unpacked " + hash);
   if (pruneDays > 0) prune();
 });
+function alive(pid) {
+  try { process.kill(pid, 0); return true; } catch (e) { return e.code === "EPERM"; }
+}
 function prune() {
   try {
-    const cutoff = Date.now() - pruneDays * 864e5;
-    const old = fs.readdirSync(root).filter((n) => /^[0-9a-f]{64}$/.test(n) && n !== hash).filter((n) => {
+    const cutoff = Date.now() - pruneDays * 864e5, dayAgo = Date.now() - 864e5;
+    const names = fs.readdirSync(root);
+    // an unpack killed midway (a dropped ssh session) leaves HASH.tmp-PID: gone once a day old and its PID is not alive
+    for (const n of names) {
+      const m = /^[0-9a-f]{64}[.]tmp-([0-9]+)$/.exec(n);
+      if (!m || alive(Number(m[1]))) continue;
+      try { if (fs.statSync(path.join(root, n)).mtimeMs >= dayAgo) continue; } catch { continue; }
+      fs.rmSync(path.join(root, n), { recursive: true, force: true });
+      console.log("removed " + n + ", an unpack that did not finish");
+    }
+    const old = names.filter((n) => /^[0-9a-f]{64}$/.test(n) && n !== hash).filter((n) => {
       try { return fs.statSync(path.join(root, n, ".complete")).mtimeMs < cutoff; } catch { return false; }
     });
     if (!old.length || !fs.existsSync("/proc/self/environ")) return;

@@ -213,7 +213,7 @@ describe('ssh commands', () => {
     assert.ok(fs.existsSync(path.join(home, 'sky', 'pools', "it's", 'h-0', 'worker.pid')));
   });
 
-  test('an unpack removes the folders beside it no one used for 14 days, except one a live process names; a launch marks its runtime used', async () => {
+  test('an unpack removes the folders beside it no one used for 14 days, except one a live process names, and unpacks that died a day ago; a launch marks its runtime used', async () => {
     const pack = buildRuntimePack();
     const rt = path.join(home, 'sky', 'runtime');
     const folder = (name: string, daysAgo?: number) => {
@@ -229,6 +229,17 @@ describe('ssh commands', () => {
     folder(named, UNUSED_DAYS_KEPT + 1);
     folder(recent, UNUSED_DAYS_KEPT - 1);
     folder(unfinished);
+    // unpacks killed midway (HASH.tmp-PID): a day old by a dead process, a fresh one, one of a live process
+    const dead = spawnSync('true').pid!;
+    const tmpFolder = (name: string, hoursAgo: number) => {
+      fs.mkdirSync(path.join(rt, name, 'out'), { recursive: true });
+      const t = new Date(Date.now() - hoursAgo * 36e5);
+      fs.utimesSync(path.join(rt, name), t, t);
+      return name;
+    };
+    const deadOld = tmpFolder(`${'5'.repeat(64)}.tmp-${dead}`, 25);
+    const deadFresh = tmpFolder(`${'6'.repeat(64)}.tmp-${dead}`, 1);
+    const liveOld = tmpFolder(`${'7'.repeat(64)}.tmp-${process.pid}`, 25);
     // as a mapper names its packages' folder in its environment
     const sleeper = spawn('sleep', ['60'], { env: { ...process.env, SKYBATCH_PACKAGES: path.join(rt, named) }, stdio: 'ignore' });
     try {
@@ -238,8 +249,8 @@ describe('ssh commands', () => {
       }
       const r = spawnSync('sh', ['-c', shipCommand({ address: 'h', dir: '~/sky' }, pack.hash)], { env: { HOME: home, PATH: process.env.PATH }, input: fs.readFileSync(pack.file), encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
-      assert.equal(r.stdout, `unpacked ${pack.hash}\nremoved ${unused}, unused for 14 days or more\n`);
-      assert.deepEqual(fs.readdirSync(rt).sort(), [named, recent, unfinished, pack.hash].sort());
+      assert.equal(r.stdout, `unpacked ${pack.hash}\nremoved ${deadOld}, an unpack that did not finish\nremoved ${unused}, unused for 14 days or more\n`);
+      assert.deepEqual(fs.readdirSync(rt).sort(), [named, recent, unfinished, deadFresh, liveOld, pack.hash].sort());
     } finally {
       sleeper.kill();
     }

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
+import fsDefault, * as fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { after, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { PACKAGES_MANIFEST, PackagesManifest, buildPackagesPack, platformMismatch } from '../../runtime/backends/package-pack.js';
@@ -60,6 +62,38 @@ describe("a job's packages pack", () => {
     const bare = path.join(base, 'bare');
     fs.mkdirSync(bare);
     assert.equal(buildPackagesPack({ v: 1, entry: path.join(bare, 'job.ts'), packages: ['skybatch'] }), undefined);
+  });
+
+  it('leaves no temp file of a pack behind: a failed write removes its own, the next pack removes a dead process’s', (t) => {
+    const dir = path.join(base, 'home', 'packages');
+    const dead = spawnSync('true').pid!; // a process that has exited
+    const deadTmp = `${'a'.repeat(64)}.pack.gz.${dead}.tmp`;
+    const liveTmp = `${'b'.repeat(64)}.pack.gz.${process.pid}.tmp`; // this process, packing
+    fs.mkdirSync(dir, { recursive: true });
+    for (const f of [deadTmp, liveTmp]) fs.writeFileSync(path.join(dir, f), 'half a pack');
+
+    // the disk fills up halfway through the pack's write
+    const write = fsDefault.writeFileSync;
+    fsDefault.writeFileSync = ((file: fs.PathOrFileDescriptor, data: Uint8Array) => {
+      write(file, data.subarray(0, 10));
+      throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+    }) as typeof fs.writeFileSync;
+    syncBuiltinESMExports();
+    const restore = () => {
+      fsDefault.writeFileSync = write;
+      syncBuiltinESMExports();
+    };
+    t.after(restore);
+    const before = new Set(fs.readdirSync(dir));
+    assert.throws(() => buildPackagesPack({ v: 1, entry: path.join(project, 'job.ts'), projectRoot: project, packages: ['listed'] }), /ENOSPC/);
+    restore();
+    assert.deepEqual(new Set(fs.readdirSync(dir)), before, 'nothing new: the partial pack was removed');
+
+    const pack = buildPackagesPack({ v: 1, entry: path.join(project, 'job.ts'), projectRoot: project, packages: ['listed'] })!;
+    const left = fs.readdirSync(dir);
+    assert.ok(left.includes(`${pack.hash}.pack.gz`));
+    assert.ok(!left.includes(deadTmp), 'the dead process’s temp file went');
+    assert.ok(left.includes(liveTmp), 'a live process’s temp file stays');
   });
 
   it('refuses native addons built for another platform or Node ABI, and nothing else', () => {
