@@ -73,6 +73,8 @@ export interface BatchScriptSpec {
   name: string;
   /** Folder of the skybatch package the nodes run (with out/runtime/worker/main.js). */
   runtime: string;
+  /** Folder on the shared file system with jobs' packages, one `HASH/` each (the worker's --packages-dir). */
+  packages?: string;
   /** Folder on the shared file system with the pool's token (and ca.pem for wss://). */
   secrets: string;
   url: string;
@@ -108,7 +110,7 @@ export function batchScript(s: BatchScriptSpec): string {
     `[ -f "$R/out/runtime/worker/main.js" ] || { echo "no skybatch runtime at $R on $(hostname)" >&2; exit 78; }`,
     `W=${base}/${shq(s.pool)}/${shq(s.name)}`,
     'mkdir -p "$W" && cd "$W" || exit 1',
-    `exec ${shq(s.node ?? 'node')} --enable-source-maps "$R/out/runtime/worker/main.js" --coordinator ${shq(s.url)} --name ${shq(s.name)} --workdir "$W" --launch "$SLURM_JOB_ID.\${SLURM_RESTART_COUNT:-0}"`,
+    `exec ${shq(s.node ?? 'node')} --enable-source-maps "$R/out/runtime/worker/main.js" --coordinator ${shq(s.url)} --name ${shq(s.name)} --workdir "$W"${s.packages ? ` --packages-dir ${shq(s.packages)}` : ''} --launch "$SLURM_JOB_ID.\${SLURM_RESTART_COUNT:-0}"`,
     '',
   ].join('\n');
 }

@@ -5,7 +5,7 @@ import type { PoolConfig } from '../pool-config.js';
 import type { BackendWorkerSummary } from '../protocol.js';
 import { EngineRecord, restartDelayMs, WorkerBackend } from './backend.js';
 import { packRuntimeOffThread } from './package-pack.js';
-import { UNPACK_SCRIPT } from './runtime-pack.js';
+import { type RuntimePack, UNPACK_SCRIPT } from './runtime-pack.js';
 import { CommandResult, commandError, END_WAIT_MS, readJobsFile, SLURM_JOBS_FILE, slurmCommand as run, SqueueReader } from './slurm-client.js';
 import { batchScript, hasEnded, parseLaunch, resourceOptions, SlurmJob } from './slurm-command.js';
 
@@ -51,7 +51,8 @@ interface Slot {
 /**
  * Workers as Slurm jobs, one `sbatch` per worker, each running `skybatch worker` from a
  * runtime on `pool.shared_fs` (the coordinator's own, copied there once per content hash,
- * or `slurm.runtime`). `resources` become `--gres=gpu[:TYPE]:N`, `--cpus-per-task`, `--mem`;
+ * or `slurm.runtime`), with a job's packages unpacked there too when its project is
+ * elsewhere (`shipPackages`). `resources` become `--gres=gpu[:TYPE]:N`, `--cpus-per-task`, `--mem`;
  * Slurm places the job and sets `CUDA_VISIBLE_DEVICES`. What each worker is doing comes
  * from `squeue --json` every second: a pending job shows Slurm's reason (`Resources`,
  * `Priority`), and a job that ended, however (scancel, time limit, node failure, a crash),
@@ -68,6 +69,8 @@ export class SlurmBackend implements WorkerBackend {
   private readonly leftover = new Map<number, string>();
   private readonly shared: string;
   private runtime?: Promise<string>;
+  /** Packages being unpacked onto the shared file system, by hash. */
+  private readonly packagesShipped = new Map<string, Promise<void>>();
   private poller?: NodeJS.Timeout;
   private polling = false;
   private readonly queue: SqueueReader;
@@ -161,28 +164,55 @@ export class SlurmBackend implements WorkerBackend {
   private ensureRuntime(): Promise<string> {
     const given = this.opts.config().slurm?.runtime;
     if (given) return Promise.resolve(given);
-    this.runtime ??= (async () => {
-      const pack = await packRuntimeOffThread();
-      const root = path.join(this.opts.config().pool.shared_fs!, '.skybatch', 'runtime');
-      const dir = path.join(root, pack.hash);
-      if (fs.existsSync(path.join(dir, '.complete'))) return dir;
-      fs.mkdirSync(root, { recursive: true });
-      const t0 = Date.now();
-      const r = await new Promise<CommandResult>((resolve) => {
-        const proc = spawn(process.execPath, ['-e', UNPACK_SCRIPT, root, pack.hash], { stdio: ['pipe', 'pipe', 'pipe'] });
-        let stderr = '';
-        proc.stderr.on('data', (d) => (stderr += d));
-        proc.stdin.on('error', () => {});
-        fs.createReadStream(pack.file).pipe(proc.stdin);
-        proc.on('error', (error) => resolve({ code: null, stdout: '', stderr, error }));
-        proc.on('close', (code) => resolve({ code, stdout: '', stderr }));
-      });
-      if (r.code !== 0) throw new Error(`cannot copy the skybatch runtime to ${root}: ${commandError(r)}`);
-      this.opts.log(`copied the skybatch runtime ${pack.hash.slice(0, 12)} (${pack.files} files) to ${dir} in ${Date.now() - t0} ms`);
-      return dir;
-    })();
+    this.runtime ??= packRuntimeOffThread().then((pack) => this.unpackShared('runtime', pack, 'the skybatch runtime'));
     this.runtime.catch(() => (this.runtime = undefined));
     return this.runtime;
+  }
+
+  /**
+   * Puts a job's packages where every node sees them, `pool.shared_fs/.skybatch/packages/HASH`
+   * (the nodes cannot see a project outside `pool.shared_fs`): once per hash, however many
+   * workers ask at once. A worker asks only when the folder is not there.
+   */
+  shipPackages(name: string, pack: RuntimePack): Promise<void> {
+    if (![...this.slots.values()].some((s) => s.name === name)) return Promise.reject(new Error(`this pool's slurm backend runs no worker ${name}`));
+    const inFlight = this.packagesShipped.get(pack.hash);
+    if (inFlight) return inFlight;
+    const copy = this.unpackShared('packages', pack, "the job's packages").then(() => undefined);
+    this.packagesShipped.set(pack.hash, copy);
+    const forget = () => this.packagesShipped.get(pack.hash) === copy && this.packagesShipped.delete(pack.hash);
+    copy.then(forget, forget);
+    return copy;
+  }
+
+  /** `pool.shared_fs/.skybatch/<into>`: what the coordinator unpacks for the nodes. */
+  private sharedDir(into: 'runtime' | 'packages'): string {
+    return path.join(this.opts.config().pool.shared_fs!, '.skybatch', into);
+  }
+
+  /**
+   * Unpacks `pack` into `sharedDir(into)/HASH` unless it is there; its folder. Nothing old is
+   * removed there: the nodes' processes, which a folder in use would show, are not visible from
+   * the coordinator.
+   */
+  private async unpackShared(into: 'runtime' | 'packages', pack: RuntimePack, what: string): Promise<string> {
+    const root = this.sharedDir(into);
+    const dir = path.join(root, pack.hash);
+    if (fs.existsSync(path.join(dir, '.complete'))) return dir;
+    fs.mkdirSync(root, { recursive: true });
+    const t0 = Date.now();
+    const r = await new Promise<CommandResult>((resolve) => {
+      const proc = spawn(process.execPath, ['-e', UNPACK_SCRIPT, root, pack.hash], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let stderr = '';
+      proc.stderr.on('data', (d) => (stderr += d));
+      proc.stdin.on('error', () => {});
+      fs.createReadStream(pack.file).pipe(proc.stdin);
+      proc.on('error', (error) => resolve({ code: null, stdout: '', stderr, error }));
+      proc.on('close', (code) => resolve({ code, stdout: '', stderr }));
+    });
+    if (r.code !== 0) throw new Error(`cannot copy ${what} to ${root}: ${commandError(r)}`);
+    this.opts.log(`copied ${what} ${pack.hash.slice(0, 12)} (${pack.files} files) to ${dir} in ${Date.now() - t0} ms`);
+    return dir;
   }
 
   private submit(slot: Slot): void {
@@ -199,6 +229,7 @@ export class SlurmBackend implements WorkerBackend {
         pool: this.opts.pool,
         name: slot.name,
         runtime,
+        packages: this.sharedDir('packages'),
         secrets: this.shared,
         url: this.opts.url(),
         node: config.slurm?.node,

@@ -11,6 +11,7 @@
 # Usage:  slurm-cluster.sh up DIR        (starts from a clean state; a previous run of DIR is stopped first)
 #         slurm-cluster.sh down DIR      (safe to run twice)
 #         slurm-cluster.sh install       (only the packages)
+# DIR/client is hidden from the nodes (an empty tmpfs over it in their mount namespace).
 # Writes DIR/slurm.conf and DIR/gres.conf (not /etc/slurm: clients find the cluster through
 # SLURM_CONF) and DIR/slurm.env (SLURM_CONF=...). Needs root; installs slurmctld, slurmd,
 # slurm-client and munge when missing. munged is machine-wide (/run/munge): started here
@@ -156,7 +157,13 @@ echo "SLURM_CONF=$SLURM_CONF" > "$D/slurm.env"
 cd "$D"
 slurmctld -c -f "$SLURM_CONF" # -c: a clean state; daemonizes
 flock -u 9
-for n in cpu0 gpu0; do slurmd -f "$SLURM_CONF" -N "$n"; done
+# The nodes do not see DIR/client, as a cluster's nodes do not see a laptop's folders: each
+# slurmd runs in a mount namespace of its own with an empty tmpfs over it (its jobs inherit
+# it). The test keeps there a project whose packages must reach the nodes another way.
+mkdir -p "$D/client"
+for n in cpu0 gpu0; do
+  unshare --mount --propagation private sh -c 'mount -t tmpfs -o size=1m,mode=755 skybatch-hidden "$1" && exec slurmd -f "$2" -N "$3"' sh "$D/client" "$SLURM_CONF" "$n"
+done
 
 for i in $(seq 1 150); do
   [ "$(sinfo -h -N -t idle -o '%N' 2>/dev/null | sort -u | wc -l)" -ge 2 ] && break

@@ -70,11 +70,11 @@ describe('Slurm pool files', () => {
 
 describe('the batch script and squeue (pure logic)', () => {
   test('the worker reads its token from the shared folder and says which job and run it is', () => {
-    const s = batchScript({ pool: 'p', name: 'slurm-0', runtime: '/shared/rt', secrets: "/shared/it's", url: 'wss://10.0.0.1:4000' });
+    const s = batchScript({ pool: 'p', name: 'slurm-0', runtime: '/shared/rt', packages: '/shared/.skybatch/packages', secrets: "/shared/it's", url: 'wss://10.0.0.1:4000' });
     assert.match(s, /^#!\/bin\/sh\n/);
     assert.ok(s.includes(`S='/shared/it'\\''s'`), s);
     assert.ok(s.includes('SKYBATCH_TOKEN=$(cat "$S/token")'));
-    assert.ok(s.includes(`--coordinator 'wss://10.0.0.1:4000' --name 'slurm-0' --workdir "$W" --launch "$SLURM_JOB_ID.\${SLURM_RESTART_COUNT:-0}"`), s);
+    assert.ok(s.includes(`--coordinator 'wss://10.0.0.1:4000' --name 'slurm-0' --workdir "$W" --packages-dir '/shared/.skybatch/packages' --launch "$SLURM_JOB_ID.\${SLURM_RESTART_COUNT:-0}"`), s);
     assert.ok(!/token [^(]/.test(s.split('\n').at(-2)!), 'no token on the command line');
     assert.deepEqual(parseLaunch('123.2'), { jobId: '123', run: 2 });
     assert.equal(parseLaunch('abc'), undefined);

@@ -136,6 +136,47 @@ ${resources}`;
     assert.deepEqual(readJsonl(path.join(shared, 'gpu-out.jsonl')), ['A', 'B', 'C', 'D', 'E'].map((up) => ({ up, node: 'gpu0', cuda: '0', worker: 'slurm-0' })));
   });
 
+  test("a job importing its project's packages runs on nodes that cannot see the project: they are unpacked once onto pool.shared_fs, by hash", async () => {
+    // DIR/client is hidden from the nodes (slurm-cluster.sh): the project is only on this machine
+    const project = path.join(clusterDir!, 'client', 'project');
+    const pkg = path.join(project, 'node_modules', 'tinypkg');
+    fs.mkdirSync(pkg, { recursive: true });
+    fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'client-project', private: true, type: 'module' }));
+    fs.writeFileSync(path.join(pkg, 'package.json'), JSON.stringify({ name: 'tinypkg', version: '1.0.0', main: 'index.js' }));
+    // a package that reads a data file next to its code, as many do (models, dictionaries)
+    fs.writeFileSync(path.join(pkg, 'index.js'), "const fs = require('fs');\nconst mark = fs.readFileSync(require('path').join(__dirname, 'mark.txt'), 'utf8').trim();\nmodule.exports = (s) => s.toUpperCase() + mark;\n");
+    fs.writeFileSync(path.join(pkg, 'mark.txt'), '!\n');
+    fs.writeFileSync(path.join(shared, 'pkg-in.jsonl'), jsonl(['a', 'b', 'c'].map((text) => ({ text }))));
+    const script = path.join(project, 'job.ts');
+    fs.writeFileSync(
+      script,
+      mapperScript({
+        input: path.join(shared, 'pkg-in.jsonl'),
+        output: path.join(shared, 'pkg-out.jsonl'),
+        pool: 'gpus',
+        before: "const { default: shout } = await import('tinypkg');",
+        body: `await sky.saveResults(batch.map((x) => ({ v: shout(String(x.text)), sees: fs.existsSync(${JSON.stringify(path.join(project, 'package.json'))}) })));`,
+        prelude: "import * as fs from 'node:fs';",
+      }),
+    );
+    const r = await sb.run(script, env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readJsonl(path.join(shared, 'pkg-out.jsonl')), ['A!', 'B!', 'C!'].map((v) => ({ v, sees: false })), 'the node ran it without seeing the project');
+    const log = fs.readFileSync(path.join(sb.home, 'pools', 'gpus', 'coordinator.log'), 'utf8');
+    const copied = log.match(/copied the job's packages ([0-9a-f]{12}) \(\d+ files\) to (\S+) in/g) ?? [];
+    assert.equal(copied.length, 1, log.slice(-3000));
+    const dirs = fs.readdirSync(path.join(shared, '.skybatch', 'packages')).filter((d) => /^[0-9a-f]{64}$/.test(d));
+    assert.equal(dirs.length, 1);
+    assert.equal(fs.readFileSync(path.join(shared, '.skybatch', 'packages', dirs[0], 'node_modules', 'tinypkg', 'mark.txt'), 'utf8'), '!\n');
+
+    // the same packages again: nothing is unpacked a second time
+    fs.writeFileSync(script, fs.readFileSync(script, 'utf8').replace('pkg-out.jsonl', 'pkg-out2.jsonl'));
+    const again = await sb.run(script, env);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(readJsonl(path.join(shared, 'pkg-out2.jsonl')).length, 3);
+    assert.equal((fs.readFileSync(path.join(sb.home, 'pools', 'gpus', 'coordinator.log'), 'utf8').match(/copied the job's packages/g) ?? []).length, 1);
+  });
+
   test("scancel of a worker's Slurm job mid-run: its batches run again elsewhere, the output is exact, and the worker gets a new job", async () => {
     await sb.applyPool('cpus', poolYaml(2, '  cpus: 1\n  memory: 0.25\n'), env);
     const gate = path.join(sb.dir, 'cancel-gate');
