@@ -72,3 +72,14 @@ export class EngineRecord {
 export function restartDelayMs(failures: number, maxMs = 30_000): number {
   return Math.min(maxMs, 1000 * 2 ** Math.max(0, Math.min(failures - 1, 10)));
 }
+
+/** The promise in flight for `key`, or `start()`'s, kept in `inFlight` until it settles (one copy however many ask at once). */
+export function onceInFlight<K, T>(inFlight: Map<K, Promise<T>>, key: K, start: () => Promise<T>): Promise<T> {
+  const running = inFlight.get(key);
+  if (running) return running;
+  const p = start();
+  inFlight.set(key, p);
+  const forget = () => inFlight.get(key) === p && inFlight.delete(key);
+  p.then(forget, forget);
+  return p;
+}

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { PoolConfig } from '../pool-config.js';
 import type { BackendWorkerSummary } from '../protocol.js';
-import { EngineRecord, restartDelayMs, WorkerBackend } from './backend.js';
+import { EngineRecord, onceInFlight, restartDelayMs, WorkerBackend } from './backend.js';
 import { packRuntimeOffThread } from './package-pack.js';
 import { type RuntimePack, UNPACK_SCRIPT } from './runtime-pack.js';
 import { CommandResult, commandError, END_WAIT_MS, readJobsFile, SLURM_JOBS_FILE, slurmCommand as run, SqueueReader } from './slurm-client.js';
@@ -176,13 +176,7 @@ export class SlurmBackend implements WorkerBackend {
    */
   shipPackages(name: string, pack: RuntimePack): Promise<void> {
     if (![...this.slots.values()].some((s) => s.name === name)) return Promise.reject(new Error(`this pool's slurm backend runs no worker ${name}`));
-    const inFlight = this.packagesShipped.get(pack.hash);
-    if (inFlight) return inFlight;
-    const copy = this.unpackShared('packages', pack, "the job's packages").then(() => undefined);
-    this.packagesShipped.set(pack.hash, copy);
-    const forget = () => this.packagesShipped.get(pack.hash) === copy && this.packagesShipped.delete(pack.hash);
-    copy.then(forget, forget);
-    return copy;
+    return onceInFlight(this.packagesShipped, pack.hash, () => this.unpackShared('packages', pack, "the job's packages").then(() => undefined));
   }
 
   /** `pool.shared_fs/.skybatch/<into>`: what the coordinator unpacks for the nodes. */

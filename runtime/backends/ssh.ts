@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { forEachLine } from '../lines.js';
 import type { PoolConfig, SshHost } from '../pool-config.js';
 import type { BackendWorkerSummary, WorkerResources } from '../protocol.js';
-import { EngineRecord, restartDelayMs, WORKER_UP_MARKER, WorkerBackend } from './backend.js';
+import { EngineRecord, onceInFlight, restartDelayMs, WORKER_UP_MARKER, WorkerBackend } from './backend.js';
 import { hostLabel, planHostWorkers } from './host-placement.js';
 import { packRuntimeOffThread } from './package-pack.js';
 import type { RuntimePack } from './runtime-pack.js';
@@ -281,14 +281,7 @@ export class SshBackend implements WorkerBackend {
   shipPackages(name: string, pack: RuntimePack): Promise<void> {
     const slot = [...this.slots.values()].find((s) => s.name === name);
     if (!slot) return Promise.reject(new Error(`this pool's ssh backend runs no worker ${name}`));
-    const key = `${slot.host}:${pack.hash}`;
-    const inFlight = this.packagesShipped.get(key);
-    if (inFlight) return inFlight;
-    const copy = this.copyPack(slot.host, pack, 'packages', "the job's packages");
-    this.packagesShipped.set(key, copy);
-    const forget = () => this.packagesShipped.get(key) === copy && this.packagesShipped.delete(key);
-    copy.then(forget, forget);
-    return copy;
+    return onceInFlight(this.packagesShipped, `${slot.host}:${pack.hash}`, () => this.copyPack(slot.host, pack, 'packages', "the job's packages"));
   }
 
   private copyRuntime(index: number): Promise<void> {
